@@ -1,0 +1,30 @@
+"""Board drivers: one interface (`Board`) for emulated and real AST2500 boards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.board.base import Board
+from harness.board.boardfile import BoardSpec, emulated_spec, load_board_file
+from harness.board.strategy import BoardState, BoardStrategy, Timeouts
+
+__all__ = ["Board", "BoardSpec", "BoardState", "BoardStrategy", "Timeouts", "emulated_spec",
+           "load_board_file", "open_board"]
+
+
+def open_board(spec: BoardSpec, out_dir: Path, log=print) -> Board:
+    """A driver for `spec`: builds (or takes from the cache) the image of an emulated board."""
+    if spec.kind == "emulated":
+        from harness.board.qemu import QemuBoard
+        from harness.image import build_image
+
+        image = build_image(spec.image_config or spec.firmware, log=log)
+        return QemuBoard(image, out_dir, machine=spec.machine, network=spec.network,
+                         declared=spec.firmware, name=spec.name)
+    from harness.board.real import RealBoard
+
+    return RealBoard(spec, out_dir)
+
+
+def timeouts_for(spec: BoardSpec) -> Timeouts:
+    return Timeouts(**spec.timeouts)

@@ -1,0 +1,246 @@
+"""Board files (YAML): how to reach a board and what its firmware is declared to be.
+
+A real board:
+
+    name: lab-bmc-3
+    kind: real
+    console: {url: /dev/ttyUSB0, baudrate: 115200}     # or rfc2217://host:port, socket://host:port
+    ssh: {host: 192.0.2.10, port: 22, user: root, password: ..., known_hosts: strict}
+    capture: {interface: eth1, filter: "ether host 52:54:00:12:34:56"}
+    link: {down: [pdu-port, "{name}", "off"], up: [pdu-port, "{name}", "on"]}
+    power: {on: [...], off: [...], reset: [...]}
+    firmware: firmware.yaml          # the declared firmware config (a file or a mapping)
+    timeouts: {booted: 60, shell: 60, network: 30, ssh: 60}
+
+An emulated board:
+
+    kind: emulated
+    machine: ast2500-evb             # or romulus-bmc (NC-SI)
+    network: user                    # or wire
+    firmware: declared.yaml          # what the board is declared to be
+    image: built.yaml                # what the image is built from (default: the declared config)
+
+Command templates are argument lists, never shell strings; `{name}` and `{console_url}`
+may appear in an argument.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import BoardFileError
+from models.config import ConfigError, FirmwareConfig
+
+TEMPLATE_FIELDS = {"name", "console_url"}
+
+
+@dataclass(frozen=True)
+class SSHSpec:
+    host: str
+    port: int = 22
+    user: str = "root"
+    password: str | None = None
+    key_file: Path | None = None
+    known_hosts: str = "strict"
+    known_hosts_file: Path | None = None
+
+    def __repr__(self) -> str:
+        return f"SSHSpec({self.user}@{self.host}:{self.port}, known_hosts={self.known_hosts})"
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """A parsed board file."""
+
+    name: str
+    kind: str                     # "real" | "emulated"
+    firmware: FirmwareConfig      # the declared firmware config
+    source: str = "<emulated>"
+    # real boards
+    console_url: str | None = None
+    baudrate: int = 115200
+    ssh: SSHSpec | None = None
+    capture_interface: str | None = None
+    capture_filter: str | None = None
+    link_commands: dict[str, list[str]] = field(default_factory=dict)
+    power_commands: dict[str, list[str]] = field(default_factory=dict)
+    timeouts: dict[str, float] = field(default_factory=dict)
+    # emulated boards
+    machine: str = "ast2500-evb"
+    network: str = "user"
+    image_config: FirmwareConfig | None = None
+
+
+def emulated_spec() -> BoardSpec:
+    """The built-in `emulated` board: the default image, declared as itself."""
+    return BoardSpec(name="emulated", kind="emulated", firmware=FirmwareConfig.default())
+
+
+def load_board_file(path: str | Path) -> BoardSpec:
+    """Parse and validate a board file; `BoardFileError` names the file and the field."""
+    if str(path) == "emulated":
+        return emulated_spec()
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BoardFileError(f"{path}: cannot read board file: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise BoardFileError(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    return parse_board(data, source=str(path), base=path.parent)
+
+
+def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
+    f = _Fields(source)
+    top = f.mapping(data, "", optional={"name", "kind", "console", "ssh", "capture", "link", "power",
+                                        "firmware", "image", "machine", "network", "timeouts"})
+    kind = top.get("kind", "real")
+    if kind not in ("real", "emulated"):
+        raise f.error("kind", f"expected 'real' or 'emulated', got {kind!r}")
+    name = f.str_(top.get("name", kind if kind == "emulated" else None), "name")
+    firmware = _firmware(f, top.get("firmware"), "firmware", base) if "firmware" in top else None
+    timeouts = {}
+    if "timeouts" in top:
+        for k, v in f.mapping(top["timeouts"], "timeouts", optional={"booted", "shell", "network", "ssh"}).items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise f.error(f"timeouts.{k}", f"expected a positive number of seconds, got {v!r}")
+            timeouts[k] = float(v)
+
+    if kind == "emulated":
+        for key in ("console", "ssh", "capture", "link", "power"):
+            if key in top:
+                raise f.error(key, "not used by an emulated board (the harness provides it)")
+        machine = top.get("machine", "ast2500-evb")
+        if machine not in ("ast2500-evb", "romulus-bmc"):
+            raise f.error("machine", f"expected ast2500-evb or romulus-bmc, got {machine!r}")
+        network = top.get("network", "user")
+        if network not in ("user", "wire"):
+            raise f.error("network", f"expected user or wire, got {network!r}")
+        declared = firmware or FirmwareConfig.default()
+        image = _firmware(f, top["image"], "image", base) if "image" in top else declared
+        return BoardSpec(name=name, kind="emulated", firmware=declared, source=source, machine=machine,
+                         network=network, image_config=image, timeouts=timeouts)
+
+    for key in ("machine", "network", "image"):
+        if key in top:
+            raise f.error(key, "only for emulated boards (kind: emulated)")
+    for key in ("console", "ssh", "firmware"):
+        if key not in top:
+            raise f.error(key, "missing (required for a real board)")
+    con = f.mapping(top["console"], "console", required={"url"}, optional={"baudrate"})
+    url = f.str_(con["url"], "console.url")
+    if not (url.startswith(("/dev/", "rfc2217://", "socket://", "loop://")) or url.startswith("COM")):
+        raise f.error("console.url", f"expected a device path or a pyserial URL (rfc2217://, socket://), got {url!r}")
+    baud = f.int_(con.get("baudrate", 115200), "console.baudrate", 50, 4_000_000)
+
+    s = f.mapping(top["ssh"], "ssh", required={"host"},
+                  optional={"port", "user", "password", "key_file", "known_hosts", "known_hosts_file"})
+    policy = s.get("known_hosts", "strict")
+    if policy not in ("strict", "auto-accept"):
+        raise f.error("ssh.known_hosts", f"expected strict or auto-accept, got {policy!r}")
+    if "password" not in s and "key_file" not in s:
+        raise f.error("ssh", "needs a password or a key_file")
+    key_file = _path(f.str_(s["key_file"], "ssh.key_file"), base) if "key_file" in s else None
+    if key_file is not None and not key_file.exists():
+        raise f.error("ssh.key_file", f"{key_file} does not exist")
+    ssh = SSHSpec(host=f.str_(s["host"], "ssh.host"), port=f.int_(s.get("port", 22), "ssh.port", 1, 65535),
+                  user=f.str_(s.get("user", "root"), "ssh.user"),
+                  password=f.str_(s["password"], "ssh.password") if "password" in s else None,
+                  key_file=key_file, known_hosts=policy,
+                  known_hosts_file=_path(f.str_(s["known_hosts_file"], "ssh.known_hosts_file"), base)
+                  if "known_hosts_file" in s else None)
+
+    cap_iface = cap_filter = None
+    if "capture" in top:
+        cap = f.mapping(top["capture"], "capture", required={"interface"}, optional={"filter"})
+        cap_iface = f.str_(cap["interface"], "capture.interface")
+        cap_filter = f.str_(cap["filter"], "capture.filter") if "filter" in cap else None
+    link = _commands(f, top.get("link", {}), "link", {"down", "up"})
+    power = _commands(f, top.get("power", {}), "power", {"on", "off", "reset"})
+    return BoardSpec(name=name, kind="real", firmware=firmware, source=source, console_url=url, baudrate=baud,
+                     ssh=ssh, capture_interface=cap_iface, capture_filter=cap_filter, link_commands=link,
+                     power_commands=power, timeouts=timeouts)
+
+
+def _firmware(f: _Fields, value: Any, where: str, base: Path) -> FirmwareConfig:
+    if isinstance(value, str):
+        path = _path(value, base)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise f.error(where, f"cannot read firmware config {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise f.error(where, f"firmware config {path} is not valid YAML: {exc}") from exc
+        try:
+            return FirmwareConfig.from_dict(data, source=str(path))
+        except ConfigError as exc:
+            raise BoardFileError(f"{f.source}: {where}: {exc}") from exc
+    try:
+        return FirmwareConfig.from_dict(value, source=f"{f.source}: {where}")
+    except ConfigError as exc:
+        raise BoardFileError(str(exc)) from exc
+
+
+def _commands(f: _Fields, value: Any, where: str, allowed: set[str]) -> dict[str, list[str]]:
+    out = {}
+    for verb, argv in f.mapping(value, where, optional=allowed).items():
+        field_ = f"{where}.{verb}"
+        if isinstance(argv, str):
+            raise f.error(field_, "expected an argument list like [pdu, port3, off], not a shell string")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, (str, int)) for a in argv):
+            raise f.error(field_, f"expected a non-empty list of arguments, got {argv!r}")
+        argv = [str(a) for a in argv]
+        for arg in argv:
+            for _, name, _, _ in string.Formatter().parse(arg):
+                if name is not None and name not in TEMPLATE_FIELDS:
+                    raise f.error(field_, f"unknown placeholder {{{name}}}; known: "
+                                  + ", ".join("{" + n + "}" for n in sorted(TEMPLATE_FIELDS)))
+        out[verb] = argv
+    return out
+
+
+def _path(text: str, base: Path) -> Path:
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+class _Fields:
+    def __init__(self, source: str):
+        self.source = source
+
+    def error(self, where: str, problem: str) -> BoardFileError:
+        return BoardFileError(f"{self.source}: {where or '<top>'}: {problem}")
+
+    def mapping(self, value, where, required=frozenset(), optional=frozenset()) -> dict:
+        if not isinstance(value, dict):
+            raise self.error(where, f"expected a mapping, got {type(value).__name__}")
+        for k in required:
+            if k not in value:
+                raise self.error(f"{where}.{k}" if where else k, "missing (required)")
+        allowed = set(required) | set(optional)
+        for k in value:
+            if k not in allowed:
+                raise self.error(f"{where}.{k}" if where else str(k),
+                                 "unknown field; expected one of " + ", ".join(sorted(allowed)))
+        return value
+
+    def str_(self, value, where) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.error(where, f"expected a non-empty string, got {type(value).__name__} {value!r}")
+        return value
+
+    def int_(self, value, where, low, high) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(where, f"expected an integer, got {type(value).__name__} {value!r}")
+        if not low <= value <= high:
+            raise self.error(where, f"expected an integer in {low}..{high}, got {value}")
+        return value

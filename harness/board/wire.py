@@ -1,0 +1,162 @@
+"""A wire owned by the harness: QEMU's `-netdev dgram` on unix sockets, one Ethernet
+frame per datagram. The harness sees every frame the board sends, stamps it on the
+host clock, writes it to a nanosecond pcap, can inject frames, and can drop them.
+No host network is involved: the board reaches only this process."""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import BoardError
+
+PCAP_MAGIC_NS = 0xA1B23C4D
+LINKTYPE_ETHERNET = 1
+
+
+class PcapWriter:
+    """Append frames to a classic pcap file with nanosecond stamps."""
+
+    def __init__(self, path: Path, snaplen: int = 65535):
+        self.path = Path(path)
+        self._fh = open(self.path, "wb")
+        self._fh.write(struct.pack("<IHHiIII", PCAP_MAGIC_NS, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
+        self._fh.flush()
+
+    def write(self, wall_ns: int, frame: bytes) -> None:
+        sec, nsec = divmod(wall_ns, 1_000_000_000)
+        self._fh.write(struct.pack("<IIII", sec, nsec, len(frame), len(frame)) + frame)
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+@dataclass(frozen=True)
+class WireFrame:
+    """A frame seen on the wire: `direction` is 'from_board' or 'to_board'."""
+
+    direction: str
+    host_monotonic_ns: int
+    host_wall_ns: int
+    data: bytes
+    dropped: bool
+
+
+class Wire:
+    """The harness's end of the board's network (`-netdev dgram` over unix sockets)."""
+
+    def __init__(self, socket_dir: Path):
+        self.harness_path = Path(socket_dir) / "wire.sock"   # we bind here
+        self.board_path = Path(socket_dir) / "qemu.sock"     # QEMU binds here
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(self.harness_path))
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.frames: list[WireFrame] = []
+        self._cond = threading.Condition()
+        self._pcap: PcapWriter | None = None
+        self._drop: Callable[[bytes], bool] | None = None
+        self._receivers: list[Callable[[bytes], None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="wire", daemon=True)
+        self._thread.start()
+
+    def qemu_netdev(self, netdev_id: str) -> str:
+        """The `-netdev` argument that plugs the board into this wire."""
+        return (f"dgram,id={netdev_id},local.type=unix,local.path={self.board_path},"
+                f"remote.type=unix,remote.path={self.harness_path}")
+
+    # -- capture, drop, receive ------------------------------------------------------
+    def capture_start(self, path: Path) -> None:
+        with self._cond:
+            if self._pcap is not None:
+                self._pcap.close()
+            self._pcap = PcapWriter(path)
+
+    def capture_stop(self) -> Path | None:
+        with self._cond:
+            if self._pcap is None:
+                return None
+            path = self._pcap.path
+            self._pcap.close()
+            self._pcap = None
+            return path
+
+    def set_drop(self, predicate: Callable[[bytes], bool] | None) -> None:
+        """Drop frames (both directions) for which `predicate(frame)` is true; None: drop none."""
+        self._drop = predicate
+
+    def on_frame(self, callback: Callable[[bytes], None]) -> None:
+        """Call `callback(frame)` for every frame the board sends (after the drop rule)."""
+        self._receivers.append(callback)
+
+    def inject(self, frame: bytes) -> bool:
+        """Send `frame` to the board; False if the drop rule ate it."""
+        if len(frame) < 14:
+            raise ValueError(f"an Ethernet frame needs at least 14 bytes, got {len(frame)}")
+        dropped = bool(self._drop and self._drop(frame))
+        self._note("to_board", frame, dropped)
+        if dropped:
+            return False
+        try:
+            self._sock.sendto(frame, str(self.board_path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise BoardError(f"the board's end of the wire ({self.board_path}) is not there: is QEMU running?") from exc
+        return True
+
+    def wait_frame(self, predicate: Callable[[bytes], bool], timeout: float, since: int = 0,
+                   direction: str = "from_board") -> WireFrame:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            i = since
+            while True:
+                while i < len(self.frames):
+                    f = self.frames[i]
+                    i += 1
+                    if f.direction == direction and not f.dropped and predicate(f.data):
+                        return f
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BoardError(f"no matching frame {direction} within {timeout:g} s "
+                                     f"({len(self.frames) - since} frames seen)")
+                self._cond.wait(min(remaining, 0.2))
+
+    def cursor(self) -> int:
+        with self._cond:
+            return len(self.frames)
+
+    def _note(self, direction: str, frame: bytes, dropped: bool) -> None:
+        f = WireFrame(direction, time.monotonic_ns(), time.time_ns(), frame, dropped)
+        with self._cond:
+            self.frames.append(f)
+            if self._pcap is not None and not dropped:
+                self._pcap.write(f.host_wall_ns, frame)
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._sock], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                frame = self._sock.recv(65536)
+            except OSError:
+                return
+            dropped = bool(self._drop and self._drop(frame))
+            self._note("from_board", frame, dropped)
+            if not dropped:
+                for cb in self._receivers:
+                    cb(frame)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.capture_stop()
+        self._sock.close()
+        self.harness_path.unlink(missing_ok=True)

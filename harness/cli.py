@@ -1,0 +1,302 @@
+"""`bmc-hil`: the command line (also `python -m harness`).
+
+Exit codes: 0 success, 1 a check failed (the board did not do what it should), 2 error
+(bad input, missing tools, a board that cannot be reached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _default_out(name: str) -> Path:
+    return Path("bmc-hil-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+
+
+# -- setup / image ----------------------------------------------------------------------
+def cmd_setup(args) -> int:
+    from harness.sysdeps import run_setup
+
+    run_setup(log=_stderr, dry_run=args.dry_run)
+    return EXIT_OK
+
+
+def cmd_image_build(args) -> int:
+    from harness.board.boardfile import _Fields, _firmware
+    from harness.image import build_image
+    from models.config import FirmwareConfig
+
+    if args.config:
+        config = _firmware(_Fields("--config"), str(Path(args.config).resolve()), "firmware", Path("."))
+    else:
+        config = FirmwareConfig.default()
+    if args.refresh_packages:
+        from harness.image.initramfs import fetch_board_debs
+
+        fetch_board_debs(log=_stderr, refresh=True)
+    start = time.monotonic()
+    image = build_image(config, log=_stderr)
+    info = {"kernel": str(image.kernel.zimage), "kernel_recipe": image.kernel.recipe_hash,
+            "dtbs": {m: str(image.kernel.dtb(m)) for m in ("ast2500-evb", "romulus-bmc")},
+            "initramfs": str(image.initramfs), "seconds": round(time.monotonic() - start, 3)}
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k}: {v}")
+    return EXIT_OK
+
+
+# -- boot ------------------------------------------------------------------------------
+def cmd_boot(args) -> int:
+    from harness.board import BoardState, BoardStrategy, load_board_file, open_board, timeouts_for
+
+    spec = load_board_file(args.board)
+    out = Path(args.out) if args.out else _default_out(spec.name)
+    board = open_board(spec, out, log=_stderr)
+    strategy = BoardStrategy(board, timeouts_for(spec))
+    with board:
+        if args.check:
+            return _boot_check(board, strategy, args)
+        result = strategy.transition(BoardState.SSH)
+        return _serve(board, result, args)
+
+
+def _boot_check(board, strategy, args) -> int:
+    from harness.board import BoardState
+
+    start = time.monotonic()
+    try:
+        result = strategy.transition(BoardState.SSH)
+        uname = board.run("uname -a", timeout=30).stdout.strip()
+    except HarnessError as exc:
+        report = {"ok": False, "error": str(exc), "out": str(board.out_dir)}
+        print(json.dumps(report, indent=2) if args.json else f"boot check FAILED: {exc}")
+        return EXIT_FAIL
+    ready = time.monotonic() - start
+    report = {"ok": True, "board": board.name, "boot_to_ready_s": round(ready, 3),
+              "steps_s": {k: round(v, 3) for k, v in result.seconds.items()}, "uname": uname,
+              "out": str(board.out_dir)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"uname -a: {uname}")
+        print(f"boot to SSH-ready: {ready:.2f} s  ("
+              + ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items()) + ")")
+        print(f"artifacts: {board.out_dir}")
+    return EXIT_OK
+
+
+def _serve(board, result, args) -> int:
+    """Keep the board up for other `bmc-hil` commands until Ctrl-C."""
+    from harness.board.console_proxy import ConsoleProxy
+    from harness.board.qemu import QemuBoard
+    from harness.session import Session
+
+    if not isinstance(board, QemuBoard):
+        print(f"board {board.name} is up (SSH ready in {result.total:.2f} s)")
+        return EXIT_OK
+    proxy = ConsoleProxy(board.console)
+    session = Session(name=board.name, pid=_pid(), console_url=proxy.url, ssh_host="127.0.0.1",
+                      ssh_port=board.host_port("ssh"), ssh_user=board.image.credentials.user,
+                      key_file=str(board.image.credentials.key_file),
+                      control_socket=str(board.control_socket), out_dir=str(board.out_dir),
+                      forwards={k: {"guest": g, "host": h} for k, (g, h) in board.forwards.items()})
+    session.save()
+    print(f"board {board.name} is up: SSH ready in {result.total:.2f} s")
+    print(f"  console : {proxy.url}   (bmc-hil console)")
+    for name, (g, h) in board.forwards.items():
+        print(f"  {name:8}: 127.0.0.1:{h} -> board port {g}")
+    print(f"  logs    : {board.out_dir}")
+    print("Ctrl-C powers it off.", flush=True)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        while not stop:
+            board.check_alive()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.remove()
+        proxy.close()
+    return EXIT_OK
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+# -- console / ssh / link / qmp ----------------------------------------------------------
+def _session_or_spec(board_arg: str):
+    from harness.board import load_board_file
+    from harness.session import Session
+
+    spec = load_board_file(board_arg)
+    if spec.kind == "emulated":
+        return Session.load(spec.name), spec
+    return None, spec
+
+
+def cmd_console(args) -> int:
+    import serial
+    from serial.tools.miniterm import Miniterm
+
+    session, spec = _session_or_spec(args.board)
+    url = session.console_url if session else spec.console_url
+    port = serial.serial_for_url(url, baudrate=spec.baudrate, timeout=1)
+    term = Miniterm(port, eol="lf")
+    term.set_rx_encoding("utf-8")
+    term.set_tx_encoding("utf-8")
+    _stderr(f"--- console {url}; quit: Ctrl-] ---")
+    term.start()
+    try:
+        term.join(True)
+    except KeyboardInterrupt:
+        pass
+    term.join()
+    term.close()
+    return EXIT_OK
+
+
+def cmd_ssh(args) -> int:
+    from harness.board.ssh import SSHConnection
+
+    session, spec = _session_or_spec(args.board)
+    if session:
+        conn = SSHConnection(session.ssh_host, session.ssh_port, session.ssh_user,
+                             key_file=Path(session.key_file), known_hosts="auto-accept")
+    else:
+        s = spec.ssh
+        conn = SSHConnection(s.host, s.port, s.user, password=s.password, key_file=s.key_file,
+                             known_hosts=s.known_hosts, known_hosts_file=s.known_hosts_file)
+    try:
+        result = conn.run(" ".join(args.command), timeout=args.timeout)
+    finally:
+        conn.close()
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.exit_status
+
+
+def cmd_link(args) -> int:
+    up = args.state == "up"
+    session, spec = _session_or_spec(args.board)
+    if session:
+        _qmp_commands(Path(session.control_socket), [("set_link", {"name": "net0", "up": up})])
+    else:
+        from harness.board.real import RealBoard
+
+        with RealBoard(spec, Path(args.out) if args.out else _default_out(spec.name)) as board:
+            board.set_link(up)
+    print(f"link {args.state}")
+    return EXIT_OK
+
+
+def _qmp_commands(socket_path: Path, commands) -> list:
+    from harness.board.qmp import Qmp
+
+    qmp = Qmp(socket_path, name="bmc-hil-cli")
+    qmp.connect(timeout=5)
+    try:
+        return [qmp.execute(name, arguments) for name, arguments in commands]
+    finally:
+        qmp.close()
+
+
+def cmd_qmp(args) -> int:
+    commands = []
+    for item in args.commands:
+        name, _, rest = item.partition(" ")
+        try:
+            arguments = json.loads(rest) if rest.strip() else None
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"QMP arguments of {name!r} are not JSON: {exc}") from exc
+        commands.append((name, arguments))
+    for reply in _qmp_commands(Path(args.socket), commands):
+        print(json.dumps(reply))
+    return EXIT_OK
+
+
+# -- parser ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bmc-hil", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("setup", help="install the system packages the harness needs (as root)")
+    s.add_argument("--dry-run", action="store_true", help="print what would be installed")
+    s.set_defaults(func=cmd_setup)
+
+    img = sub.add_parser("image", help="the emulated firmware image")
+    img_sub = img.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    b = img_sub.add_parser("build", help="build (or fetch from the cache) the emulated image")
+    b.add_argument("--config", help="firmware config YAML to build from (default: the built-in one)")
+    b.add_argument("--refresh-packages", action="store_true",
+                   help="resolve and download the board's Debian packages again")
+    b.add_argument("--json", action="store_true", help="print the result as JSON")
+    b.set_defaults(func=cmd_image_build)
+
+    def board_arg(sp):
+        sp.add_argument("--board", default="emulated", metavar="FILE|emulated",
+                        help="board file, or 'emulated' for the built-in emulated board (default)")
+
+    bt = sub.add_parser("boot", help="boot a board to SSH-ready (and keep it up, or --check and stop)")
+    board_arg(bt)
+    bt.add_argument("--check", action="store_true",
+                    help="boot, wait for SSH, run `uname -a`, print boot-to-ready seconds, power off")
+    bt.add_argument("--out", help="artifact folder (default: bmc-hil-runs/TIME-NAME)")
+    bt.add_argument("--json", action="store_true", help="print the check's result as JSON")
+    bt.set_defaults(func=cmd_boot)
+
+    c = sub.add_parser("console", help="attach a terminal to the board's serial console (quit: Ctrl-])")
+    board_arg(c)
+    c.set_defaults(func=cmd_console)
+
+    sh = sub.add_parser("ssh", help="run a command on the board over SSH; exits with its status")
+    board_arg(sh)
+    sh.add_argument("--timeout", type=float, default=60.0)
+    sh.add_argument("command", nargs="+", help="the command line to run on the board")
+    sh.set_defaults(func=cmd_ssh)
+
+    ln = sub.add_parser("link", help="take the board's Ethernet link down or up")
+    board_arg(ln)
+    ln.add_argument("state", choices=["down", "up"])
+    ln.add_argument("--out", help="artifact folder for a real board's host-event log")
+    ln.set_defaults(func=cmd_link)
+
+    q = sub.add_parser("qmp", help="send QMP commands to a QEMU monitor socket (emulated boards)")
+    q.add_argument("--socket", required=True, help="QMP unix socket (the session's control socket)")
+    q.add_argument("commands", nargs="+", metavar="'COMMAND [JSON-ARGS]'")
+    q.set_defaults(func=cmd_qmp)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HarnessError as exc:
+        _stderr(f"bmc-hil: error: {exc}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _stderr("bmc-hil: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

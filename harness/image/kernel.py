@@ -1,0 +1,164 @@
+"""Linux 6.1 for the AST2500, built from Debian's kernel source with the kernel's own
+`aspeed_g5_defconfig`. Built once per kernel recipe, cached under its hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ImageBuildError
+from harness.paths import cache_dir
+
+SOURCE_PACKAGE = "linux-source-6.1"
+SOURCE_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
+CROSS_COMPILE = "arm-linux-gnueabi-"
+DEFCONFIG = "aspeed_g5_defconfig"
+# In 6.1 the ASPEED device trees still sit flat in arch/arm/boot/dts/.
+DTBS = {
+    "ast2500-evb": "aspeed-ast2500-evb.dtb",   # MAC0 with an MDIO PHY (RTL8211E in QEMU)
+    "romulus-bmc": "aspeed-bmc-opp-romulus.dtb",  # MAC0 on NC-SI
+}
+# Bump when the recipe below changes in a way that changes the output.
+KERNEL_RECIPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A built kernel: zImage, the device trees by QEMU machine name, and its .config."""
+
+    directory: Path
+    recipe_hash: str
+
+    @property
+    def zimage(self) -> Path:
+        return self.directory / "zImage"
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "config"
+
+    def dtb(self, machine: str) -> Path:
+        if machine not in DTBS:
+            raise KeyError(f"no device tree for machine {machine!r}; known: {', '.join(DTBS)}")
+        return self.directory / DTBS[machine]
+
+    def config_value(self, name: str) -> str | None:
+        """A `CONFIG_*` value of the built kernel, e.g. `config_value('CONFIG_HZ')`."""
+        for line in self.config.read_text().splitlines():
+            if line.startswith(name + "="):
+                return line.split("=", 1)[1].strip('"')
+        return None
+
+
+def source_version() -> str:
+    """The Debian version of the installed kernel source package."""
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", SOURCE_PACKAGE],
+                             capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise ImageBuildError("dpkg-query not found: the image recipe needs Debian's packages") from exc
+    if out.returncode != 0 or not out.stdout.strip() or not SOURCE_TARBALL.exists():
+        raise ImageBuildError(f"{SOURCE_PACKAGE} is not installed ({SOURCE_TARBALL} missing); "
+                              "run `bmc-hil setup` first")
+    return out.stdout.strip()
+
+
+def kernel_recipe() -> dict:
+    """Everything that decides the kernel's bytes; its hash names the cache entry."""
+    return {
+        "recipe": KERNEL_RECIPE_VERSION,
+        "source": SOURCE_PACKAGE,
+        "source_version": source_version(),
+        "defconfig": DEFCONFIG,
+        "cross_compile": CROSS_COMPILE,
+        "targets": ["zImage", *sorted(DTBS.values())],
+    }
+
+
+def recipe_hash(recipe: dict) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_kernel() -> Kernel | None:
+    """The cached kernel for the current recipe, or None (never builds)."""
+    key = recipe_hash(kernel_recipe())
+    directory = cache_dir() / f"kernel-{key}"
+    if (directory / "recipe.json").exists():
+        return Kernel(directory, key)
+    return None
+
+
+def build_kernel(log=print, jobs: int | None = None) -> Kernel:
+    """Return the cached kernel for the current recipe, building it on a miss."""
+    recipe = kernel_recipe()
+    key = recipe_hash(recipe)
+    final = cache_dir() / f"kernel-{key}"
+    if (final / "recipe.json").exists():
+        return Kernel(final, key)
+
+    work = cache_dir() / f"kernel-{key}.build"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    build_log = cache_dir() / f"kernel-{key}.log"
+    src = work / "src"
+    log(f"kernel: extracting {SOURCE_TARBALL.name} (recipe {key})")
+    with tarfile.open(SOURCE_TARBALL) as tar:
+        members = []
+        for m in tar.getmembers():
+            # Strip the top folder; the tarball is Debian's own but filter anyway.
+            parts = m.name.split("/", 1)
+            if len(parts) < 2 or not parts[1]:
+                continue
+            m.name = parts[1]
+            members.append(m)
+        tar.extractall(src, members=members, filter="data")
+
+    jobs = jobs or os.cpu_count() or 2
+    env = dict(os.environ, ARCH="arm", CROSS_COMPILE=CROSS_COMPILE,
+               KBUILD_BUILD_USER="bmc-hil", KBUILD_BUILD_HOST="bmc-hil",
+               KBUILD_BUILD_TIMESTAMP="2023-01-01")
+    steps = [
+        ["make", DEFCONFIG],
+        ["make", f"-j{jobs}", "zImage", *sorted(DTBS.values())],
+    ]
+    with open(build_log, "w") as out:
+        for step in steps:
+            log(f"kernel: {' '.join(step)} (log: {build_log})")
+            try:
+                proc = subprocess.run(step, cwd=src, env=env, stdout=out, stderr=subprocess.STDOUT)
+            except FileNotFoundError as exc:
+                raise ImageBuildError(f"{step[0]} not found; run `bmc-hil setup` first", build_log) from exc
+            if proc.returncode != 0:
+                out.flush()
+                raise ImageBuildError(f"kernel build step `{' '.join(step)}` failed "
+                                      f"(exit {proc.returncode})", build_log, _tail(build_log))
+
+    out_dir = work / "out"
+    out_dir.mkdir()
+    shutil.copy2(src / "arch/arm/boot/zImage", out_dir / "zImage")
+    for dtb in DTBS.values():
+        shutil.copy2(src / "arch/arm/boot/dts" / dtb, out_dir / dtb)
+    shutil.copy2(src / ".config", out_dir / "config")
+    shutil.copy2(build_log, out_dir / "build.log")
+    (out_dir / "recipe.json").write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    out_dir.rename(final)
+    shutil.rmtree(work, ignore_errors=True)
+    build_log.unlink(missing_ok=True)
+    log(f"kernel: built {final}")
+    return Kernel(final, key)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

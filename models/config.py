@@ -1,0 +1,340 @@
+"""The firmware config: what a board's firmware is (or is declared to be).
+
+One schema serves two readers. The emulated image recipe builds an initramfs that
+applies it at boot; the stack model reads it as the board's *declared* config. An image
+built from a config that differs from the declared one is how tests seed firmware faults.
+
+This module only validates plain data (the dict a YAML loader returns); reading the file
+is the harness's job, which passes the file name in so errors can name it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "FirmwareConfig",
+    "Interface",
+    "Route",
+    "Service",
+    "Watchdog",
+    "SYSCTL_DEFAULTS",
+]
+
+
+class ConfigError(ValueError):
+    """A config document does not fit the schema; names the source and the field."""
+
+    def __init__(self, source: str, field_path: str, problem: str):
+        self.source = source
+        self.field = field_path
+        self.problem = problem
+        super().__init__(f"{source}: {field_path}: {problem}")
+
+
+# Linux 6.1 defaults of the sysctls the firmware config may set. Values were read off
+# the running emulated board (/proc/sys) and include/net/tcp.h, net/ipv4/arp.c.
+# Neighbour parameters are given under `net.ipv4.neigh.default.`; the image applies
+# them to eth0 as well (eth0 exists before /init runs, so `default` alone would miss it).
+SYSCTL_DEFAULTS: dict[str, int | str] = {
+    "net.ipv4.tcp_syn_retries": 6,
+    "net.ipv4.tcp_synack_retries": 5,
+    "net.ipv4.tcp_timestamps": 1,
+    "net.ipv4.tcp_sack": 1,
+    "net.ipv4.tcp_window_scaling": 1,
+    "net.ipv4.tcp_retries1": 3,
+    "net.ipv4.tcp_retries2": 15,
+    "net.ipv4.tcp_fin_timeout": 60,
+    "net.ipv4.tcp_keepalive_time": 7200,
+    "net.ipv4.tcp_keepalive_intvl": 75,
+    "net.ipv4.tcp_keepalive_probes": 9,
+    "net.ipv4.tcp_max_syn_backlog": 128,
+    "net.ipv4.tcp_syncookies": 1,
+    "net.ipv4.ip_default_ttl": 64,
+    "net.ipv4.ip_no_pmtu_disc": 0,
+    "net.ipv4.ip_local_port_range": "32768 60999",
+    "net.ipv4.neigh.default.base_reachable_time_ms": 30000,
+    "net.ipv4.neigh.default.retrans_time_ms": 1000,
+    "net.ipv4.neigh.default.delay_first_probe_time": 5,
+    "net.ipv4.neigh.default.gc_stale_time": 60,
+    "net.ipv4.neigh.default.mcast_solicit": 3,
+    "net.ipv4.neigh.default.ucast_solicit": 3,
+    "net.ipv4.neigh.default.app_solicit": 0,
+    "net.core.somaxconn": 4096,
+}
+
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_KNOWN_SERVICES = {"ssh": 22, "http": 80}
+
+
+@dataclass(frozen=True)
+class Route:
+    """One row of the route table, in the terms of /proc/net/route."""
+
+    destination: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address | None = None
+    metric: int = 0
+
+
+@dataclass(frozen=True)
+class Interface:
+    """eth0 as the firmware configures it."""
+
+    address: ipaddress.IPv4Interface
+    gateway: ipaddress.IPv4Address | None
+    mac: str
+    mtu: int = 1500
+    name: str = "eth0"
+
+
+@dataclass(frozen=True)
+class Service:
+    """A TCP service the firmware starts (dropbear for ssh, busybox httpd for http)."""
+
+    name: str
+    port: int
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Watchdog:
+    """The AST2500 watchdog as the firmware arms it.
+
+    `daemon`: start busybox `watchdog -T timeout -t period` at boot. The aspeed_wdt
+    driver's own default timeout is 30 s.
+    """
+
+    timeout: int = 30
+    daemon: bool = False
+    period: int = 1
+
+
+@dataclass(frozen=True)
+class FirmwareConfig:
+    """The whole firmware config. Build with `from_dict`; `to_dict` round-trips."""
+
+    hostname: str
+    interface: Interface
+    routes: tuple[Route, ...] = ()
+    sysctls: Mapping[str, int | str] = field(default_factory=dict)
+    services: tuple[Service, ...] = ()
+    watchdog: Watchdog = Watchdog()
+
+    # -- reading -------------------------------------------------------------------
+    def sysctl(self, name: str) -> int | str:
+        """The value the firmware runs with: the config's, else Linux's default."""
+        if name not in SYSCTL_DEFAULTS:
+            raise KeyError(f"unknown sysctl {name!r}")
+        return self.sysctls.get(name, SYSCTL_DEFAULTS[name])
+
+    def service(self, name: str) -> Service | None:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        return None
+
+    @property
+    def listening_ports(self) -> tuple[int, ...]:
+        return tuple(sorted(s.port for s in self.services if s.enabled))
+
+    def route_table(self) -> tuple[Route, ...]:
+        """The full table Linux builds: the on-link prefix, the default route, extras."""
+        table = [Route(self.interface.address.network, None, 0)]
+        if self.interface.gateway is not None:
+            table.append(Route(ipaddress.IPv4Network("0.0.0.0/0"), self.interface.gateway, 0))
+        table.extend(self.routes)
+        return tuple(table)
+
+    # -- (de)serialisation ---------------------------------------------------------
+    @classmethod
+    def default(cls) -> FirmwareConfig:
+        """The config the built-in emulated image ships (QEMU user-networking addresses)."""
+        return cls.from_dict(DEFAULT_CONFIG, source="<built-in default>")
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<config>") -> FirmwareConfig:
+        """Validate `data`; a `ConfigError` names `source` and the offending field."""
+        r = _Reader(source)
+        top = r.mapping(data, "", required={"interface"},
+                        optional={"hostname", "routes", "sysctls", "services", "watchdog"})
+        iface = r.mapping(top["interface"], "interface", required={"address", "mac"},
+                          optional={"gateway", "mtu", "name"})
+        address = r.parse(iface["address"], "interface.address", ipaddress.IPv4Interface,
+                          "an IPv4 address with prefix, like 10.0.2.15/24")
+        if "/" not in str(iface["address"]):
+            raise ConfigError(source, "interface.address", "needs a prefix length, like 10.0.2.15/24")
+        gateway = None
+        if iface.get("gateway") is not None:
+            gateway = r.parse(iface["gateway"], "interface.gateway", ipaddress.IPv4Address,
+                              "an IPv4 address")
+            if gateway not in address.network:
+                raise ConfigError(source, "interface.gateway",
+                                  f"{gateway} is not on the interface's network {address.network}")
+        mac = r.typed(iface["mac"], "interface.mac", str).lower()
+        if not _MAC_RE.match(mac):
+            raise ConfigError(source, "interface.mac", f"expected a MAC like 52:54:00:12:34:56, got {mac!r}")
+        if int(mac[:2], 16) & 1:
+            raise ConfigError(source, "interface.mac", f"{mac} is a multicast address")
+        mtu = r.int_range(iface.get("mtu", 1500), "interface.mtu", 68, 9000)
+        name = r.typed(iface.get("name", "eth0"), "interface.name", str)
+        interface = Interface(address=address, gateway=gateway, mac=mac, mtu=mtu, name=name)
+
+        routes = []
+        for i, item in enumerate(r.sequence(top.get("routes", []), "routes")):
+            where = f"routes[{i}]"
+            rt = r.mapping(item, where, required={"destination"}, optional={"gateway", "metric"})
+            dest = r.parse(rt["destination"], f"{where}.destination", ipaddress.IPv4Network,
+                           "an IPv4 network like 192.168.1.0/24")
+            gw = None
+            if rt.get("gateway") is not None:
+                gw = r.parse(rt["gateway"], f"{where}.gateway", ipaddress.IPv4Address, "an IPv4 address")
+            routes.append(Route(dest, gw, r.int_range(rt.get("metric", 0), f"{where}.metric", 0, 2**31 - 1)))
+
+        sysctls: dict[str, int | str] = {}
+        for key, value in r.mapping(top.get("sysctls", {}), "sysctls", optional=None).items():
+            where = f"sysctls.{key}"
+            if key not in SYSCTL_DEFAULTS:
+                raise ConfigError(source, where, "unknown sysctl; known: " + ", ".join(sorted(SYSCTL_DEFAULTS)))
+            default = SYSCTL_DEFAULTS[key]
+            if isinstance(default, int):
+                sysctls[key] = r.int_range(value, where, 0, 2**31 - 1)
+            else:
+                sysctls[key] = _port_range(r.typed(value, where, str), source, where)
+
+        services = []
+        raw_services = r.mapping(top.get("services", {}), "services", optional=set(_KNOWN_SERVICES))
+        for sname in _KNOWN_SERVICES:
+            if sname not in raw_services:
+                continue
+            where = f"services.{sname}"
+            spec = raw_services[sname]
+            if spec is False or spec is None:
+                services.append(Service(sname, _KNOWN_SERVICES[sname], enabled=False))
+                continue
+            sv = r.mapping(spec, where, optional={"port", "enabled"})
+            services.append(Service(
+                sname,
+                r.int_range(sv.get("port", _KNOWN_SERVICES[sname]), f"{where}.port", 1, 65535),
+                r.typed(sv.get("enabled", True), f"{where}.enabled", bool),
+            ))
+        ports = [s.port for s in services if s.enabled]
+        if len(ports) != len(set(ports)):
+            raise ConfigError(source, "services", f"two services share a port: {ports}")
+
+        wd = r.mapping(top.get("watchdog", {}), "watchdog", optional={"timeout", "daemon", "period"})
+        # aspeed_wdt: max_hw_heartbeat_ms is 4294967 (32-bit counter at 1 MHz).
+        watchdog = Watchdog(
+            timeout=r.int_range(wd.get("timeout", 30), "watchdog.timeout", 1, 4294),
+            daemon=r.typed(wd.get("daemon", False), "watchdog.daemon", bool),
+            period=r.int_range(wd.get("period", 1), "watchdog.period", 1, 4294),
+        )
+        if watchdog.daemon and watchdog.period >= watchdog.timeout:
+            raise ConfigError(source, "watchdog.period",
+                              f"kick period {watchdog.period} s must be shorter than the timeout {watchdog.timeout} s")
+        hostname = r.typed(top.get("hostname", "bmc"), "hostname", str)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", hostname):
+            raise ConfigError(source, "hostname", f"not a valid host name: {hostname!r}")
+        return cls(hostname=hostname, interface=interface, routes=tuple(routes), sysctls=sysctls,
+                   services=tuple(services), watchdog=watchdog)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that `from_dict` reads back to an equal config (also the cache key)."""
+        iface = self.interface
+        return {
+            "hostname": self.hostname,
+            "interface": {
+                "name": iface.name,
+                "address": str(iface.address),
+                "gateway": None if iface.gateway is None else str(iface.gateway),
+                "mac": iface.mac,
+                "mtu": iface.mtu,
+            },
+            "routes": [
+                {"destination": str(rt.destination),
+                 "gateway": None if rt.gateway is None else str(rt.gateway),
+                 "metric": rt.metric}
+                for rt in self.routes
+            ],
+            "sysctls": dict(sorted(self.sysctls.items())),
+            "services": {s.name: {"port": s.port, "enabled": s.enabled} for s in self.services},
+            "watchdog": {"timeout": self.watchdog.timeout, "daemon": self.watchdog.daemon,
+                         "period": self.watchdog.period},
+        }
+
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "hostname": "bmc",
+    "interface": {
+        "address": "10.0.2.15/24",
+        "gateway": "10.0.2.2",
+        "mac": "52:54:00:12:34:56",
+        "mtu": 1500,
+    },
+    "services": {"ssh": {"port": 22}, "http": {"port": 80}},
+    "watchdog": {"timeout": 30, "daemon": False, "period": 1},
+}
+
+
+def _port_range(text: str, source: str, where: str) -> str:
+    parts = text.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 0 < int(parts[0]) <= int(parts[1]) <= 65535:
+        raise ConfigError(source, where, f"expected two ports 'LOW HIGH', got {text!r}")
+    return f"{int(parts[0])} {int(parts[1])}"
+
+
+class _Reader:
+    """Typed access to untrusted plain data, raising ConfigError with the field path."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, where or "<top>", problem)
+
+    def mapping(self, value: Any, where: str, required: set[str] = frozenset(),
+                optional: set[str] | None = frozenset()) -> dict:
+        if not isinstance(value, Mapping):
+            raise self.fail(where, f"expected a mapping, got {type(value).__name__}")
+        for key in required:
+            if key not in value:
+                raise self.fail(_join(where, key), "missing (required)")
+        if optional is not None:
+            allowed = set(required) | set(optional)
+            for key in value:
+                if key not in allowed:
+                    raise self.fail(_join(where, str(key)),
+                                    "unknown field; expected one of " + ", ".join(sorted(allowed)))
+        return dict(value)
+
+    def sequence(self, value: Any, where: str) -> list:
+        if not isinstance(value, list):
+            raise self.fail(where, f"expected a list, got {type(value).__name__}")
+        return value
+
+    def typed(self, value: Any, where: str, kind: type):
+        if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
+            raise self.fail(where, f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        return value
+
+    def int_range(self, value: Any, where: str, low: int, high: int) -> int:
+        value = self.typed(value, where, int)
+        if not low <= value <= high:
+            raise self.fail(where, f"expected an integer in {low}..{high}, got {value}")
+        return value
+
+    def parse(self, value: Any, where: str, kind, expected: str):
+        if not isinstance(value, str):
+            raise self.fail(where, f"expected {expected}, got {type(value).__name__} {value!r}")
+        try:
+            return kind(value)
+        except ValueError as exc:
+            raise self.fail(where, f"expected {expected}, got {value!r} ({exc})") from exc
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
