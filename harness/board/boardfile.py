@@ -21,7 +21,7 @@ An emulated board:
     image: built.yaml                # what the image is built from (default: the declared config)
 
 Command templates are argument lists, never shell strings; `{name}` and `{console_url}`
-may appear in an argument.
+may appear in an argument (`{{` and `}}` for literal braces).
 """
 
 from __future__ import annotations
@@ -203,7 +203,8 @@ def _commands(f: _Fields, value: Any, where: str, allowed: set[str]) -> dict[str
             for _, name, _, _ in string.Formatter().parse(arg):
                 if name is not None and name not in TEMPLATE_FIELDS:
                     raise f.error(field_, f"unknown placeholder {{{name}}}; known: "
-                                  + ", ".join("{" + n + "}" for n in sorted(TEMPLATE_FIELDS)))
+                                  + ", ".join("{" + n + "}" for n in sorted(TEMPLATE_FIELDS))
+                                  + " (write {{ and }} for literal braces)")
         out[verb] = argv
     return out
 

@@ -8,9 +8,14 @@ run is interrupted.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import logging
+import select
 import shutil
-import threading
+import signal
+import subprocess
+import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -19,10 +24,16 @@ import pyshark
 
 from harness.board.wire import PcapWriter
 from harness.errors import BoardError
+from harness.proc import die_with_parent
 
 
 class LiveCapture:
-    """Capture `interface` (with an optional BPF `capture_filter`) into a pcap file."""
+    """Capture `interface` (with an optional BPF `capture_filter`) into a pcap file.
+
+    pyshark runs in a child process of its own (`python -m harness.board.capture`): its
+    asyncio loop and the dumpcap/tshark pair it starts stay out of the harness's threads,
+    and a SIGINT stops it cleanly. The child dies with the harness.
+    """
 
     def __init__(self, interface: str, capture_filter: str | None = None):
         if shutil.which("tshark") is None:
@@ -30,56 +41,105 @@ class LiveCapture:
         self.interface = interface
         self.capture_filter = capture_filter
         self.count = 0
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
-        self._writer: PcapWriter | None = None
-        self._error: BaseException | None = None
-        self._started = threading.Event()
+        self.path: Path | None = None
+        self._proc: subprocess.Popen | None = None
 
-    def start(self, path: Path, settle: float = 1.0) -> None:
-        self._writer = PcapWriter(path)
-        self._thread = threading.Thread(target=self._run, name=f"capture {self.interface}", daemon=True)
-        self._thread.start()
-        self._started.wait(5)
-        time.sleep(settle)  # dumpcap needs a moment before the interface is really captured
-        if self._error is not None:
-            raise BoardError(f"capture on {self.interface} failed: {self._error}")
-
-    def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        cap = pyshark.LiveCapture(interface=self.interface, bpf_filter=self.capture_filter,
-                                  use_json=True, include_raw=True, eventloop=self._loop)
-        self._task = self._loop.create_task(cap.packets_from_tshark(self._on_packet))
-        self._started.set()
-        try:
-            self._loop.run_until_complete(self._task)
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - handed to the caller on stop()
-            self._error = exc
-        finally:
-            try:
-                self._loop.run_until_complete(cap.close_async())
-            except Exception:  # noqa: BLE001 - tshark already gone
-                pass
-            self._loop.close()
-
-    def _on_packet(self, pkt) -> None:
-        raw = pkt.get_raw_packet()
-        stamp = Decimal(pkt.frame_info.time_epoch)
-        self._writer.write(int(stamp * 1_000_000_000), raw)
-        self.count += 1
+    def start(self, path: Path, settle: float = 0.2, timeout: float = 20.0) -> None:
+        self.path = Path(path)
+        cmd = [sys.executable, "-m", "harness.board.capture", "--interface", self.interface,
+               "--out", str(self.path)]
+        if self.capture_filter:
+            cmd += ["--filter", self.capture_filter]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=die_with_parent)
+        ready = select.select([self._proc.stdout], [], [], timeout)[0]
+        line = self._proc.stdout.readline() if ready else ""
+        if not line.startswith("ready"):
+            self._proc.kill()
+            err = self._proc.stderr.read()
+            self._proc.wait()
+            raise BoardError(f"capture on {self.interface} did not start within {timeout:g} s: "
+                             f"{err.strip()[-800:] or 'no message from dumpcap'}")
+        time.sleep(settle)
+        if self._proc.poll() is not None:
+            raise BoardError(f"capture on {self.interface} stopped at once: {self._proc.stderr.read().strip()[-800:]}")
 
     def stop(self, drain: float = 0.5) -> Path:
         time.sleep(drain)  # let tshark hand over what dumpcap already has
-        if self._loop is not None and self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        path = self._writer.path
-        self._writer.close()
-        if self._error is not None:
-            raise BoardError(f"capture on {self.interface} failed: {self._error} (kept {path})")
-        return path
+        proc, self._proc = self._proc, None
+        if proc is None:
+            raise BoardError("capture is not running")
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        for line in out.splitlines():
+            if line.startswith("packets "):
+                self.count = int(line.split()[1])
+        if proc.returncode not in (0, -signal.SIGINT):
+            raise BoardError(f"capture on {self.interface} failed (exit {proc.returncode}): "
+                             f"{err.strip()[-800:]} (kept {self.path})")
+        return self.path
+
+
+class _ReadyOnCapturing(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.sent = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if not self.sent and msg.startswith("Capturing on"):
+            self.sent = True
+            print("ready", flush=True)
+        elif msg.startswith(("dumpcap:", "tshark:")) or "ermission" in msg:
+            print(msg, file=sys.stderr, flush=True)
+
+
+def _child(argv: list[str] | None = None) -> int:
+    """The capture process: pyshark live capture -> nanosecond pcap, until SIGINT/SIGTERM."""
+    ap = argparse.ArgumentParser(prog="python -m harness.board.capture")
+    ap.add_argument("--interface", required=True)
+    ap.add_argument("--filter")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    writer = PcapWriter(Path(args.out))
+    count = 0
+
+    def on_packet(pkt) -> None:
+        nonlocal count
+        stamp = Decimal(pkt.frame_info.time_epoch)
+        writer.write(int(stamp * 1_000_000_000), pkt.get_raw_packet())
+        count += 1
+
+    cap = pyshark.LiveCapture(interface=args.interface, bpf_filter=args.filter, use_json=True, include_raw=True)
+    loop = cap.eventloop
+    # pyshark logs dumpcap's stderr at debug level; "Capturing on" means packets are
+    # being taken from now on, which is when the parent may go on.
+    cap._log.setLevel(logging.DEBUG)
+    cap._log.addHandler(_ReadyOnCapturing())
+    task = loop.create_task(cap.packets_from_tshark(on_packet))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    status = 0
+    try:
+        loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - reported to the parent on stderr
+        print(f"capture failed: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        try:
+            loop.run_until_complete(cap.close_async())
+        except Exception:  # noqa: BLE001 - tshark already gone
+            pass
+        writer.close()
+    print(f"packets {count}", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(_child())

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil
@@ -34,6 +33,7 @@ from harness.board.ssh import SSHConnection
 from harness.board.wire import Wire
 from harness.errors import BoardError, QemuError
 from harness.image import FirmwareImage
+from harness.proc import die_with_parent
 from models.config import FirmwareConfig
 
 MACHINES = ("ast2500-evb", "romulus-bmc")
@@ -50,12 +50,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    # Runs in the child before exec: QEMU gets SIGKILL if the harness dies, however it dies.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class QemuBoard(Board):
@@ -179,7 +173,7 @@ class QemuBoard(Board):
         qemu_log.flush()
         try:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=qemu_log,
-                                          preexec_fn=_die_with_parent, start_new_session=True)
+                                          preexec_fn=die_with_parent, start_new_session=True)
         except OSError as exc:
             qemu_log.close()
             self._cleanup_sockets()

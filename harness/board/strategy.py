@@ -53,10 +53,11 @@ class StrategyResult:
 class BoardStrategy:
     """Bring `board` to a wanted `BoardState`, one checked step at a time."""
 
-    def __init__(self, board: Board, timeouts: Timeouts | None = None):
+    def __init__(self, board: Board, timeouts: Timeouts | None = None, initial: BoardState = BoardState.OFF):
+        """`initial`: what is already known of the board (a lab board that is running: BOOTED)."""
         self.board = board
         self.timeouts = timeouts or Timeouts()
-        self.state = BoardState.OFF
+        self.state = initial
 
     def transition(self, wanted: BoardState | str) -> StrategyResult:
         if isinstance(wanted, str):
