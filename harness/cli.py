@@ -177,6 +177,8 @@ def cmd_console(args) -> int:
 def cmd_ssh(args) -> int:
     from harness.board.ssh import SSHConnection
 
+    if not args.command:
+        raise HarnessError("bmc-hil ssh: give the command to run, e.g. `bmc-hil ssh uname -a`")
     session, spec = _session_or_spec(args.board)
     if session:
         conn = SSHConnection(session.ssh_host, session.ssh_port, session.ssh_user,
@@ -270,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("ssh", help="run a command on the board over SSH; exits with its status")
     board_arg(sh)
     sh.add_argument("--timeout", type=float, default=60.0)
-    sh.add_argument("command", nargs="+", help="the command line to run on the board")
+    sh.add_argument("command", nargs=argparse.REMAINDER, help="the command line to run on the board")
     sh.set_defaults(func=cmd_ssh)
 
     ln = sub.add_parser("link", help="take the board's Ethernet link down or up")

@@ -106,7 +106,8 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
     kind = top.get("kind", "real")
     if kind not in ("real", "emulated"):
         raise f.error("kind", f"expected 'real' or 'emulated', got {kind!r}")
-    name = f.str_(top.get("name", kind if kind == "emulated" else None), "name")
+    default_name = kind if kind == "emulated" else Path(source).stem
+    name = f.str_(top.get("name", default_name), "name")
     firmware = _firmware(f, top.get("firmware"), "firmware", base) if "firmware" in top else None
     timeouts = {}
     if "timeouts" in top:

@@ -68,6 +68,11 @@ class SSHConnection:
                 raise SSHError(f"SSH host key of {self.host}:{self.port} is not known and the policy is strict; "
                                "add it to known_hosts or set ssh.known_hosts: auto-accept") from exc
             raise SSHError(f"SSH to {self.host}:{self.port} failed: {exc}") from exc
+        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            client.close()
+            if all(isinstance(e, ConnectionRefusedError) for e in exc.errors.values()):
+                raise SSHError(f"SSH connection to {self.host}:{self.port} refused") from exc
+            raise SSHError(f"SSH connection to {self.host}:{self.port} failed: {exc}") from exc
         except ConnectionRefusedError as exc:
             client.close()
             raise SSHError(f"SSH connection to {self.host}:{self.port} refused") from exc
