@@ -35,12 +35,12 @@ def cmd_setup(args) -> int:
 
 
 def cmd_image_build(args) -> int:
-    from harness.board.boardfile import _Fields, _firmware
+    from harness.board.boardfile import load_firmware_config
     from harness.image import build_image
     from models.config import FirmwareConfig
 
     if args.config:
-        config = _firmware(_Fields("--config"), str(Path(args.config).resolve()), "firmware", Path("."))
+        config = load_firmware_config(args.config)
     else:
         config = FirmwareConfig.default()
     if args.refresh_packages:

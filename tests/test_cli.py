@@ -107,3 +107,11 @@ def test_boot_keeps_the_board_up_for_ssh_and_link_then_ctrl_c_leaves_nothing(tmp
                     if json.loads(ln)["event"] == "power_on")
     assert not os.path.exists(f"/proc/{qemu_pid}") or open(f"/proc/{qemu_pid}/stat").read().split()[2] == "Z"
     assert run("ssh", "true", timeout=30).returncode == 2  # the session is gone
+
+
+def test_image_build_with_a_bad_config_exits_2_naming_file_and_field(tmp_path):
+    fw = tmp_path / "fw.yaml"
+    fw.write_text("interface: {address: 10.0.2.15/24, mac: '52:54:00:12:34:56', mtu: 99999}\n")
+    out = run("image", "build", "--config", str(fw), timeout=30)
+    assert out.returncode == 2
+    assert "fw.yaml: interface.mtu: expected an integer in 68..9000, got 99999" in out.stderr

@@ -172,6 +172,21 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
                      power_commands=power, timeouts=timeouts)
 
 
+def load_firmware_config(path: str | Path) -> FirmwareConfig:
+    """Read a firmware config YAML file; `BoardFileError` names the file and the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise BoardFileError(f"{path}: cannot read firmware config: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise BoardFileError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return FirmwareConfig.from_dict(data, source=str(path))
+    except ConfigError as exc:
+        raise BoardFileError(str(exc)) from exc
+
+
 def _firmware(f: _Fields, value: Any, where: str, base: Path) -> FirmwareConfig:
     if isinstance(value, str):
         path = _path(value, base)

@@ -84,6 +84,13 @@ class LiveCapture:
         return self.path
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 class _ReadyOnCapturing(logging.Handler):
     def __init__(self):
         super().__init__()
@@ -121,8 +128,17 @@ def _child(argv: list[str] | None = None) -> int:
     cap._log.setLevel(logging.DEBUG)
     cap._log.addHandler(_ReadyOnCapturing())
     task = loop.create_task(cap.packets_from_tshark(on_packet))
+
+    def finish() -> None:
+        # Stop dumpcap, not tshark: tshark then reads the pipe to its end and hands over
+        # every packet it still buffers before it exits. Cancel only if that stalls.
+        for proc in list(getattr(cap, "_running_processes", ())):
+            if _comm(proc.pid) == "dumpcap" and proc.returncode is None:
+                proc.terminate()
+        loop.call_later(5.0, task.cancel)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, finish)
     status = 0
     try:
         loop.run_until_complete(task)

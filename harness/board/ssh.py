@@ -42,6 +42,7 @@ class SSHConnection:
         self.known_hosts = known_hosts
         self.known_hosts_file = known_hosts_file
         self._client: paramiko.SSHClient | None = None
+        self._has_sftp: bool | None = None  # unknown until the first file copy
 
     def __repr__(self) -> str:  # no credentials in reprs, logs or reports
         return f"SSHConnection({self.user}@{self.host}:{self.port}, known_hosts={self.known_hosts})"
@@ -154,10 +155,18 @@ class SSHConnection:
         Path(local).write_bytes(out)
 
     def _client_sftp(self):
+        if self._has_sftp is False:
+            raise _NoSftp()
         try:
-            return paramiko.SFTPClient.from_transport(self._transport())
+            client = paramiko.SFTPClient.from_transport(self._transport())
         except paramiko.SSHException as exc:
+            # dropbear has no sftp-server; after the refused subsystem its session is no
+            # longer reliable for new channels, so start a fresh one for the fallback.
+            self._has_sftp = False
+            self.close()
             raise _NoSftp() from exc
+        self._has_sftp = True
+        return client
 
     def close(self) -> None:
         if self._client is not None:

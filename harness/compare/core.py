@@ -73,9 +73,9 @@ def run_stages_numba(prep: Prepared, cons: Constraints, p_pos_a: np.ndarray, p_p
     stage = np.zeros(n_p, np.int8)
     seg = (prep.seg_p0, prep.seg_p1, prep.seg_o0, prep.seg_o1)
     K.windowed_match(*seg, prep.p_t, prep.p_wlo, prep.p_whi, tol, prep.o_t, prep.p_fields, prep.o_fields, prep.p_check,
-                     match, stage)
+                     match, stage, prep.p_anchor)
     K.gap_align(*seg, prep.p_t, prep.p_wlo, prep.p_whi, tol, prep.o_t, prep.p_fields, prep.o_fields, prep.p_check,
-                np.int64(max_shift_ns), np.int64(band), match, stage)
+                np.int64(max_shift_ns), np.int64(band), match, stage, prep.p_anchor)
     o_match = K.observed_owner(match, n_o)
     K.find_reorders(*seg, prep.p_t, prep.o_t, prep.p_fields, prep.o_fields, prep.p_check, np.int64(max_shift_ns),
                     match, stage, o_match)
@@ -84,7 +84,7 @@ def run_stages_numba(prep: Prepared, cons: Constraints, p_pos_a: np.ndarray, p_p
     delta = np.zeros(n_p, np.int64)
     mismatch = np.zeros(n_p, np.int64)
     K.label(prep.seg_p0, prep.seg_p1, prep.p_t, prep.p_wlo, prep.p_whi, tol, prep.o_t, prep.p_fields, prep.o_fields,
-            prep.p_check, match, stage, status, expected, delta, mismatch)
+            prep.p_check, match, stage, status, expected, delta, mismatch, prep.p_anchor)
     before = K.check_before(p_pos_a, p_pos_b, match, prep.o_t, prep.o_frame)
     qc, qo = K.check_quiet(_quiet_segments(prep, cons), cons.quiet_t0, cons.quiet_t1, prep.seg_o0, prep.seg_o1,
                            prep.o_t)

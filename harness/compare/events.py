@@ -13,6 +13,14 @@ from harness.errors import HarnessError
 NO_TIME = np.iinfo(np.int64).min
 MAX_FIELDS = 62
 
+# Where a prediction's expected time is measured from (the `anchor` column).
+# PREVIOUS_OBSERVED: from the observed time of its stream's matched predecessor, for causal
+# chains (a retransmission timer starts at the previous actual transmission).
+# ABSOLUTE: at its own predicted time, for events independent of their predecessor (a
+# reply to a stimulus, a periodic report): an on-time event after a late one stays on time.
+ANCHOR_PREVIOUS_OBSERVED = 0
+ANCHOR_ABSOLUTE = 1
+
 
 class CompareInputError(HarnessError):
     """Event arrays that cannot be compared (names the array and what is wrong)."""
@@ -65,7 +73,9 @@ class PredictedEvents:
     """What the model predicts. Each event matches an observation within
     max(tol_abs_ns, tol_frac x gap from the stream's previous prediction) of its window
     [win_lo, win_hi] (a single point, time_ns, unless Linux randomises it). Only the fields
-    whose bit is set in `check` are compared."""
+    whose bit is set in `check` are compared. `anchor` says, per event, whether the window
+    moves with the observed time of the matched predecessor (ANCHOR_PREVIOUS_OBSERVED, the
+    default) or stays where the model put it (ANCHOR_ABSOLUTE)."""
 
     stream: np.ndarray
     time_ns: np.ndarray
@@ -75,17 +85,23 @@ class PredictedEvents:
     tol_frac: np.ndarray  # float64
     win_lo: np.ndarray
     win_hi: np.ndarray
+    anchor: np.ndarray  # int8: ANCHOR_PREVIOUS_OBSERVED or ANCHOR_ABSOLUTE
 
     @classmethod
     def build(cls, stream, time_ns, fields=None, check=None, tol_abs_ns=0, tol_frac=0.0, win_lo=None, win_hi=None,
-              n_fields: int = 0) -> PredictedEvents:
+              n_fields: int = 0, anchor=ANCHOR_PREVIOUS_OBSERVED) -> PredictedEvents:
         t = _col("time_ns", time_ns, np.asarray(time_ns).shape[0], np.int64, 0)
         n = t.shape[0]
         f = _fields("fields", fields, n, n_fields)
         all_fields = (1 << f.shape[1]) - 1
         ev = cls(_col("stream", stream, n, np.int64, 0), t, f, _col("check", check, n, np.int64, all_fields),
                  _col("tol_abs_ns", tol_abs_ns, n, np.int64, 0), _col("tol_frac", tol_frac, n, np.float64, 0.0),
-                 _col("win_lo", win_lo, n, np.int64, t), _col("win_hi", win_hi, n, np.int64, t))
+                 _col("win_lo", win_lo, n, np.int64, t), _col("win_hi", win_hi, n, np.int64, t),
+                 _col("anchor", anchor, n, np.int8, ANCHOR_PREVIOUS_OBSERVED))
+        if np.any((ev.anchor != ANCHOR_PREVIOUS_OBSERVED) & (ev.anchor != ANCHOR_ABSOLUTE)):
+            bad = int(np.argmax((ev.anchor != ANCHOR_PREVIOUS_OBSERVED) & (ev.anchor != ANCHOR_ABSOLUTE)))
+            raise CompareInputError(f"anchor of predicted event {bad} is {ev.anchor[bad]}; expected "
+                                    f"{ANCHOR_PREVIOUS_OBSERVED} (previous observed) or {ANCHOR_ABSOLUTE} (absolute)")
         if np.any(ev.win_lo > ev.win_hi):
             bad = int(np.argmax(ev.win_lo > ev.win_hi))
             raise CompareInputError(f"win_lo > win_hi for predicted event {bad}")
@@ -200,6 +216,7 @@ class Prepared:
     p_tol_frac: np.ndarray
     p_wlo: np.ndarray
     p_whi: np.ndarray
+    p_anchor: np.ndarray
     o_stream: np.ndarray
     o_t: np.ndarray
     o_frame: np.ndarray
@@ -223,14 +240,15 @@ def prepare(pred: PredictedEvents, obs: ObservedEvents) -> Prepared:
         raise CompareInputError(
             f"fields: predicted events carry {pred.fields.shape[1]} columns, observed {obs.fields.shape[1]}")
     p_cols = np.stack([pred.stream, pred.time_ns, pred.check, pred.tol_abs_ns, pred.tol_frac.view(np.int64),
-                       pred.win_lo, pred.win_hi])
+                       pred.win_lo, pred.win_hi, pred.anchor.astype(np.int64)])
     po, pc, p_fields = sort_by_stream_time(pred.stream, pred.time_ns, p_cols, pred.fields)
     oo, oc, o_fields = sort_by_stream_time(obs.stream, obs.time_ns, np.stack([obs.stream, obs.time_ns, obs.frame]),
                                            obs.fields)
     p_stream, o_stream = pc[0], oc[0]
     streams = np.union1d(_first_of_runs(p_stream), _first_of_runs(o_stream))
     return Prepared(
-        po, oo, p_stream, pc[1], p_fields, pc[2], pc[3], pc[4].view(np.float64), pc[5], pc[6], o_stream, oc[1], oc[2],
+        po, oo, p_stream, pc[1], p_fields, pc[2], pc[3], pc[4].view(np.float64), pc[5], pc[6], pc[7].astype(np.int8),
+        o_stream, oc[1], oc[2],
         o_fields, streams,
         np.searchsorted(p_stream, streams, "left"), np.searchsorted(p_stream, streams, "right"),
         np.searchsorted(o_stream, streams, "left"), np.searchsorted(o_stream, streams, "right"))

@@ -5,7 +5,8 @@ Both event sets arrive sorted by (stream, time); `seg_*` give each stream's slic
 
 1. `windowed_match` pass 1, forward: each prediction takes the first unclaimed observation
    inside its window whose checked fields are equal, the window measured from the observed time of its latest matched
-   predecessor (packetdrill's rule, so one late event does not make the rest late).
+   predecessor (packetdrill's rule, so one late event does not make the rest late), unless
+   the prediction is anchored ABSOLUTE: then its window stays at its predicted time.
    Pass 2, backward: predictions still unmatched try again measured from their matched
    successor, among the observations between their matched neighbours.
 2. `gap_align`: a banded edit-distance alignment with traceback over each gap between
@@ -14,6 +15,12 @@ Both event sets arrive sorted by (stream, time); `seg_*` give each stream's slic
    with equal fields are one REORDERED event, not a MISSING and an EXTRA.
 4. `label`: the final forward sweep computes expected time, tolerance, delta and verdict.
 
+Every stage measures a prediction from its anchor the same way (`_anchor_shift`): the
+running shift (observed minus predicted time of the matched predecessor) for
+ANCHOR_PREVIOUS_OBSERVED, zero for ANCHOR_ABSOLUTE. Either way a matched event sets the
+shift for the events after it. `anchor` is optional so older callers keep working; None
+means every event is ANCHOR_PREVIOUS_OBSERVED.
+
 `harness.compare.reference` is the same algorithm in plain Python.
 """
 
@@ -21,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from harness.compare.events import ANCHOR_ABSOLUTE
 
 # Stage that matched a prediction (the `stage` array).
 UNMATCHED = 0
@@ -40,6 +49,19 @@ STATUS_REORDERED = 5
 # event unpaired costs 2, so a near pair beats a MISSING plus an EXTRA.
 GAP_COST = 2
 _INF = np.int64(1) << 60
+
+
+@njit(cache=True)
+def _anchors(anchor, n):
+    """The anchor column, or all ANCHOR_PREVIOUS_OBSERVED when the caller gave none."""
+    if anchor is None:
+        return np.zeros(n, np.int8)
+    return anchor
+
+
+@njit(cache=True, inline="always")
+def _anchor_shift(anc, k, shift):
+    return np.int64(0) if anc[k] == ANCHOR_ABSOLUTE else shift
 
 
 @njit(cache=True)
@@ -68,16 +90,18 @@ def field_mismatch(p_fields, o_fields, k, j, mask):
 
 @njit(cache=True)
 def windowed_match(seg_p0, seg_p1, seg_o0, seg_o1, p_t, p_wlo, p_whi, tol, o_t, p_fields, o_fields, p_check, match,
-                   stage):
+                   stage, anchor=None):
     """Passes 1 and 2 of the matcher; fills `match` (observed index or -1) and `stage`."""
+    anc = _anchors(anchor, p_t.size)
     prev_obs = np.empty(p_t.size, np.int64)
     for s in range(seg_p0.size):
         a, b, c, d = seg_p0[s], seg_p1[s], seg_o0[s], seg_o1[s]
         j = c
         shift = np.int64(0)
         for k in range(a, b):
-            lo = p_wlo[k] + shift - tol[k]
-            hi = p_whi[k] + shift + tol[k]
+            sh = _anchor_shift(anc, k, shift)
+            lo = p_wlo[k] + sh - tol[k]
+            hi = p_whi[k] + sh + tol[k]
             while j < d and o_t[j] < lo:
                 j += 1
             q = j
@@ -101,8 +125,9 @@ def windowed_match(seg_p0, seg_p1, seg_o0, seg_o1, p_t, p_wlo, p_whi, tol, o_t, 
                 jj = match[k] - 1
                 shift = o_t[match[k]] - p_t[k]
                 continue
-            lo = p_wlo[k] + shift - tol[k]
-            hi = p_whi[k] + shift + tol[k]
+            sh = _anchor_shift(anc, k, shift)
+            lo = p_wlo[k] + sh - tol[k]
+            hi = p_whi[k] + sh + tol[k]
             lb = prev_obs[k]
             while jj > lb and o_t[jj] > hi:
                 jj -= 1
@@ -118,9 +143,10 @@ def windowed_match(seg_p0, seg_p1, seg_o0, seg_o1, p_t, p_wlo, p_whi, tol, o_t, 
 
 
 @njit(cache=True)
-def _pair_cost(k, j, shift, p_wlo, p_whi, tol, o_t, p_fields, o_fields, p_check, max_shift):
-    lo = p_wlo[k] + shift - tol[k]
-    hi = p_whi[k] + shift + tol[k]
+def _pair_cost(k, j, shift, p_wlo, p_whi, tol, o_t, p_fields, o_fields, p_check, max_shift, anc):
+    sh = _anchor_shift(anc, k, shift)
+    lo = p_wlo[k] + sh - tol[k]
+    hi = p_whi[k] + sh + tol[k]
     o = o_t[j]
     dist = np.int64(0)
     if o < lo:
@@ -137,7 +163,7 @@ def _pair_cost(k, j, shift, p_wlo, p_whi, tol, o_t, p_fields, o_fields, p_check,
 
 @njit(cache=True)
 def _align_one_gap(k0, k1, j0, j1, shift, band, p_wlo, p_whi, tol, o_t, p_fields, o_fields, p_check, max_shift,
-                   match, stage):
+                   match, stage, anc):
     kp = k1 - k0
     ko = j1 - j0
     row_lo = np.empty(kp + 1, np.int64)
@@ -165,7 +191,7 @@ def _align_one_gap(k0, k1, j0, j1, shift, band, p_wlo, p_whi, tol, o_t, p_fields
                 prev = cost[row_off[i - 1] + j - 1 - row_lo[i - 1]]
                 if prev < _INF:
                     pc = _pair_cost(k0 + i - 1, j0 + j - 1, shift, p_wlo, p_whi, tol, o_t, p_fields, o_fields,
-                                    p_check, max_shift)
+                                    p_check, max_shift, anc)
                     if pc >= 0 and prev + pc < best:
                         best = prev + pc
                         m = 0
@@ -198,9 +224,10 @@ def _align_one_gap(k0, k1, j0, j1, shift, band, p_wlo, p_whi, tol, o_t, p_fields
 
 @njit(cache=True)
 def gap_align(seg_p0, seg_p1, seg_o0, seg_o1, p_t, p_wlo, p_whi, tol, o_t, p_fields, o_fields, p_check, max_shift,
-              band, match, stage):
+              band, match, stage, anchor=None):
     """Stage 2: banded alignment over every gap with events left on both sides. Each gap is
-    measured from its left matched pair."""
+    measured from its left matched pair (ABSOLUTE-anchored predictions from their own time)."""
+    anc = _anchors(anchor, p_t.size)
     for s in range(seg_p0.size):
         a, b, c, d = seg_p0[s], seg_p1[s], seg_o0[s], seg_o1[s]
         start = a
@@ -212,7 +239,7 @@ def gap_align(seg_p0, seg_p1, seg_o0, seg_o1, p_t, p_wlo, p_whi, tol, o_t, p_fie
             jnext = match[k] if k < b else d
             if k > start and jnext - jprev > 1:
                 _align_one_gap(start, k, jprev + 1, jnext, shift, band, p_wlo, p_whi, tol, o_t, p_fields, o_fields,
-                               p_check, max_shift, match, stage)
+                               p_check, max_shift, match, stage, anc)
             if k < b:
                 jprev = match[k]
                 shift = o_t[jprev] - p_t[k]
@@ -258,21 +285,24 @@ def find_reorders(seg_p0, seg_p1, seg_o0, seg_o1, p_t, o_t, p_fields, o_fields, 
 
 @njit(cache=True)
 def label(seg_p0, seg_p1, p_t, p_wlo, p_whi, tol, o_t, p_fields, o_fields, p_check, match, stage, status, expected,
-          delta, mismatch):
+          delta, mismatch, anchor=None):
     """Stage 4: expected time (from the observed time of the latest in-order matched
-    predecessor), delta outside the window, verdict and field mismatches per prediction."""
+    predecessor, or the predicted time itself when ABSOLUTE), delta outside the window,
+    verdict and field mismatches per prediction."""
+    anc = _anchors(anchor, p_t.size)
     for s in range(seg_p0.size):
         shift = np.int64(0)
         for k in range(seg_p0[s], seg_p1[s]):
-            expected[k] = p_t[k] + shift
+            sh = _anchor_shift(anc, k, shift)
+            expected[k] = p_t[k] + sh
             j = match[k]
             if j < 0:
                 status[k] = STATUS_MISSING
                 delta[k] = 0
                 continue
             o = o_t[j]
-            lo = p_wlo[k] + shift
-            hi = p_whi[k] + shift
+            lo = p_wlo[k] + sh
+            hi = p_whi[k] + sh
             d = np.int64(0)
             if o < lo:
                 d = o - lo

@@ -9,7 +9,7 @@ import numpy as np
 
 from harness.compare import kernels as K
 from harness.compare.core import StageResult, _quiet_segments
-from harness.compare.events import Constraints, Prepared
+from harness.compare.events import ANCHOR_ABSOLUTE, Constraints, Prepared
 
 
 def _mismatch(pf: tuple, of: tuple, mask: int) -> int:
@@ -26,8 +26,13 @@ class _Stream:
         ev = self.ev
         return _mismatch(ev["p_f"][k], ev["o_f"][j], ev["check"][k])
 
+    def anchored(self, k: int, shift: int) -> int:
+        """The shift prediction k is measured with: none when it is anchored ABSOLUTE."""
+        return 0 if self.ev["anchor"][k] == ANCHOR_ABSOLUTE else shift
+
     def window(self, k: int, shift: int) -> tuple[int, int]:
         ev = self.ev
+        shift = self.anchored(k, shift)
         return ev["wlo"][k] + shift - ev["tol"][k], ev["whi"][k] + shift + ev["tol"][k]
 
 
@@ -158,14 +163,15 @@ def _label(st: _Stream, match: list, stage: list, out: dict) -> None:
     ev = st.ev
     shift = 0
     for k in range(st.a, st.b):
-        expected = ev["p_t"][k] + shift
+        sh = st.anchored(k, shift)
+        expected = ev["p_t"][k] + sh
         out["expected"][k] = expected
         j = match[k]
         if j < 0:
             out["status"][k] = K.STATUS_MISSING
             continue
         o = ev["o_t"][j]
-        lo, hi = ev["wlo"][k] + shift, ev["whi"][k] + shift
+        lo, hi = ev["wlo"][k] + sh, ev["whi"][k] + sh
         d = o - lo if o < lo else (o - hi if o > hi else 0)
         out["mismatch"][k] = _mismatch(ev["p_f"][k], ev["o_f"][j], ev["check"][k])
         if stage[k] == K.STAGE_REORDER:
@@ -188,7 +194,7 @@ def run_stages_reference(prep: Prepared, cons: Constraints, pos_a: np.ndarray, p
         tol.append(max(int(prep.p_tol_abs[k]), int(float(prep.p_tol_frac[k]) * gap)))
     ev = {"p_t": p_t, "wlo": prep.p_wlo.tolist(), "whi": prep.p_whi.tolist(), "tol": tol, "o_t": prep.o_t.tolist(),
           "p_f": [tuple(r) for r in prep.p_fields.tolist()], "o_f": [tuple(r) for r in prep.o_fields.tolist()],
-          "check": prep.p_check.tolist()}
+          "check": prep.p_check.tolist(), "anchor": prep.p_anchor.tolist()}
     streams = [_Stream(ev, *seg) for seg in zip(prep.seg_p0.tolist(), prep.seg_p1.tolist(), prep.seg_o0.tolist(),
                                                 prep.seg_o1.tolist(), strict=True)]
     n_p, n_o = len(p_t), len(ev["o_t"])

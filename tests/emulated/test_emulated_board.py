@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -201,9 +202,73 @@ def test_link_down_is_reasserted_after_a_reset(booted_board):
     assert out.strip().splitlines()[-1] == "0"
 
 
+# Linux 6.1's NC-SI code sometimes oopses (NULL pointer in ncsi_add_channel, from
+# ncsi_rsp_handler_cis) on the answers QEMU's NC-SI emulation gives during probe, and
+# aspeed_g5_defconfig panics on oops. Seen in about one boot in five here. That kernel
+# fault is not the harness's to hide, but it must not make this test flaky: a boot that
+# hits exactly that oops is tried again, at most three times; any other failure fails.
+NCSI_OOPS = "ncsi_add_channel"
+
+
 def test_romulus_ncsi_variant_boots_to_ssh(emulated_image, tmp_path):
-    board = QemuBoard(emulated_image, tmp_path / "board", machine="romulus-bmc")
+    for attempt in range(3):
+        board = QemuBoard(emulated_image, tmp_path / f"board{attempt}", machine="romulus-bmc")
+        with board:
+            try:
+                BoardStrategy(board).transition(BoardState.SSH)
+            except StrategyError:
+                if NCSI_OOPS in (board.out_dir / "console.log").read_text():
+                    continue
+                raise
+            assert "armv6l" in board.run("uname -m").stdout
+            assert not any("Link is Up" in line.text for line in board.console.lines)
+            assert "NCSI" in "\n".join(line.text for line in board.console.lines)
+            return
+    pytest.fail("three romulus-bmc boots in a row hit the NC-SI oops in ncsi_add_channel")
+
+
+def test_password_login_works_and_a_wrong_password_is_refused(booted_board):
+    from harness.board.ssh import SSHConnection
+    from harness.errors import SSHError
+
+    cred = booted_board.image.credentials
+    port = booted_board.host_port("ssh")
+    good = SSHConnection("127.0.0.1", port, cred.user, password=cred.password, known_hosts="auto-accept")
+    try:
+        assert good.run("id -u").stdout.strip() == "0"
+    finally:
+        good.close()
+    bad = SSHConnection("127.0.0.1", port, cred.user, password="wrong", known_hosts="auto-accept")
+    with pytest.raises(SSHError, match="authentication as root"):
+        bad.connect(timeout=10)
+
+
+def test_qemu_dies_with_a_harness_that_is_killed(emulated_image, tmp_path):
+    code = (
+        "import sys, time; from pathlib import Path; from harness.image import build_image;"
+        "from harness.board.qemu import QemuBoard;"
+        f"b = QemuBoard(build_image(log=lambda m: None), Path({str(tmp_path / 'b')!r}));"
+        "b.power_on(); print(b.pid, flush=True); time.sleep(60)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    qemu_pid = int(child.stdout.readline())
+    assert _alive(qemu_pid)
+    child.kill()  # SIGKILL: no finally, no atexit
+    child.wait()
+    deadline = time.monotonic() + 10
+    while _alive(qemu_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(qemu_pid)
+
+
+def test_watchdog_daemon_from_the_firmware_config_keeps_the_board_up(image_for, tmp_path):
+    image = image_for(watchdog={"timeout": 4, "daemon": True, "period": 1})
+    board = QemuBoard(image, tmp_path / "board")
     with board:
         BoardStrategy(board).transition(BoardState.SSH)
-        assert "armv6l" in board.run("uname -m").stdout
-        assert not any("Link is Up" in line.text for line in board.console.lines)
+        assert board.run("pidof watchdog").stdout.strip()
+        since = board.qmp.cursor()
+        time.sleep(6)  # longer than the timeout: only the daemon's kicks keep it alive
+        assert [e.name for e in board.qmp.events[since:]] == []
+        board.watchdog_starve()
+        assert board.qmp.wait_event("WATCHDOG", timeout=10, since=since).data["action"] == "reset"

@@ -1,0 +1,208 @@
+"""Console log ingest: console.log (written by harness.board.console) -> columnar arrays.
+
+Each line of the log is `<host wall seconds, 6 decimals> <text>`; the text may carry a
+printk stamp `[   12.345678] ` at its start or after a shell prompt. The kernel lines the
+oracle cares about are recognised from `LINUX_6_1_CONSOLE_MESSAGES` and given an
+`EventKind`; every other line is kept with kind 0.
+
+The guest's printk clock restarts at 0 on every boot, so each line carries the index of
+its boot: a new boot starts at each `Linux version` banner (and, should the banner be
+lost in noise, wherever the printk clock runs backwards by more than a second; that is
+also where a boot's first line, stamped 0.000000 before its banner, starts it).
+
+Sans-IO: `parse_console` takes the bytes (or text) and the name of their source.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.ingest.events import Clock, EventKind, EventTable
+
+NOT_OF_INTEREST = 0  # the `kind` of a line the oracle does not look at
+
+# The exact kernel strings, as Linux 6.1 prints them: (kind, format in the kernel source,
+# where, regex over the message after the printk stamp). The model issue will own these;
+# until then this table is the single place they are written down.
+LINUX_6_1_CONSOLE_MESSAGES: tuple[tuple[EventKind, str, str, str], ...] = (
+    (EventKind.BOOT, "Linux version %s (%s@%s) (%s) %s", "init/version.c linux_banner",
+     r"^Linux version (?P<release>\S+)"),
+    (EventKind.INIT, "Run %s as init process", "init/main.c run_init_process",
+     r"^Run (?P<init>\S+) as init process"),
+    (EventKind.LINK_DOWN, "%s %s %s: Link is Down", "drivers/net/phy/phy.c phy_print_status (netdev_info)",
+     r"(?P<dev>\S+): Link is Down\s*$"),
+    (EventKind.LINK_UP, "%s %s %s: Link is Up - %s/%s %s- flow control %s",
+     "drivers/net/phy/phy.c phy_print_status (netdev_info)",
+     r"(?P<dev>\S+): Link is Up - (?P<speed>\S+)/(?P<duplex>\w+) (?:\(downshifted\) )?"
+     r"- flow control (?P<pause>rx/tx|rx|tx|off)"),
+    (EventKind.WATCHDOG_DID_NOT_STOP, "watchdog: watchdog%d: watchdog did not stop!",
+     "drivers/watchdog/watchdog_dev.c watchdog_release (pr_crit)",
+     r"^watchdog: watchdog(?P<id>\d+): watchdog did not stop!"),
+    (EventKind.NETDEV_WATCHDOG, "NETDEV WATCHDOG: %s (%s): transmit queue %u timed out",
+     "net/sched/sch_generic.c dev_watchdog (WARN_ONCE)",
+     r"NETDEV WATCHDOG: (?P<dev>\S+) \((?P<driver>[^)]*)\): transmit queue (?P<queue>\d+) timed out"),
+    (EventKind.RESTARTING, "reboot: Restarting system", "kernel/reboot.c kernel_restart (pr_emerg)",
+     r"^reboot: Restarting system"),
+    (EventKind.KERNEL_PANIC, "Kernel panic - not syncing: %s", "kernel/panic.c panic",
+     r"Kernel panic - not syncing"),
+)
+_MESSAGES = [(kind, re.compile(rx)) for kind, _, _, rx in LINUX_6_1_CONSOLE_MESSAGES]
+# One cheap test before the per-kind regexes: most lines match none.
+_ANY_MESSAGE = re.compile("|".join(f"(?:{re.sub(r'[(][?]P<[a-z0-9_]+>', '(', rx)})"
+                                   for *_, rx in LINUX_6_1_CONSOLE_MESSAGES))
+
+_HOST_STAMP = re.compile(rb"^(\d{1,12})\.(\d{6}) ")
+_PRINTK_STAMP = re.compile(r"\[\s*(\d+)\.(\d{6})\] ")
+# A printk clock going back this far without a banner is a boot whose banner was lost.
+_CLOCK_RESTART_NS = 1_000_000_000
+
+PAUSE_CODES = {"off": 0, "rx": 1, "tx": 2, "rx/tx": 3}  # LINK_UP detail2
+DUPLEX_CODES = {"Half": 0, "Full": 1}  # LINK_UP detail1; -1 for "Unknown"
+
+
+def link_speed_mbps(text: str) -> int:
+    """phy_speed_to_str's "100Mbps" / "2.5Gbps" -> Mb/s; -1 for "Unknown"."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([MG])bps", text)
+    if not m:
+        return -1
+    return round(float(m.group(1)) * (1000 if m.group(2) == "G" else 1))
+
+
+class ConsoleFormatError(HarnessError):
+    """A console log line without the host stamp the harness writes. Names the file and
+    line; `partial` holds the lines read before it."""
+
+    def __init__(self, source: str, line: int, problem: str, partial: ConsoleLog | None = None):
+        self.source = source
+        self.line = line
+        self.problem = problem
+        self.partial = partial
+        kept = f"; {len(partial)} lines read before it" if partial is not None else ""
+        super().__init__(f"{source}: line {line}: {problem}{kept}")
+
+
+@dataclass
+class ConsoleLog:
+    """A console log as columns, one row per readable line.
+
+    detail0..2 by kind: LINK_UP speed Mb/s, duplex (DUPLEX_CODES), pause (PAUSE_CODES);
+    WATCHDOG_DID_NOT_STOP watchdog id; NETDEV_WATCHDOG TX queue. `boot` counts from 0; a
+    log that starts mid-run calls the boot it starts in 0."""
+
+    host_wall_ns: np.ndarray  # int64
+    guest_ns: np.ndarray  # int64 printk stamp, -1 when the line has none
+    line: np.ndarray  # int64, 1-based line number in the file
+    kind: np.ndarray  # int16 EventKind, NOT_OF_INTEREST for other lines
+    boot: np.ndarray  # int64 boot index (segment of the guest clock)
+    detail0: np.ndarray
+    detail1: np.ndarray
+    detail2: np.ndarray
+    text: list[str]
+    source: str = ""
+    errors: list[ConsoleFormatError] = field(default_factory=list)  # lines skipped (strict=False)
+
+    def __len__(self) -> int:
+        return self.line.shape[0]
+
+    @property
+    def boots(self) -> int:
+        """How many boots the log shows."""
+        return int(self.boot.max()) + 1 if len(self) else 0
+
+    def events(self) -> EventTable:
+        """The recognised lines as events: on the guest clock (segment = boot) when the line
+        has a printk stamp, else on the host wall clock."""
+        k = np.flatnonzero(self.kind != NOT_OF_INTEREST)
+        stamped = self.guest_ns[k] >= 0
+        n = k.size
+        return EventTable(
+            time_ns=np.where(stamped, self.guest_ns[k], self.host_wall_ns[k]),
+            clock=np.where(stamped, Clock.GUEST, Clock.HOST_WALL).astype(np.int8),
+            segment=np.where(stamped, self.boot[k], 0).astype(np.int64),
+            kind=self.kind[k].copy(), line=self.line[k].copy(), detail0=self.detail0[k].copy(),
+            detail1=self.detail1[k].copy(), mono_ns=np.full(n, -1, np.int64), source=self.source,
+            names=[self.text[i] for i in k.tolist()])
+
+
+def _classify(message: str) -> tuple[int, int, int, int]:
+    """(kind, detail0, detail1, detail2) of one message (the text after any printk stamp)."""
+    if not _ANY_MESSAGE.search(message):
+        return NOT_OF_INTEREST, 0, 0, 0
+    for kind, rx in _MESSAGES:
+        m = rx.search(message)
+        if not m:
+            continue
+        if kind == EventKind.LINK_UP:
+            return (kind, link_speed_mbps(m["speed"]), DUPLEX_CODES.get(m["duplex"], -1),
+                    PAUSE_CODES[m["pause"]])
+        if kind == EventKind.WATCHDOG_DID_NOT_STOP:
+            return kind, int(m["id"]), 0, 0
+        if kind == EventKind.NETDEV_WATCHDOG:
+            return kind, int(m["queue"]), 0, 0
+        return kind, 0, 0, 0
+    return NOT_OF_INTEREST, 0, 0, 0
+
+
+def parse_console(data: bytes | str, source: str = "console.log", strict: bool = True) -> ConsoleLog:
+    """Parse a console log. Non-UTF-8 bytes and terminal noise in the text are replaced,
+    never fatal. A line without its host stamp raises `ConsoleFormatError` (strict) or is
+    skipped and listed in `ConsoleLog.errors` (strict=False)."""
+    raw = data.encode("utf-8", errors="surrogateescape") if isinstance(data, str) else bytes(data)
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last line
+    host, guest, line_no, kind, boot, d0, d1, d2 = ([] for _ in range(8))
+    texts: list[str] = []
+    errors: list[ConsoleFormatError] = []
+    cur_boot, boot_max_guest, boot_seen_banner = 0, -1, False
+    for n, b in enumerate(lines, start=1):
+        m = _HOST_STAMP.match(b)
+        if not m:
+            problem = f"no host time stamp at the start of the line: {b[:40].decode('utf-8', errors='replace')!r}"
+            if strict:
+                raise ConsoleFormatError(source, n, problem,
+                                         _columns(host, guest, line_no, kind, boot, d0, d1, d2, texts, source, errors))
+            errors.append(ConsoleFormatError(source, n, problem))
+            continue
+        text = b[m.end():].rstrip(b"\r").decode("utf-8", errors="replace")
+        ps = _PRINTK_STAMP.search(text)
+        g = int(ps.group(1)) * 1_000_000_000 + int(ps.group(2)) * 1_000 if ps else -1
+        message = text[ps.end():] if ps else text
+        k, a0, a1, a2 = _classify(message)
+        # A boot starts where the printk clock restarts (on ARM "Booting Linux" comes at
+        # 0.000000 just before the banner), or at a banner the current boot has passed.
+        restarted = g >= 0 and g < boot_max_guest - _CLOCK_RESTART_NS
+        banner_of_new_boot = k == EventKind.BOOT and (g < boot_max_guest if g >= 0 else boot_seen_banner)
+        if restarted or banner_of_new_boot:
+            cur_boot += 1
+            boot_max_guest, boot_seen_banner = -1, False
+        boot_max_guest = max(boot_max_guest, g)
+        boot_seen_banner |= k == EventKind.BOOT
+        host.append(int(m.group(1)) * 1_000_000_000 + int(m.group(2)) * 1_000)
+        guest.append(g)
+        line_no.append(n)
+        kind.append(k)
+        boot.append(cur_boot)
+        d0.append(a0)
+        d1.append(a1)
+        d2.append(a2)
+        texts.append(text)
+    return _columns(host, guest, line_no, kind, boot, d0, d1, d2, texts, source, errors)
+
+
+def _columns(host, guest, line_no, kind, boot, d0, d1, d2, texts, source, errors) -> ConsoleLog:
+    i64 = np.int64
+    return ConsoleLog(np.asarray(host, i64), np.asarray(guest, i64), np.asarray(line_no, i64),
+                      np.asarray(kind, np.int16), np.asarray(boot, i64), np.asarray(d0, i64), np.asarray(d1, i64),
+                      np.asarray(d2, i64), list(texts), source, list(errors))
+
+
+def read_console(path: str | Path, strict: bool = True) -> ConsoleLog:
+    """`parse_console` on a file (an unreadable file raises its OSError)."""
+    p = Path(path)
+    return parse_console(p.read_bytes(), str(p), strict)
