@@ -235,6 +235,55 @@ def cmd_qmp(args) -> int:
     return EXIT_OK
 
 
+# -- flap ------------------------------------------------------------------------------
+def cmd_flap(args) -> int:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    from harness.board import BoardState, BoardStrategy, load_board_file, open_board, timeouts_for
+    from harness.flap import run_flap, write_report
+
+    spec = load_board_file(args.board)
+    out = Path(args.out) if args.out else _default_out(f"flap-{spec.name}")
+    term = Console(stderr=not args.json)
+    board = open_board(spec, out, log=_stderr)
+    rows = []
+
+    def table() -> Table:
+        t = Table(title=f"link flap: {args.cycles} x (down {args.down:g} s, up {args.up:g} s), traffic {args.traffic}")
+        for col in ("cycle", "Link is Down after", "Link is Up after", "model window", "traffic errors", "verdict"):
+            t.add_column(col, justify="right" if col != "verdict" else "left")
+        for c in rows:
+            fmt = (lambda ns: "-" if ns is None else f"{ns / 1e6:.0f} ms")
+            win = f"{c.down_window.earliest_ns / 1e6:.0f}..{c.down_window.latest_ns / 1e6:.0f} ms (+{c.tolerance_ns / 1e6:.0f})"
+            style = "green" if c.verdict == "ok" else "red"
+            t.add_row(str(c.cycle), fmt(c.down_delay_ns), fmt(c.up_delay_ns), win, str(c.traffic_errors),
+                      f"[{style}]{c.verdict}[/{style}]")
+        return t
+
+    with board:
+        BoardStrategy(board, timeouts_for(spec)).transition(BoardState.SSH)
+        board.capture_start(out / "flap.pcap")
+        with Live(table(), console=term, refresh_per_second=4, transient=args.json) as live:
+            def on_cycle(c):
+                rows.append(c)
+                live.update(table())
+
+            cycles = run_flap(board, args.down, args.up, args.cycles, args.traffic,
+                              tolerance_ns=int(args.tolerance_ms * 1e6), on_cycle=on_cycle)
+        board.capture_stop()
+    paths = write_report(cycles, out, {"board": spec.name, "down_s": args.down, "up_s": args.up,
+                                       "traffic": args.traffic})
+    bad = [c for c in cycles if c.verdict != "ok"]
+    if args.json:
+        print(paths["json"].read_text())
+    else:
+        term.print(f"{len(cycles) - len(bad)}/{len(cycles)} cycles inside the model's window; "
+                   f"plot {paths['png']}, capture {out / 'flap.pcap'}")
+    return EXIT_FAIL if bad else EXIT_OK
+
+
 # -- parser ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bmc-hil", description=__doc__.split("\n")[0])
@@ -280,6 +329,19 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("state", choices=["down", "up"])
     ln.add_argument("--out", help="artifact folder for a real board's host-event log")
     ln.set_defaults(func=cmd_link)
+
+    fl = sub.add_parser("flap", help="link-flap experiment: detection delays against the model's window")
+    board_arg(fl)
+    fl.add_argument("--down", type=float, default=2.0, help="seconds the link stays down (default 2)")
+    fl.add_argument("--up", type=float, default=5.0, help="seconds the link stays up (default 5)")
+    fl.add_argument("--cycles", type=int, default=20, help="number of down/up cycles (default 20)")
+    fl.add_argument("--traffic", choices=["idle", "ssh", "http"], default="idle",
+                    help="traffic kept running during the flap (default idle)")
+    fl.add_argument("--tolerance-ms", type=float, default=250.0,
+                    help="slack beyond the model's window for console latency and emulation (default 250)")
+    fl.add_argument("--out", help="artifact folder (default: bmc-hil-runs/TIME-flap-NAME)")
+    fl.add_argument("--json", action="store_true", help="print the cycles as JSON")
+    fl.set_defaults(func=cmd_flap)
 
     q = sub.add_parser("qmp", help="send QMP commands to a QEMU monitor socket (emulated boards)")
     q.add_argument("--socket", required=True, help="QMP unix socket (the session's control socket)")
