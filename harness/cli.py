@@ -254,8 +254,10 @@ def cmd_flap(args) -> int:
         t = Table(title=f"link flap: {args.cycles} x (down {args.down:g} s, up {args.up:g} s), traffic {args.traffic}")
         for col in ("cycle", "Link is Down after", "Link is Up after", "model window", "traffic errors", "verdict"):
             t.add_column(col, justify="right" if col != "verdict" else "left")
+        def fmt(ns):
+            return "-" if ns is None else f"{ns / 1e6:.0f} ms"
+
         for c in rows:
-            fmt = (lambda ns: "-" if ns is None else f"{ns / 1e6:.0f} ms")
             win = f"{c.down_window.earliest_ns / 1e6:.0f}..{c.down_window.latest_ns / 1e6:.0f} ms (+{c.tolerance_ns / 1e6:.0f})"
             style = "green" if c.verdict == "ok" else "red"
             t.add_row(str(c.cycle), fmt(c.down_delay_ns), fmt(c.up_delay_ns), win, str(c.traffic_errors),

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from harness.compare import (
+    ANCHOR_ABSOLUTE,
+    ANCHOR_PREVIOUS_OBSERVED,
     NO_TIME,
     CompareInputError,
     Constraints,
@@ -83,6 +85,37 @@ def test_later_events_are_expected_from_the_observed_predecessor(engine):
     r = compare(pred([0, 1000, 3000], tol_abs_ns=10 * MS), obs([0, 1300, 3000]), engine=engine)
     assert kinds(r) == ["LATE", "EARLY"]
     assert r.divergences[1]["expected_ns"] == 3300 * MS and r.divergences[1]["delta_ns"] == -300 * MS
+
+
+def test_absolute_event_on_time_after_a_late_one_is_not_early(engine):
+    # two independent replies: the first 300 ms late, the second on time
+    p = pred([0, 1000, 3000], tol_abs_ns=10 * MS, anchor=[ANCHOR_PREVIOUS_OBSERVED, ANCHOR_PREVIOUS_OBSERVED,
+                                                          ANCHOR_ABSOLUTE])
+    r = compare(p, obs([0, 1300, 3000]), engine=engine)
+    assert kinds(r) == ["LATE"] and r.divergences[0]["pred_id"] == 1
+
+
+def test_absolute_event_late_against_its_own_time_is_late(engine):
+    # the late predecessor does not excuse it: 300 ms after its predicted time is late
+    p = pred([0, 1000, 3000], tol_abs_ns=10 * MS, anchor=[0, 0, ANCHOR_ABSOLUTE])
+    r = compare(p, obs([0, 1300, 3300]), engine=engine)
+    assert kinds(r) == ["LATE", "LATE"]
+    assert r.divergences[1]["expected_ns"] == 3000 * MS and r.divergences[1]["delta_ns"] == 300 * MS
+
+
+def test_event_after_an_absolute_one_is_measured_from_its_observed_time(engine):
+    # the absolute event came 300 ms late; its causal successor keeps that pace
+    p = pred([0, 1000, 3000], tol_abs_ns=10 * MS, anchor=[0, ANCHOR_ABSOLUTE, ANCHOR_PREVIOUS_OBSERVED])
+    r = compare(p, obs([0, 1300, 3300]), engine=engine)
+    assert kinds(r) == ["LATE"] and r.divergences[0]["pred_id"] == 1
+
+
+def test_absolute_window_stays_where_the_model_put_it(engine):
+    # ARP reachable-time window [15 s, 45 s] fixed in time; the predecessor ran 10 s late
+    p = pred([0, 100, 30_100], tol_abs_ns=MS, win_lo=[0, 100 * MS, 15_100 * MS], win_hi=[0, 100 * MS, 45_100 * MS],
+             anchor=[0, 0, ANCHOR_ABSOLUTE])
+    r = compare(p, obs([0, 600, 45_550]), engine=engine, max_shift_ns=10_000 * MS)
+    assert kinds(r) == ["LATE", "LATE"] and r.divergences[1]["delta_ns"] == 450 * MS
 
 
 def test_missing_event_is_missing(engine):
@@ -206,6 +239,11 @@ def test_different_field_columns_raise():
 def test_window_with_lo_above_hi_raises():
     with pytest.raises(CompareInputError, match="win_lo"):
         pred([0], win_lo=[10], win_hi=[5])
+
+
+def test_unknown_anchor_raises():
+    with pytest.raises(CompareInputError, match="anchor"):
+        pred([0], anchor=[7])
 
 
 def test_before_constraint_with_unknown_event_raises():

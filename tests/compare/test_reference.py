@@ -1,6 +1,6 @@
 """The numba kernels and the plain-Python reference give identical results on random
 inputs built to hit every stage: drops, extras, jitter, late runs, swaps, field flips,
-windows, unchecked fields, narrow bands, constraints."""
+windows, unchecked fields, both anchors, narrow bands, constraints."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def random_case(rng: np.random.Generator, n: int, n_streams: int, n_fields: int)
     win_hi = np.where(windowed, t + rng.integers(0, 200 * MS, n), t)
     tol_abs = rng.integers(0, 5 * MS, n)
     tol_frac = rng.choice([0.0, 0.01, 0.1, 0.5], n)
-    pred = PredictedEvents.build(stream, t, fields, check, tol_abs, tol_frac, win_lo, win_hi)
+    anchor = (rng.random(n) < 0.3).astype(np.int8)  # ANCHOR_ABSOLUTE where 1
+    pred = PredictedEvents.build(stream, t, fields, check, tol_abs, tol_frac, win_lo, win_hi, anchor=anchor)
 
     keep = rng.random(n) > 0.1
     ot = t + rng.normal(0, 2 * MS, n).astype(np.int64)
