@@ -235,6 +235,45 @@ def cmd_qmp(args) -> int:
     return EXIT_OK
 
 
+# -- predict ---------------------------------------------------------------------------
+def cmd_predict(args) -> int:
+    from harness.board import load_board_file
+    from harness.scenario import MODEL_SCENARIO_START_NS, load_scenario, model_inputs
+    from models.board import predict
+
+    spec = load_board_file(args.board)
+    scenario = load_scenario(args.scenario)
+    start = MODEL_SCENARIO_START_NS
+    pred = predict(spec.firmware, model_inputs(scenario, spec.firmware, start), until=start + scenario.end_ns,
+                   seed=args.seed)
+    if args.json:
+        data = json.loads(pred.to_json())
+        data.update(scenario=scenario.name, board=spec.name, scenario_start_ns=start)
+        print(json.dumps(data, indent=1))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{scenario.name} on {spec.name}: what Linux 6.1 should do (s from scenario start)")
+    for col in ("t", "window", "kind", "what"):
+        t.add_column(col)
+    for e in pred.events:
+        if e.t < start:
+            continue  # the modelled boot before the scenario
+        d = e.detail
+        if e.kind == "console":
+            what = d["text"]
+        elif e.kind == "frame":
+            what = " ".join(f"{k}={d[k]}" for k in ("proto", "op", "src_ip", "dst_ip", "sport", "dport", "flags",
+                                                     "mss", "wscale", "sack_perm", "ts") if d.get(k) is not None)
+        else:
+            what = ", ".join(f"{k}={v}" for k, v in d.items() if k != "hex")
+        win = "" if e.window is None else f"{(e.window.earliest - start) / 1e9:.3f}..{(e.window.latest - start) / 1e9:.3f}"
+        t.add_row(f"{(e.t - start) / 1e9:.3f}", win, e.kind, what)
+    Console().print(t)
+    return EXIT_OK
+
+
 # -- flap ------------------------------------------------------------------------------
 def cmd_flap(args) -> int:
     from rich.console import Console
@@ -331,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("state", choices=["down", "up"])
     ln.add_argument("--out", help="artifact folder for a real board's host-event log")
     ln.set_defaults(func=cmd_link)
+
+    pr = sub.add_parser("predict", help="what the stack model says the board should do in a scenario")
+    pr.add_argument("scenario", help="scenario YAML file")
+    board_arg(pr)
+    pr.add_argument("--seed", type=int, default=0, help="seed for what Linux randomises (default 0)")
+    pr.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    pr.set_defaults(func=cmd_predict)
 
     fl = sub.add_parser("flap", help="link-flap experiment: detection delays against the model's window")
     board_arg(fl)

@@ -1,0 +1,223 @@
+"""Scenarios: stimuli on a timeline, in a YAML file users write.
+
+    name: flap-while-idle
+    duration: 8s            # observe this long after the last step (default 5s)
+    steps:
+      - {at: 0s,  do: connect, service: ssh}     # the peer opens a TCP connection
+      - {at: 1s,  do: link_down}
+      - {at: 3s,  do: link_up}
+      - {at: 4s,  do: watchdog_start, timeout: 5, period: 1}
+      - {at: 6s,  do: watchdog_starve}
+      - {at: 20s, do: connect, port: 81}         # a port the firmware does not serve
+      - {at: 21s, do: reboot}
+      - {at: 22s, do: frame, hex: "ffff..."}     # raw frame from the peer (wire mode, predict)
+
+The same file drives a board (`bmc-hil run`) and the model (`bmc-hil predict`):
+`model_inputs()` turns it into the stack model's input timeline, synthesising the frames a
+QEMU-slirp-like peer sends for a `connect` (its ARP request, then its SYN).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import HarnessError
+
+STEP_FIELDS: dict[str, set[str]] = {
+    "link_down": set(),
+    "link_up": set(),
+    "watchdog_start": {"timeout", "period"},
+    "watchdog_starve": set(),
+    "watchdog_stop": set(),
+    "reboot": set(),
+    "connect": {"service", "port"},
+    "frame": {"hex"},
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min)?\s*$")
+_UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "min": 60_000_000_000, None: 1_000_000_000}
+
+# QEMU slirp's addresses: the peer every emulated board in user networking talks to.
+PEER_MAC = "52:55:0a:00:02:02"
+PEER_SPORT_BASE = 40000
+# Where, in model time, the scenario starts: after the modelled boot has brought eth0 and
+# the services up (BootTiming's latest: 5 s to ifup + 3 s to services), with margin.
+MODEL_SCENARIO_START_NS = 10_000_000_000
+
+
+class ScenarioError(HarnessError):
+    """A scenario file does not fit: names the file, the step and the field."""
+
+
+@dataclass(frozen=True)
+class Step:
+    at_ns: int
+    do: str
+    args: dict[str, Any] = field(default_factory=dict)
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    steps: tuple[Step, ...]
+    duration_ns: int = 5_000_000_000
+    description: str = ""
+    source: str = "<scenario>"
+
+    @property
+    def end_ns(self) -> int:
+        return (self.steps[-1].at_ns if self.steps else 0) + self.duration_ns
+
+
+def parse_duration(value: Any, where: str, source: str) -> int:
+    """`1.5s`, `200ms`, `2min` or a number of seconds -> ns."""
+    if isinstance(value, bool):
+        raise ScenarioError(f"{source}: {where}: expected a duration like 1.5s or 200ms, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ScenarioError(f"{source}: {where}: a duration cannot be negative ({value})")
+        return int(round(value * 1_000_000_000))
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ScenarioError(f"{source}: {where}: expected a duration like 1.5s or 200ms, got {value!r}")
+    return int(round(float(m.group(1)) * _UNIT_NS[m.group(2)]))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ScenarioError(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    return parse_scenario(data, str(path))
+
+
+def parse_scenario(data: Any, source: str) -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: expected a mapping with name and steps, got {type(data).__name__}")
+    unknown = set(data) - {"name", "description", "duration", "steps"}
+    if unknown:
+        raise ScenarioError(f"{source}: {sorted(unknown)[0]}: unknown field; expected name, description, "
+                            "duration, steps")
+    name = data.get("name") or Path(source).stem
+    if not isinstance(name, str):
+        raise ScenarioError(f"{source}: name: expected a string, got {name!r}")
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise ScenarioError(f"{source}: steps: expected a non-empty list of steps")
+    steps = []
+    for i, raw in enumerate(raw_steps):
+        where = f"steps[{i}]"
+        if not isinstance(raw, dict):
+            raise ScenarioError(f"{source}: {where}: expected a mapping like {{at: 1s, do: link_down}}")
+        do = raw.get("do")
+        if do not in STEP_FIELDS:
+            raise ScenarioError(f"{source}: {where}.do: unknown step {do!r}; known: {', '.join(STEP_FIELDS)}")
+        if "at" not in raw:
+            raise ScenarioError(f"{source}: {where}.at: missing (when the step happens, e.g. 1.5s)")
+        extra = set(raw) - {"at", "do"} - STEP_FIELDS[do]
+        if extra:
+            raise ScenarioError(f"{source}: {where}.{sorted(extra)[0]}: unknown field for {do}; expected "
+                                + (", ".join(sorted(STEP_FIELDS[do])) or "none"))
+        args = {k: v for k, v in raw.items() if k not in ("at", "do")}
+        _check_args(do, args, f"{where}", source)
+        steps.append(Step(parse_duration(raw["at"], f"{where}.at", source), do, args, i))
+    ordered = sorted(steps, key=lambda s: (s.at_ns, s.index))
+    duration = parse_duration(data.get("duration", "5s"), "duration", source)
+    return Scenario(name, tuple(ordered), duration, str(data.get("description", "")), source)
+
+
+def _check_args(do: str, args: dict, where: str, source: str) -> None:
+    def need_int(key, low, high):
+        v = args.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise ScenarioError(f"{source}: {where}.{key}: expected an integer in {low}..{high}, got {v!r}")
+
+    if do == "watchdog_start":
+        need_int("timeout", 1, 4294)
+        if "period" in args:
+            need_int("period", 1, 4294)
+            if args["period"] >= args["timeout"]:
+                raise ScenarioError(f"{source}: {where}.period: must be shorter than the timeout")
+    elif do == "connect":
+        if ("service" in args) == ("port" in args):
+            raise ScenarioError(f"{source}: {where}: give exactly one of service or port")
+        if "port" in args:
+            need_int("port", 1, 65535)
+        elif args["service"] not in ("ssh", "http"):
+            raise ScenarioError(f"{source}: {where}.service: expected ssh or http, got {args['service']!r}")
+    elif do == "frame":
+        h = args.get("hex")
+        if not isinstance(h, str) or not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", h.replace(" ", "")) \
+                or len(h.replace(" ", "")) < 28:
+            raise ScenarioError(f"{source}: {where}.hex: expected an Ethernet frame as hex (14 bytes or more)")
+
+
+def connect_port(step: Step, config) -> int:
+    """The board port a `connect` step aims at (a declared service's, or the given one)."""
+    if "port" in step.args:
+        return int(step.args["port"])
+    svc = config.service(step.args["service"])
+    if svc is None:
+        raise ScenarioError(f"step {step.index}: the board declares no {step.args['service']} service")
+    return svc.port
+
+
+def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_START_NS) -> list[dict[str, Any]]:
+    """The scenario as the stack model's input timeline (models.board.predict's format)."""
+    from models.wire import (
+        ARPOP_REQUEST,
+        ETH_P_ARP,
+        ETH_P_IP,
+        IPPROTO_TCP,
+        SYN,
+        ArpRepr,
+        EthernetRepr,
+        Ipv4Repr,
+        TcpRepr,
+        ip4,
+        linux_options,
+        mac_bytes,
+    )
+
+    iface = config.interface
+    peer_ip = ip4(str(iface.gateway or next(iter(iface.address.network.hosts()))))
+    board_ip = ip4(str(iface.address.ip))
+    peer_mac, board_mac = mac_bytes(PEER_MAC), mac_bytes(iface.mac)
+    inputs: list[dict[str, Any]] = []
+    for n, step in enumerate(scenario.steps):
+        t = start_ns + step.at_ns
+        if step.do in ("link_down", "link_up"):
+            inputs.append({"t": t, "kind": "link", "up": step.do == "link_up"})
+        elif step.do == "watchdog_start":
+            inputs.append({"t": t, "kind": "watchdog_daemon_start", "timeout": step.args["timeout"],
+                           "period": step.args.get("period", 1)})
+        elif step.do == "watchdog_starve":
+            inputs.append({"t": t, "kind": "watchdog_sigkill"})
+        elif step.do == "watchdog_stop":
+            inputs.append({"t": t, "kind": "watchdog_sigterm"})
+        elif step.do == "reboot":
+            inputs.append({"t": t, "kind": "reboot"})
+        elif step.do == "frame":
+            inputs.append({"t": t, "kind": "frame", "hex": step.args["hex"].replace(" ", "")})
+        elif step.do == "connect":
+            # slirp asks for the board's MAC first (the board learns the peer from it), then SYNs.
+            arp = ArpRepr(op=ARPOP_REQUEST, sha=peer_mac, sip=peer_ip, tha=b"\0" * 6, tip=board_ip)
+            frame = EthernetRepr(b"\xff" * 6, peer_mac, ETH_P_ARP).emit(arp.emit())
+            inputs.append({"t": t, "kind": "frame", "hex": frame.hex()})
+            tcp = TcpRepr(PEER_SPORT_BASE + n, connect_port(step, config), 1_000_000 * (n + 1), 0, SYN,
+                          65535, linux_options(mss=1460))
+            seg = tcp.emit(b"", peer_ip, board_ip)
+            ip = Ipv4Repr(peer_ip, board_ip, IPPROTO_TCP, len(seg), ident=n + 1)
+            frame = EthernetRepr(board_mac, peer_mac, ETH_P_IP).emit(ip.emit(seg))
+            inputs.append({"t": t + 1_000_000, "kind": "frame", "hex": frame.hex()})
+    return inputs
