@@ -267,11 +267,104 @@ def cmd_predict(args) -> int:
             what = " ".join(f"{k}={d[k]}" for k in ("proto", "op", "src_ip", "dst_ip", "sport", "dport", "flags",
                                                      "mss", "wscale", "sack_perm", "ts") if d.get(k) is not None)
         else:
-            what = ", ".join(f"{k}={v}" for k, v in d.items() if k != "hex")
+            what = ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("hex", "raw"))
         win = "" if e.window is None else f"{(e.window.earliest - start) / 1e9:.3f}..{(e.window.latest - start) / 1e9:.3f}"
         t.add_row(f"{(e.t - start) / 1e9:.3f}", win, e.kind, what)
     Console().print(t)
     return EXIT_OK
+
+
+# -- run / compare -----------------------------------------------------------------------
+def _tolerance(args):
+    from harness.oracle import Tolerance
+
+    if args.tolerance_scale <= 0:
+        raise HarnessError(f"--tolerance-scale must be > 0, got {args.tolerance_scale}")
+    return Tolerance().scaled(args.tolerance_scale)
+
+
+def cmd_run(args) -> int:
+    from harness.board import load_board_file
+    from harness.report import write_report
+    from harness.runner import check_scenario, run_scenario
+    from harness.scenario import builtin_scenarios, load_scenario
+
+    spec = load_board_file(args.board)
+    names = args.scenarios or list(builtin_scenarios())
+    scenarios = [load_scenario(n) for n in names]  # all parsed before the board is touched
+    out = Path(args.out) if args.out else _default_out(f"run-{spec.name}")
+    tol = _tolerance(args)
+    verdicts = []
+    for sc in scenarios:
+        _stderr(f"scenario {sc.name} ...")
+        run = run_scenario(spec, sc, out / sc.name, log=_stderr)
+        v = check_scenario(spec, run, tol)
+        verdicts.append(v)
+        _stderr(f"scenario {sc.name}: {'pass' if v.ok else f'{len(v.rows)} divergences'}")
+    paths = write_report(out, verdicts, {"board": spec.name, "tolerance_scale": args.tolerance_scale})
+    return _print_verdicts(verdicts, paths, args.json)
+
+
+def _print_verdicts(verdicts, paths, as_json: bool) -> int:
+    if as_json:
+        print(paths["json"].read_text())
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title="bmc-hil verdicts")
+        for col in ("scenario", "verdict", "predicted", "observed", "divergences"):
+            t.add_column(col)
+        for v in verdicts:
+            t.add_row(v.scenario, "[green]pass[/green]" if v.ok else "[red]FAIL[/red]", str(v.predicted),
+                      str(v.observed), str(len(v.rows)))
+        con = Console()
+        con.print(t)
+        for v in verdicts:
+            for r in v.rows:
+                what = f"{r['kind']} {r['stream_name']}" + (f" field {r['field']}: predicted {r['pred_value']}, "
+                                                            f"observed {r['obs_value']}" if r.get("field") else "")
+                con.print(f"  {v.scenario}: {what}")
+        con.print(f"report: {paths['html']}")
+    return EXIT_OK if all(v.ok for v in verdicts) else EXIT_FAIL
+
+
+def cmd_compare(args) -> int:
+    from harness.board import load_board_file
+    from harness.oracle import Artifacts, check_run
+    from harness.report import write_report
+    from harness.scenario import load_scenario
+
+    spec = load_board_file(args.board)
+    sc = load_scenario(args.scenario)
+    pcaps = [Path(p) for p in args.pcap]
+    art = Artifacts(pcaps, Path(args.console), Path(args.host_events), Path(args.qmp) if args.qmp else None,
+                    args.capture_clock)
+    from harness.ingest.events import read_host_events
+
+    host = read_host_events(art.host_events)
+    starts = [int(t) for t, k in zip(host.time_ns.tolist(), host.names, strict=True) if k == "capture_start"]
+    if args.start_wall_ns is not None:
+        start = args.start_wall_ns
+    else:
+        start = _wall_of_host_row(host, "capture_start")
+    end = start + sc.end_ns if args.end_wall_ns is None else args.end_wall_ns
+    del starts
+    out = Path(args.out) if args.out else _default_out(f"compare-{spec.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    v = check_run(art, spec.firmware, start, end, sc.name, _tolerance(args), out)
+    paths = write_report(out, [v], {"board": spec.name})
+    return _print_verdicts([v], paths, args.json)
+
+
+def _wall_of_host_row(host, name: str) -> int:
+    import json as _json
+
+    for line in Path(host.source).read_text().splitlines():
+        row = _json.loads(line)
+        if row.get("event") == name:
+            return int(row["host_wall_ns"])
+    raise HarnessError(f"{host.source}: no {name} record; give --start-wall-ns")
 
 
 # -- flap ------------------------------------------------------------------------------
@@ -370,6 +463,30 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("state", choices=["down", "up"])
     ln.add_argument("--out", help="artifact folder for a real board's host-event log")
     ln.set_defaults(func=cmd_link)
+
+    rn = sub.add_parser("run", help="drive a board through scenarios, capture, and compare with the model")
+    rn.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                    help="scenario files or built-in names (default: every built-in scenario)")
+    board_arg(rn)
+    rn.add_argument("--out", help="report and artifact folder (default: bmc-hil-runs/TIME-run-NAME)")
+    rn.add_argument("--tolerance-scale", type=float, default=1.0, help="multiply every timing tolerance")
+    rn.add_argument("--json", action="store_true", help="print the report as JSON")
+    rn.set_defaults(func=cmd_run)
+
+    cp = sub.add_parser("compare", help="compare captures taken elsewhere with the model")
+    board_arg(cp)
+    cp.add_argument("--pcap", action="append", required=True, help="capture file (repeat for a power cycle)")
+    cp.add_argument("--console", required=True, help="console log written by a bmc-hil board driver")
+    cp.add_argument("--host-events", required=True, help="host-events.jsonl of the same run")
+    cp.add_argument("--qmp", help="qmp.jsonl (emulated boards)")
+    cp.add_argument("--scenario", required=True, help="the scenario that was run (file or built-in name)")
+    cp.add_argument("--capture-clock", default="host-wall", choices=["host-wall", "qemu-filter-dump"])
+    cp.add_argument("--start-wall-ns", type=int, help="scenario start (default: the capture start record)")
+    cp.add_argument("--end-wall-ns", type=int, help="end of the compared window (default: start + scenario)")
+    cp.add_argument("--tolerance-scale", type=float, default=1.0)
+    cp.add_argument("--out", help="report folder")
+    cp.add_argument("--json", action="store_true")
+    cp.set_defaults(func=cmd_compare)
 
     pr = sub.add_parser("predict", help="what the stack model says the board should do in a scenario")
     pr.add_argument("scenario", help="scenario YAML file")

@@ -1,0 +1,484 @@
+"""The board model: every layer composed from a FirmwareConfig, and a discrete-event driver.
+
+`Board` is one AST2500 running Linux: sockets -> TCP -> IPv4 -> neighbour -> ftgmac100 ->
+MDIO PHY, plus the watchdog. It takes inputs with `handle(now, event)`, says when it next
+needs to run with `poll_at()`, and runs due timers with `on_timer(now)`; both return
+`Predicted` outputs. `predict(config, inputs)` runs a whole timeline and returns a
+`Prediction` with `.to_json()`.
+
+Inputs (dicts, times in integer nanoseconds under "t"):
+  {"t": ..., "kind": "frame", "hex": "..."}          a frame arrives at the board ("raw": bytes also)
+  {"t": ..., "kind": "link", "up": false}            cable/QEMU set_link
+  {"t": ..., "kind": "watchdog_daemon_start"}        busybox watchdog -T timeout -t period
+  {"t": ..., "kind": "watchdog_sigterm" | "watchdog_sigkill" | "watchdog_hang"}
+  {"t": ..., "kind": "reboot"}                       `reboot` at the shell
+  {"t": ..., "kind": "tx_stall"}                     clear MACCR TXDMA_EN (fault injection)
+  {"t": ..., "kind": "connect", "fd": "c1", "addr": "10.0.2.2", "port": 80}
+  {"t": ..., "kind": "send" | "close", "fd": "c1", "data": "..."}
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clock import NSEC_PER_SEC, Window, ms, sec
+from .errors import ModelError, ModelUsageError, WireError
+from .ftgmac100 import NETDEV_PREFIX, Ftgmac100
+from .ipv4 import Fib, Ipv4Layer
+from .neighbour import NeighParams, NeighTable, TxFrame
+from .phy import PHY_STATE_TIME, PhyDevice, Rtl8211e
+from .socket import SocketLayer
+from .tcp import OutSegment, TcpParams
+from .watchdog import RESTART_LINE, AspeedWdt, BusyboxWatchdog, WatchdogCore
+from .wire import ETH_P_ARP, ETH_P_IP, EthernetRepr, ip4, ip4_str, mac_bytes
+from .wire.ipv4 import IPPROTO_TCP
+
+__all__ = ["Board", "Predicted", "Prediction", "predict", "BootTiming"]
+
+
+@dataclass(frozen=True)
+class BootTiming:
+    """How long a boot takes, as windows: reset to eth0 up, eth0 up to services listening."""
+
+    to_ifup: Window = Window(ms(500), sec(5))
+    to_services: Window = Window(ms(0), sec(3))
+
+
+@dataclass(slots=True)
+class Predicted:
+    """One predicted output: a frame on the wire, a console line, a reset, or a drop."""
+
+    t: int
+    kind: str                 # "frame" | "console" | "reset" | "drop"
+    detail: dict[str, Any]
+    window: Window | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        w = self.window or Window(self.t, self.t)
+        detail = dict(self.detail)
+        raw = detail.pop("raw", None)
+        if raw is not None:
+            detail["hex"] = raw.hex()
+        return {"t": self.t, "earliest": w.earliest, "latest": w.latest, "kind": self.kind, **detail}
+
+    @property
+    def frame(self) -> bytes:
+        """The bytes of a predicted frame."""
+        return self.detail["raw"]
+
+
+@dataclass
+class Prediction:
+    """What the board should do for a timeline of inputs."""
+
+    events: list[Predicted] = field(default_factory=list)
+    constraints: list[dict[str, Any]] = field(default_factory=list)
+    random_fields: list[str] = field(default_factory=list)
+    inputs_processed: int = 0
+
+    def of_kind(self, kind: str) -> list[Predicted]:
+        return [e for e in self.events if e.kind == kind]
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "events": [e.to_dict() for e in self.events],
+            "constraints": self.constraints,
+            "random_fields": self.random_fields,
+            "inputs_processed": self.inputs_processed,
+        }, indent=1)
+
+
+def _frame_summary(frame: bytes) -> dict[str, Any]:
+    """A readable description of a frame the board sends (the bytes go beside it)."""
+    eth, payload = EthernetRepr.parse(frame)
+    out: dict[str, Any] = {"dst": eth.dst.hex(":"), "src": eth.src.hex(":"), "ethertype": eth.ethertype}
+    if eth.ethertype == ETH_P_ARP:
+        from .wire.arp import ArpRepr
+        arp = ArpRepr.parse(payload)
+        out.update(proto="arp", op=arp.op, sip=ip4_str(arp.sip), tip=ip4_str(arp.tip))
+    elif eth.ethertype == ETH_P_IP:
+        from .wire.ipv4 import Ipv4Repr
+        from .wire.tcp import TcpRepr, flags_str
+        ip, seg = Ipv4Repr.parse(payload)
+        out.update(proto=ip.protocol, src_ip=ip4_str(ip.src), dst_ip=ip4_str(ip.dst), ip_id=ip.ident,
+                   df=ip.df, ttl=ip.ttl)
+        if ip.protocol == IPPROTO_TCP and not ip.is_fragment:
+            tcp, data = TcpRepr.parse(seg, ip.src, ip.dst)
+            out.update(sport=tcp.src_port, dport=tcp.dst_port, flags=flags_str(tcp.flags), seq=tcp.seq,
+                       ack=tcp.ack, win=tcp.window, len=len(data), mss=tcp.mss, wscale=tcp.wscale,
+                       sack_perm=tcp.sack_permitted, ts=tcp.timestamp is not None)
+    return out
+
+
+class Board:
+    """One AST2500 board running Linux 6.1, as a state machine over model time."""
+
+    def __init__(self, config, seed: int = 0, qemu: bool = True, boot: BootTiming = BootTiming(),
+                 tcp_rmem: tuple[int, int, int] | None = None, phy_phase: int | None = None,
+                 describe_frames: bool = True):
+        self.config = config
+        self.rng = random.Random(seed)
+        self.qemu = qemu
+        self.boot_timing = boot
+        self.tcp_params = TcpParams.from_config(config, tcp_rmem)
+        self.neigh_params = NeighParams.from_config(config)
+        iface = config.interface
+        self.mac_addr = mac_bytes(iface.mac)
+        self.addr = int(iface.address.ip)
+        self.prefixlen = iface.address.network.prefixlen
+        self.phy = Rtl8211e()
+        self.cable_up = True    # the wire itself; the PHY's registers can say otherwise (QEMU)
+        self.wdt = AspeedWdt()
+        self.describe_frames = describe_frames
+        # phylib's poll phase relative to ifup is unknown: the model picks one, windows span it
+        self.phy_phase = self.rng.randrange(PHY_STATE_TIME) if phy_phase is None else phy_phase
+        self.resets: list[int] = []
+        self.fds: dict[str, int] = {}
+        self._out: list[Predicted] = []
+        self.up = False
+        self.ifup_at: int | None = None
+        self.services_at: int | None = None
+        self.next_phy_poll: int | None = None
+        self.link_change_at: int | None = None
+        self._power_on(0)
+
+    # -- life cycle ------------------------------------------------------------------------
+    def _power_on(self, now: int) -> None:
+        """A fresh kernel: all stack state is new; eth0 comes up after the boot delay."""
+        cfg = self.config
+        self.mac = Ftgmac100(self.mac_addr)
+        self.phydev = PhyDevice(self.phy)
+        self.neigh = NeighTable(self.neigh_params, self.mac_addr, self.addr, self.rng)
+        self.ip = Ipv4Layer(self.addr, self.prefixlen, Fib.from_config(cfg), cfg.interface.mtu,
+                            int(cfg.sysctl("net.ipv4.ip_default_ttl")), self.rng)
+        low, high = (int(x) for x in str(cfg.sysctl("net.ipv4.ip_local_port_range")).split())
+        self.sockets = SocketLayer(self.tcp_params, self.rng, (self.addr,), self.ip.source_for, (low, high),
+                                   int(cfg.sysctl("net.core.somaxconn")))
+        self.core = WatchdogCore(self.wdt)
+        self.daemon: BusyboxWatchdog | None = None
+        self.up = False
+        self.ifup_at = now + self.boot_timing.to_ifup.earliest
+        self.services_at = None
+        self.next_phy_poll = None
+        self.fds = {}
+
+    def _ifup(self, now: int) -> None:
+        """ip link set eth0 up: ftgmac100_open -> phy_start; the first poll comes one phase later."""
+        self.up = True
+        self.ifup_at = None
+        self.mac.open(now)
+        self.phydev.attach()
+        if self.qemu:
+            self.phy.phy_reset()   # QEMU resets the PHY with the machine: link bit on, cable or not
+        else:
+            self.phy.set_link(self.cable_up)
+        self.next_phy_poll = now + self.phy_phase
+        self.link_change_at = now
+        self.services_at = now + self.boot_timing.to_services.earliest
+        if self.config.watchdog.daemon:
+            self.daemon = BusyboxWatchdog(self.core, self.config.watchdog.timeout, self.config.watchdog.period)
+            self.daemon.start(now)
+
+    def _start_services(self, now: int) -> None:
+        self.services_at = None
+        for port in self.config.listening_ports:
+            fd = self.sockets.socket()
+            self.sockets.bind(fd, 0, port)
+            self.sockets.listen(fd, 128)
+
+    def _reset(self, now: int, cause: str) -> None:
+        self.resets.append(now)
+        self._emit(now, "reset", {"cause": cause})
+        self.wdt.expires_at = None
+        self.wdt.ctrl = 0
+        self._power_on(now)
+
+    # -- outputs ---------------------------------------------------------------------------
+    def _emit(self, now: int, kind: str, detail: dict[str, Any], window: Window | None = None) -> None:
+        self._out.append(Predicted(now, kind, detail, window))
+
+    def _flush(self) -> list[Predicted]:
+        out, self._out = self._out, []
+        return out
+
+    def _wire(self, now: int, frames: list[bytes], cause: str, window: Window | None = None) -> None:
+        for frame in frames:
+            if not self.cable_up:
+                # the cable is out (or QEMU's set_link is off): the frame is lost on the wire
+                self._emit(now, "drop", {"reason": "lost on the wire (link down)", "cause": cause})
+                continue
+            detail: dict[str, Any] = {"cause": cause, "raw": frame}
+            if self.describe_frames:
+                detail.update(_frame_summary(frame))
+            self._emit(now, "frame", detail, window)
+
+    def _xmit(self, now: int, txs: list[TxFrame]) -> None:
+        for tx in txs:
+            self._wire(now, self.mac.dev_queue_xmit(now, tx.frame), tx.cause, tx.window)
+
+    def _tcp_out(self, now: int, segs: list[OutSegment]) -> None:
+        for seg in segs:
+            payload = seg.tcp.emit(seg.payload, seg.src, seg.dst)
+            for nh, packet in self.ip.ip_queue_xmit(now, seg.dst, IPPROTO_TCP, payload, seg.ip_id):
+                for tx in self.neigh.neigh_resolve_output(now, nh, packet):
+                    window = seg.window if tx.cause == "ip" else tx.window
+                    self._wire(now, self.mac.dev_queue_xmit(now, tx.frame), seg.cause if tx.cause == "ip" else tx.cause,
+                               window)
+
+    def _ip_out(self, now: int, packets: list[tuple[int, bytes]], cause: str) -> None:
+        for nh, packet in packets:
+            for tx in self.neigh.neigh_resolve_output(now, nh, packet):
+                self._wire(now, self.mac.dev_queue_xmit(now, tx.frame), cause if tx.cause == "ip" else tx.cause,
+                           tx.window)
+
+    # -- inputs ----------------------------------------------------------------------------
+    def handle(self, now: int, event: dict[str, Any]) -> list[Predicted]:
+        """Apply one input at `now`; returns what the board does at once."""
+        kind = event.get("kind")
+        if kind == "frame":
+            raw = event.get("raw")
+            self._rx(now, raw if raw is not None else bytes.fromhex(event["hex"]))
+        elif kind == "link":
+            self.cable_up = bool(event["up"])
+            self.phy.set_link(self.cable_up)
+            self.link_change_at = now
+        elif kind == "watchdog_daemon_start":
+            if self.daemon is None or not self.daemon.alive:
+                wd = self.config.watchdog
+                self.daemon = BusyboxWatchdog(self.core, int(event.get("timeout", wd.timeout)),
+                                              int(event.get("period", wd.period)))
+                self.daemon.start(now)
+        elif kind in ("watchdog_sigterm", "watchdog_sigkill", "watchdog_hang"):
+            if self.daemon is None or not self.daemon.alive:
+                raise ModelUsageError(f"{kind} at {now} ns: no watchdog daemon is running")
+            if kind == "watchdog_sigterm":
+                lines = self.daemon.sigterm(now)
+            elif kind == "watchdog_sigkill":
+                lines = self.daemon.sigkill(now)
+            else:
+                self.daemon.stop_kicking(now)
+                lines = []
+            for line in lines:
+                self._emit(now, "console", {"text": line})
+        elif kind == "reboot":
+            self._emit(now, "console", {"text": RESTART_LINE})
+            self.wdt.restart(now)
+        elif kind == "tx_stall":
+            self.mac.tx_dma_enabled = False
+        elif kind in ("connect", "send", "close"):
+            self._app(now, event)
+        else:
+            raise ModelUsageError(f"unknown input kind {kind!r} at {now} ns")
+        return self._flush()
+
+    def _app(self, now: int, event: dict[str, Any]) -> None:
+        name = event["fd"]
+        if event["kind"] == "connect":
+            if not self.up:
+                raise ModelUsageError(f"connect at {now} ns: the board is not up")
+            fd = self.sockets.socket()
+            self.fds[name] = fd
+            self._tcp_out(now, self.sockets.connect(now, fd, ip4(event["addr"]), int(event["port"])))
+            return
+        if name not in self.fds:
+            raise ModelUsageError(f"{event['kind']} at {now} ns on {name!r}, which was never connected")
+        fd = self.fds[name]
+        if event["kind"] == "send":
+            self._tcp_out(now, self.sockets.send(now, fd, event.get("data", "").encode()))
+        else:
+            self._tcp_out(now, self.sockets.close(now, fd))
+            del self.fds[name]
+
+    def _rx(self, now: int, frame: bytes) -> None:
+        """ftgmac100 RX -> NAPI poll -> eth_type_trans -> arp_rcv / ip_rcv."""
+        if not self.up or not self.cable_up:
+            self._emit(now, "drop", {"reason": "link down or eth0 not up"})
+            return
+        if not self.mac.rx_frame(now, frame):
+            self._emit(now, "drop", {"reason": self.mac.drops[-1][1]})
+            return
+        for rx in self.mac.ftgmac100_poll():
+            try:
+                eth, payload = EthernetRepr.parse(rx)
+            except WireError as err:
+                self._emit(now, "drop", {"reason": err.reason, "detail": err.detail})
+                continue
+            if eth.ethertype == ETH_P_ARP:
+                before = len(self.neigh.drops)
+                self._xmit(now, self.neigh.arp_rcv(now, eth, payload))
+                for _, reason, detail in self.neigh.drops[before:]:
+                    self._emit(now, "drop", {"reason": reason, "detail": detail})
+            elif eth.ethertype == ETH_P_IP:
+                ip_drops = self.ip.drops
+                before = len(ip_drops)
+                delivered, replies = self.ip.ip_rcv(now, payload)
+                if len(ip_drops) > before:
+                    for d in ip_drops[before:]:
+                        self._emit(now, "drop", {"reason": d.reason, "detail": d.detail})
+                for seg in delivered:
+                    before_s = len(self.sockets.drops)
+                    self._tcp_out(now, self.sockets.tcp_v4_rcv(now, seg.src, seg.dst, seg.tcp, seg.payload))
+                    for d in self.sockets.drops[before_s:]:
+                        self._emit(now, "drop", {"reason": d.reason, "detail": d.detail})
+                if replies:
+                    self._ip_out(now, replies, "icmp")
+            else:
+                self._emit(now, "drop", {"reason": "SKB_DROP_REASON_UNHANDLED_PROTO",
+                                         "detail": f"ethertype 0x{eth.ethertype:04x}"})
+
+    # -- timers ----------------------------------------------------------------------------
+    def poll_at(self) -> int | None:
+        """The earliest time the board has something to do by itself."""
+        best = None
+        for t in (self.ifup_at, self.services_at, self.next_phy_poll, self.wdt.expires_at, self.mac.watchdog_at,
+                  self.neigh.poll_at(), self.sockets.poll_at(), self.daemon.poll_at() if self.daemon else None):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def on_timer(self, now: int) -> list[Predicted]:
+        """Run everything due at `now`, in the order the kernel's timers would fire."""
+        if self.wdt.expires_at is not None and self.wdt.expires_at <= now:
+            self._reset(now, "watchdog")
+            return self._flush()
+        if self.ifup_at is not None and self.ifup_at <= now:
+            self._ifup(now)
+        if self.services_at is not None and self.services_at <= now:
+            self._start_services(now)
+        if self.daemon is not None:
+            self.daemon.kick_due(now)
+        if self.next_phy_poll is not None and self.next_phy_poll <= now:
+            self.next_phy_poll = now + PHY_STATE_TIME
+            self._phy_poll(now)
+        if self.mac.poll_at() is not None and self.mac.poll_at() <= now:
+            for log in self.mac.dev_watchdog(now):
+                self._emit(log.at, "console", {"text": log.text}, log.window)
+        if self.neigh.poll_at() is not None and self.neigh.poll_at() <= now:
+            self._xmit(now, self.neigh.on_timer(now))
+        if self.sockets.poll_at() is not None and self.sockets.poll_at() <= now:
+            self._tcp_out(now, self.sockets.on_timer(now))
+        return self._flush()
+
+    def _phy_poll(self, now: int) -> None:
+        """phy_state_machine -> phy_link_up/down -> phy_link_change -> ftgmac100_adjust_link."""
+        change = self.phydev.state_machine()
+        if change is None:
+            return
+        # the poll's phase is unknown: the line falls within one poll period of the cause
+        cause = self.link_change_at if self.link_change_at is not None else now
+        window = Window(cause, cause + PHY_STATE_TIME)
+        if change:
+            self.mac.carrier_on(now)
+            self._emit(now, "console", {"text": NETDEV_PREFIX + self.phydev.print_status()}, window)
+            self.mac.ftgmac100_reset(now)
+            if self.qemu:
+                self.phy.phy_reset()   # QEMU's MAC soft reset resets the PHY too
+        else:
+            self.mac.carrier_off(now)
+            self._emit(now, "console", {"text": NETDEV_PREFIX + self.phydev.print_status()}, window)
+
+
+def _check_progress(board: Board, now: int) -> None:
+    """A timer that stays due after it ran would spin the driver forever: fail loudly."""
+    t = board.poll_at()
+    if t is not None and t <= now:
+        board._stuck = getattr(board, "_stuck", 0) + 1
+        if board._stuck > 10_000:
+            raise ModelError(f"board timers do not advance at {now} ns")
+    else:
+        board._stuck = 0
+
+
+def predict(config, inputs: list[dict[str, Any]], until: int | None = None, seed: int = 0,
+            **board_kw) -> Prediction:
+    """Run a board over a timeline of inputs (see the module docstring) and collect its outputs.
+
+    `until` defaults to one minute after the last input. Inputs are applied in time order;
+    at equal times inputs come before the board's own timers.
+    """
+    board = Board(config, seed=seed, **board_kw)
+    queue = sorted(((int(ev["t"]), i, ev) for i, ev in enumerate(inputs)), key=lambda item: (item[0], item[1]))
+    qi = 0
+    if until is None:
+        until = (queue[-1][0] if queue else 0) + 60 * NSEC_PER_SEC
+    pred = Prediction(random_fields=["tcp.seq (ISN)", "tcp.ts (TSval offset)", "ip.id of connected sockets",
+                                     "tcp.sport of connect()", "neighbour reachable_time", "phylib poll phase"])
+    down_since: int | None = None
+    while True:
+        t_in = queue[qi][0] if qi < len(queue) else None
+        t_timer = board.poll_at()
+        if t_in is None:
+            nxt = t_timer
+        elif t_timer is None or t_in <= t_timer:
+            nxt = t_in
+        else:
+            nxt = t_timer
+        if nxt is None or nxt > until:
+            break
+        if t_in is not None and t_in == nxt:
+            ev = queue[qi][2]
+            qi += 1
+            try:
+                out = board.handle(nxt, ev)
+            except ModelUsageError as err:
+                raise ModelUsageError(f"scenario step {ev!r}: {err}") from err
+            pred.inputs_processed += 1
+            if ev.get("kind") == "link":
+                if not ev["up"] and down_since is None:
+                    down_since = nxt
+                elif ev["up"] and down_since is not None:
+                    # happens-before: no frame leaves the board while its link is down
+                    pred.constraints.append({"kind": "no_frames_between", "from": down_since, "to": nxt})
+                    down_since = None
+        else:
+            out = board.on_timer(nxt)
+            _check_progress(board, nxt)
+        pred.events.extend(out)
+    if down_since is not None:
+        pred.constraints.append({"kind": "no_frames_between", "from": down_since, "to": until})
+    return pred
+
+
+def run_back_to_back(config_a, config_b, inputs_a: list[dict[str, Any]], inputs_b: list[dict[str, Any]],
+                     until: int, delay: int = 0, seed: int = 0, wire_filter=None,
+                     **board_kw) -> tuple[Board, Board, list[Predicted], list[Predicted]]:
+    """Two boards joined by a wire with a one-way `delay`: each board's frames are the
+    other's input. `wire_filter(frame_bytes, from_side)` may lose frames (side 0 is a).
+    Returns both boards and each one's outputs."""
+    boards = (Board(config_a, seed=seed, **board_kw), Board(config_b, seed=seed + 1, **board_kw))
+    outs: tuple[list[Predicted], list[Predicted]] = ([], [])
+    queue: list = []
+    n = 0
+    for side, inputs in enumerate((inputs_a, inputs_b)):
+        for ev in inputs:
+            n += 1
+            heapq.heappush(queue, (int(ev["t"]), n, side, ev))
+    while True:
+        cands = [(queue[0][0], 0)] if queue else []
+        for side in (0, 1):
+            t = boards[side].poll_at()
+            if t is not None:
+                cands.append((t, 1))
+        if not cands:
+            break
+        nxt = min(t for t, _ in cands)
+        if nxt > until:
+            break
+        if queue and queue[0][0] == nxt:
+            _, _, side, ev = heapq.heappop(queue)
+            produced = boards[side].handle(nxt, ev)
+        else:
+            side = 0 if boards[0].poll_at() == nxt else 1
+            produced = boards[side].on_timer(nxt)
+            _check_progress(boards[side], nxt)
+        outs[side].extend(produced)
+        for p in produced:
+            if p.kind == "frame" and (wire_filter is None or wire_filter(p.frame, side)):
+                n += 1
+                heapq.heappush(queue, (p.t + delay, n, 1 - side, {"t": p.t + delay, "kind": "frame",
+                                                                    "raw": p.frame}))
+    return boards[0], boards[1], outs[0], outs[1]

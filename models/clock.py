@@ -1,0 +1,53 @@
+"""Time in the model: int nanoseconds, jiffies at the board's HZ, and windows.
+
+aspeed_g5_defconfig sets no CONFIG_HZ_*, and the first entry of arch/arm/Kconfig's
+"Timer frequency" choice (HZ_100) is the default, so kernel timers tick every 10 ms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["HZ", "JIFFY", "NSEC_PER_MSEC", "NSEC_PER_SEC", "Window", "ms", "sec", "jiffies"]
+
+HZ = 100
+NSEC_PER_MSEC = 1_000_000
+NSEC_PER_SEC = 1_000_000_000
+JIFFY = NSEC_PER_SEC // HZ
+
+
+def ms(value: float) -> int:
+    """Milliseconds to model time (ns)."""
+    return int(round(value * NSEC_PER_MSEC))
+
+
+def sec(value: float) -> int:
+    """Seconds to model time (ns)."""
+    return int(round(value * NSEC_PER_SEC))
+
+
+def jiffies(count: int) -> int:
+    """A kernel timeout given in jiffies, as model time (ns)."""
+    return count * JIFFY
+
+
+@dataclass(frozen=True)
+class Window:
+    """When something Linux randomises may happen: earliest..latest, both inclusive (ns)."""
+
+    earliest: int
+    latest: int
+
+    def __post_init__(self):
+        if self.latest < self.earliest:
+            raise ValueError(f"empty window {self.earliest}..{self.latest}")
+
+    @classmethod
+    def point(cls, t: int) -> Window:
+        return cls(t, t)
+
+    def shift(self, dt: int) -> Window:
+        return Window(self.earliest + dt, self.latest + dt)
+
+    def __contains__(self, t: int) -> bool:
+        return self.earliest <= t <= self.latest

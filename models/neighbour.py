@@ -1,0 +1,291 @@
+"""The ARP neighbour table: NUD states, arp_queue, arp_rcv, arp_solicit.
+
+Read beside net/core/neighbour.c (__neigh_event_send, neigh_timer_handler, neigh_update,
+neigh_probe, neigh_rand_reach_time) and net/ipv4/arp.c (arp_rcv, arp_process,
+arp_solicit, arp_send_dst). Parameters come from the net.ipv4.neigh.default.* sysctls.
+
+Linux draws reachable_time once per table (and again every 300 s) uniformly from
+[base/2, 3*base/2); the model uses one draw from its `rng` for its own run and reports
+every time that depends on it as a window over the whole range.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass, field
+
+from .clock import NSEC_PER_MSEC, NSEC_PER_SEC, Window
+from .errors import WireError
+from .wire.arp import ARPOP_REPLY, ARPOP_REQUEST, ArpRepr
+from .wire.ethernet import BROADCAST, ETH_P_ARP, ETH_P_IP, EthernetRepr
+
+__all__ = ["Nud", "NeighParams", "Neighbour", "NeighTable", "TxFrame"]
+
+# SK_WMEM_MAX on this board is the queue limit in bytes of truesize; a queued skb costs
+# its truesize, which the model does not know: it limits by the default count instead.
+ARP_QUEUE_PACKETS = 101   # the old unres_qlen default (net.ipv4.neigh.default.unres_qlen)
+
+
+class Nud(enum.Enum):
+    """Neighbour Unreachability Detection states (include/uapi/linux/neighbour.h)."""
+
+    NONE = "NONE"
+    INCOMPLETE = "INCOMPLETE"
+    REACHABLE = "REACHABLE"
+    STALE = "STALE"
+    DELAY = "DELAY"
+    PROBE = "PROBE"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class NeighParams:
+    """net.ipv4.neigh.default.* in model time."""
+
+    base_reachable_time: int = 30 * NSEC_PER_SEC
+    retrans_time: int = 1 * NSEC_PER_SEC
+    delay_probe_time: int = 5 * NSEC_PER_SEC
+    mcast_probes: int = 3
+    ucast_probes: int = 3
+    app_probes: int = 0
+    mcast_reprobes: int = 0
+    locktime: int = 1 * NSEC_PER_SEC
+
+    @classmethod
+    def from_config(cls, config) -> NeighParams:
+        s = config.sysctl
+        k = "net.ipv4.neigh.default."
+        return cls(
+            base_reachable_time=int(s(k + "base_reachable_time_ms")) * NSEC_PER_MSEC,
+            retrans_time=int(s(k + "retrans_time_ms")) * NSEC_PER_MSEC,
+            delay_probe_time=int(s(k + "delay_first_probe_time")) * NSEC_PER_SEC,
+            mcast_probes=int(s(k + "mcast_solicit")),
+            ucast_probes=int(s(k + "ucast_solicit")),
+            app_probes=int(s(k + "app_solicit")),
+        )
+
+
+@dataclass(slots=True)
+class TxFrame:
+    """A frame handed to dev_queue_xmit, with the rule that made it and its time window."""
+
+    frame: bytes
+    cause: str
+    window: Window | None = None
+
+
+@dataclass
+class Neighbour:
+    """struct neighbour for one IPv4 next hop."""
+
+    key: int
+    state: Nud = Nud.NONE
+    ha: bytes | None = None
+    confirmed: int = 0
+    updated: int = 0
+    used: int = 0
+    probes: int = 0
+    timer: int | None = None
+    arp_queue: list[bytes] = field(default_factory=list)
+    # how far the reachable-time draw can move this entry's timer, both ways
+    slack: tuple[int, int] = (0, 0)
+    transitions: list[tuple[int, Nud, Nud]] = field(default_factory=list)
+
+
+class NeighTable:
+    """arp_tbl for eth0: resolves next hops, queues packets, answers and learns from ARP."""
+
+    def __init__(self, params: NeighParams, mac: bytes, addr: int, rng: random.Random):
+        self.params = params
+        self.mac = mac
+        self.addr = addr
+        base = params.base_reachable_time
+        # neigh_rand_reach_time(): prandom_u32_max(base) + base/2
+        self.reachable_time = rng.randrange(base) + (base >> 1) if base else 0
+        self.entries: dict[int, Neighbour] = {}
+        self.drops: list[tuple[int, str, str]] = []
+
+    @property
+    def reachable_window(self) -> tuple[int, int]:
+        """How much earlier/later than this run's draw the real reachable time may be."""
+        base = self.params.base_reachable_time
+        return self.reachable_time - (base >> 1), (base + (base >> 1)) - 1 - self.reachable_time
+
+    def _set(self, now: int, n: Neighbour, state: Nud) -> None:
+        if n.state is not state:
+            n.transitions.append((now, n.state, state))
+            n.state = state
+            n.updated = now
+
+    def max_probes(self, n: Neighbour) -> int:
+        """neigh_max_probes()."""
+        p = self.params
+        return p.ucast_probes + p.app_probes + (p.mcast_reprobes if n.state is Nud.PROBE else p.mcast_probes)
+
+    # -- output: neigh_resolve_output ---------------------------------------------------------
+    def neigh_resolve_output(self, now: int, next_hop: int, packet: bytes) -> list[TxFrame]:
+        """Send `packet` (an IPv4 packet) to `next_hop`, resolving it first if needed."""
+        n = self.entries.get(next_hop)
+        if n is None:
+            n = self.entries[next_hop] = Neighbour(next_hop)
+        n.used = now
+        out: list[TxFrame] = []
+        if n.state in (Nud.REACHABLE, Nud.DELAY, Nud.PROBE):
+            return [self._ip_frame(n, packet, "ip")]
+        if n.state is Nud.STALE:
+            # __neigh_event_send: STALE -> DELAY, send with the cached address
+            self._set(now, n, Nud.DELAY)
+            n.timer = now + self.params.delay_probe_time
+            n.slack = (0, 0)
+            return [self._ip_frame(n, packet, "ip")]
+        if n.state in (Nud.NONE, Nud.FAILED):
+            p = self.params
+            if p.mcast_probes + p.app_probes == 0:
+                self._set(now, n, Nud.FAILED)
+                self.drops.append((now, "SKB_DROP_REASON_NEIGH_FAILED", f"{next_hop:#x}"))
+                return []
+            n.probes = p.ucast_probes
+            self._set(now, n, Nud.INCOMPLETE)
+            n.timer = now + max(p.retrans_time, NSEC_PER_SEC // 100)
+            n.slack = (0, 0)
+            self._enqueue(now, n, packet)
+            out += self._probe(now, n, packet)   # immediate_ok: the first probe goes now
+            return out
+        # INCOMPLETE: wait in arp_queue
+        self._enqueue(now, n, packet)
+        return out
+
+    def _enqueue(self, now: int, n: Neighbour, packet: bytes) -> None:
+        while len(n.arp_queue) >= ARP_QUEUE_PACKETS:
+            n.arp_queue.pop(0)
+            self.drops.append((now, "SKB_DROP_REASON_NEIGH_QUEUEFULL", f"{n.key:#x}"))
+        n.arp_queue.append(packet)
+
+    def _ip_frame(self, n: Neighbour, packet: bytes, cause: str) -> TxFrame:
+        return TxFrame(EthernetRepr(n.ha, self.mac, ETH_P_IP).emit(packet), cause)
+
+    def _probe(self, now: int, n: Neighbour, packet: bytes | None) -> list[TxFrame]:
+        """neigh_probe() -> arp_solicit(): the first ucast_probes probes go to the cached
+        address, the next app_probes to user space, the rest are broadcast. An INCOMPLETE
+        entry starts counting at ucast_probes, so it broadcasts."""
+        p = self.params
+        count = n.probes - p.ucast_probes
+        n.probes += 1
+        unicast = count < 0
+        if not unicast and count - p.app_probes < 0:
+            return []   # neigh_app_ns(): nothing on the wire
+        dst = n.ha if unicast else BROADCAST
+        arp = ArpRepr(ARPOP_REQUEST, self.mac, self.addr, bytes(6), n.key)
+        window = Window(now - n.slack[0], now + n.slack[1]) if n.slack != (0, 0) else None
+        return [TxFrame(EthernetRepr(dst, self.mac, ETH_P_ARP).emit(arp.emit()),
+                        "arp-probe-unicast" if unicast else "arp-request", window)]
+
+    # -- timers: neigh_timer_handler ------------------------------------------------------------
+    def poll_at(self) -> int | None:
+        times = [n.timer for n in self.entries.values() if n.timer is not None]
+        return min(times) if times else None
+
+    def on_timer(self, now: int) -> list[TxFrame]:
+        out: list[TxFrame] = []
+        for n in list(self.entries.values()):
+            if n.timer is not None and n.timer <= now:
+                n.timer = None
+                out += self._timer_handler(now, n)
+        return out
+
+    def _timer_handler(self, now: int, n: Neighbour) -> list[TxFrame]:
+        out = self._timer_step(now, n)
+        if n.timer is not None and n.timer < now + NSEC_PER_SEC // 100:
+            n.timer = now + NSEC_PER_SEC // 100   # "if (time_before(next, jiffies + HZ/100))"
+        return out
+
+    def _timer_step(self, now: int, n: Neighbour) -> list[TxFrame]:
+        p = self.params
+        nxt = now + max(p.retrans_time, NSEC_PER_SEC // 100)
+        if n.state is Nud.REACHABLE:
+            if now <= n.confirmed + self.reachable_time:
+                n.timer = n.confirmed + self.reachable_time
+                return []
+            if now <= n.used + p.delay_probe_time:
+                self._set(now, n, Nud.DELAY)
+                n.timer = now + p.delay_probe_time
+                n.slack = self.reachable_window
+            else:
+                self._set(now, n, Nud.STALE)
+            return []
+        if n.state is Nud.DELAY:
+            if now <= n.confirmed + p.delay_probe_time:
+                self._set(now, n, Nud.REACHABLE)
+                n.timer = n.confirmed + self.reachable_time
+                return []
+            self._set(now, n, Nud.PROBE)
+            n.probes = 0
+        if n.state in (Nud.INCOMPLETE, Nud.PROBE):
+            if n.probes >= self.max_probes(n):
+                self._set(now, n, Nud.FAILED)
+                for _ in n.arp_queue:   # neigh_invalidate(): arp_error_report for each
+                    self.drops.append((now, "SKB_DROP_REASON_NEIGH_FAILED", f"{n.key:#x}"))
+                n.arp_queue.clear()
+                return []
+            n.timer = nxt
+            return self._probe(now, n, n.arp_queue[-1] if n.arp_queue else None)
+        return []
+
+    # -- input: arp_rcv / arp_process ------------------------------------------------------------
+    def arp_rcv(self, now: int, eth: EthernetRepr, payload: bytes) -> list[TxFrame]:
+        """arp_process(): answer requests for our address, learn, release queued packets."""
+        try:
+            arp = ArpRepr.parse(payload)
+        except WireError as err:
+            self.drops.append((now, err.reason, err.detail))
+            return []
+        if arp.op not in (ARPOP_REQUEST, ARPOP_REPLY):
+            return []
+        if arp.tip >> 28 == 0xE or arp.tip >> 24 == 127:
+            return []   # multicast or loopback target
+        out: list[TxFrame] = []
+        if arp.sip == 0:
+            # RFC 2131 duplicate address detection probe
+            if arp.op == ARPOP_REQUEST and arp.tip == self.addr:
+                out.append(self._reply(arp.sha, arp.sip))
+            return out
+        n = self.entries.get(arp.sip)
+        if arp.op == ARPOP_REQUEST and arp.tip == self.addr:
+            # neigh_event_ns(): create or update to STALE, then reply
+            if n is None:
+                n = self.entries[arp.sip] = Neighbour(arp.sip)
+            out += self._update(now, n, arp.sha, Nud.STALE, override=True)
+            out.append(self._reply(arp.sha, arp.sip))
+            return out
+        if n is None:
+            return out   # arp_accept 0: unsolicited ARP does not create entries
+        is_garp = arp.is_gratuitous
+        override = now > n.updated + self.params.locktime or is_garp
+        # broadcast replies and requests do not assert reachability
+        state = Nud.REACHABLE if (arp.op == ARPOP_REPLY and eth.dst == self.mac) else Nud.STALE
+        out += self._update(now, n, arp.sha, state, override)
+        return out
+
+    def _reply(self, tha: bytes, tip: int) -> TxFrame:
+        arp = ArpRepr(ARPOP_REPLY, self.mac, self.addr, tha, tip)
+        return TxFrame(EthernetRepr(tha, self.mac, ETH_P_ARP).emit(arp.emit()), "arp-reply")
+
+    def _update(self, now: int, n: Neighbour, lladdr: bytes, new: Nud, override: bool) -> list[TxFrame]:
+        """neigh_update(): the state and address, then the arp_queue goes out."""
+        if n.state is not Nud.INCOMPLETE and n.state is not Nud.NONE and n.state is not Nud.FAILED:
+            if lladdr != n.ha and not override:
+                return []
+            if lladdr == n.ha and new is Nud.STALE:
+                return []   # same address, weaker news: keep the state
+        n.ha = lladdr
+        if new is Nud.REACHABLE:
+            n.confirmed = now
+            n.timer = now + self.reachable_time
+            n.slack = (0, 0)
+        else:
+            n.timer = None
+        self._set(now, n, new)
+        out = [self._ip_frame(n, pkt, "arp-queue-release") for pkt in n.arp_queue]
+        n.arp_queue.clear()
+        return out

@@ -1,0 +1,367 @@
+"""The socket layer over TCP: the syscalls a scenario makes and the lookup tcp_v4_rcv does.
+
+Follows the seed's call graphs: __sys_socket, __sys_bind -> inet_bind -> inet_csk_get_port,
+__sys_listen -> inet_csk_listen_start, __sys_connect -> tcp_v4_connect (+ __inet_hash_connect
+for the ephemeral port), __sys_accept4 -> inet_csk_accept, tcp_sendmsg, tcp_recvmsg,
+tcp_close, tcp_shutdown, and tcp_v4_rcv's __inet_lookup (established, then listener),
+tcp_check_req for half-open connections and tcp_v4_send_reset when nothing matches.
+Sockets are plain integers, like file descriptors.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import SocketError
+from .tcp import (
+    MOD32,
+    TCP_RTO_MAX,
+    TCP_TIMEOUT_INIT,
+    Listener,
+    OutSegment,
+    RequestSock,
+    TcpParams,
+    TcpSock,
+    TcpState,
+    tcp_select_initial_window,
+    tcp_v4_send_reset,
+)
+from .wire.tcp import ACK, FIN, RST, SYN, TcpRepr
+
+__all__ = ["SocketLayer", "Drop", "SOMAXCONN_DEFAULT"]
+
+SOMAXCONN_DEFAULT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """A segment the stack dropped, with the kernel's reason."""
+
+    at: int
+    reason: str
+    detail: str
+
+
+@dataclass
+class _Socket:
+    fd: int
+    bound: tuple[int, int] | None = None
+    reuseaddr: bool = False
+    keepalive: bool = False
+    nodelay: bool = False
+    sk: TcpSock | None = None
+    listener: Listener | None = None
+
+
+class SocketLayer:
+    """All TCP sockets of one network namespace (the board's).
+
+    `source_for(dst)` is the IPv4 layer's source address selection (ip_route_connect).
+    """
+
+    def __init__(self, params: TcpParams, rng: random.Random, local_addrs: tuple[int, ...],
+                 source_for: Callable[[int], int], port_range: tuple[int, int] = (32768, 60999),
+                 somaxconn: int = SOMAXCONN_DEFAULT, name: str = "board"):
+        self.params = params
+        self.rng = rng
+        self.local_addrs = local_addrs
+        self.source_for = source_for
+        self.port_range = port_range
+        self.somaxconn = somaxconn
+        self.name = name
+        self._fds: dict[int, _Socket] = {}
+        self._next_fd = 3
+        self.established: dict[tuple[int, int, int, int], TcpSock] = {}   # ehash
+        self.listeners: dict[int, _Socket] = {}                            # lhash by port
+        self.drops: list[Drop] = []
+        self.closed_socks: list[TcpSock] = []
+
+    # -- syscalls ----------------------------------------------------------------------
+    def socket(self) -> int:
+        """socket(AF_INET, SOCK_STREAM, 0)."""
+        fd = self._next_fd
+        self._next_fd += 1
+        self._fds[fd] = _Socket(fd)
+        return fd
+
+    def _get(self, fd: int) -> _Socket:
+        try:
+            return self._fds[fd]
+        except KeyError:
+            raise SocketError("EBADF", f"fd {fd}") from None
+
+    def setsockopt(self, now: int, fd: int, option: str, value: bool) -> None:
+        """SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY."""
+        s = self._get(fd)
+        if option == "SO_REUSEADDR":
+            s.reuseaddr = bool(value)
+        elif option == "SO_KEEPALIVE":
+            s.keepalive = bool(value)
+            if s.sk:
+                s.sk.set_keepalive(now, bool(value))
+        elif option == "TCP_NODELAY":
+            s.nodelay = bool(value)
+            if s.sk:
+                s.sk.nodelay = bool(value)
+        else:
+            raise SocketError("ENOPROTOOPT", option)
+
+    def _port_in_use(self, port: int, me: _Socket) -> bool:
+        """inet_csk_bind_conflict(): SO_REUSEADDR on both sides lets a port be shared unless
+        one of them listens; a TIME_WAIT socket blocks a bind without SO_REUSEADDR."""
+        for other in self._fds.values():
+            if other is me or other.bound is None or other.bound[1] != port:
+                continue
+            listening = other.listener is not None
+            if not (me.reuseaddr and other.reuseaddr) or listening:
+                return True
+        for key, sk in self.established.items():
+            if key[1] == port and sk.state is TcpState.TIME_WAIT and not me.reuseaddr:
+                return True
+        return False
+
+    def bind(self, fd: int, addr: int, port: int) -> None:
+        """bind(): port 0 picks one from ip_local_port_range."""
+        s = self._get(fd)
+        if s.bound is not None:
+            raise SocketError("EINVAL", "already bound")
+        if addr and addr not in self.local_addrs:
+            raise SocketError("EADDRNOTAVAIL", f"{addr:#x} is not a local address")
+        if port == 0:
+            port = self._pick_port(s)
+        elif self._port_in_use(port, s):
+            raise SocketError("EADDRINUSE", f"port {port}")
+        s.bound = (addr, port)
+
+    def _pick_port(self, s: _Socket, remote: tuple[int, int] | None = None) -> int:
+        """An ephemeral port. Linux starts at a hashed, random offset and (since 5.x)
+        prefers even ports for connect(), so the port is a random pick, not a point."""
+        low, high = self.port_range
+        span = high - low + 1
+        start = self.rng.randrange(span)
+        for i in range(span):
+            port = low + (start + i) % span
+            if remote is not None and port % 2:
+                continue
+            if not self._port_in_use(port, s) and not any(k[1] == port for k in self.established):
+                return port
+        for i in range(span):
+            port = low + (start + i) % span
+            if not self._port_in_use(port, s) and not any(k[1] == port for k in self.established):
+                return port
+        raise SocketError("EADDRNOTAVAIL", "ephemeral ports exhausted")
+
+    def listen(self, fd: int, backlog: int) -> None:
+        """listen(): the backlog is capped by net.core.somaxconn."""
+        s = self._get(fd)
+        if s.sk is not None:
+            raise SocketError("EINVAL", "listen on a connected socket")
+        if s.bound is None:
+            s.bound = (0, self._pick_port(s))
+        port = s.bound[1]
+        other = self.listeners.get(port)
+        if other is not None and other is not s:
+            raise SocketError("EADDRINUSE", f"port {port} already listening")
+        s.listener = Listener(backlog=min(backlog, self.somaxconn))
+        self.listeners[port] = s
+
+    def connect(self, now: int, fd: int, addr: int, port: int) -> list[OutSegment]:
+        """connect(): tcp_v4_connect picks the source address by route, then the port."""
+        s = self._get(fd)
+        if s.listener is not None:
+            raise SocketError("EINVAL", "connect on a listening socket")
+        if s.sk is not None:
+            raise SocketError("EALREADY" if s.sk.state is TcpState.SYN_SENT else "EISCONN", "connect twice")
+        src = s.bound[0] if s.bound and s.bound[0] else self.source_for(addr)
+        if s.bound is None:
+            s.bound = (src, self._pick_port(s, (addr, port)))
+        sk = TcpSock(self.params, self.rng, name=f"{self.name}:fd{fd}")
+        sk.nodelay, sk.keepalive = s.nodelay, s.keepalive
+        s.sk = sk
+        out = sk.connect(now, (src, s.bound[1]), (addr, port))
+        self.established[(src, s.bound[1], addr, port)] = sk
+        return out
+
+    def accept(self, fd: int) -> int:
+        """accept(): the oldest child in the accept queue, or EAGAIN."""
+        s = self._get(fd)
+        if s.listener is None:
+            raise SocketError("EINVAL", "accept on a socket that is not listening")
+        if not s.listener.accept_queue:
+            raise SocketError("EAGAIN", "accept queue empty")
+        sk = s.listener.accept_queue.pop(0)
+        child = self.socket()
+        c = self._fds[child]
+        c.bound, c.sk = sk.local, sk
+        c.nodelay, c.keepalive = s.nodelay, s.keepalive
+        sk.nodelay = s.nodelay
+        return child
+
+    def sock(self, fd: int) -> TcpSock:
+        """The TcpSock behind a connected fd."""
+        s = self._get(fd)
+        if s.sk is None:
+            raise SocketError("ENOTCONN", f"fd {fd} is not connected")
+        return s.sk
+
+    def send(self, now: int, fd: int, data: bytes) -> list[OutSegment]:
+        return self.sock(fd).send(now, data)
+
+    def recv(self, now: int, fd: int, size: int) -> tuple[bytes, list[OutSegment]]:
+        return self.sock(fd).recv(now, size)
+
+    def shutdown(self, now: int, fd: int, how: str) -> list[OutSegment]:
+        return self.sock(fd).shutdown(now, how)
+
+    def close(self, now: int, fd: int) -> list[OutSegment]:
+        """close(): a listener drops its half-open and unaccepted children (with RST)."""
+        s = self._get(fd)
+        del self._fds[fd]
+        out: list[OutSegment] = []
+        if s.listener is not None:
+            self.listeners.pop(s.bound[1], None)
+            for child in s.listener.accept_queue:
+                out += child.close(now)   # unaccepted children: inet_csk_listen_stop
+            return out
+        if s.sk is not None:
+            out += s.sk.close(now)
+        return out
+
+    # -- input: tcp_v4_rcv ---------------------------------------------------------------
+    def tcp_v4_rcv(self, now: int, src: int, dst: int, seg: TcpRepr, payload: bytes) -> list[OutSegment]:
+        """Deliver one segment: established/TIME_WAIT first, then the listener, else RST."""
+        sk = self.established.get((dst, seg.dst_port, src, seg.src_port))
+        if sk is not None and sk.state is not TcpState.CLOSED:
+            out = sk.rcv(now, seg, payload)
+            self._reap(sk)
+            return out
+        lst = self.listeners.get(seg.dst_port)
+        if lst is not None and (lst.bound[0] in (0, dst)):
+            return self._listen_rcv(now, lst, src, dst, seg, payload)
+        self.drops.append(Drop(now, "SKB_DROP_REASON_NO_SOCKET", f"port {seg.dst_port}"))
+        if seg.flags & RST:
+            return []
+        return [tcp_v4_send_reset((dst, seg.dst_port), (src, seg.src_port), seg, len(payload), "rst-no-socket")]
+
+    def _reap(self, sk: TcpSock) -> None:
+        if sk.state is TcpState.CLOSED:
+            key = (sk.local[0], sk.local[1], sk.remote[0], sk.remote[1])
+            if self.established.get(key) is sk:
+                del self.established[key]
+                self.closed_socks.append(sk)
+
+    def _listen_rcv(self, now: int, lst: _Socket, src: int, dst: int, seg: TcpRepr,
+                    payload: bytes) -> list[OutSegment]:
+        listener = lst.listener
+        remote = (src, seg.src_port)
+        req = listener.syn_queue.get(remote)
+        if req is not None:
+            return self._check_req(now, lst, req, seg, payload)
+        if seg.flags & RST:
+            return []
+        if seg.flags & ACK:
+            # tcp_rcv_state_process in LISTEN: "if (th->ack) return 1" -> reset
+            self.drops.append(Drop(now, "SKB_DROP_REASON_TCP_FLAGS", "ACK to a listener"))
+            return [tcp_v4_send_reset((dst, seg.dst_port), remote, seg, len(payload), "rst-ack-to-listener")]
+        if not seg.flags & SYN or seg.flags & FIN:
+            self.drops.append(Drop(now, "SKB_DROP_REASON_TCP_FLAGS", "not a SYN"))
+            return []
+        return self._conn_request(now, listener, (dst, seg.dst_port), remote, seg)
+
+    def _conn_request(self, now: int, listener: Listener, local: tuple[int, int], remote: tuple[int, int],
+                      seg: TcpRepr) -> list[OutSegment]:
+        """tcp_conn_request(): a request sock and its SYN-ACK."""
+        if len(listener.accept_queue) > listener.backlog:
+            self.drops.append(Drop(now, "SKB_DROP_REASON_NOT_SPECIFIED", "accept queue full (ListenOverflows)"))
+            return []
+        p = self.params
+        ts = seg.timestamp
+        ts_ok = p.timestamps and ts is not None
+        sack_ok = p.sack and seg.sack_permitted
+        wscale = seg.wscale if (p.window_scaling and seg.wscale is not None) else None
+        # tcp_openreq_init_rwin(): mss less the timestamp option, from the listener's buffer
+        rcv_wnd, clamp, rcv_wscale = tcp_select_initial_window(
+            p, p.win_from_space(p.tcp_rmem[1]), p.advmss - (12 if ts_ok else 0), wscale is not None)
+        req = RequestSock(
+            local=local, remote=remote, irs=seg.seq, iss=self.rng.getrandbits(32),
+            peer_mss=seg.mss or 536, ts_ok=ts_ok, sack_ok=sack_ok,
+            snd_wscale=None if wscale is None else min(wscale, 14),
+            ts_recent=ts[0] if ts_ok else 0, ts_offset=self.rng.getrandbits(32) if ts_ok else 0,
+            peer_window=seg.window, rcv_wnd=rcv_wnd, window_clamp=clamp, rcv_wscale=rcv_wscale,
+            snt_synack=now, expires_at=now + TCP_TIMEOUT_INIT,
+        )
+        listener.syn_queue[remote] = req
+        return [req.synack(now, p, "synack")]
+
+    def _check_req(self, now: int, lst: _Socket, req: RequestSock, seg: TcpRepr,
+                   payload: bytes) -> list[OutSegment]:
+        """tcp_check_req(): retransmitted SYN, the third ACK, or a bad segment."""
+        listener = lst.listener
+        if seg.flags & RST:
+            if seg.seq == (req.irs + 1) % MOD32:
+                del listener.syn_queue[req.remote]
+            return []
+        if seg.flags & SYN and seg.seq == req.irs and not seg.flags & ACK:
+            # the peer did not hear our SYN-ACK: resend it and restart the timer
+            req.num_retrans += 1
+            req.expires_at = now + min(TCP_TIMEOUT_INIT << req.num_timeout, TCP_RTO_MAX)
+            return [req.synack(now, self.params, "synack-for-retransmitted-syn")]
+        if not seg.flags & ACK:
+            return []
+        if seg.ack != (req.iss + 1) % MOD32:
+            return [tcp_v4_send_reset(req.local, req.remote, seg, len(payload), "rst-bad-ack-in-syn-recv")]
+        if len(listener.accept_queue) > listener.backlog:
+            self.drops.append(Drop(now, "SKB_DROP_REASON_NOT_SPECIFIED", "accept queue full at third ACK"))
+            return []
+        del listener.syn_queue[req.remote]
+        child = TcpSock.from_request(now, self.params, self.rng, req, seg, name=f"{self.name}:child")
+        child.keepalive = lst.keepalive
+        if child.keepalive:
+            child.set_keepalive(now, True)
+        self.established[(req.local[0], req.local[1], req.remote[0], req.remote[1])] = child
+        listener.accept_queue.append(child)
+        if payload or seg.flags & FIN:
+            return child.rcv(now, seg, payload)
+        return []
+
+    # -- timers --------------------------------------------------------------------------
+    def poll_at(self) -> int | None:
+        """The earliest deadline of any socket or request sock."""
+        best = None
+        for sk in self.established.values():
+            t = sk.poll_at()
+            if t is not None and (best is None or t < best):
+                best = t
+        for s in self.listeners.values():
+            for req in s.listener.syn_queue.values():
+                if best is None or req.expires_at < best:
+                    best = req.expires_at
+        return best
+
+    def on_timer(self, now: int) -> list[OutSegment]:
+        """Run every socket timer due at `now`, including reqsk_timer_handler."""
+        out: list[OutSegment] = []
+        for sk in list(self.established.values()):
+            t = sk.poll_at()
+            if t is not None and t <= now:
+                out += sk.on_timer(now)
+                self._reap(sk)
+        for s in list(self.listeners.values()):
+            for req in list(s.listener.syn_queue.values()):
+                if req.expires_at <= now:
+                    out += self._reqsk_timer(now, s.listener, req)
+        return out
+
+    def _reqsk_timer(self, now: int, listener: Listener, req: RequestSock) -> list[OutSegment]:
+        """reqsk_timer_handler(): resend the SYN-ACK with backoff, or drop after synack_retries."""
+        if req.num_timeout >= self.params.synack_retries:
+            del listener.syn_queue[req.remote]
+            self.drops.append(Drop(now, "REQSK_EXPIRED", f"SYN-ACK to {req.remote} unanswered"))
+            return []
+        req.num_retrans += 1
+        seg = req.synack(now, self.params, "synack-retransmit")
+        req.num_timeout += 1
+        req.expires_at = now + min(TCP_TIMEOUT_INIT << req.num_timeout, TCP_RTO_MAX)
+        return [seg]

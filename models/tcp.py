@@ -1,0 +1,1072 @@
+"""TCP as Linux 6.1 does it: one `TcpSock` per connection, a `RequestSock` per half-open
+passive connection, and the timers, all driven by an explicit `now` (ns).
+
+Read beside net/ipv4/tcp_input.c (tcp_rcv_state_process, tcp_rcv_synsent_state_process,
+tcp_ack, tcp_data_queue, __tcp_ack_snd_check, tcp_rtt_estimator), tcp_output.c
+(tcp_connect, tcp_select_initial_window, __tcp_select_window, tcp_write_xmit,
+tcp_send_delayed_ack), tcp_timer.c (tcp_retransmit_timer, tcp_write_timeout,
+tcp_keepalive_timer, tcp_delack_timer) and inet_connection_sock.c (reqsk_timer_handler).
+
+Every method that can emit returns the list of `OutSegment`s; `poll_at()` is the next
+deadline and `on_timer(now)` runs whatever is due. Where Linux randomises (ISN, TSval
+offset) the values come from the `random.Random` the caller passes in.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+from dataclasses import dataclass, field
+
+from .clock import HZ, JIFFY, NSEC_PER_MSEC, Window, jiffies, sec
+from .errors import ModelUsageError, SocketError
+from .wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, linux_options
+
+__all__ = [
+    "TcpState", "TcpParams", "OutSegment", "TcpSock", "RequestSock",
+    "TCP_TIMEOUT_INIT", "TCP_TIMEOUT_FALLBACK", "TCP_RTO_MIN", "TCP_RTO_MAX", "TCP_DELACK_MIN",
+    "TCP_DELACK_MAX", "TCP_ATO_MIN", "TCP_TIMEWAIT_LEN", "tcp_select_initial_window", "seq_lt", "seq_le",
+]
+
+log = logging.getLogger(__name__)
+
+# include/net/tcp.h, in jiffies at HZ=100, as model time.
+TCP_TIMEOUT_INIT = jiffies(1 * HZ)
+TCP_TIMEOUT_FALLBACK = jiffies(3 * HZ)
+TCP_RTO_MAX = jiffies(120 * HZ)
+TCP_RTO_MIN = jiffies(HZ // 5)
+TCP_DELACK_MAX = jiffies(HZ // 5)
+TCP_DELACK_MIN = jiffies(HZ // 25)
+TCP_ATO_MIN = jiffies(HZ // 25)
+TCP_TIMEWAIT_LEN = jiffies(60 * HZ)
+TCP_RESOURCE_PROBE_INTERVAL = jiffies(HZ // 2)
+TCP_MAX_QUICKACKS = 16
+TCP_MSS_DEFAULT = 536
+TCP_MIN_MSS = 88
+TCP_INIT_CWND = 10
+TCP_MAX_WSCALE = 14
+TCPOLEN_TSTAMP_ALIGNED = 12
+U16_MAX = 0xFFFF
+
+MOD32 = 1 << 32
+
+
+def seq_lt(a: int, b: int) -> bool:
+    """before(a, b) in sequence space."""
+    return ((a - b) & 0xFFFFFFFF) >= 0x80000000
+
+
+def seq_le(a: int, b: int) -> bool:
+    return a == b or seq_lt(a, b)
+
+
+def _ilog2(x: int) -> int:
+    return x.bit_length() - 1
+
+
+def _usecs_to_jiffies_ns(us: int) -> int:
+    """usecs_to_jiffies() rounds up; returned as model time."""
+    return -(-us * HZ // 1_000_000) * JIFFY
+
+
+class TcpState(enum.Enum):
+    """The RFC 793 states, named as include/net/tcp_states.h names them."""
+
+    CLOSED = "CLOSE"
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN_SENT"
+    SYN_RECV = "SYN_RECV"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT1 = "FIN_WAIT1"
+    FIN_WAIT2 = "FIN_WAIT2"
+    CLOSE_WAIT = "CLOSE_WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST_ACK"
+    TIME_WAIT = "TIME_WAIT"
+
+
+@dataclass(frozen=True)
+class TcpParams:
+    """The sysctls and device facts TCP reads. `from_config` takes them from a FirmwareConfig.
+
+    tcp_rmem is not in the firmware config: Linux computes tcp_rmem[2] from free memory
+    (tcp_init: max(131072, min(6 MB, nr_free_buffer_pages << (PAGE_SHIFT - 7)))), so a
+    board's window scale depends on its RAM; pass the board's value when it is known.
+    """
+
+    mtu: int = 1500
+    syn_retries: int = 6
+    synack_retries: int = 5
+    timestamps: bool = True
+    sack: bool = True
+    window_scaling: bool = True
+    retries2: int = 15
+    fin_timeout: int = sec(60)
+    keepalive_time: int = sec(7200)
+    keepalive_intvl: int = sec(75)
+    keepalive_probes: int = 9
+    tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
+    # net.core.rmem_max (SK_RMEM_MAX, sizeof-dependent) only matters to the window scale
+    # when it exceeds tcp_rmem[2], which it does not by default; read it off the board.
+    rmem_max: int = 212992
+    adv_win_scale: int = 1
+    workaround_signed_windows: bool = False
+
+    @classmethod
+    def from_config(cls, config, tcp_rmem: tuple[int, int, int] | None = None) -> TcpParams:
+        s = config.sysctl
+        return cls(
+            mtu=config.interface.mtu,
+            syn_retries=int(s("net.ipv4.tcp_syn_retries")),
+            synack_retries=int(s("net.ipv4.tcp_synack_retries")),
+            timestamps=bool(s("net.ipv4.tcp_timestamps")),
+            sack=bool(s("net.ipv4.tcp_sack")),
+            window_scaling=bool(s("net.ipv4.tcp_window_scaling")),
+            retries2=int(s("net.ipv4.tcp_retries2")),
+            fin_timeout=sec(int(s("net.ipv4.tcp_fin_timeout"))),
+            keepalive_time=sec(int(s("net.ipv4.tcp_keepalive_time"))),
+            keepalive_intvl=sec(int(s("net.ipv4.tcp_keepalive_intvl"))),
+            keepalive_probes=int(s("net.ipv4.tcp_keepalive_probes")),
+            tcp_rmem=tcp_rmem or cls.tcp_rmem,
+        )
+
+    @property
+    def advmss(self) -> int:
+        """The MSS a route on this device advertises: MTU minus IPv4 and TCP headers."""
+        return self.mtu - 40
+
+    def win_from_space(self, space: int) -> int:
+        """tcp_win_from_space(): the part of a buffer offered as window."""
+        if self.adv_win_scale <= 0:
+            return space >> -self.adv_win_scale
+        return space - (space >> self.adv_win_scale)
+
+
+def tcp_select_initial_window(params: TcpParams, space: int, mss: int, wscale_ok: bool,
+                              window_clamp: int = 0, init_rcv_wnd: int = 0) -> tuple[int, int, int]:
+    """tcp_select_initial_window(): (rcv_wnd, window_clamp, rcv_wscale)."""
+    space = max(space, 0)
+    if window_clamp == 0:
+        window_clamp = U16_MAX << TCP_MAX_WSCALE
+    space = min(window_clamp, space)
+    if space > mss:
+        space = space // mss * mss
+    rcv_wnd = min(space, 32767 if params.workaround_signed_windows else U16_MAX)
+    if init_rcv_wnd:
+        rcv_wnd = min(rcv_wnd, init_rcv_wnd * mss)
+    rcv_wscale = 0
+    if wscale_ok:
+        space = max(space, params.tcp_rmem[2], params.rmem_max)
+        space = min(space, window_clamp)
+        rcv_wscale = min(max(_ilog2(space) - 15, 0), TCP_MAX_WSCALE)
+    window_clamp = min(U16_MAX << rcv_wscale, window_clamp)
+    return rcv_wnd, window_clamp, rcv_wscale
+
+
+def tcp_model_timeout(boundary: int, rto_base: int) -> int:
+    """tcp_model_timeout(): how long `boundary` exponential backoffs from `rto_base` take."""
+    thresh = _ilog2(TCP_RTO_MAX // rto_base)
+    if boundary <= thresh:
+        return ((2 << boundary) - 1) * rto_base
+    return ((2 << thresh) - 1) * rto_base + (boundary - thresh) * TCP_RTO_MAX
+
+
+@dataclass(slots=True)
+class OutSegment:
+    """A segment TCP hands to ip_queue_xmit. `cause` says which rule sent it; `window`
+    is the time window when Linux may send it, if that is not a point."""
+
+    src: int
+    dst: int
+    tcp: TcpRepr
+    payload: bytes
+    cause: str
+    window: Window | None = None
+    ip_id: int | None = None   # the socket's inet_id; None: no socket (ID 0 with DF)
+
+
+@dataclass(slots=True)
+class _TxSkb:
+    """One segment in the retransmit queue (tcp_rtx_queue)."""
+
+    seq: int
+    data: bytes
+    flags: int
+    sent_at: int
+    retransmitted: bool = False
+
+    @property
+    def end_seq(self) -> int:
+        return (self.seq + len(self.data) + (1 if self.flags & (SYN | FIN) else 0)) % MOD32
+
+
+class _Timer(enum.Enum):
+    RETRANSMIT = "retransmit"
+    DELACK = "delack"
+    KEEPALIVE = "keepalive"
+    TIME_WAIT = "time_wait"
+    FIN_WAIT2 = "fin_wait2"
+
+
+@dataclass
+class RequestSock:
+    """A half-open passive connection (struct tcp_request_sock) in the listener's SYN queue."""
+
+    local: tuple[int, int]
+    remote: tuple[int, int]
+    irs: int
+    iss: int
+    peer_mss: int
+    ts_ok: bool
+    sack_ok: bool
+    snd_wscale: int | None
+    ts_recent: int
+    ts_offset: int
+    peer_window: int
+    rcv_wnd: int
+    window_clamp: int
+    rcv_wscale: int
+    snt_synack: int
+    expires_at: int
+    num_timeout: int = 0
+    num_retrans: int = 0
+
+    def synack(self, now: int, params: TcpParams, cause: str) -> OutSegment:
+        """tcp_make_synack(): options in tcp_synack_options() order, window not scaled."""
+        tsval = (now // NSEC_PER_MSEC + self.ts_offset) % MOD32
+        opts = linux_options(mss=params.advmss, ts=(tsval, self.ts_recent) if self.ts_ok else None,
+                             sack_perm=self.sack_ok,
+                             wscale=self.rcv_wscale if self.snd_wscale is not None else None)
+        tcp = TcpRepr(self.local[1], self.remote[1], self.iss, (self.irs + 1) % MOD32, SYN | ACK,
+                      min(self.rcv_wnd, U16_MAX), opts)
+        return OutSegment(self.local[0], self.remote[0], tcp, b"", cause)
+
+
+class TcpSock:
+    """A TCP connection's state (struct tcp_sock) and its state machine."""
+
+    def __init__(self, params: TcpParams, rng: random.Random, local: tuple[int, int] = (0, 0),
+                 remote: tuple[int, int] = (0, 0), name: str = "tcp"):
+        self.params = params
+        self.rng = rng
+        self.name = name
+        self.local = local
+        self.remote = remote
+        self.state = TcpState.CLOSED
+        self.transitions: list[tuple[int, TcpState, TcpState]] = []
+        self.error: str | None = None
+        self.error_at: int | None = None
+        # options
+        self.nodelay = False
+        self.keepalive = False
+        self.reuseaddr = False
+        self.orphan = False           # close() was called: no process owns it (SOCK_DEAD)
+        self.shut_wr = False
+        # send side
+        self.iss = 0
+        self.snd_una = 0
+        self.snd_nxt = 0
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.max_window = 0
+        self.snd_wscale = 0
+        self.snd_sml = 0
+        self.write_queue = bytearray()
+        self.push_marks: list[int] = []   # byte offsets in write_queue ending a send() call
+        self.rtx_queue: list[_TxSkb] = []
+        self.fin_queued = False
+        self.mss_cache = TCP_MSS_DEFAULT
+        self.peer_mss = TCP_MSS_DEFAULT
+        self.advmss = params.advmss
+        self.cwnd = TCP_INIT_CWND
+        self.ssthresh = 0x7FFFFFFF
+        # receive side
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_wnd = 0
+        self.rcv_wup = 0
+        self.rcv_ssthresh = 0
+        self.window_clamp = 0
+        self.rcv_wscale = 0
+        self.rcv_buf = bytearray()
+        self.ofo: list[tuple[int, bytes, bool]] = []   # (seq, data, fin), out of order
+        self.fin_received = False
+        self.rcvbuf = params.tcp_rmem[1]
+        # options negotiated
+        self.ts_ok = False
+        self.sack_ok = False
+        self.wscale_ok = False
+        self.ts_recent = 0
+        self.ts_offset = 0
+        self.dsack: tuple[int, int] | None = None
+        # RTT and RTO (tcp_rtt_estimator, in microseconds as Linux keeps them)
+        self.srtt_us = 0
+        self.mdev_us = 0
+        self.mdev_max_us = 0
+        self.rttvar_us = 0
+        self.rtt_seq = 0
+        self.rto = TCP_TIMEOUT_INIT
+        self.backoff = 0
+        self.retransmits = 0
+        self.retrans_stamp: int | None = None
+        self.total_retrans = 0
+        # delayed ACK (icsk_ack)
+        self.ack_pending = False
+        self.delack_cause: int | None = None
+        self.ato = 0
+        self.quick = 0
+        self.pingpong = 0
+        self.lrcvtime = 0
+        self.rcv_mss = TCP_MSS_DEFAULT
+        # keepalive
+        self.rcv_tstamp = 0
+        self.probes_out = 0
+        self.timers: dict[_Timer, int] = {}
+        self.inet_id = 0
+        self._tx: list[OutSegment] = []
+
+    # -- bookkeeping ---------------------------------------------------------------
+    def set_state(self, now: int, new: TcpState) -> None:
+        """tcp_set_state(): the one place the state changes; logs old=>new."""
+        old = self.state
+        if old is new:
+            return
+        log.debug("%s %s:%d state %s=>%s", self.name, self.local[0], self.local[1], old.value, new.value)
+        self.transitions.append((now, old, new))
+        self.state = new
+
+    def _flush(self) -> list[OutSegment]:
+        out, self._tx = self._tx, []
+        return out
+
+    def poll_at(self) -> int | None:
+        """The next time this socket needs `on_timer`, or None."""
+        return min(self.timers.values()) if self.timers else None
+
+    def _tsval(self, now: int) -> int:
+        return (now // NSEC_PER_MSEC + self.ts_offset) % MOD32
+
+    @property
+    def in_flight(self) -> int:
+        return (self.snd_nxt - self.snd_una) % MOD32
+
+    def _done(self, now: int, error: str | None) -> None:
+        """tcp_done(): CLOSE, timers off, queues purged; `error` as sk_err."""
+        if error and not self.error:
+            self.error, self.error_at = error, now
+        self.set_state(now, TcpState.CLOSED)
+        self.timers.clear()
+        self.rtx_queue.clear()
+        self.write_queue.clear()
+        self.push_marks.clear()
+
+    # -- output ----------------------------------------------------------------------
+    def _select_window(self) -> int:
+        """tcp_select_window() with __tcp_select_window(); receive memory counts payload
+        bytes only (Linux counts skb truesize), so mid-stream windows are approximate."""
+        p = self.params
+        free_space = p.win_from_space(self.rcvbuf - len(self.rcv_buf))
+        allowed = p.win_from_space(self.rcvbuf)
+        full_space = min(self.window_clamp, allowed)
+        mss = min(self.rcv_mss, full_space)
+        cur_win = max((self.rcv_wup + self.rcv_wnd - self.rcv_nxt) % MOD32, 0)
+        if cur_win >= 0x80000000:
+            cur_win = 0
+        if free_space < (full_space >> 1):
+            free_space = free_space >> self.rcv_wscale << self.rcv_wscale
+            new_win = 0 if free_space < (allowed >> 4) or free_space < mss else None
+        else:
+            new_win = None
+        if new_win is None:
+            free_space = min(free_space, self.rcv_ssthresh)
+            if self.rcv_wscale:
+                scale = 1 << self.rcv_wscale
+                new_win = -(-free_space // scale) * scale
+            else:
+                new_win = self.rcv_wnd
+                if new_win <= free_space - mss or new_win > free_space:
+                    new_win = free_space // mss * mss
+                elif mss == full_space and free_space > new_win + (full_space >> 1):
+                    new_win = free_space
+        if new_win < cur_win:  # never shrink the offered window (sysctl_tcp_shrink_window 0)
+            scale = 1 << self.rcv_wscale
+            new_win = -(-cur_win // scale) * scale
+        self.rcv_wnd = new_win
+        self.rcv_wup = self.rcv_nxt
+        return min(new_win, U16_MAX << self.rcv_wscale) >> self.rcv_wscale
+
+    def _options(self, now: int) -> tuple:
+        ts = (self._tsval(now), self.ts_recent) if self.ts_ok else None
+        blocks: list[tuple[int, int]] = []
+        if self.sack_ok:
+            if self.dsack:
+                blocks.append(self.dsack)
+            for seq, data, fin in self.ofo[:4 - len(blocks) - (1 if ts else 0)]:
+                blocks.append((seq, (seq + len(data) + fin) % MOD32))
+        self.dsack = None
+        return linux_options(ts=ts, sack_blocks=tuple(blocks))
+
+    def _send(self, now: int, flags: int, seq: int, payload: bytes, cause: str, window: Window | None = None,
+              ack: bool = True) -> None:
+        """tcp_transmit_skb(): every segment after the SYN carries ACK and the current window;
+        sending one clears a pending delayed ACK (tcp_event_ack_sent)."""
+        if ack:
+            flags |= ACK
+        tcp = TcpRepr(self.local[1], self.remote[1], seq, self.rcv_nxt if flags & ACK else 0, flags,
+                      self._select_window(), self._options(now))
+        # TIME_WAIT answers come from the per-netns control socket (tcp_v4_send_ack): ID 0
+        ip_id = None if self.state is TcpState.TIME_WAIT else self._next_ip_id()
+        self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, bytes(payload), cause, window, ip_id))
+        if flags & ACK:
+            self.ack_pending = False
+            self.timers.pop(_Timer.DELACK, None)
+            if self.quick:
+                self.quick -= 1
+
+    def send_ack(self, now: int, cause: str = "ack", window: Window | None = None) -> None:
+        """tcp_send_ack()."""
+        self._send(now, 0, self.snd_nxt, b"", cause, window)
+
+    def _arm_rto(self, now: int) -> None:
+        self.timers[_Timer.RETRANSMIT] = now + self.rto
+
+    def _write_xmit(self, now: int, push_fin: bool = False) -> None:
+        """tcp_write_xmit(): send what cwnd, the peer's window and Nagle allow."""
+        if self.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1,
+                              TcpState.CLOSING, TcpState.LAST_ACK):
+            return
+        while self.write_queue:
+            size = min(self.mss_cache, len(self.write_queue))
+            in_flight_segs = len(self.rtx_queue)
+            if in_flight_segs >= self.cwnd:
+                break
+            wnd_end = (self.snd_una + self.snd_wnd) % MOD32
+            if seq_lt(wnd_end, (self.snd_nxt + size) % MOD32):
+                break
+            last_of_queue = size == len(self.write_queue)
+            if size < self.mss_cache and not self.nodelay and not (last_of_queue and self.fin_queued):
+                # Nagle, with Minshall's refinement (tcp_nagle_check): hold a small
+                # segment only while an earlier small one is unacknowledged.
+                if self.rtx_queue and seq_lt(self.snd_una, self.snd_sml) and seq_le(self.snd_sml, self.snd_nxt):
+                    break
+            data = bytes(self.write_queue[:size])
+            del self.write_queue[:size]
+            flags = 0
+            marks = [m - size for m in self.push_marks]
+            if any(m <= 0 for m in marks):
+                flags |= PSH
+            self.push_marks = [m for m in marks if m > 0]
+            if not self.write_queue and self.fin_queued:
+                flags |= FIN
+                self.fin_queued = False
+            self._xmit_new(now, flags, data)
+            if size < self.mss_cache:
+                self.snd_sml = self.snd_nxt
+        if self.fin_queued and not self.write_queue:
+            self.fin_queued = False
+            self._xmit_new(now, FIN, b"")
+
+    def _xmit_new(self, now: int, flags: int, data: bytes) -> None:
+        skb = _TxSkb(self.snd_nxt, data, flags, now)
+        self.rtx_queue.append(skb)
+        self._send(now, flags, skb.seq, data, "fin" if flags & FIN and not data else "data")
+        self.snd_nxt = skb.end_seq
+        if _Timer.RETRANSMIT not in self.timers:
+            self._arm_rto(now)
+
+    # -- active open -------------------------------------------------------------------
+    def connect(self, now: int, local: tuple[int, int], remote: tuple[int, int]) -> list[OutSegment]:
+        """tcp_v4_connect() + tcp_connect(): pick ISN and TS offset, send the SYN."""
+        if self.state is not TcpState.CLOSED:
+            raise SocketError("EISCONN" if self.state is not TcpState.LISTEN else "EINVAL", f"connect in {self.state.value}")
+        self.local, self.remote = local, remote
+        p = self.params
+        self.iss = self.rng.getrandbits(32)       # secure_tcp_seq()
+        self.inet_id = self.rng.getrandbits(16)   # tcp_v4_connect(): get_random_u16()
+        self.ts_offset = self.rng.getrandbits(32) if p.timestamps else 0
+        self.ts_ok, self.sack_ok, self.wscale_ok = p.timestamps, p.sack, p.window_scaling
+        # tcp_connect_init()
+        self.rcv_wnd, self.window_clamp, self.rcv_wscale = tcp_select_initial_window(
+            p, p.win_from_space(self.rcvbuf), self.advmss, p.window_scaling)
+        self.rcv_ssthresh = self.rcv_wnd
+        self.snd_una = self.iss
+        self.snd_nxt = self.iss
+        self.rcv_nxt = 0
+        self.rcv_wup = 0
+        self.rto = TCP_TIMEOUT_INIT
+        self.set_state(now, TcpState.SYN_SENT)
+        skb = _TxSkb(self.iss, b"", SYN, now)
+        self.rtx_queue.append(skb)
+        self._send_syn(now, "syn")
+        self.snd_nxt = skb.end_seq
+        self.retrans_stamp = now
+        self._arm_rto(now)
+        return self._flush()
+
+    def _send_syn(self, now: int, cause: str, window: Window | None = None) -> None:
+        opts = linux_options(mss=self.advmss, ts=(self._tsval(now), 0) if self.ts_ok else None,
+                             sack_perm=self.sack_ok, wscale=self.rcv_wscale if self.wscale_ok else None)
+        tcp = TcpRepr(self.local[1], self.remote[1], self.iss, 0, SYN, min(self.rcv_wnd, U16_MAX), opts)
+        self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, b"", cause, window, self._next_ip_id()))
+
+    def _next_ip_id(self) -> int:
+        """ip_select_ident_segs() for a connected socket: inet_id, then one more."""
+        ident = self.inet_id
+        self.inet_id = (ident + 1) & 0xFFFF
+        return ident
+
+    def _rcv_synsent(self, now: int, seg: TcpRepr) -> None:
+        """tcp_rcv_synsent_state_process()."""
+        if seg.flags & ACK:
+            if seg.ack != self.snd_nxt:
+                if not seg.flags & RST:
+                    self._tx.append(_reset_for(self.local, self.remote, seg, 0, "rst-bad-ack"))
+                return
+            if seg.flags & RST:
+                self._done(now, "ECONNREFUSED")   # tcp_reset() in SYN_SENT
+                return
+            if not seg.flags & SYN:
+                return
+            self.irs = seg.seq
+            self.rcv_nxt = (seg.seq + 1) % MOD32
+            self.rcv_wup = self.rcv_nxt
+            self.snd_wl1 = seg.seq
+            self.snd_una = seg.ack
+            self.wscale_ok = self.wscale_ok and seg.wscale is not None
+            if self.wscale_ok:
+                self.snd_wscale = min(seg.wscale, TCP_MAX_WSCALE)
+            else:
+                self.snd_wscale = self.rcv_wscale = 0
+                self.window_clamp = min(self.window_clamp, U16_MAX)
+            self.snd_wnd = seg.window  # a SYN's window is never scaled
+            self.max_window = self.snd_wnd
+            tsopt = seg.timestamp
+            self.ts_ok = self.ts_ok and tsopt is not None
+            if self.ts_ok:
+                self.ts_recent = tsopt[0]
+            self.sack_ok = self.sack_ok and seg.sack_permitted
+            self.peer_mss = seg.mss or TCP_MSS_DEFAULT
+            self._sync_mss()
+            self._ack_rtx_queue(now, seg)
+            self.rcv_tstamp = now
+            self.set_state(now, TcpState.ESTABLISHED)
+            self._init_transfer(now)
+            self.lrcvtime = now
+            self.send_ack(now, "handshake-ack")
+            self._write_xmit(now)
+            return
+        if seg.flags & RST:
+            return
+        if seg.flags & SYN:
+            # Simultaneous open (RFC 793 p.68): SYN_RECV, answer with SYN-ACK.
+            self.irs = seg.seq
+            self.rcv_nxt = (seg.seq + 1) % MOD32
+            self.set_state(now, TcpState.SYN_RECV)
+            self._send(now, SYN, self.iss, b"", "simultaneous-open-synack")
+
+    def _sync_mss(self) -> None:
+        """tcp_sync_mss(): the payload per segment, less the timestamp option."""
+        mss = min(self.peer_mss, self.advmss)
+        if self.ts_ok:
+            mss -= TCPOLEN_TSTAMP_ALIGNED
+        self.mss_cache = max(mss, TCP_MIN_MSS - 40)
+        # tcp_initialize_rcv_mss()
+        hint = min(self.advmss, self.mss_cache, self.rcv_wnd // 2, TCP_MSS_DEFAULT)
+        self.rcv_mss = max(hint, TCP_MIN_MSS)
+
+    def _init_transfer(self, now: int) -> None:
+        """tcp_init_transfer()/tcp_init_metrics(): no RTT sample from the handshake means
+        RFC 6298 5.7's 3 s fallback RTO."""
+        if self.srtt_us == 0:
+            self.rttvar_us = self.mdev_us = self.mdev_max_us = TCP_TIMEOUT_FALLBACK // 1000
+            self.rto = TCP_TIMEOUT_FALLBACK
+        self.backoff = 0
+        self.retransmits = 0
+        self.retrans_stamp = None
+        if self.keepalive:
+            self.timers[_Timer.KEEPALIVE] = now + self.params.keepalive_time
+
+    # -- passive open ------------------------------------------------------------------
+    @classmethod
+    def from_request(cls, now: int, params: TcpParams, rng: random.Random, req: RequestSock, seg: TcpRepr,
+                     name: str = "tcp") -> TcpSock:
+        """tcp_create_openreq_child(): the child socket, born ESTABLISHED by the third ACK."""
+        sk = cls(params, rng, req.local, req.remote, name)
+        sk.set_state(now, TcpState.SYN_RECV)
+        sk.iss, sk.irs, sk.ts_offset = req.iss, req.irs, req.ts_offset
+        sk.inet_id = rng.getrandbits(16)   # tcp_v4_syn_recv_sock(): get_random_u16()
+        sk.snd_una = sk.snd_nxt = (req.iss + 1) % MOD32
+        sk.rcv_nxt = sk.rcv_wup = (req.irs + 1) % MOD32
+        sk.ts_ok, sk.sack_ok = req.ts_ok, req.sack_ok
+        sk.wscale_ok = req.snd_wscale is not None
+        sk.snd_wscale = req.snd_wscale or 0
+        sk.rcv_wscale = req.rcv_wscale if sk.wscale_ok else 0
+        sk.rcv_wnd, sk.window_clamp = req.rcv_wnd, req.window_clamp
+        sk.rcv_ssthresh = req.rcv_wnd
+        sk.ts_recent = seg.timestamp[0] if (sk.ts_ok and seg.timestamp) else req.ts_recent
+        sk.snd_wnd = seg.window << sk.snd_wscale
+        sk.max_window = sk.snd_wnd
+        sk.snd_wl1 = seg.seq
+        sk.peer_mss = req.peer_mss
+        sk._sync_mss()
+        # tcp_synack_rtt_meas(): the SYN-ACK's RTT if it was not resent, else the TS echo.
+        if req.num_retrans == 0:
+            sk._rtt_estimator((now - req.snt_synack) // 1000)
+        elif sk.ts_ok and seg.timestamp and seg.timestamp[1]:
+            sk._rtt_estimator(max(1, (sk._tsval(now) - seg.timestamp[1]) % MOD32) * 1000)
+        if sk.srtt_us:
+            sk._set_rto()
+        sk.rcv_tstamp = now
+        sk.lrcvtime = now
+        sk.set_state(now, TcpState.ESTABLISHED)
+        sk._init_transfer(now)
+        return sk
+
+    # -- RTT ---------------------------------------------------------------------------
+    def _rtt_estimator(self, mrtt_us: int) -> None:
+        """tcp_rtt_estimator(), integer for integer."""
+        rto_min_us = TCP_RTO_MIN // 1000
+        m = mrtt_us
+        srtt = self.srtt_us
+        if srtt:
+            m -= srtt >> 3
+            srtt += m
+            if m < 0:
+                m = -m
+                m -= self.mdev_us >> 2
+                if m > 0:
+                    m >>= 3
+            else:
+                m -= self.mdev_us >> 2
+            self.mdev_us += m
+            if self.mdev_us > self.mdev_max_us:
+                self.mdev_max_us = self.mdev_us
+                if self.mdev_max_us > self.rttvar_us:
+                    self.rttvar_us = self.mdev_max_us
+            if seq_lt(self.rtt_seq, self.snd_una):
+                if self.mdev_max_us < self.rttvar_us:
+                    self.rttvar_us -= (self.rttvar_us - self.mdev_max_us) >> 2
+                self.rtt_seq = self.snd_nxt
+                self.mdev_max_us = rto_min_us
+        else:
+            srtt = m << 3
+            self.mdev_us = m << 1
+            self.rttvar_us = max(self.mdev_us, rto_min_us)
+            self.mdev_max_us = self.rttvar_us
+            self.rtt_seq = self.snd_nxt
+        self.srtt_us = max(1, srtt)
+
+    def _set_rto(self) -> None:
+        """tcp_set_rto(): srtt/8 + rttvar, rounded up to jiffies, bounded by TCP_RTO_MAX."""
+        self.rto = min(_usecs_to_jiffies_ns((self.srtt_us >> 3) + self.rttvar_us), TCP_RTO_MAX)
+
+    # -- input -------------------------------------------------------------------------
+    def rcv(self, now: int, seg: TcpRepr, payload: bytes) -> list[OutSegment]:
+        """tcp_rcv_state_process() for a segment already matched to this socket."""
+        if self.state is TcpState.SYN_SENT:
+            self._rcv_synsent(now, seg)
+            return self._flush()
+        if self.state in (TcpState.CLOSED, TcpState.LISTEN):
+            raise ModelUsageError(f"segment delivered to a {self.state.value} socket")
+        if self.state is TcpState.TIME_WAIT:
+            self._rcv_timewait(now, seg, payload)
+            return self._flush()
+        seg_len = len(payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
+        end_seq = (seg.seq + seg_len) % MOD32
+        # RFC 793 p.69 first: is the segment in the receive window? (tcp_sequence)
+        rwin_end = (self.rcv_nxt + max((self.rcv_wup + self.rcv_wnd - self.rcv_nxt) % MOD32, 0)) % MOD32
+        if seq_lt(end_seq, self.rcv_wup) or seq_lt(rwin_end, seg.seq):
+            if not seg.flags & RST:
+                if self.sack_ok and seq_lt(seg.seq, self.rcv_nxt) and seg_len:
+                    self.dsack = (seg.seq, end_seq)
+                self.send_ack(now, "dupack-out-of-window")   # tcp_send_dupack()
+            return self._flush()
+        # second: RST (RFC 5961 3.2: exact match resets, in-window gets a challenge ACK)
+        if seg.flags & RST:
+            if seg.seq == self.rcv_nxt:
+                self._done(now, "EPIPE" if self.state is TcpState.CLOSE_WAIT else "ECONNRESET")
+            else:
+                self.send_ack(now, "challenge-ack-rst")
+            return self._flush()
+        # fourth: SYN in the window (RFC 5961 4.2): challenge ACK
+        if seg.flags & SYN:
+            self.send_ack(now, "challenge-ack-syn")
+            return self._flush()
+        # fifth: no ACK, no processing
+        if not seg.flags & ACK:
+            return self._flush()
+        if self.ts_ok and seg.timestamp and seq_le(seg.seq, self.rcv_nxt):
+            self.ts_recent = seg.timestamp[0]   # tcp_store_ts_recent()
+        if not self._ack(now, seg):
+            return self._flush()
+        st = self.state
+        if st is TcpState.SYN_RECV:
+            self.set_state(now, TcpState.ESTABLISHED)
+        elif st is TcpState.FIN_WAIT1 and self._fin_acked():
+            self.set_state(now, TcpState.FIN_WAIT2)
+            if self.orphan:
+                # tcp_rcv_state_process: an orphan waits tcp_fin_timeout in FIN_WAIT2
+                self.timers[_Timer.FIN_WAIT2] = now + self.params.fin_timeout
+        elif st is TcpState.CLOSING and self._fin_acked():
+            self._enter_time_wait(now)
+            return self._flush()
+        elif st is TcpState.LAST_ACK and self._fin_acked():
+            self._done(now, None)
+            return self._flush()
+        if payload or seg.flags & FIN:
+            if self.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
+                self._data_queue(now, seg, payload)
+        self._write_xmit(now)
+        self._ack_snd_check(now)
+        return self._flush()
+
+    def _fin_acked(self) -> bool:
+        return not self.rtx_queue and not self.write_queue and not self.fin_queued and self.snd_una == self.snd_nxt
+
+    def _ack(self, now: int, seg: TcpRepr) -> bool:
+        """tcp_ack(): advance snd_una, sample RTT, update the peer's window; False = drop."""
+        if seq_lt(self.snd_nxt, seg.ack):
+            self.send_ack(now, "ack-unsent-data")   # SKB_DROP_REASON_TCP_ACK_UNSENT_DATA
+            return False
+        if seq_lt(seg.ack, self.snd_una):
+            return True   # old duplicate ACK: ignore the ACK field, keep the data
+        window = seg.window << self.snd_wscale
+        if seq_lt(self.snd_wl1, seg.seq) or seg.seq == self.snd_wl1 or seg.ack != self.snd_una:
+            self.snd_wnd = window
+            self.snd_wl1 = seg.seq
+            self.max_window = max(self.max_window, window)
+        self.rcv_tstamp = now
+        self.probes_out = 0
+        if seg.ack != self.snd_una:
+            self._ack_rtx_queue(now, seg)
+        return True
+
+    def _ack_rtx_queue(self, now: int, seg: TcpRepr) -> None:
+        """tcp_clean_rtx_queue() + tcp_ack_update_rtt() + slow start."""
+        acked_segs = 0
+        rtt_us = -1
+        while self.rtx_queue and seq_le(self.rtx_queue[0].end_seq, seg.ack):
+            skb = self.rtx_queue.pop(0)
+            acked_segs += 1
+            if not skb.retransmitted:
+                rtt_us = (now - skb.sent_at) // 1000   # Karn: only from segments sent once
+        self.snd_una = seg.ack
+        if acked_segs:
+            if rtt_us < 0 and self.ts_ok and seg.timestamp and seg.timestamp[1]:
+                rtt_us = ((self._tsval(now) - seg.timestamp[1]) % MOD32) * 1000
+            if rtt_us >= 0:
+                self._rtt_estimator(max(rtt_us, 1))
+                self._set_rto()
+            self.backoff = 0
+            self.retransmits = 0
+            self.retrans_stamp = None
+            if self.cwnd < self.ssthresh:
+                self.cwnd += acked_segs
+            if self.rtx_queue:
+                self._arm_rto(now)
+            else:
+                self.timers.pop(_Timer.RETRANSMIT, None)
+
+    def _data_queue(self, now: int, seg: TcpRepr, payload: bytes) -> None:
+        """tcp_data_queue(): in-order data to the reader, out-of-order to the ofo queue."""
+        fin = bool(seg.flags & FIN)
+        end_seq = (seg.seq + len(payload) + fin) % MOD32
+        if seg.seq == self.rcv_nxt:
+            if payload:
+                self._event_data_recv(now, len(payload))
+            self.rcv_buf += payload
+            self.rcv_nxt = end_seq
+            if fin:
+                self._fin(now)
+            self._ofo_drain(now)
+            if self.ofo:
+                self.send_ack(now, "ack-ofo-hole")
+        elif seq_le(end_seq, self.rcv_nxt):
+            if self.sack_ok:
+                self.dsack = (seg.seq, end_seq)
+            self.send_ack(now, "dupack-old-data")    # tcp_send_dupack(): D-SACK
+        elif seq_lt(self.rcv_nxt, seg.seq):
+            self.ofo.append((seg.seq, payload, fin))
+            self.ofo.sort(key=lambda item: (item[0] - self.rcv_nxt) % MOD32)
+            self.send_ack(now, "dupack-ofo")          # tcp_data_queue_ofo: immediate ACK
+        else:
+            # partial overlap: keep the new part
+            skip = (self.rcv_nxt - seg.seq) % MOD32
+            trimmed = TcpRepr(seg.src_port, seg.dst_port, self.rcv_nxt, seg.ack, seg.flags, seg.window, seg.options)
+            self._data_queue(now, trimmed, payload[skip:])
+
+    def _ofo_drain(self, now: int) -> None:
+        while self.ofo and seq_le(self.ofo[0][0], self.rcv_nxt):
+            seq, data, fin = self.ofo.pop(0)
+            skip = (self.rcv_nxt - seq) % MOD32
+            if skip <= len(data):
+                self.rcv_buf += data[skip:]
+                self.rcv_nxt = (seq + len(data) + fin) % MOD32
+                if fin:
+                    self._fin(now)
+
+    def _event_data_recv(self, now: int, length: int) -> None:
+        """tcp_event_data_recv(): quickack at the start, then the ato estimate."""
+        self.rcv_mss = max(min(length, self.advmss), self.rcv_mss) if length >= self.rcv_mss else self.rcv_mss
+        if not self.ato:
+            quick = self.rcv_wnd // (2 * self.rcv_mss) or 2
+            self.quick = max(self.quick, min(quick, TCP_MAX_QUICKACKS))
+            self.ato = TCP_ATO_MIN
+        else:
+            m = now - self.lrcvtime
+            if m <= TCP_ATO_MIN // 2:
+                self.ato = (self.ato >> 1) + TCP_ATO_MIN // 2
+            elif m < self.ato:
+                self.ato = (self.ato >> 1) + m
+                if self.ato > self.rto:
+                    self.ato = self.rto
+        self.lrcvtime = now
+        self.ack_pending = True
+
+    def _fin(self, now: int) -> None:
+        """tcp_fin(): the peer closed its side."""
+        self.fin_received = True
+        self.ack_pending = True
+        st = self.state
+        if st is TcpState.ESTABLISHED:
+            self.set_state(now, TcpState.CLOSE_WAIT)
+            self.pingpong = 1   # inet_csk_enter_pingpong_mode()
+        elif st is TcpState.FIN_WAIT1:
+            # simultaneous close: ACK now, CLOSING (tcp_send_ack in tcp_fin)
+            self.set_state(now, TcpState.CLOSING)
+            self.send_ack(now, "ack-fin")
+        elif st is TcpState.FIN_WAIT2:
+            self.send_ack(now, "ack-fin")
+            self._enter_time_wait(now)
+
+    def _ack_snd_check(self, now: int) -> None:
+        """__tcp_ack_snd_check(): ACK now (two full segments unacked, quickack, ofo), or delay."""
+        if not self.ack_pending or self.state in (TcpState.CLOSED, TcpState.TIME_WAIT):
+            return
+        quickack_mode = self.quick and not self.pingpong
+        if ((self.rcv_nxt - self.rcv_wup) % MOD32 > self.rcv_mss) or quickack_mode or self.ofo:
+            self.send_ack(now, "ack-now")
+            return
+        self._send_delayed_ack(now)
+
+    def _send_delayed_ack(self, now: int) -> None:
+        """tcp_send_delayed_ack(): ato bounded by the RTT and TCP_DELACK_MAX."""
+        ato = self.ato or TCP_ATO_MIN
+        if ato > TCP_DELACK_MIN:
+            max_ato = TCP_DELACK_MAX if self.pingpong else jiffies(HZ // 2)
+            if self.srtt_us:
+                rtt = max(_usecs_to_jiffies_ns(self.srtt_us >> 3), TCP_DELACK_MIN)
+                max_ato = min(max_ato, rtt)
+            ato = min(ato, max_ato)
+        ato = min(ato, TCP_DELACK_MAX)
+        current = self.timers.get(_Timer.DELACK)
+        if current is None:
+            self.delack_cause = now
+        if current is not None:
+            if current <= now + (ato >> 2):
+                self.send_ack(now, "ack-delack-due")
+                return
+            ato = min(ato, current - now)
+        self.timers[_Timer.DELACK] = now + ato
+
+    def _rcv_timewait(self, now: int, seg: TcpRepr, payload: bytes) -> None:
+        """tcp_timewait_state_process(): re-ACK a retransmitted FIN and restart the 2MSL wait."""
+        if seg.flags & RST:
+            return   # RFC 1337: ignore RST in TIME_WAIT (tcp_rfc1337 0 kills it; default 0)
+        if seg.flags & FIN and (seg.seq + len(payload) + 1) % MOD32 == self.rcv_nxt:
+            self.timers[_Timer.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
+        self.send_ack(now, "timewait-ack")
+
+    def _enter_time_wait(self, now: int) -> None:
+        """tcp_time_wait(): 60 s (TCP_TIMEWAIT_LEN), other timers off."""
+        self.set_state(now, TcpState.TIME_WAIT)
+        self.timers.clear()
+        self.rtx_queue.clear()
+        self.timers[_Timer.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
+
+    # -- timers ------------------------------------------------------------------------
+    def on_timer(self, now: int) -> list[OutSegment]:
+        """Run every timer due at `now`."""
+        for timer, when in sorted(self.timers.items(), key=lambda item: item[1]):
+            if when > now or self.timers.get(timer) != when:
+                continue
+            del self.timers[timer]
+            if timer is _Timer.RETRANSMIT:
+                self._retransmit_timer(now)
+            elif timer is _Timer.DELACK:
+                if self.ack_pending:
+                    # tcp_delack_timer_handler: leave pingpong, ato grows. Linux's ato depends
+                    # on arrival spacing, so the ACK may come anywhere in DELACK_MIN..DELACK_MAX.
+                    cause = self.delack_cause if self.delack_cause is not None else now - TCP_DELACK_MIN
+                    self.send_ack(now, "delayed-ack", Window(min(now, cause + TCP_DELACK_MIN),
+                                                             max(now, cause + TCP_DELACK_MAX)))
+                    self.pingpong = 0
+                    self.ato = min(self.ato << 1, self.rto)
+            elif timer is _Timer.KEEPALIVE:
+                self._keepalive_timer(now)
+            elif timer in (_Timer.TIME_WAIT, _Timer.FIN_WAIT2):
+                self._done(now, None)
+        return self._flush()
+
+    def _retransmit_timer(self, now: int) -> None:
+        """tcp_retransmit_timer(): give up (tcp_write_timeout) or resend the head, back off."""
+        if not self.rtx_queue:
+            return
+        if self._write_timeout(now):
+            return
+        head = self.rtx_queue[0]
+        if self.retrans_stamp is None:
+            self.retrans_stamp = head.sent_at
+        head.retransmitted = True
+        self.total_retrans += 1
+        if head.flags & SYN and self.state is TcpState.SYN_SENT:
+            self._send_syn(now, "syn-retransmit")
+        else:
+            self._send(now, head.flags, head.seq, head.data, "retransmit")
+            # RFC 5681 loss: one segment in flight until ACKs come back
+            self.ssthresh = max(len(self.rtx_queue) // 2, 2)
+            self.cwnd = 1
+        self.backoff += 1
+        self.retransmits += 1
+        self.rto = min(self.rto << 1, TCP_RTO_MAX)
+        self._arm_rto(now)
+
+    def _write_timeout(self, now: int) -> bool:
+        """tcp_write_timeout(): SYN_SENT/SYN_RECV count retries, others model the time."""
+        p = self.params
+        if self.state in (TcpState.SYN_SENT, TcpState.SYN_RECV):
+            retry_until = p.syn_retries
+            expired = self.retransmits >= retry_until
+            rto_base = TCP_TIMEOUT_INIT
+        else:
+            retry_until = p.retries2
+            expired = False
+            rto_base = TCP_RTO_MIN
+        if not expired and self.retransmits and self.retrans_stamp is not None:
+            # tcp_time_stamp is in jiffies-backed ms; compare in model time
+            expired = now - self.retrans_stamp >= tcp_model_timeout(retry_until, rto_base)
+        if expired:
+            self._done(now, "ETIMEDOUT")   # tcp_write_err()
+        return expired
+
+    def _keepalive_timer(self, now: int) -> None:
+        """tcp_keepalive_timer(): probe after keepalive_time idle, every intvl, give up after probes."""
+        p = self.params
+        if not self.keepalive or self.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT,
+                                                    TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
+            return
+        if self.rtx_queue or self.write_queue:
+            self.timers[_Timer.KEEPALIVE] = now + p.keepalive_time
+            return
+        elapsed = now - self.rcv_tstamp
+        if elapsed >= p.keepalive_time:
+            if self.probes_out >= p.keepalive_probes:
+                self._send(now, RST, self.snd_nxt, b"", "keepalive-reset")   # tcp_send_active_reset
+                self._done(now, "ETIMEDOUT")
+                return
+            # tcp_write_wakeup() -> tcp_xmit_probe_skb(sk, 0): seq snd_una - 1, no data
+            self._send(now, 0, (self.snd_una - 1) % MOD32, b"", "keepalive-probe")
+            self.probes_out += 1
+            self.timers[_Timer.KEEPALIVE] = now + p.keepalive_intvl
+        else:
+            self.timers[_Timer.KEEPALIVE] = now + p.keepalive_time - elapsed
+
+    # -- the process side (called through the socket layer) ------------------------------
+    def set_keepalive(self, now: int, on: bool) -> None:
+        """SO_KEEPALIVE: tcp_set_keepalive() arms or stops the timer."""
+        self.keepalive = on
+        if on and self.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+            self.timers[_Timer.KEEPALIVE] = now + self.params.keepalive_time
+        elif not on:
+            self.timers.pop(_Timer.KEEPALIVE, None)
+
+    def send(self, now: int, data: bytes) -> list[OutSegment]:
+        """tcp_sendmsg(): queue, mark PSH at the end of the call, push."""
+        if self.state in (TcpState.SYN_SENT, TcpState.SYN_RECV):
+            raise SocketError("EAGAIN", "send before the handshake completed")
+        if self.error:
+            raise SocketError(self.error, "send on a failed connection")
+        if self.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT) or self.shut_wr:
+            raise SocketError("EPIPE" if self.state is not TcpState.CLOSED else "ENOTCONN", f"send in {self.state.value}")
+        self.write_queue += data
+        self.push_marks.append(len(self.write_queue))
+        self._write_xmit(now)
+        return self._flush()
+
+    def recv(self, now: int, size: int) -> tuple[bytes, list[OutSegment]]:
+        """tcp_recvmsg(): take bytes; a window update goes out when the window has opened
+        by at least twice rcv_mss (tcp_cleanup_rbuf)."""
+        data = bytes(self.rcv_buf[:size])
+        del self.rcv_buf[:size]
+        if data and self.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
+            rcv_window_now = (self.rcv_wup + self.rcv_wnd - self.rcv_nxt) % MOD32
+            new_window = self.params.win_from_space(self.rcvbuf - len(self.rcv_buf))
+            new_window = min(new_window, self.rcv_ssthresh)
+            if new_window >= 2 * rcv_window_now and new_window >= 2 * self.rcv_mss and rcv_window_now < self.rcv_mss * 2:
+                self.send_ack(now, "window-update")
+        return data, self._flush()
+
+    def close(self, now: int) -> list[OutSegment]:
+        """tcp_close(): RST if unread data, else FIN (or nothing before the handshake)."""
+        self.orphan = True
+        st = self.state
+        if st in (TcpState.CLOSED, TcpState.LISTEN):
+            self.set_state(now, TcpState.CLOSED)
+            return self._flush()
+        if st is TcpState.SYN_SENT:
+            self._done(now, None)
+            return self._flush()
+        if self.rcv_buf:
+            # RFC 2525 2.17: data thrown away unread -> RST (tcp_send_active_reset)
+            self._send(now, RST, self.snd_nxt, b"", "close-unread-data-rst")
+            self._done(now, None)
+            return self._flush()
+        self._shutdown_wr(now)
+        if self.state is TcpState.FIN_WAIT2:
+            self.timers[_Timer.FIN_WAIT2] = now + self.params.fin_timeout
+        return self._flush()
+
+    def shutdown(self, now: int, how: str) -> list[OutSegment]:
+        """shutdown(SHUT_RD|SHUT_WR|SHUT_RDWR): only the write side sends anything."""
+        if self.state in (TcpState.CLOSED, TcpState.LISTEN, TcpState.SYN_SENT):
+            raise SocketError("ENOTCONN", f"shutdown in {self.state.value}")
+        if how in ("SHUT_WR", "SHUT_RDWR"):
+            self._shutdown_wr(now)
+        return self._flush()
+
+    def _shutdown_wr(self, now: int) -> None:
+        """tcp_close_state() + tcp_send_fin()."""
+        if self.shut_wr:
+            return
+        self.shut_wr = True
+        nxt = {TcpState.ESTABLISHED: TcpState.FIN_WAIT1, TcpState.SYN_RECV: TcpState.FIN_WAIT1,
+               TcpState.CLOSE_WAIT: TcpState.LAST_ACK}.get(self.state)
+        if nxt is None:
+            return
+        self.set_state(now, nxt)
+        self.fin_queued = True
+        self._write_xmit(now)
+
+
+def _reset_for(local: tuple[int, int], remote: tuple[int, int], seg: TcpRepr, payload_len: int,
+               cause: str) -> OutSegment:
+    """tcp_v4_send_reset(): seq from the ACK field if any, else ACK what the segment occupied."""
+    if seg.flags & ACK:
+        tcp = TcpRepr(local[1], remote[1], seg.ack, 0, RST, 0)
+    else:
+        ack = (seg.seq + payload_len + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)) % MOD32
+        tcp = TcpRepr(local[1], remote[1], 0, ack, RST | ACK, 0)
+    return OutSegment(local[0], remote[0], tcp, b"", cause)
+
+
+tcp_v4_send_reset = _reset_for
+
+
+@dataclass
+class Listener:
+    """A LISTEN socket's queues: SYN queue of RequestSocks, accept queue of children."""
+
+    backlog: int
+    syn_queue: dict[tuple[int, int], RequestSock] = field(default_factory=dict)
+    accept_queue: list[TcpSock] = field(default_factory=list)

@@ -1,0 +1,92 @@
+"""IPv4 header (RFC 791; include/uapi/linux/ip.h), with the checks ip_rcv_core() makes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import WireError
+from ._header import HeaderTable, internet_checksum, ip4_str, need
+
+__all__ = ["IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IP_DF", "IP_MF", "IP_OFFSET",
+           "IPV4_HEADER", "Ipv4Repr"]
+
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IP_DF = 0x4000
+IP_MF = 0x2000
+IP_OFFSET = 0x1FFF
+
+IPV4_HEADER = HeaderTable(
+    ("version_ihl", "B"), ("tos", "B"), ("tot_len", "H"), ("id", "H"), ("frag_off", "H"),
+    ("ttl", "B"), ("protocol", "B"), ("check", "H"), ("saddr", "I"), ("daddr", "I"),
+)
+
+
+@dataclass(slots=True)  # not frozen: frozen __init__ costs ~0.7 us per packet; treat as immutable
+class Ipv4Repr:
+    """An IPv4 header. `frag_offset` is in bytes (a multiple of 8); `payload_len` excludes the header."""
+
+    src: int
+    dst: int
+    protocol: int
+    payload_len: int
+    ttl: int = 64
+    ident: int = 0
+    df: bool = True
+    mf: bool = False
+    frag_offset: int = 0
+    tos: int = 0
+    options: bytes = b""
+
+    @classmethod
+    def parse(cls, packet: bytes, verify_checksum: bool = True) -> tuple[Ipv4Repr, bytes]:
+        """ip_rcv_core(): version, ihl, checksum, total length; trims link-layer padding."""
+        if len(packet) < 20:
+            need(packet, 20, "ipv4 header", "SKB_DROP_REASON_IP_INHDR")
+        vihl, tos, tot_len, ident, frag, ttl, proto, _check, src, dst = IPV4_HEADER.unpack(packet)
+        version, ihl = vihl >> 4, vihl & 15
+        if ihl < 5 or version != 4:
+            raise WireError("SKB_DROP_REASON_IP_INHDR", f"version {version} ihl {ihl}")
+        hlen = ihl * 4
+        if hlen > 20:
+            need(packet, hlen, "ipv4 options", "SKB_DROP_REASON_IP_INHDR")
+        if verify_checksum and internet_checksum(packet[:hlen]) != 0:
+            raise WireError("SKB_DROP_REASON_IP_CSUM", "ipv4 header checksum")
+        if len(packet) < tot_len:
+            raise WireError("SKB_DROP_REASON_PKT_TOO_SMALL", f"tot_len {tot_len} > {len(packet)} bytes")
+        if tot_len < hlen:
+            raise WireError("SKB_DROP_REASON_IP_INHDR", f"tot_len {tot_len} < ihl*4 {hlen}")
+        repr_ = cls(src, dst, proto, tot_len - hlen, ttl, ident, bool(frag & IP_DF), bool(frag & IP_MF),
+                    (frag & IP_OFFSET) * 8, tos, bytes(packet[20:hlen]))
+        return repr_, bytes(packet[hlen:tot_len])
+
+    @property
+    def header_len(self) -> int:
+        return 20 + len(self.options)
+
+    @property
+    def buffer_len(self) -> int:
+        return self.header_len + self.payload_len
+
+    @property
+    def is_fragment(self) -> bool:
+        return self.mf or self.frag_offset != 0
+
+    def emit_header(self) -> bytes:
+        """The header with its checksum filled in (ip_send_check)."""
+        if len(self.options) % 4:
+            raise ValueError("ipv4 options must be padded to 32 bits")
+        frag = (IP_DF if self.df else 0) | (IP_MF if self.mf else 0) | (self.frag_offset // 8)
+        head = IPV4_HEADER.pack(0x40 | (self.header_len // 4), self.tos, self.buffer_len, self.ident, frag,
+                                self.ttl, self.protocol, 0, self.src, self.dst) + self.options
+        check = internet_checksum(head)
+        return head[:10] + check.to_bytes(2, "big") + head[12:]
+
+    def emit(self, payload: bytes) -> bytes:
+        if len(payload) != self.payload_len:
+            raise ValueError(f"payload is {len(payload)} bytes, header says {self.payload_len}")
+        return self.emit_header() + payload
+
+    def describe(self) -> str:
+        return f"IP {ip4_str(self.src)} > {ip4_str(self.dst)} proto {self.protocol} len {self.buffer_len}"

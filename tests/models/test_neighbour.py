@@ -1,0 +1,136 @@
+"""ARP neighbour table: NUD states, probes, arp_rcv, the pending queue, reachable-time windows."""
+
+from __future__ import annotations
+
+import random
+
+from models.clock import ms, sec
+from models.neighbour import NeighParams, NeighTable, Nud
+from models.wire import ARPOP_REPLY, ARPOP_REQUEST, BROADCAST, ArpRepr, EthernetRepr, ip4, mac_bytes
+
+MAC = mac_bytes("52:54:00:12:34:56")
+PEER_MAC = mac_bytes("52:54:00:12:35:02")
+BOARD = ip4("10.0.2.15")
+PEER = ip4("10.0.2.2")
+
+
+def table(**kw) -> NeighTable:
+    return NeighTable(NeighParams(**kw), MAC, BOARD, random.Random(7))
+
+
+def reply_frame(dst=MAC, op=ARPOP_REPLY, sip=PEER, tip=BOARD):
+    eth = EthernetRepr(dst, PEER_MAC, 0x0806)
+    return eth, ArpRepr(op, PEER_MAC, sip, MAC if op == ARPOP_REPLY else bytes(6), tip).emit()
+
+
+def test_unresolved_next_hop_broadcasts_a_request_at_once():
+    (tx,) = table().neigh_resolve_output(0, PEER, b"pkt")
+    eth, payload = EthernetRepr.parse(tx.frame)
+    arp = ArpRepr.parse(payload)
+    assert eth.dst == BROADCAST and (arp.op, arp.sip, arp.tip, arp.tha) == (ARPOP_REQUEST, BOARD, PEER, bytes(6))
+
+
+def test_request_repeats_every_retrans_time_then_fails_after_mcast_solicit():
+    t = table()
+    times = [0] if t.neigh_resolve_output(0, PEER, b"pkt") else []
+    now = 0
+    while t.poll_at() is not None:
+        now = t.poll_at()
+        if t.on_timer(now):
+            times.append(now)
+    assert times == [0, sec(1), sec(2)] and now == sec(3)
+    assert t.entries[PEER].state is Nud.FAILED
+    assert t.drops[-1][1] == "SKB_DROP_REASON_NEIGH_FAILED"
+
+
+def test_mcast_solicit_sysctl_changes_the_request_count():
+    t = table(mcast_probes=5)
+    t.neigh_resolve_output(0, PEER, b"pkt")
+    count = 1
+    while t.poll_at() is not None:
+        count += len(t.on_timer(t.poll_at()))
+    assert count == 5
+
+
+def test_reply_releases_the_queued_packets_in_order():
+    t = table()
+    one, two = b"1" * 50, b"2" * 50   # longer than the Ethernet minimum: no padding
+    t.neigh_resolve_output(0, PEER, one)
+    assert t.neigh_resolve_output(ms(1), PEER, two) == []
+    out = t.arp_rcv(ms(2), *reply_frame())
+    assert [EthernetRepr.parse(f.frame)[1] for f in out] == [one, two]
+    assert t.entries[PEER].state is Nud.REACHABLE
+
+
+def test_request_for_us_is_answered_and_creates_a_stale_entry(linux_frames):
+    t = table()
+    eth, payload = EthernetRepr.parse(linux_frames["peer_arp_request"])
+    (tx,) = t.arp_rcv(0, eth, payload)
+    assert tx.frame[:42] == linux_frames["linux_arp_reply"]
+    assert t.entries[PEER].state is Nud.STALE
+
+
+def test_request_for_another_address_is_not_answered():
+    t = table()
+    assert t.arp_rcv(0, *reply_frame(BROADCAST, ARPOP_REQUEST, tip=ip4("10.0.2.99"))) == []
+
+
+def test_unsolicited_reply_does_not_create_an_entry():
+    t = table()
+    t.arp_rcv(0, *reply_frame())
+    assert PEER not in t.entries
+
+
+def test_gratuitous_arp_updates_an_existing_entry_but_creates_none():
+    t = table()
+    t.arp_rcv(0, *reply_frame(BROADCAST, ARPOP_REQUEST, sip=ip4("10.0.2.3"), tip=ip4("10.0.2.3")))
+    assert ip4("10.0.2.3") not in t.entries
+
+
+def test_broadcast_reply_only_makes_the_entry_stale():
+    t = table()
+    t.neigh_resolve_output(0, PEER, b"pkt")
+    t.arp_rcv(ms(1), *reply_frame(dst=BROADCAST))
+    assert t.entries[PEER].state is Nud.STALE
+
+
+def test_reachable_time_is_drawn_from_half_to_one_and_a_half_base():
+    for seed in range(20):
+        t = NeighTable(NeighParams(), MAC, BOARD, random.Random(seed))
+        assert sec(15) <= t.reachable_time < sec(45)
+
+
+def test_stale_entry_used_goes_delay_then_probes_unicast_after_5_s():
+    t = table()
+    t.arp_rcv(0, *reply_frame(BROADCAST, ARPOP_REQUEST))          # STALE
+    (tx,) = t.neigh_resolve_output(sec(10), PEER, b"pkt")          # sent at once, DELAY
+    assert EthernetRepr.parse(tx.frame)[0].dst == PEER_MAC and t.entries[PEER].state is Nud.DELAY
+    (probe,) = t.on_timer(t.poll_at())
+    assert t.entries[PEER].transitions[-1][0] == sec(15) and t.entries[PEER].state is Nud.PROBE
+    assert EthernetRepr.parse(probe.frame)[0].dst == PEER_MAC and probe.cause == "arp-probe-unicast"
+
+
+def test_unanswered_unicast_probes_fail_after_ucast_solicit():
+    t = table()
+    t.arp_rcv(0, *reply_frame(BROADCAST, ARPOP_REQUEST))
+    t.neigh_resolve_output(sec(10), PEER, b"pkt")
+    probes = []
+    while t.poll_at() is not None:
+        now = t.poll_at()
+        probes += [now for _ in t.on_timer(now)]
+    assert probes == [sec(15), sec(16), sec(17)] and t.entries[PEER].state is Nud.FAILED
+
+
+def test_probe_after_reachable_timeout_carries_the_reachable_window():
+    t = table()
+    t.neigh_resolve_output(0, PEER, b"pkt")
+    t.arp_rcv(ms(1), *reply_frame())
+    expiry = ms(1) + t.reachable_time
+    t.neigh_resolve_output(expiry - sec(1), PEER, b"more")          # used recently: DELAY, not STALE
+    out, now = [], expiry
+    while not out:
+        now = t.poll_at()
+        out = t.on_timer(now)
+    (probe,) = out
+    assert probe.window.latest - probe.window.earliest == sec(30) - 1
+    assert probe.window.earliest <= now <= probe.window.latest

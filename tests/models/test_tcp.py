@@ -1,0 +1,462 @@
+"""TCP state machine: options, handshake, timers, close, reset, as Linux 6.1 does them."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from model_pair import A_ADDR, B_ADDR, TcpPair
+
+from models.clock import Window, ms, sec
+from models.errors import SocketError
+from models.socket import SocketLayer
+from models.tcp import (
+    TCP_RTO_MAX,
+    TcpParams,
+    TcpState,
+    tcp_model_timeout,
+    tcp_select_initial_window,
+)
+from models.wire import ACK, FIN, PSH, RST, SYN, TcpRepr, linux_options
+
+
+def listening_pair(delay=ms(5), **kw) -> tuple[TcpPair, int]:
+    pair = TcpPair(delay, **kw)
+    lfd = pair.b.socket()
+    pair.b.bind(lfd, 0, 22)
+    pair.b.listen(lfd, 128)
+    return pair, lfd
+
+
+def connected_pair(delay=ms(5), **kw) -> tuple[TcpPair, int, int]:
+    pair, lfd = listening_pair(delay, **kw)
+    cfd = pair.a.socket()
+    pair.put("a", pair.a.connect(0, cfd, B_ADDR, 22))
+    pair.run_until(ms(50))
+    return pair, cfd, pair.b.accept(lfd)
+
+
+def syn_to(port: int, seq: int = 1000, flags: int = SYN, opts=None) -> TcpRepr:
+    return TcpRepr(40000, port, seq, 0, flags, 64240,
+                   linux_options(mss=1460, ts=(777, 0), sack_perm=True, wscale=7) if opts is None else opts)
+
+
+# -- the initial window -----------------------------------------------------------------
+def test_initial_window_for_default_rmem_is_64240_scale_7():
+    p = TcpParams()
+    assert tcp_select_initial_window(p, p.win_from_space(131072), 1460, True)[::2] == (64240, 7)
+
+
+def test_synack_window_with_timestamps_is_65160():
+    p = TcpParams()
+    assert tcp_select_initial_window(p, p.win_from_space(131072), 1460 - 12, True)[0] == 65160
+
+
+def test_window_scale_follows_tcp_rmem_max():
+    p = TcpParams(tcp_rmem=(4096, 131072, 4 * 1024 * 1024 - 1))
+    assert tcp_select_initial_window(p, 65536, 1460, True)[2] == 6
+
+
+# -- SYN -------------------------------------------------------------------------------
+def test_syn_carries_linux_options_for_default_sysctls():
+    pair = TcpPair(ms(5))
+    fd = pair.a.socket()
+    (syn,) = pair.a.connect(0, fd, B_ADDR, 80)
+    assert syn.tcp.flags == SYN and syn.tcp.window == 64240
+    assert syn.tcp.options == linux_options(mss=1460, ts=(syn.tcp.timestamp[0], 0), sack_perm=True, wscale=7)
+
+
+def test_syn_without_timestamps_pads_sack_perm_with_nops():
+    pair = TcpPair(ms(5), params_a=TcpParams(timestamps=False))
+    (syn,) = pair.a.connect(0, pair.a.socket(), B_ADDR, 80)
+    assert syn.tcp.options == linux_options(mss=1460, sack_perm=True, wscale=7)
+
+
+def test_syn_mss_follows_mtu():
+    pair = TcpPair(ms(5), params_a=TcpParams(mtu=1400))
+    (syn,) = pair.a.connect(0, pair.a.socket(), B_ADDR, 80)
+    assert syn.tcp.mss == 1360
+
+
+def test_connect_uses_an_even_ephemeral_port_in_range():
+    pair = TcpPair(ms(5))
+    (syn,) = pair.a.connect(0, pair.a.socket(), B_ADDR, 80)
+    assert 32768 <= syn.tcp.src_port <= 60999 and syn.tcp.src_port % 2 == 0
+
+
+def test_syn_to_silent_peer_resent_at_1_3_7_15_31_63_then_etimedout_at_127():
+    pair = TcpPair(ms(5))
+    pair.silent.add("a")
+    fd = pair.a.socket()
+    pair.put("a", pair.a.connect(0, fd, B_ADDR, 80))
+    pair.run_until(sec(200))
+    times = [t for t, s in pair.sent("a") if s.tcp.flags == SYN]
+    assert times == [sec(x) for x in (0, 1, 3, 7, 15, 31, 63)]
+    sk = pair.a.sock(fd)
+    assert sk.state is TcpState.CLOSED and sk.error == "ETIMEDOUT" and sk.error_at == sec(127)
+
+
+def test_syn_retries_sysctl_shortens_the_schedule():
+    pair = TcpPair(ms(5), params_a=TcpParams(syn_retries=2))
+    pair.silent.add("a")
+    fd = pair.a.socket()
+    pair.put("a", pair.a.connect(0, fd, B_ADDR, 80))
+    pair.run_until(sec(20))
+    assert [t for t, _ in pair.sent("a")] == [sec(0), sec(1), sec(3)]
+    assert pair.a.sock(fd).error_at == sec(7)
+
+
+def test_tcp_model_timeout_for_retries2_is_924_6_s():
+    assert tcp_model_timeout(15, ms(200)) == ms(924600)
+
+
+# -- listener ----------------------------------------------------------------------------
+def test_synack_mirrors_peer_options_in_linux_order():
+    layer = SocketLayer(TcpParams(), random.Random(1), (B_ADDR,), lambda d: B_ADDR)
+    fd = layer.socket()
+    layer.bind(fd, 0, 22)
+    layer.listen(fd, 128)
+    (sa,) = layer.tcp_v4_rcv(0, A_ADDR, B_ADDR, syn_to(22), b"")
+    assert sa.tcp.flags == SYN | ACK and sa.tcp.ack == 1001 and sa.tcp.window == 65160
+    assert sa.tcp.options == linux_options(mss=1460, ts=(sa.tcp.timestamp[0], 777), sack_perm=True, wscale=7)
+
+
+def test_synack_omits_options_the_peer_did_not_offer():
+    layer = SocketLayer(TcpParams(), random.Random(1), (B_ADDR,), lambda d: B_ADDR)
+    fd = layer.socket()
+    layer.bind(fd, 0, 22)
+    layer.listen(fd, 128)
+    (sa,) = layer.tcp_v4_rcv(0, A_ADDR, B_ADDR, syn_to(22, opts=linux_options(mss=1460)), b"")
+    assert sa.tcp.options == linux_options(mss=1460) and sa.tcp.window == 64240
+
+
+def test_silent_client_gets_synack_at_1_3_7_15_31_then_request_dropped():
+    pair, lfd = listening_pair()
+    (sa,) = pair.b.tcp_v4_rcv(0, A_ADDR, B_ADDR, syn_to(22), b"")
+    pair.log.append((0, "b", sa))
+    pair.silent.add("b")
+    pair.run_until(sec(100))
+    times = [t for t, s in pair.sent("b") if s.tcp.flags == SYN | ACK]
+    assert times == [sec(x) for x in (0, 1, 3, 7, 15, 31)]
+    assert pair.b.listeners[22].listener.syn_queue == {}
+    assert pair.b.drops[-1].at == sec(63)
+
+
+def test_retransmitted_syn_gets_synack_at_once():
+    pair, _ = listening_pair()
+    pair.b.tcp_v4_rcv(0, A_ADDR, B_ADDR, syn_to(22), b"")
+    out = pair.b.tcp_v4_rcv(ms(500), A_ADDR, B_ADDR, syn_to(22), b"")
+    assert len(out) == 1 and out[0].tcp.flags == SYN | ACK
+
+
+def test_syn_to_closed_port_gets_rst_ack():
+    layer = SocketLayer(TcpParams(), random.Random(1), (B_ADDR,), lambda d: B_ADDR)
+    (rst,) = layer.tcp_v4_rcv(0, A_ADDR, B_ADDR, syn_to(23, seq=5000), b"")
+    assert (rst.tcp.flags, rst.tcp.seq, rst.tcp.ack, rst.tcp.window) == (RST | ACK, 0, 5001, 0)
+    assert rst.tcp.options == () and layer.drops[-1].reason == "SKB_DROP_REASON_NO_SOCKET"
+
+
+def test_ack_to_closed_port_gets_rst_with_seq_from_ack():
+    layer = SocketLayer(TcpParams(), random.Random(1), (B_ADDR,), lambda d: B_ADDR)
+    seg = TcpRepr(40000, 23, 10, 4242, ACK, 100)
+    (rst,) = layer.tcp_v4_rcv(0, A_ADDR, B_ADDR, seg, b"xyz")
+    assert (rst.tcp.flags, rst.tcp.seq) == (RST, 4242)
+
+
+def test_rst_to_closed_port_is_not_answered():
+    layer = SocketLayer(TcpParams(), random.Random(1), (B_ADDR,), lambda d: B_ADDR)
+    assert layer.tcp_v4_rcv(0, A_ADDR, B_ADDR, TcpRepr(40000, 23, 10, 0, RST, 0), b"") == []
+
+
+def test_stray_ack_to_listener_gets_rst():
+    pair, _ = listening_pair()
+    (rst,) = pair.b.tcp_v4_rcv(0, A_ADDR, B_ADDR, TcpRepr(40000, 22, 5, 99, ACK, 100), b"")
+    assert rst.tcp.flags == RST and rst.tcp.seq == 99
+
+
+# -- handshake and data -----------------------------------------------------------------
+def test_handshake_establishes_both_sides():
+    pair, cfd, sfd = connected_pair()
+    assert pair.a.sock(cfd).state is TcpState.ESTABLISHED
+    assert pair.b.sock(sfd).state is TcpState.ESTABLISHED
+
+
+def test_handshake_ack_window_is_aligned_to_the_scale():
+    pair, _, _ = connected_pair()
+    (_, ack), = pair.sent("a", "handshake-ack")
+    assert ack.tcp.window == (64240 + 127) // 128
+
+
+def test_rto_after_handshake_is_rtt_plus_rto_min():
+    pair, cfd, sfd = connected_pair(delay=ms(5))
+    assert pair.a.sock(cfd).rto == ms(210)   # srtt 10 ms, rttvar max(20 ms, 200 ms)
+
+
+def test_first_data_segment_is_acked_at_once_by_quickack():
+    pair, cfd, sfd = connected_pair()
+    pair.put("a", pair.a.send(ms(50), cfd, b"hello"))
+    pair.run_until(ms(60))
+    acks = [t for t, s in pair.sent("b") if s.cause == "ack-now"]
+    assert acks == [ms(55)]
+    assert pair.b.recv(ms(60), sfd, 100)[0] == b"hello"
+
+
+def test_data_segment_carries_psh_at_end_of_send():
+    pair, cfd, _ = connected_pair()
+    (seg,) = pair.a.send(ms(50), cfd, b"x" * 100)
+    assert seg.tcp.flags == PSH | ACK
+
+
+def test_large_send_is_cut_at_mss_less_timestamps():
+    pair, cfd, _ = connected_pair()
+    segs = pair.a.send(ms(50), cfd, b"x" * 3000)
+    assert [len(s.payload) for s in segs] == [1448, 1448, 104]
+
+
+def test_nagle_holds_second_small_write_until_ack():
+    pair, cfd, _ = connected_pair()
+    first = pair.a.send(ms(50), cfd, b"a")
+    held = pair.a.send(ms(51), cfd, b"b")
+    assert len(first) == 1 and held == []
+
+
+def test_tcp_nodelay_sends_second_small_write_at_once():
+    pair, cfd, _ = connected_pair()
+    pair.a.setsockopt(ms(50), cfd, "TCP_NODELAY", True)
+    pair.a.send(ms(50), cfd, b"a")
+    assert len(pair.a.send(ms(51), cfd, b"b")) == 1
+
+
+def test_data_retransmitted_with_backoff_when_acks_stop():
+    pair, cfd, _ = connected_pair(delay=ms(5))
+    pair.silent.add("a")
+    pair.put("a", pair.a.send(ms(100), cfd, b"data"))
+    pair.run_until(ms(100) + sec(3))
+    times = [t - ms(100) for t, s in pair.sent("a", "retransmit")]
+    assert times == [ms(210), ms(210 + 420), ms(210 + 420 + 840)]
+
+
+def test_rto_backoff_is_capped_at_120_s():
+    pair, cfd, _ = connected_pair(delay=ms(5))
+    pair.silent.add("a")
+    pair.put("a", pair.a.send(ms(100), cfd, b"data"))
+    pair.run_until(sec(900))
+    times = [t for t, s in pair.sent("a", "retransmit")]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert max(gaps) == TCP_RTO_MAX and gaps[-1] == TCP_RTO_MAX
+
+
+def test_data_retransmission_gives_up_with_etimedout_after_retries2_time():
+    pair, cfd, _ = connected_pair(delay=ms(5))
+    pair.silent.add("a")
+    pair.put("a", pair.a.send(ms(100), cfd, b"data"))
+    pair.run_until(sec(1200))
+    sk = pair.a.sock(cfd)
+    assert sk.error == "ETIMEDOUT"
+    assert sk.error_at - ms(100) >= tcp_model_timeout(15, ms(200))
+
+
+# -- close -------------------------------------------------------------------------------
+def test_active_close_goes_through_fin_wait_to_time_wait_for_60_s():
+    pair, cfd, sfd = connected_pair()
+    pair.put("a", pair.a.close(ms(100), cfd))
+    pair.run_until(ms(200))
+    pair.put("b", pair.b.close(ms(200), sfd))
+    pair.run_until(ms(300))
+    client = next(iter(pair.a.established.values()))
+    states = [new for _, _, new in client.transitions]
+    assert states[-3:] == [TcpState.FIN_WAIT1, TcpState.FIN_WAIT2, TcpState.TIME_WAIT]
+    entered = client.transitions[-1][0]
+    pair.run_until(entered + sec(60))
+    assert client.state is TcpState.CLOSED and client.transitions[-1][0] == entered + sec(60)
+
+
+def test_passive_side_reaches_closed_after_last_ack():
+    pair, cfd, sfd = connected_pair()
+    pair.put("a", pair.a.close(ms(100), cfd))
+    pair.run_until(ms(200))
+    server = pair.b.sock(sfd)
+    assert server.state is TcpState.CLOSE_WAIT
+    pair.put("b", pair.b.close(ms(200), sfd))
+    pair.run_until(ms(300))
+    assert server.state is TcpState.CLOSED and server.error is None
+
+
+def test_ack_of_peer_fin_is_delayed_in_close_wait():
+    pair, cfd, _ = connected_pair()
+    pair.run_until(ms(100))
+    pair.put("a", pair.a.close(ms(100), cfd))
+    pair.run_until(ms(400))
+    (t, ack), = pair.sent("b", "delayed-ack")
+    assert t == ms(105) + ms(40) and ack.window == Window(ms(105) + ms(40), ms(105) + ms(200))
+
+
+def test_close_with_unread_data_sends_rst():
+    pair, cfd, sfd = connected_pair()
+    pair.put("a", pair.a.send(ms(50), cfd, b"unread"))
+    pair.run_until(ms(100))
+    (rst,) = pair.b.close(ms(100), sfd)
+    assert rst.tcp.flags & RST
+
+
+def test_fin_flag_rides_on_last_data_when_closing():
+    pair, cfd, _ = connected_pair()
+    pair.a.setsockopt(ms(50), cfd, "TCP_NODELAY", True)
+    sk = pair.a.sock(cfd)
+    sk.write_queue += b"tail"
+    sk.push_marks.append(4)
+    sk.cwnd = 0   # hold the data so close() queues the FIN behind it
+    pair.a.close(ms(50), cfd)
+    sk.cwnd = 10
+    sk._write_xmit(ms(51))
+    (seg,) = sk._flush()
+    assert seg.tcp.flags & FIN and seg.payload == b"tail"
+
+
+# -- reset ---------------------------------------------------------------------------------
+def test_rst_with_exact_sequence_resets_connection():
+    pair, cfd, sfd = connected_pair()
+    server = pair.b.sock(sfd)
+    seg = TcpRepr(server.remote[1], 22, server.rcv_nxt, 0, RST, 0)
+    pair.b.tcp_v4_rcv(ms(100), A_ADDR, B_ADDR, seg, b"")
+    assert server.state is TcpState.CLOSED and server.error == "ECONNRESET"
+
+
+def test_rst_in_window_but_not_exact_gets_challenge_ack():
+    pair, cfd, sfd = connected_pair()
+    server = pair.b.sock(sfd)
+    seg = TcpRepr(server.remote[1], 22, (server.rcv_nxt + 10) % 2**32, 0, RST, 0)
+    (ack,) = pair.b.tcp_v4_rcv(ms(100), A_ADDR, B_ADDR, seg, b"")
+    assert ack.cause == "challenge-ack-rst" and server.state is TcpState.ESTABLISHED
+
+
+def test_connect_to_closed_port_fails_with_econnrefused():
+    pair = TcpPair(ms(5))
+    fd = pair.a.socket()
+    pair.put("a", pair.a.connect(0, fd, B_ADDR, 23))
+    pair.run_until(ms(50))
+    assert pair.a.sock(fd).error == "ECONNREFUSED"
+
+
+# -- keepalive -----------------------------------------------------------------------------
+def test_keepalive_probes_at_7200_s_every_75_s_then_reset():
+    pair, cfd, _ = connected_pair()
+    pair.a.setsockopt(ms(50), cfd, "SO_KEEPALIVE", True)
+    pair.silent.add("b")
+    sk = pair.a.sock(cfd)
+    idle_since = ms(50)   # tcp_set_keepalive() arms the timer keepalive_time from now
+    pair.run_until(sec(9000))
+    probes = [t - idle_since for t, _ in pair.sent("a", "keepalive-probe")]
+    assert probes == [sec(7200 + 75 * k) for k in range(9)]
+    (t, rst), = pair.sent("a", "keepalive-reset")
+    assert t - idle_since == sec(7200 + 75 * 9) and sk.error == "ETIMEDOUT"
+
+
+def test_keepalive_probe_uses_snd_una_minus_one():
+    pair, cfd, _ = connected_pair()
+    pair.a.setsockopt(ms(50), cfd, "SO_KEEPALIVE", True)
+    pair.run_until(sec(7201))
+    (_, probe), = pair.sent("a", "keepalive-probe")
+    assert probe.tcp.seq == (pair.a.sock(cfd).snd_una - 1) % 2**32 and probe.payload == b""
+
+
+def test_answered_keepalive_probe_restarts_idle_timer():
+    pair, cfd, _ = connected_pair()
+    pair.a.setsockopt(ms(50), cfd, "SO_KEEPALIVE", True)
+    pair.run_until(sec(7300))
+    assert len(pair.sent("a", "keepalive-probe")) == 1
+
+
+# -- socket API ------------------------------------------------------------------------------
+def test_bind_to_port_in_use_is_eaddrinuse():
+    pair, _ = listening_pair()
+    fd = pair.b.socket()
+    with pytest.raises(SocketError) as err:
+        pair.b.bind(fd, 0, 22)
+    assert err.value.errno_name == "EADDRINUSE"
+
+
+def test_so_reuseaddr_lets_two_unlistened_sockets_share_a_port():
+    layer = SocketLayer(TcpParams(), random.Random(1), (B_ADDR,), lambda d: B_ADDR)
+    a, b = layer.socket(), layer.socket()
+    for fd in (a, b):
+        layer.setsockopt(0, fd, "SO_REUSEADDR", True)
+        layer.bind(fd, 0, 8080)
+    assert layer._get(b).bound == (0, 8080)
+
+
+def test_send_on_unconnected_socket_is_enotconn():
+    layer = SocketLayer(TcpParams(), random.Random(1), (B_ADDR,), lambda d: B_ADDR)
+    with pytest.raises(SocketError) as err:
+        layer.send(0, layer.socket(), b"x")
+    assert err.value.errno_name == "ENOTCONN"
+
+
+def test_accept_on_empty_queue_is_eagain():
+    pair, lfd = listening_pair()
+    with pytest.raises(SocketError) as err:
+        pair.b.accept(lfd)
+    assert err.value.errno_name == "EAGAIN"
+
+
+def test_listen_backlog_is_capped_by_somaxconn():
+    layer = SocketLayer(TcpParams(), random.Random(1), (B_ADDR,), lambda d: B_ADDR, somaxconn=16)
+    fd = layer.socket()
+    layer.bind(fd, 0, 22)
+    layer.listen(fd, 1000)
+    assert layer.listeners[22].listener.backlog == 16
+
+
+def test_full_accept_queue_drops_new_syn():
+    # sk_acceptq_is_full() is "more than backlog": backlog 0 still admits one child.
+    layer = SocketLayer(TcpParams(), random.Random(1), (B_ADDR,), lambda d: B_ADDR)
+    fd = layer.socket()
+    layer.bind(fd, 0, 22)
+    layer.listen(fd, 0)
+    first = syn_to(22)
+    (sa,) = layer.tcp_v4_rcv(0, A_ADDR, B_ADDR, first, b"")
+    layer.tcp_v4_rcv(ms(1), A_ADDR, B_ADDR, TcpRepr(40000, 22, 1001, (sa.tcp.seq + 1) % 2**32, ACK, 502), b"")
+    assert len(layer.listeners[22].listener.accept_queue) == 1
+    second = TcpRepr(40002, 22, 1000, 0, SYN, 64240, first.options)
+    assert layer.tcp_v4_rcv(ms(2), A_ADDR, B_ADDR, second, b"") == []
+
+
+def test_set_state_records_every_transition_once():
+    pair, cfd, _ = connected_pair()
+    sk = pair.a.sock(cfd)
+    assert [(old, new) for _, old, new in sk.transitions] == [
+        (TcpState.CLOSED, TcpState.SYN_SENT), (TcpState.SYN_SENT, TcpState.ESTABLISHED)]
+
+
+def test_lookup_prefers_the_established_socket_over_the_listener():
+    pair, cfd, sfd = connected_pair()
+    server = pair.b.sock(sfd)
+    seg = TcpRepr(server.remote[1], 22, server.rcv_nxt, server.snd_nxt, ACK | PSH, 502,
+                  linux_options(ts=(1, server._tsval(ms(60)))))
+    out = pair.b.tcp_v4_rcv(ms(60), A_ADDR, B_ADDR, seg, b"data")
+    assert bytes(server.rcv_buf) == b"data" and all(not s.tcp.flags & RST for s in out)
+
+
+def test_bind_to_a_port_in_time_wait_needs_so_reuseaddr():
+    pair, cfd, sfd = connected_pair()
+    port = pair.a.sock(cfd).local[1]
+    pair.run_until(ms(100))
+    pair.put("a", pair.a.close(ms(100), cfd))
+    pair.run_until(ms(200))
+    pair.put("b", pair.b.close(ms(200), sfd))
+    pair.run_until(ms(300))
+    assert any(sk.state is TcpState.TIME_WAIT for sk in pair.a.established.values())
+    fd = pair.a.socket()
+    with pytest.raises(SocketError):
+        pair.a.bind(fd, 0, port)
+    pair.a.setsockopt(ms(300), fd, "SO_REUSEADDR", True)
+    pair.a.bind(fd, 0, port)
+
+
+def test_ack_with_wrong_number_in_syn_recv_gets_rst():
+    pair, _ = listening_pair()
+    (sa,) = pair.b.tcp_v4_rcv(0, A_ADDR, B_ADDR, syn_to(22), b"")
+    bad = TcpRepr(40000, 22, 1001, (sa.tcp.seq + 7) % 2**32, ACK, 502)
+    (rst,) = pair.b.tcp_v4_rcv(ms(1), A_ADDR, B_ADDR, bad, b"")
+    assert rst.tcp.flags == RST and rst.tcp.seq == bad.ack
+    assert pair.b.listeners[22].listener.accept_queue == []
