@@ -88,7 +88,18 @@ def parse_duration(value: Any, where: str, source: str) -> int:
     return int(round(float(m.group(1)) * _UNIT_NS[m.group(2)]))
 
 
+BUILTIN_DIR = Path(__file__).parent / "scenarios"
+
+
+def builtin_scenarios() -> dict[str, Path]:
+    """The scenarios that ship with the harness, by name."""
+    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.yaml"))}
+
+
 def load_scenario(path: str | Path) -> Scenario:
+    """A scenario file, or a built-in scenario by name (`handshake`, `link-flap`, ...)."""
+    if str(path) in builtin_scenarios() and not Path(path).exists():
+        path = builtin_scenarios()[str(path)]
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())

@@ -120,7 +120,11 @@ class SerialConsole:
     def _reader(self) -> None:
         while not self._stop.is_set():
             try:
-                data = self._port.read(4096)
+                # One byte with the timeout, then whatever else is waiting: a line is
+                # stamped when it arrives, not when a 4 KiB read happens to fill up.
+                data = self._port.read(1)
+                if data:
+                    data += self._port.read(self._port.in_waiting)
             except (serial.SerialException, OSError) as exc:
                 with self._cond:
                     self._closed_reason = f"console read failed: {exc}"

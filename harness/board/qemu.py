@@ -326,8 +326,12 @@ class QemuBoard(Board):
         if self.network == "wire":
             self.wire.capture_start(path)
         else:
+            # filter-dump stamps frames with the wall-clock second the filter was made in
+            # plus QEMU's virtual clock: record that second so ingest can pin the offset.
+            before = time.time_ns()
             self.qmp.execute("object-add", {"qom-type": "filter-dump", "id": "capture0",
                                             "netdev": NETDEV_ID, "file": str(path)})
+            self.record("capture_filter", path=str(path), wall_before_ns=before, wall_after_ns=time.time_ns())
 
     def _remove_capture_filter(self) -> None:
         if self.network == "wire":

@@ -183,6 +183,8 @@ def _populate(root: Path, config: FirmwareConfig, pubkey: str, password: str) ->
     (root / "etc/shadow").chmod(0o600)
     (root / "etc/shells").write_text("/bin/sh\n")
     (root / "etc/hostname").write_text(config.hostname + "\n")
+    (root / "etc/inittab").write_text("::respawn:/bin/cttyhack /bin/sh -l\n::ctrlaltdel:/bin/reboot\n"
+                                     "::shutdown:/bin/sync\n")
     (root / "etc/profile").write_text("export PATH=/bin:/sbin:/usr/bin:/usr/sbin\nexport PS1='# '\n")
     (root / "root/.ssh/authorized_keys").write_text(pubkey + "\n")
     (root / "root/.ssh").chmod(0o700)
@@ -282,8 +284,9 @@ def render_init(config: FirmwareConfig) -> str:
         lines.append(f"watchdog -T {wd.timeout} -t {wd.period} /dev/watchdog")
     lines += [
         f"echo {q(MARK_READY)} ports={','.join(str(p) for p in config.listening_ports) or 'none'}",
-        # PID 1 must never exit: respawn the console shell.
-        "while true; do setsid cttyhack /bin/sh -l; done",
+        # busybox init takes over as PID 1: it respawns the console shell and carries out
+        # `reboot` / `poweroff` (SIGTERM to a shell as PID 1 would be ignored).
+        "exec /bin/busybox init",
         "",
     ]
     return "\n".join(lines)

@@ -350,3 +350,20 @@ def decode_bytes(data: bytes) -> tuple[PacketTable, PcapFault, int]:
         for name, value in row.items():
             columns[name][i] = value
     return table, fault, offset
+
+
+def frame_bytes(data: bytes, frames: set[int] | None = None) -> dict[int, bytes]:
+    """The captured bytes of the given frame numbers (1-based; all when None), read the
+    same way `decode_bytes` walks the file. For the few frames the model is fed."""
+    if data[:4] in _PCAP_MAGICS:
+        records, _, _ = _records_pcap(data)
+    elif data[:4] == b"\x0a\x0d\x0d\x0a":
+        records, _, _ = _records_pcapng(data)
+    else:
+        return {}
+    out = {}
+    for i, row in enumerate(records, start=1):
+        if frames is None or i in frames:
+            off = row["data_off"]
+            out[i] = bytes(data[off:off + row["cap_len"]])
+    return out

@@ -1,0 +1,239 @@
+"""pytest plugin (entry point `pytest11: bmc_hil`): the board under test for pytest suites.
+
+    pytest suites --board emulated            # or --board lab-bmc-3.yaml
+    pytest suites --board FILE --hil-out runs/tonight --tolerance-scale 2 --junitxml junit.xml
+
+Fixtures: `hil_board` (the board, booted to SSH once per session, closed at the end),
+`hil_strategy`, `hil_capture` (this test's pcap), `hil_artifacts` (this test's folder),
+`hil_under_test` (the run: spec, tolerance, recovery and the timing checks).
+Markers: `hil`, `emulated_only`, `real_only`, `disruptive`.
+
+Without `--board` every test that asks for a board fixture (or is marked `hil`) is
+skipped, saying why; nothing here imports a board driver or boots anything until a
+board fixture is requested, so the project's own tests run with the plugin loaded.
+
+After a `disruptive` test, or any test after which the board no longer answers `true`
+over SSH, the board is brought back before the next test. A test after which the board
+is dead (QEMU gone, SSH gone) and that is not `disruptive` fails with the harness's error
+and its console tail.
+
+Each test's folder (`<hil-out>/tests/<test id>/`) gets the console lines, host events
+and QMP events of its time span, and its capture; the JUnit XML names the folder in the
+test's `hil_artifacts` property.
+
+Extension point for the oracle: `hil_options(config).tolerance_scale`, and the per-test
+`hil_artifacts` / `hil_capture` are what a scenario fixture will feed the model with.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BOARD_FIXTURES = frozenset({"hil_board", "hil_strategy", "hil_capture", "hil_artifacts", "hil_under_test"})
+NO_BOARD = "needs a board: run with --board FILE|emulated"
+MARKERS = {
+    "hil": "needs the board under test (--board); skipped without one",
+    "emulated_only": "runs only on an emulated board",
+    "real_only": "runs only on a real (lab) board",
+    "disruptive": "leaves the board in an unknown state; it is power-cycled back to SSH before the next test",
+}
+
+
+@dataclass(frozen=True)
+class HilOptions:
+    """The plugin's command-line settings, kept on the config (`hil_options(config)`)."""
+
+    board: str | None
+    spec: object | None          # harness.board.BoardSpec, parsed at configure time
+    out_dir: Path
+    tolerance_scale: float
+
+
+_OPTIONS = pytest.StashKey[HilOptions]()
+_UNDER_TEST = pytest.StashKey[object]()      # the BoardUnderTest of a running hil test
+_ARTIFACTS = pytest.StashKey[Path]()
+_USED = pytest.StashKey[bool]()
+
+
+def hil_options(config: pytest.Config) -> HilOptions:
+    return config.stash[_OPTIONS]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bmc-hil", "bmc-hil board under test")
+    group.addoption("--board", metavar="FILE|emulated", default=None,
+                    help="the board under test: a board file, or `emulated` for the built-in QEMU AST2500")
+    group.addoption("--hil-out", metavar="DIR", default=None,
+                    help="where board logs and per-test artifacts go (default: bmc-hil-runs/pytest-<timestamp>)")
+    group.addoption("--tolerance-scale", metavar="FLOAT", type=float, default=1.0,
+                    help="multiply the board's timing tolerances (> 0; default 1)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    scale = config.getoption("tolerance_scale")
+    if not scale > 0:
+        raise pytest.UsageError(f"--tolerance-scale must be > 0, got {scale}")
+    board = config.getoption("board")
+    spec = None
+    if board is not None:
+        # Parse the board file now so a typo fails the run at once, not at the first test.
+        from harness.board.boardfile import load_board_file
+        from harness.errors import BoardFileError
+
+        try:
+            spec = load_board_file(board)
+        except BoardFileError as exc:
+            raise pytest.UsageError(f"--board {board}: {exc}") from exc
+    out = config.getoption("hil_out")
+    out_dir = Path(out) if out else Path("bmc-hil-runs") / time.strftime("pytest-%Y%m%d-%H%M%S")
+    if not out_dir.is_absolute():
+        out_dir = config.invocation_params.dir / out_dir
+    config.stash[_OPTIONS] = HilOptions(board, spec, out_dir, scale)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    opts = hil_options(config)
+    if opts.spec is None:
+        return None
+    return (f"bmc-hil: board {opts.spec.name} ({opts.spec.kind}), out {opts.out_dir}, "
+            f"tolerance scale {opts.tolerance_scale:g}")
+
+
+def _wants_board(item: pytest.Item) -> bool:
+    return bool(BOARD_FIXTURES & set(getattr(item, "fixturenames", ()))) or item.get_closest_marker("hil") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    spec = hil_options(config).spec
+    for item in items:
+        if not _wants_board(item):
+            continue
+        item.add_marker(pytest.mark.hil)
+        if spec is None:
+            item.add_marker(pytest.mark.skip(reason=NO_BOARD))
+        elif item.get_closest_marker("emulated_only") and spec.kind != "emulated":
+            item.add_marker(pytest.mark.skip(reason=f"emulated boards only; {spec.name} is a real board"))
+        elif item.get_closest_marker("real_only") and spec.kind != "real":
+            item.add_marker(pytest.mark.skip(reason=f"real boards only; {spec.name} is emulated"))
+
+
+# -- fixtures ----------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def hil_under_test(request: pytest.FixtureRequest):
+    """The run's `BoardUnderTest` (not yet booted): spec, tolerances, recovery, checks."""
+    opts = hil_options(request.config)
+    if opts.spec is None:
+        pytest.skip(NO_BOARD)
+    from harness.robot.board_under_test import BoardUnderTest
+
+    under_test = BoardUnderTest(opts.spec, opts.out_dir / "board", opts.tolerance_scale,
+                                log=lambda msg: print(msg, file=sys.stderr))
+    request.config.stash[_USED] = True
+    try:
+        yield under_test
+    finally:
+        under_test.close()
+
+
+@pytest.fixture(scope="session")
+def hil_board(hil_under_test):
+    """The board under test at SSH-ready; booted once per session, closed at its end."""
+    return hil_under_test.open()
+
+
+@pytest.fixture(scope="session")
+def hil_strategy(hil_under_test, hil_board):
+    """The `BoardStrategy` walking `hil_board` (its state is the board's known state)."""
+    return hil_under_test.strategy
+
+
+@pytest.fixture
+def hil_artifacts(request: pytest.FixtureRequest) -> Path:
+    """This test's artifact folder (console.log, host-events.jsonl, qmp.jsonl, capture.pcap)."""
+    return request.node.stash[_ARTIFACTS]
+
+
+@pytest.fixture
+def hil_capture(hil_board, hil_artifacts, request: pytest.FixtureRequest):
+    """A capture of the board's frames for this test: yields the pcap path; stopped after the test."""
+    path = hil_artifacts / "capture.pcap"
+    hil_board.capture_start(path)
+    request.node.user_properties.append(("hil_capture", str(path)))
+    try:
+        yield path
+    finally:
+        hil_board.capture_stop()
+
+
+@pytest.fixture(autouse=True)
+def _hil_test(request: pytest.FixtureRequest):
+    """Per board test: recover the board if the last test left it so, then record this test's span."""
+    item = request.node
+    if not isinstance(item, pytest.Item) or not _wants_board(item):
+        yield
+        return
+    under_test = request.getfixturevalue("hil_under_test")
+    request.getfixturevalue("hil_board")
+    if under_test.recovery_reason is not None:
+        under_test.recover()
+        under_test.recovery_reason = None
+    folder = hil_options(request.config).out_dir / "tests" / _folder_name(item.nodeid)
+    folder.mkdir(parents=True, exist_ok=True)
+    item.stash[_ARTIFACTS] = folder
+    item.stash[_UNDER_TEST] = under_test
+    item.user_properties.append(("hil_artifacts", str(folder)))
+    start = time.time_ns()
+    try:
+        yield
+    finally:
+        under_test.write_span(folder, start, time.time_ns())
+
+
+def _folder_name(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", nodeid).strip("_")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """After a board test: note whether the board needs bringing back, and fail a test that killed it."""
+    under_test = item.stash.get(_UNDER_TEST, None)
+    if under_test is None:
+        return (yield)
+    try:
+        result = yield
+    except BaseException:
+        _check_board_after(item, under_test, test_failed=True)
+        raise
+    error = _check_board_after(item, under_test, test_failed=False)
+    if error is not None:
+        raise error
+    return result
+
+
+def _check_board_after(item: pytest.Item, under_test, test_failed: bool):
+    """The board's error to fail a passing test with, or None; marks the board for recovery."""
+    if item.get_closest_marker("disruptive"):
+        under_test.recovery_reason = f"after disruptive test {item.nodeid}"
+        return None
+    error = under_test.health_error()
+    if error is None:
+        return None
+    under_test.recovery_reason = f"the board died during {item.nodeid}"
+    if test_failed:
+        # The test's own failure stays the headline; the board's state goes beside it.
+        item.add_report_section("call", "board", str(error))
+        return None
+    return error
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    if config.stash.get(_USED, False):
+        terminalreporter.write_line(f"bmc-hil: board logs and per-test artifacts in {hil_options(config).out_dir}")

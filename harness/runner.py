@@ -1,0 +1,135 @@
+"""`bmc-hil run`: drive a board through scenarios, capture, and ask the oracle.
+
+Each scenario gets a fresh boot with the capture running from power-on, so the model
+sees everything the board saw (the harness's own SSH login included) and both start
+from the same state. Steps run at their times on the host's monotonic clock.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.board import BoardState, BoardStrategy, timeouts_for
+from harness.board.boardfile import BoardSpec
+from harness.errors import BoardError, HarnessError
+from harness.oracle import Artifacts, Tolerance, Verdict, check_run
+from harness.scenario import Scenario, ScenarioError, Step, connect_port
+
+CONNECT_HOLD_S = 0.5
+
+
+@dataclass
+class ScenarioRun:
+    scenario: Scenario
+    out_dir: Path
+    start_wall_ns: int
+    end_wall_ns: int
+    step_log: list[dict]
+
+
+def _forwards_for(scenario: Scenario, spec: BoardSpec) -> dict[str, int]:
+    ports = {}
+    for step in scenario.steps:
+        if step.do == "connect" and "port" in step.args:
+            ports[f"port{step.args['port']}"] = int(step.args["port"])
+    return ports
+
+
+def open_scenario_board(spec: BoardSpec, scenario: Scenario, out: Path):
+    """A board for one scenario run (emulated: with forwards for the ports it connects to)."""
+    if spec.kind == "emulated":
+        from harness.board.qemu import QemuBoard
+        from harness.image import build_image
+
+        if any(s.do == "frame" for s in scenario.steps) and spec.network != "wire":
+            raise ScenarioError(f"{scenario.source}: frame steps need a board with network: wire")
+        image = build_image(spec.image_config or spec.firmware, log=lambda m: None)
+        return QemuBoard(image, out, machine=spec.machine, network=spec.network, declared=spec.firmware,
+                         name=spec.name, extra_forwards=_forwards_for(scenario, spec))
+    from harness.board.real import RealBoard
+
+    return RealBoard(spec, out)
+
+
+def _do_connect(board, step: Step) -> dict:
+    port = connect_port(step, board.declared)
+    if hasattr(board, "forwards"):
+        name = step.args.get("service") or f"port{port}"
+        host, hport = "127.0.0.1", board.host_port(name)
+    else:
+        host, hport = board.ssh.host, port
+    try:
+        with socket.create_connection((host, hport), timeout=5) as s:
+            s.settimeout(CONNECT_HOLD_S)
+            try:
+                s.recv(64)
+            except (TimeoutError, OSError):
+                pass
+        return {"connected": True}
+    except OSError as exc:
+        return {"connected": False, "error": str(exc)}
+
+
+def do_step(board, step: Step) -> dict:
+    """One scenario step on a board; returns what happened (for the step log)."""
+    if step.do == "link_down":
+        board.set_link(False)
+    elif step.do == "link_up":
+        board.set_link(True)
+    elif step.do == "watchdog_start":
+        board.watchdog_start(step.args["timeout"], step.args.get("period", 1))
+    elif step.do == "watchdog_starve":
+        board.watchdog_starve()
+    elif step.do == "watchdog_stop":
+        board.watchdog_stop()
+    elif step.do == "reboot":
+        board.record("reboot")
+        try:
+            board.ssh.run("reboot", timeout=5)
+        except HarnessError:
+            pass  # the session goes down with the board
+    elif step.do == "connect":
+        return _do_connect(board, step)
+    elif step.do == "frame":
+        board.wire.inject(bytes.fromhex(step.args["hex"].replace(" ", "")))
+    return {}
+
+
+def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> ScenarioRun:
+    out.mkdir(parents=True, exist_ok=True)
+    board = open_scenario_board(spec, scenario, out)
+    steps = []
+    with board:
+        board.capture_start(out / "capture.pcap")
+        BoardStrategy(board, timeouts_for(spec)).transition(BoardState.SSH)
+        board.ssh.close()
+        time.sleep(0.5)
+        start_wall = time.time_ns()
+        t0 = time.monotonic()
+        for step in scenario.steps:
+            delay = t0 + step.at_ns / 1e9 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            info = do_step(board, step)
+            steps.append({"at_s": step.at_ns / 1e9, "do": step.do, **step.args, **info,
+                          "late_s": round(max(0.0, -delay), 3)})
+            log(f"  {scenario.name}: {step.do} {step.args or ''}")
+        rest = t0 + scenario.end_ns / 1e9 - time.monotonic()
+        if rest > 0:
+            time.sleep(rest)
+        end_wall = time.time_ns()
+        board.capture_stop()
+    (out / "steps.json").write_text(json.dumps(steps, indent=1) + "\n")
+    return ScenarioRun(scenario, out, start_wall, end_wall, steps)
+
+
+def check_scenario(spec: BoardSpec, run: ScenarioRun, tol: Tolerance) -> Verdict:
+    capture_clock = "qemu-filter-dump" if spec.kind == "emulated" and spec.network == "user" else "host-wall"
+    art = Artifacts.in_dir(run.out_dir, capture_clock)
+    if not art.captures:
+        raise BoardError(f"{run.out_dir}: the run left no capture")
+    return check_run(art, spec.firmware, run.start_wall_ns, run.end_wall_ns, run.scenario.name, tol, run.out_dir)
