@@ -29,16 +29,30 @@ from pathlib import Path
 import numpy as np
 
 from harness.compare import compare
-from harness.compare.events import ANCHOR_ABSOLUTE, ANCHOR_PREVIOUS_OBSERVED, Constraints, ObservedEvents, \
-    PredictedEvents
+from harness.compare.events import (
+    ANCHOR_ABSOLUTE,
+    ANCHOR_PREVIOUS_OBSERVED,
+    Constraints,
+    ObservedEvents,
+    PredictedEvents,
+)
 from harness.errors import HarnessError
 from harness.ingest.console import _classify, parse_console
 from harness.ingest.events import Clock, EventKind, EventTable, read_host_events, read_qmp_log
 from harness.ingest.pcap import read_capture
 from harness.ingest.pcap_reference import frame_bytes
 from harness.ingest.pcapwrite import write_pcap
-from harness.ingest.streams import FIELD, FROM_BOARD, STREAM_FIELDS, TO_BOARD, concat_observed, field_mask, \
-    frame_events, nonframe_events, stream_key
+from harness.ingest.streams import (
+    FIELD,
+    FROM_BOARD,
+    STREAM_FIELDS,
+    TO_BOARD,
+    concat_observed,
+    field_mask,
+    frame_events,
+    nonframe_events,
+    stream_key,
+)
 from harness.ingest.timeline import build_timeline
 from models.config import FirmwareConfig
 
@@ -176,7 +190,9 @@ def observe(art: Artifacts, declared: FirmwareConfig) -> Observation:
         boot_ns = int(events.time_ns.min(initial=0))
     up = np.flatnonzero((ev.kind == EventKind.LINK_UP) & (events.time_ns >= boot_ns))
     ifup_ns = int(events.time_ns[up].min()) if up.size else boot_ns
-    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+    def cat(xs, dt):
+        return np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
+
     return Observation(declared, frames, cat(kinds, np.int16), cat(dirs, np.int8), cat(files, np.int64),
                        cat(numbers, np.int64), cat(probes, bool), events, ev.kind.astype(np.int16), ev, timeline,
                        list(art.captures), boot_ns, ifup_ns)

@@ -45,6 +45,10 @@ def timeline_plot(verdict: Verdict, path: Path) -> Path:
     return path
 
 
+def _rel(t, t0):
+    return None if t is None else t - t0
+
+
 def _ms(ns) -> str:
     return "" if ns is None else f"{ns / 1e6:.1f}"
 
@@ -56,7 +60,7 @@ def write_report(out_dir: Path, verdicts: list[Verdict], meta: dict) -> dict[str
         plots[v.scenario] = timeline_plot(v, out_dir / f"{v.scenario}.timeline.png")
     data = {**meta, "ok": all(v.ok for v in verdicts), "scenarios": [v.to_json() for v in verdicts]}
     (out_dir / "report.json").write_text(json.dumps(data, indent=1, default=int) + "\n")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>bmc-hil report</title>"
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>bmc-hil report</title>"
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}.ok{color:green}.bad{color:#b00}"
              "</style></head><body>",
@@ -77,10 +81,9 @@ def write_report(out_dir: Path, verdicts: list[Verdict], meta: dict) -> dict[str
                          "<th>predicted (ms)</th><th>observed (ms)</th><th>frame</th><th>delta (ms)</th>"
                          "<th>tolerance (ms)</th><th>predicted value</th><th>observed value</th></tr>")
             for r in v.rows:
-                rel = (lambda t: None if t is None else t - v.start_ns)
                 parts.append("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
-                    r["kind"], r.get("field") or "", r["stream_name"], _ms(rel(r.get("pred_ns"))),
-                    _ms(rel(r.get("obs_ns"))), r.get("frame") or "", _ms(r.get("delta_ns")), _ms(r.get("tol_ns")),
+                    r["kind"], r.get("field") or "", r["stream_name"], _ms(_rel(r.get("pred_ns"), v.start_ns)),
+                    _ms(_rel(r.get("obs_ns"), v.start_ns)), r.get("frame") or "", _ms(r.get("delta_ns")), _ms(r.get("tol_ns")),
                     r.get("pred_value") if r.get("field") else "", r.get("obs_value") if r.get("field") else "",
                 )) + "</tr>")
             parts.append("</table>")
