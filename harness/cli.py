@@ -340,16 +340,9 @@ def cmd_compare(args) -> int:
     pcaps = [Path(p) for p in args.pcap]
     art = Artifacts(pcaps, Path(args.console), Path(args.host_events), Path(args.qmp) if args.qmp else None,
                     args.capture_clock)
-    from harness.ingest.events import read_host_events
-
-    host = read_host_events(art.host_events)
-    starts = [int(t) for t, k in zip(host.time_ns.tolist(), host.names, strict=True) if k == "capture_start"]
-    if args.start_wall_ns is not None:
-        start = args.start_wall_ns
-    else:
-        start = _wall_of_host_row(host, "capture_start")
+    start = args.start_wall_ns if args.start_wall_ns is not None else _wall_of_record(art.host_events,
+                                                                                      "capture_start")
     end = start + sc.end_ns if args.end_wall_ns is None else args.end_wall_ns
-    del starts
     out = Path(args.out) if args.out else _default_out(f"compare-{spec.name}")
     out.mkdir(parents=True, exist_ok=True)
     v = check_run(art, spec.firmware, start, end, sc.name, _tolerance(args), out)
@@ -357,14 +350,15 @@ def cmd_compare(args) -> int:
     return _print_verdicts([v], paths, args.json)
 
 
-def _wall_of_host_row(host, name: str) -> int:
-    import json as _json
+def _wall_of_record(host_events: Path, name: str) -> int:
+    """The host wall time of the first `name` record in a host-events.jsonl."""
+    from harness.ingest.events import read_host_events
 
-    for line in Path(host.source).read_text().splitlines():
-        row = _json.loads(line)
-        if row.get("event") == name:
-            return int(row["host_wall_ns"])
-    raise HarnessError(f"{host.source}: no {name} record; give --start-wall-ns")
+    table = read_host_events(host_events)
+    for t, event in zip(table.time_ns.tolist(), table.names, strict=True):
+        if event == name:
+            return int(t)
+    raise HarnessError(f"{host_events}: no {name} record; give --start-wall-ns")
 
 
 # -- flap ------------------------------------------------------------------------------
