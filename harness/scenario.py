@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.errors import HarnessError
+from harness.yamlfile import load_yaml
 
 STEP_FIELDS: dict[str, set[str]] = {
     "link_down": set(),
@@ -101,15 +100,7 @@ def load_scenario(path: str | Path) -> Scenario:
     if str(path) in builtin_scenarios() and not Path(path).exists():
         path = builtin_scenarios()[str(path)]
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ScenarioError(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    return parse_scenario(data, str(path))
+    return parse_scenario(load_yaml(path, "scenario", ScenarioError), str(path))
 
 
 def parse_scenario(data: Any, source: str) -> Scenario:

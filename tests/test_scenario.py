@@ -43,7 +43,7 @@ def test_bad_step_is_named_with_file_and_field(step, message):
 def test_yaml_error_names_the_line(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("name: x\nsteps:\n  - {at: 1s, do: link_down\n")
-    with pytest.raises(ScenarioError, match=r"bad\.yaml: line \d+: not valid YAML"):
+    with pytest.raises(ScenarioError, match=r"bad\.yaml: line \d+, column \d+: not valid YAML"):
         load_scenario(p)
 
 

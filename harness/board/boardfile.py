@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.errors import BoardFileError
+from harness.yamlfile import load_yaml
 from models.config import ConfigError, FirmwareConfig
 
 TEMPLATE_FIELDS = {"name", "console_url"}
@@ -86,16 +85,7 @@ def load_board_file(path: str | Path) -> BoardSpec:
     if str(path) == "emulated":
         return emulated_spec()
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise BoardFileError(f"{path}: cannot read board file: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise BoardFileError(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    data = load_yaml(path, "board file", BoardFileError)
     return parse_board(data, source=str(path), base=path.parent)
 
 
@@ -175,12 +165,7 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
 def load_firmware_config(path: str | Path) -> FirmwareConfig:
     """Read a firmware config YAML file; `BoardFileError` names the file and the field."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise BoardFileError(f"{path}: cannot read firmware config: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise BoardFileError(f"{path}: not valid YAML: {exc}") from exc
+    data = load_yaml(path, "firmware config", BoardFileError)
     try:
         return FirmwareConfig.from_dict(data, source=str(path))
     except ConfigError as exc:
@@ -191,11 +176,9 @@ def _firmware(f: _Fields, value: Any, where: str, base: Path) -> FirmwareConfig:
     if isinstance(value, str):
         path = _path(value, base)
         try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise f.error(where, f"cannot read firmware config {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise f.error(where, f"firmware config {path} is not valid YAML: {exc}") from exc
+            data = load_yaml(path, "firmware config", BoardFileError)
+        except BoardFileError as exc:
+            raise f.error(where, str(exc)) from exc
         try:
             return FirmwareConfig.from_dict(data, source=str(path))
         except ConfigError as exc:
