@@ -118,13 +118,13 @@ class Board:
     """One AST2500 board running Linux 6.1, as a state machine over model time."""
 
     def __init__(self, config, seed: int = 0, qemu: bool = True, boot: BootTiming = BootTiming(),
-                 tcp_rmem: tuple[int, int, int] | None = None, phy_phase: int | None = None,
+                 phy_phase: int | None = None,
                  describe_frames: bool = True):
         self.config = config
         self.rng = random.Random(seed)
         self.qemu = qemu
         self.boot_timing = boot
-        self.tcp_params = TcpParams.from_config(config, tcp_rmem)
+        self.tcp_params = TcpParams.from_config(config)
         self.neigh_params = NeighParams.from_config(config)
         iface = config.interface
         self.mac_addr = mac_bytes(iface.mac)
@@ -154,7 +154,8 @@ class Board:
         self.phydev = PhyDevice(self.phy)
         self.neigh = NeighTable(self.neigh_params, self.mac_addr, self.addr, self.rng)
         self.ip = Ipv4Layer(self.addr, self.prefixlen, Fib.from_config(cfg), cfg.interface.mtu,
-                            int(cfg.sysctl("net.ipv4.ip_default_ttl")), self.rng)
+                            int(cfg.sysctl("net.ipv4.ip_default_ttl")), self.rng,
+                            icmp_echo_ignore_broadcasts=bool(cfg.sysctl("net.ipv4.icmp_echo_ignore_broadcasts")))
         low, high = (int(x) for x in str(cfg.sysctl("net.ipv4.ip_local_port_range")).split())
         self.sockets = SocketLayer(self.tcp_params, self.rng, (self.addr,), self.ip.source_for, (low, high),
                                    int(cfg.sysctl("net.core.somaxconn")))
@@ -380,6 +381,11 @@ class Board:
         else:
             self.mac.carrier_off(now)
             self._emit(now, "console", {"text": NETDEV_PREFIX + self.phydev.print_status()}, window)
+            # linkwatch -> netdev_state_change -> arp_netdev_event(NETDEV_CHANGE)
+            before = len(self.neigh.drops)
+            self.neigh.neigh_carrier_down(now)
+            for _, reason, detail in self.neigh.drops[before:]:
+                self._emit(now, "drop", {"reason": reason, "detail": detail})
 
 
 def _check_progress(board: Board, now: int) -> None:

@@ -37,8 +37,12 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: {field_path}: {problem}")
 
 
-# Linux 6.1 defaults of the sysctls the firmware config may set. Values were read off
-# the running emulated board (/proc/sys) and include/net/tcp.h, net/ipv4/arp.c.
+# Linux 6.1 defaults of the sysctls the firmware config may set, as the emulated AST2500
+# (512 MB, 32-bit ARM) runs with them: every value was read off the running board's
+# /proc/sys (tests/emulated/test_sysctl_defaults.py checks them). Some depend on the board:
+# tcp_rmem[2] is tcp_init()'s max(131072, nr_free_buffer_pages-based share) of its RAM;
+# rmem_max (SK_RMEM_MAX) and unres_qlen_bytes (SK_WMEM_MAX) are 256 * SKB_TRUESIZE(256),
+# which depends on sizeof(struct sk_buff) on 32-bit ARM.
 # Neighbour parameters are given under `net.ipv4.neigh.default.`; the image applies
 # them to eth0 as well (eth0 exists before /init runs, so `default` alone would miss it).
 SYSCTL_DEFAULTS: dict[str, int | str] = {
@@ -58,6 +62,11 @@ SYSCTL_DEFAULTS: dict[str, int | str] = {
     "net.ipv4.ip_default_ttl": 64,
     "net.ipv4.ip_no_pmtu_disc": 0,
     "net.ipv4.ip_local_port_range": "32768 60999",
+    "net.ipv4.tcp_rmem": "4096 131072 3981504",
+    "net.core.rmem_max": 180224,
+    "net.ipv4.tcp_adv_win_scale": 1,
+    "net.ipv4.icmp_echo_ignore_broadcasts": 1,
+    "net.ipv4.neigh.default.unres_qlen_bytes": 180224,
     "net.ipv4.neigh.default.base_reachable_time_ms": 30000,
     "net.ipv4.neigh.default.retrans_time_ms": 1000,
     "net.ipv4.neigh.default.delay_first_probe_time": 5,
@@ -67,6 +76,17 @@ SYSCTL_DEFAULTS: dict[str, int | str] = {
     "net.ipv4.neigh.default.app_solicit": 0,
     "net.core.somaxconn": 4096,
 }
+
+# Integer sysctls whose handler bounds them more tightly than 0..INT_MAX
+# (the .extra1/.extra2 of their ctl_table in net/ipv4/sysctl_net_ipv4.c, net/core/sysctl_net_core.c).
+_SYSCTL_INT_RANGES: dict[str, tuple[int, int]] = {
+    "net.ipv4.tcp_adv_win_scale": (-31, 31),            # tcp_adv_win_scale_min/max
+    "net.ipv4.icmp_echo_ignore_broadcasts": (0, 1),     # proc_dou8vec_minmax, ZERO..ONE
+    # SOCK_MIN_RCVBUF = 2048 + SKB_DATA_ALIGN(sizeof(struct sk_buff)): 2240 on the board
+    "net.core.rmem_max": (2240, 2**31 - 1),
+}
+# tcp_rmem's ctl_table: proc_dointvec_minmax with extra1 = &tcp_min_rcvbuf (4096) per value
+TCP_MIN_RCVBUF = 4096
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _KNOWN_SERVICES = {"ssh": 22, "http": 80}
@@ -202,7 +222,10 @@ class FirmwareConfig:
                 raise ConfigError(source, where, "unknown sysctl; known: " + ", ".join(sorted(SYSCTL_DEFAULTS)))
             default = SYSCTL_DEFAULTS[key]
             if isinstance(default, int):
-                sysctls[key] = r.int_range(value, where, 0, 2**31 - 1)
+                low, high = _SYSCTL_INT_RANGES.get(key, (0, 2**31 - 1))
+                sysctls[key] = r.int_range(value, where, low, high)
+            elif key == "net.ipv4.tcp_rmem":
+                sysctls[key] = _rmem_triple(r.typed(value, where, str), source, where)
             else:
                 sysctls[key] = _port_range(r.typed(value, where, str), source, where)
 
@@ -285,6 +308,24 @@ def _port_range(text: str, source: str, where: str) -> str:
     if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 0 < int(parts[0]) <= int(parts[1]) <= 65535:
         raise ConfigError(source, where, f"expected two ports 'LOW HIGH', got {text!r}")
     return f"{int(parts[0])} {int(parts[1])}"
+
+
+def _rmem_triple(text: str, source: str, where: str) -> str:
+    """'MIN DEFAULT MAX' as proc_dointvec_minmax takes it: three integers, each at least
+    tcp_min_rcvbuf. Like the kernel, it does not require them to be in order."""
+    parts = text.split()
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or \
+            not all(TCP_MIN_RCVBUF <= int(p) <= 2**31 - 1 for p in parts):
+        raise ConfigError(source, where,
+                          f"expected three byte counts 'MIN DEFAULT MAX', each {TCP_MIN_RCVBUF}..{2**31 - 1}, "
+                          f"got {text!r}")
+    return " ".join(str(int(p)) for p in parts)
+
+
+def rmem_triple(value: int | str) -> tuple[int, int, int]:
+    """A validated tcp_rmem value as its three integers."""
+    low, default, high = (int(p) for p in str(value).split())
+    return low, default, high
 
 
 class _Reader:

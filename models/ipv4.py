@@ -19,6 +19,7 @@ from .wire.udp import UdpRepr
 __all__ = ["FibEntry", "Fib", "Ipv4Layer", "IpDrop", "Delivered"]
 
 ICMP_PORT_UNREACH = 3
+ICMP_TIMESTAMP = 13   # include/uapi/linux/icmp.h
 ICMP_PROT_UNREACH = 2
 
 
@@ -98,8 +99,9 @@ class Ipv4Layer:
     """IPv4 for one interface address. Output returns (next_hop, packet bytes) pairs."""
 
     def __init__(self, addr: int, prefixlen: int, fib: Fib, mtu: int = 1500, ttl: int = 64,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, icmp_echo_ignore_broadcasts: bool = True):
         self.addr = addr
+        self.icmp_echo_ignore_broadcasts = icmp_echo_ignore_broadcasts
         self.prefixlen = prefixlen
         self.fib = fib
         self.mtu = mtu
@@ -188,16 +190,18 @@ class Ipv4Layer:
         return [], []
 
     def icmp_rcv(self, now: int, ip: Ipv4Repr, payload: bytes) -> list[tuple[int, bytes]]:
-        """icmp_rcv() -> icmp_echo(): reply to echo requests (not to broadcast ones)."""
+        """icmp_rcv() -> icmp_echo(): reply to echo requests; to broadcast ones only when
+        net.ipv4.icmp_echo_ignore_broadcasts is 0 (RFC 1122 3.2.2.6)."""
         try:
             icmp = IcmpRepr.parse(payload)
         except WireError as err:
             self.drops.append(IpDrop(now, err.reason, err.detail))
             return []
+        if ip.dst != self.addr and icmp.type in (ICMP_ECHO, ICMP_TIMESTAMP) and self.icmp_echo_ignore_broadcasts:
+            self.drops.append(IpDrop(now, "SKB_DROP_REASON_INVALID_PROTO", "echo to broadcast ignored"))
+            return []
         if icmp.type != ICMP_ECHO:
             return []
-        if ip.dst != self.addr:
-            return []   # icmp_echo_ignore_broadcasts = 1
         reply = IcmpRepr(ICMP_ECHOREPLY, 0, icmp.ident, icmp.sequence, icmp.data)
         # icmp_reply() uses the ICMP control socket: no DF, an ip_idents ID
         return self.ip_queue_xmit(now, ip.src, IPPROTO_ICMP, reply.emit(), None, df=False)

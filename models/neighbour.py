@@ -1,8 +1,8 @@
 """The ARP neighbour table: NUD states, arp_queue, arp_rcv, arp_solicit.
 
 Read beside net/core/neighbour.c (__neigh_event_send, neigh_timer_handler, neigh_update,
-neigh_probe, neigh_rand_reach_time) and net/ipv4/arp.c (arp_rcv, arp_process,
-arp_solicit, arp_send_dst). Parameters come from the net.ipv4.neigh.default.* sysctls.
+neigh_probe, neigh_rand_reach_time, neigh_carrier_down) and net/ipv4/arp.c (arp_rcv,
+arp_process, arp_solicit, arp_send_dst, arp_netdev_event). Parameters come from the net.ipv4.neigh.default.* sysctls.
 
 Linux draws reachable_time once per table (and again every 300 s) uniformly from
 [base/2, 3*base/2); the model uses one draw from its `rng` for its own run and reports
@@ -22,9 +22,15 @@ from .wire.ethernet import BROADCAST, ETH_P_ARP, ETH_P_IP, EthernetRepr
 
 __all__ = ["Nud", "NeighParams", "Neighbour", "NeighTable", "TxFrame"]
 
-# SK_WMEM_MAX on this board is the queue limit in bytes of truesize; a queued skb costs
-# its truesize, which the model does not know: it limits by the default count instead.
-ARP_QUEUE_PACKETS = 101   # the old unres_qlen default (net.ipv4.neigh.default.unres_qlen)
+# __neigh_event_send() limits the arp_queue by the sum of the queued skbs' truesize
+# (net.ipv4.neigh.default.unres_qlen_bytes). The model does not know how each skb was
+# allocated, so it charges every packet SKB_TRUESIZE(ETH_FRAME_LEN), the size the kernel
+# itself uses to turn the byte limit into the packet count of `unres_qlen`. On the board
+# SKB_TRUESIZE(ETH_FRAME_LEN) is 1962 (read off it: unres_qlen 1 gives unres_qlen_bytes
+# 1962), so the default 180224 bytes hold 91 packets, the board's unres_qlen. Real small
+# skbs are smaller, so more of them may fit: a queue-full drop is predicted no earlier.
+ETH_FRAME_LEN = 1514
+SKB_TRUESIZE_ETH_FRAME = 1962
 
 
 class Nud(enum.Enum):
@@ -51,6 +57,9 @@ class NeighParams:
     app_probes: int = 0
     mcast_reprobes: int = 0
     locktime: int = 1 * NSEC_PER_SEC
+    queue_len_bytes: int = 180224   # unres_qlen_bytes: SK_WMEM_MAX (net/ipv4/arp.c arp_tbl)
+    # net.ipv4.conf.eth0.arp_evict_nocarrier: 1 in ipv4_devconf (net/ipv4/devinet.c)
+    evict_nocarrier: bool = True
 
     @classmethod
     def from_config(cls, config) -> NeighParams:
@@ -63,6 +72,7 @@ class NeighParams:
             mcast_probes=int(s(k + "mcast_solicit")),
             ucast_probes=int(s(k + "ucast_solicit")),
             app_probes=int(s(k + "app_solicit")),
+            queue_len_bytes=int(s(k + "unres_qlen_bytes")),
         )
 
 
@@ -157,7 +167,8 @@ class NeighTable:
         return out
 
     def _enqueue(self, now: int, n: Neighbour, packet: bytes) -> None:
-        while len(n.arp_queue) >= ARP_QUEUE_PACKETS:
+        # while (arp_queue_len_bytes + skb->truesize > QUEUE_LEN_BYTES) drop the oldest
+        while n.arp_queue and (len(n.arp_queue) + 1) * SKB_TRUESIZE_ETH_FRAME > self.params.queue_len_bytes:
             n.arp_queue.pop(0)
             self.drops.append((now, "SKB_DROP_REASON_NEIGH_QUEUEFULL", f"{n.key:#x}"))
         n.arp_queue.append(packet)
@@ -231,6 +242,29 @@ class NeighTable:
             n.timer = nxt
             return self._probe(now, n, n.arp_queue[-1] if n.arp_queue else None)
         return []
+
+    # -- carrier: arp_netdev_event(NETDEV_CHANGE) -> neigh_carrier_down -------------------------
+    def neigh_carrier_down(self, now: int) -> None:
+        """Carrier went off: arp_netdev_event(NETDEV_CHANGE) sees !netif_carrier_ok and, with
+        arp_evict_nocarrier set, calls neigh_carrier_down -> __neigh_ifdown(skip_perm=true) ->
+        neigh_flush_dev. Every entry of eth0 (the model has no NUD_PERMANENT ones) is unlinked
+        from the table, its timer deleted and its arp_queue purged (kfree_skb), whatever its
+        state. The next packet to that next hop creates a fresh entry: NONE -> INCOMPLETE and a
+        broadcast request, even if the peer's address was REACHABLE before the link went down.
+
+        Linux runs this from the linkwatch work, up to one second after netif_carrier_off (a
+        carrier-down event is not urgent); the model runs it with the qdisc deactivate, as the
+        MAC does: while carrier is off nothing is sent or received, so the delay is unobservable.
+        """
+        if not self.params.evict_nocarrier:
+            return
+        for n in self.entries.values():
+            for _ in n.arp_queue:
+                self.drops.append((now, "SKB_DROP_REASON_NOT_SPECIFIED", f"{n.key:#x} neigh_flush_dev"))
+            n.arp_queue.clear()
+            n.timer = None
+            self._set(now, n, Nud.NONE)   # neigh_mark_dead: the entry is gone from the table
+        self.entries.clear()
 
     # -- input: arp_rcv / arp_process ------------------------------------------------------------
     def arp_rcv(self, now: int, eth: EthernetRepr, payload: bytes) -> list[TxFrame]:

@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass, field
 
 from .clock import HZ, JIFFY, NSEC_PER_MSEC, Window, jiffies, sec
+from .config import SYSCTL_DEFAULTS, rmem_triple
 from .errors import ModelUsageError, SocketError
 from .wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, linux_options
 
@@ -88,11 +89,11 @@ class TcpState(enum.Enum):
 
 @dataclass(frozen=True)
 class TcpParams:
-    """The sysctls and device facts TCP reads. `from_config` takes them from a FirmwareConfig.
+    """The sysctls and device facts TCP reads. `from_config` takes them from a FirmwareConfig;
+    the defaults are SYSCTL_DEFAULTS, the emulated AST2500's own values.
 
-    tcp_rmem is not in the firmware config: Linux computes tcp_rmem[2] from free memory
-    (tcp_init: max(131072, min(6 MB, nr_free_buffer_pages << (PAGE_SHIFT - 7)))), so a
-    board's window scale depends on its RAM; pass the board's value when it is known.
+    tcp_rmem[2] (and so the window scale) depends on the board's RAM: tcp_init() sets it to
+    max(131072, a share of nr_free_buffer_pages), so a board with other RAM declares it.
     """
 
     mtu: int = 1500
@@ -106,15 +107,14 @@ class TcpParams:
     keepalive_time: int = sec(7200)
     keepalive_intvl: int = sec(75)
     keepalive_probes: int = 9
-    tcp_rmem: tuple[int, int, int] = (4096, 131072, 6291456)
-    # net.core.rmem_max (SK_RMEM_MAX, sizeof-dependent) only matters to the window scale
-    # when it exceeds tcp_rmem[2], which it does not by default; read it off the board.
-    rmem_max: int = 212992
-    adv_win_scale: int = 1
+    tcp_rmem: tuple[int, int, int] = rmem_triple(SYSCTL_DEFAULTS["net.ipv4.tcp_rmem"])
+    # net.core.rmem_max (SK_RMEM_MAX): tcp_select_initial_window scales for it too
+    rmem_max: int = int(SYSCTL_DEFAULTS["net.core.rmem_max"])
+    adv_win_scale: int = int(SYSCTL_DEFAULTS["net.ipv4.tcp_adv_win_scale"])
     workaround_signed_windows: bool = False
 
     @classmethod
-    def from_config(cls, config, tcp_rmem: tuple[int, int, int] | None = None) -> TcpParams:
+    def from_config(cls, config) -> TcpParams:
         s = config.sysctl
         return cls(
             mtu=config.interface.mtu,
@@ -128,7 +128,9 @@ class TcpParams:
             keepalive_time=sec(int(s("net.ipv4.tcp_keepalive_time"))),
             keepalive_intvl=sec(int(s("net.ipv4.tcp_keepalive_intvl"))),
             keepalive_probes=int(s("net.ipv4.tcp_keepalive_probes")),
-            tcp_rmem=tcp_rmem or cls.tcp_rmem,
+            tcp_rmem=rmem_triple(s("net.ipv4.tcp_rmem")),
+            rmem_max=int(s("net.core.rmem_max")),
+            adv_win_scale=int(s("net.ipv4.tcp_adv_win_scale")),
         )
 
     @property

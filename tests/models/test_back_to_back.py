@@ -37,7 +37,7 @@ def test_handshake_takes_one_round_trip_each_way():
     (synack,) = tcp_frames(out_b, "synack")
     (ack,) = tcp_frames(out_a, "handshake-ack")
     assert synack.t == sec(2) + 3 * DELAY and ack.t == sec(2) + 4 * DELAY
-    assert (synack.detail["win"], ack.detail["win"]) == (65160, 502)
+    assert (synack.detail["win"], ack.detail["win"]) == (65160, 1004)
     assert a.sockets.sock(a.fds["c"]).state is TcpState.ESTABLISHED
 
 

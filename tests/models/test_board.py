@@ -16,12 +16,14 @@ from models.wire.tcp import TCPOPT_TIMESTAMP
 LINK_UP = "ftgmac100 1e660000.ethernet eth0: Link is Up - 100Mbps/Full - flow control rx/tx"
 LINK_DOWN = "ftgmac100 1e660000.ethernet eth0: Link is Down"
 FAST_BOOT = BootTiming(Window(ms(500), ms(500)), Window(0, 0))
-HOST_RMEM = (4096, 131072, 33554432)   # the capturing host's net.ipv4.tcp_rmem
+HOST_RMEM = "4096 131072 33554432"   # the capturing host's net.ipv4.tcp_rmem
 
 
-def cfg(**watchdog) -> FirmwareConfig:
+def cfg(sysctls=None, **watchdog) -> FirmwareConfig:
     data = {"interface": {"address": "10.0.2.15/24", "gateway": "10.0.2.2", "mac": "52:54:00:12:34:56"},
             "services": {"ssh": {"port": 22}}}
+    if sysctls:
+        data["sysctls"] = sysctls
     if watchdog:
         data["watchdog"] = watchdog
     return FirmwareConfig.from_dict(data)
@@ -77,9 +79,9 @@ def test_rst_to_closed_port_is_byte_exact_linux(linux_frames):
 
 
 def test_synack_to_real_syn_is_linux_bytes_but_for_isn_and_tsval(linux_frames):
-    pred = predict(cfg(), [frame_in(sec(2), linux_frames["peer_arp_request"]),
-                           frame_in(sec(3), linux_frames["peer_syn"])], until=sec(3) + ms(1),
-                   boot=FAST_BOOT, tcp_rmem=HOST_RMEM)
+    pred = predict(cfg({"net.ipv4.tcp_rmem": HOST_RMEM}),
+                   [frame_in(sec(2), linux_frames["peer_arp_request"]), frame_in(sec(3), linux_frames["peer_syn"])],
+                   until=sec(3) + ms(1), boot=FAST_BOOT)
     (sa,) = [e for e in pred.of_kind("frame") if e.detail["cause"] == "synack"]
     real = linux_frames["linux_syn_ack"]
     eth, packet = EthernetRepr.parse(real)
@@ -189,3 +191,27 @@ def test_real_board_reboot_with_cable_out_stays_down():
     pred = predict(cfg(), [{"t": sec(5), "kind": "link", "up": False}, {"t": sec(10), "kind": "reboot"}],
                    until=sec(16), boot=FAST_BOOT, qemu=False)
     assert [x for t, x in lines(pred) if t > sec(10)] == []
+
+
+def test_after_a_link_flap_the_synack_waits_for_a_broadcast_arp(linux_frames):
+    # the peer's entry is STALE (from its request) before the flap; Linux flushes it on
+    # carrier down, so the SYN-ACK after the flap needs a fresh resolution
+    pred = predict(cfg(), [frame_in(sec(2), linux_frames["peer_arp_request"]),
+                           {"t": sec(10), "kind": "link", "up": False},
+                           {"t": sec(20), "kind": "link", "up": True},
+                           frame_in(sec(25), linux_frames["peer_syn"])], until=sec(25) + ms(1), boot=FAST_BOOT)
+    after = [e for e in pred.of_kind("frame") if e.t >= sec(25)]
+    assert [(e.detail["proto"], e.detail["dst"]) for e in after] == [("arp", "ff:ff:ff:ff:ff:ff")]
+
+
+def test_after_a_link_flap_the_synack_goes_once_the_peer_replies(linux_frames):
+    pred = predict(cfg(), [frame_in(sec(2), linux_frames["peer_arp_request"]),
+                           {"t": sec(10), "kind": "link", "up": False},
+                           {"t": sec(20), "kind": "link", "up": True},
+                           frame_in(sec(25), linux_frames["peer_syn"]),
+                           frame_in(sec(25) + ms(2), linux_frames["peer_arp_request"])],
+                   until=sec(25) + ms(3), boot=FAST_BOOT)
+    after = [(e.t, e.detail["cause"], e.detail.get("flags")) for e in pred.of_kind("frame") if e.t >= sec(25)]
+    # arp_process: neigh_event_ns releases the arp_queue before arp_send_dst sends the reply
+    assert after == [(sec(25), "arp-request", None), (sec(25) + ms(2), "arp-queue-release", "S."),
+                     (sec(25) + ms(2), "arp-reply", None)]

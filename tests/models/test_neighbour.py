@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from models.clock import ms, sec
 from models.neighbour import NeighParams, NeighTable, Nud
 from models.wire import ARPOP_REPLY, ARPOP_REQUEST, BROADCAST, ArpRepr, EthernetRepr, ip4, mac_bytes
@@ -134,3 +136,87 @@ def test_probe_after_reachable_timeout_carries_the_reachable_window():
     (probe,) = out
     assert probe.window.latest - probe.window.earliest == sec(30) - 1
     assert probe.window.earliest <= now <= probe.window.latest
+
+
+# -- carrier down: arp_netdev_event(NETDEV_CHANGE) -> neigh_carrier_down -> neigh_flush_dev --
+
+def reachable_table() -> NeighTable:
+    t = table()
+    t.neigh_resolve_output(0, PEER, b"pkt")
+    t.arp_rcv(ms(1), *reply_frame())
+    return t
+
+
+def delay_table() -> NeighTable:
+    t = table()
+    t.arp_rcv(0, *reply_frame(BROADCAST, ARPOP_REQUEST))
+    t.neigh_resolve_output(sec(10), PEER, b"pkt")
+    return t
+
+
+def probe_table() -> NeighTable:
+    t = delay_table()
+    t.on_timer(t.poll_at())
+    return t
+
+
+def failed_table() -> NeighTable:
+    t = table()
+    t.neigh_resolve_output(0, PEER, b"pkt")
+    while t.poll_at() is not None:
+        t.on_timer(t.poll_at())
+    return t
+
+
+def stale_table() -> NeighTable:
+    t = table()
+    t.arp_rcv(0, *reply_frame(BROADCAST, ARPOP_REQUEST))
+    return t
+
+
+def incomplete_table() -> NeighTable:
+    t = table()
+    t.neigh_resolve_output(0, PEER, b"pkt")
+    return t
+
+
+@pytest.mark.parametrize("make, state", [
+    (reachable_table, Nud.REACHABLE), (stale_table, Nud.STALE), (delay_table, Nud.DELAY),
+    (probe_table, Nud.PROBE), (incomplete_table, Nud.INCOMPLETE), (failed_table, Nud.FAILED)])
+def test_carrier_down_flushes_the_entry_whatever_its_state(make, state):
+    t = make()
+    assert t.entries[PEER].state is state
+    t.neigh_carrier_down(sec(20))
+    assert PEER not in t.entries and t.poll_at() is None
+
+
+def test_carrier_down_purges_the_arp_queue_of_an_incomplete_entry():
+    t = incomplete_table()
+    t.neigh_resolve_output(ms(1), PEER, b"more")
+    t.neigh_carrier_down(ms(2))
+    assert [d[1] for d in t.drops] == ["SKB_DROP_REASON_NOT_SPECIFIED"] * 2
+
+
+def test_after_carrier_down_a_reachable_peer_is_resolved_again_by_broadcast():
+    t = reachable_table()
+    t.neigh_carrier_down(sec(2))
+    (tx,) = t.neigh_resolve_output(sec(3), PEER, b"pkt")
+    eth, payload = EthernetRepr.parse(tx.frame)
+    assert (eth.dst, ArpRepr.parse(payload).op, tx.cause) == (BROADCAST, ARPOP_REQUEST, "arp-request")
+    assert t.entries[PEER].state is Nud.INCOMPLETE
+
+
+def test_after_carrier_down_the_packet_waits_for_the_reply():
+    t = reachable_table()
+    t.neigh_carrier_down(sec(2))
+    t.neigh_resolve_output(sec(3), PEER, b"p" * 50)
+    (released,) = t.arp_rcv(sec(3) + ms(1), *reply_frame())
+    assert EthernetRepr.parse(released.frame)[1] == b"p" * 50 and released.cause == "arp-queue-release"
+
+
+def test_arp_evict_nocarrier_off_keeps_the_entry():
+    t = NeighTable(NeighParams(evict_nocarrier=False), MAC, BOARD, random.Random(7))
+    t.neigh_resolve_output(0, PEER, b"pkt")
+    t.arp_rcv(ms(1), *reply_frame())
+    t.neigh_carrier_down(sec(2))
+    assert t.entries[PEER].state is Nud.REACHABLE

@@ -42,9 +42,10 @@ def syn_to(port: int, seq: int = 1000, flags: int = SYN, opts=None) -> TcpRepr:
 
 
 # -- the initial window -----------------------------------------------------------------
-def test_initial_window_for_default_rmem_is_64240_scale_7():
+def test_initial_window_for_the_boards_rmem_is_64240_scale_6():
+    # tcp_rmem[2] 3981504 on the 512 MB board: ilog2 21 - 15
     p = TcpParams()
-    assert tcp_select_initial_window(p, p.win_from_space(131072), 1460, True)[::2] == (64240, 7)
+    assert tcp_select_initial_window(p, p.win_from_space(131072), 1460, True)[::2] == (64240, 6)
 
 
 def test_synack_window_with_timestamps_is_65160():
@@ -63,13 +64,13 @@ def test_syn_carries_linux_options_for_default_sysctls():
     fd = pair.a.socket()
     (syn,) = pair.a.connect(0, fd, B_ADDR, 80)
     assert syn.tcp.flags == SYN and syn.tcp.window == 64240
-    assert syn.tcp.options == linux_options(mss=1460, ts=(syn.tcp.timestamp[0], 0), sack_perm=True, wscale=7)
+    assert syn.tcp.options == linux_options(mss=1460, ts=(syn.tcp.timestamp[0], 0), sack_perm=True, wscale=6)
 
 
 def test_syn_without_timestamps_pads_sack_perm_with_nops():
     pair = TcpPair(ms(5), params_a=TcpParams(timestamps=False))
     (syn,) = pair.a.connect(0, pair.a.socket(), B_ADDR, 80)
-    assert syn.tcp.options == linux_options(mss=1460, sack_perm=True, wscale=7)
+    assert syn.tcp.options == linux_options(mss=1460, sack_perm=True, wscale=6)
 
 
 def test_syn_mss_follows_mtu():
@@ -118,7 +119,7 @@ def test_synack_mirrors_peer_options_in_linux_order():
     layer.listen(fd, 128)
     (sa,) = layer.tcp_v4_rcv(0, A_ADDR, B_ADDR, syn_to(22), b"")
     assert sa.tcp.flags == SYN | ACK and sa.tcp.ack == 1001 and sa.tcp.window == 65160
-    assert sa.tcp.options == linux_options(mss=1460, ts=(sa.tcp.timestamp[0], 777), sack_perm=True, wscale=7)
+    assert sa.tcp.options == linux_options(mss=1460, ts=(sa.tcp.timestamp[0], 777), sack_perm=True, wscale=6)
 
 
 def test_synack_omits_options_the_peer_did_not_offer():
@@ -184,7 +185,7 @@ def test_handshake_establishes_both_sides():
 def test_handshake_ack_window_is_aligned_to_the_scale():
     pair, _, _ = connected_pair()
     (_, ack), = pair.sent("a", "handshake-ack")
-    assert ack.tcp.window == (64240 + 127) // 128
+    assert ack.tcp.window == (64240 + 63) // 64
 
 
 def test_rto_after_handshake_is_rtt_plus_rto_min():

@@ -1,0 +1,56 @@
+"""False-alarm soak: every built-in scenario N times on the healthy emulated image; the
+oracle must report no divergence. Prints JSON: runs, divergent runs, the rows seen, and
+time per scenario run.
+
+    python bench/soak.py [--repeat 10] [--scenario NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from harness.board.boardfile import emulated_spec
+from harness.oracle import Tolerance
+from harness.runner import check_scenario, run_scenario
+from harness.scenario import builtin_scenarios, load_scenario
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--scenario", action="append", help="built-in scenario (default: all)")
+    args = ap.parse_args()
+    names = args.scenario or list(builtin_scenarios())
+    spec = emulated_spec()
+    per = {n: {"runs": 0, "divergent_runs": 0, "rows": Counter(), "seconds": []} for n in names}
+    with tempfile.TemporaryDirectory(prefix="bmc-hil-soak-") as tmp:
+        for i in range(args.repeat):
+            for name in names:
+                start = time.monotonic()
+                run = run_scenario(spec, load_scenario(name), Path(tmp) / f"{name}-{i}", log=lambda m: None)
+                v = check_scenario(spec, run, Tolerance())
+                p = per[name]
+                p["runs"] += 1
+                p["seconds"].append(time.monotonic() - start)
+                if v.rows:
+                    p["divergent_runs"] += 1
+                    p["rows"].update(f"{r['kind']} {r['stream_name']}" + (f" {r['field']}" if r.get("field") else "")
+                                     for r in v.rows)
+                print(f"{name} #{i + 1}: {len(v.rows)} divergences", file=sys.stderr, flush=True)
+    out = {"repeat": args.repeat, "scenarios": {
+        n: {"runs": p["runs"], "divergent_runs": p["divergent_runs"], "rows": dict(p["rows"]),
+            "median_run_s": round(statistics.median(p["seconds"]), 2)} for n, p in per.items()}}
+    out["false_alarm_runs"] = sum(p["divergent_runs"] for p in per.values())
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

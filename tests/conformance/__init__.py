@@ -1,0 +1,1 @@
+"""Conformance of the model against real Linux: the emulated board and the host kernel."""
