@@ -412,6 +412,24 @@ def cmd_flap(args) -> int:
     return EXIT_FAIL if bad else EXIT_OK
 
 
+# -- nightly ---------------------------------------------------------------------------
+def cmd_nightly(args) -> int:
+    import shlex
+
+    from harness.nightly import nightly
+
+    out = Path(args.out) if args.out else _default_out("nightly")
+    result = nightly(args.board, out, args.tolerance_scale, args.scenarios, shlex.split(args.pytest_args),
+                     shlex.split(args.robot_args), Path(args.suites) if args.suites else None)
+    for s in result.scenarios:
+        _stderr(f"scenario {s.name}: {s.status}")
+    for s in result.suites:
+        _stderr(f"{s.name}: {s.passed} passed, {s.failed + s.errors} failed, {s.skipped} skipped"
+                + (f"; {s.error}" if s.error else ""))
+    _stderr(f"summary: {result.out / 'summary.html'}")
+    return 130 if result.interrupted else result.exit_code
+
+
 # -- parser ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bmc-hil", description=__doc__.split("\n")[0])
@@ -501,6 +519,20 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--out", help="artifact folder (default: bmc-hil-runs/TIME-flap-NAME)")
     fl.add_argument("--json", action="store_true", help="print the cycles as JSON")
     fl.set_defaults(func=cmd_flap)
+
+    nt = sub.add_parser("nightly", help="the unattended run: every scenario through the oracle, the pytest and "
+                                        "Robot suites, one HTML summary")
+    board_arg(nt)
+    nt.add_argument("--out", help="results folder (default: bmc-hil-runs/TIME-nightly)")
+    nt.add_argument("--tolerance-scale", type=float, default=1.0, help="multiply every timing tolerance")
+    nt.add_argument("--scenario", dest="scenarios", action="append", metavar="NAME|FILE",
+                    help="run this scenario through the oracle (repeat; default: every built-in scenario)")
+    nt.add_argument("--pytest-args", default="", metavar="'ARGS'",
+                    help="more arguments for the pytest suites, e.g. '-k closed' (default: run them all)")
+    nt.add_argument("--robot-args", default="", metavar="'ARGS'",
+                    help="more arguments for the Robot suites, e.g. '--test *Closed*' (default: run them all)")
+    nt.add_argument("--suites", metavar="DIR", help="the suites folder (default: ./suites, else the harness's own)")
+    nt.set_defaults(func=cmd_nightly)
 
     q = sub.add_parser("qmp", help="send QMP commands to a QEMU monitor socket (emulated boards)")
     q.add_argument("--socket", required=True, help="QMP unix socket (the session's control socket)")

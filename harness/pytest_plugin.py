@@ -5,7 +5,9 @@
 
 Fixtures: `hil_board` (the board, booted to SSH once per session, closed at the end),
 `hil_strategy`, `hil_capture` (this test's pcap), `hil_artifacts` (this test's folder),
-`hil_under_test` (the run: spec, tolerance, recovery and the timing checks).
+`hil_under_test` (the run: spec, tolerance, recovery and the timing checks),
+`hil_oracle` (run a scenario on a fresh board and get the oracle's verdict; see
+`Oracle`), and `assert_board_matches_model(verdict)` for the check itself.
 Markers: `hil`, `emulated_only`, `real_only`, `disruptive`.
 
 Without `--board` every test that asks for a board fixture (or is marked `hil`) is
@@ -21,8 +23,11 @@ Each test's folder (`<hil-out>/tests/<test id>/`) gets the console lines, host e
 and QMP events of its time span, and its capture; the JUnit XML names the folder in the
 test's `hil_artifacts` property.
 
-Extension point for the oracle: `hil_options(config).tolerance_scale`, and the per-test
-`hil_artifacts` / `hil_capture` are what a scenario fixture will feed the model with.
+A test using `hil_oracle` does not boot the session board: each scenario gets a board
+of its own, captured from power-on, and the session board is powered off meanwhile and
+brought back before the next test that uses it. The scenario's artifacts, its divergence
+table (`report.json`, `report.html`) and timeline plot go into the test's folder and are
+named in the JUnit XML (`hil_report`, `hil_divergences`, `hil_timeline:<scenario>`).
 """
 
 from __future__ import annotations
@@ -35,7 +40,11 @@ from pathlib import Path
 
 import pytest
 
-BOARD_FIXTURES = frozenset({"hil_board", "hil_strategy", "hil_capture", "hil_artifacts", "hil_under_test"})
+BOARD_FIXTURES = frozenset({"hil_board", "hil_strategy", "hil_capture", "hil_artifacts", "hil_under_test",
+                            "hil_oracle"})
+# What needs the session board up; a test asking only for the oracle runs its scenarios
+# on boards of their own.
+SESSION_BOARD_FIXTURES = frozenset({"hil_board", "hil_strategy", "hil_capture"})
 NO_BOARD = "needs a board: run with --board FILE|emulated"
 MARKERS = {
     "hil": "needs the board under test (--board); skipped without one",
@@ -111,6 +120,11 @@ def _wants_board(item: pytest.Item) -> bool:
     return bool(BOARD_FIXTURES & set(getattr(item, "fixturenames", ()))) or item.get_closest_marker("hil") is not None
 
 
+def _wants_session_board(item: pytest.Item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    return bool(SESSION_BOARD_FIXTURES & names) or (_wants_board(item) and "hil_oracle" not in names)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     spec = hil_options(config).spec
     for item in items:
@@ -173,6 +187,54 @@ def hil_capture(hil_board, hil_artifacts, request: pytest.FixtureRequest):
         hil_board.capture_stop()
 
 
+class Oracle:
+    """`hil_oracle`: run scenarios on fresh boards for this test and keep their verdicts.
+
+        def test_closed_port(hil_oracle):
+            assert_board_matches_model(hil_oracle.run("closed-port"))
+    """
+
+    def __init__(self, under_test, folder: Path, item: pytest.Item):
+        self._under_test = under_test
+        self.folder = folder
+        self._item = item
+        self.verdicts: list = []
+
+    def run(self, scenario: str | Path):
+        """Run `scenario` (built-in name or YAML file) and return the oracle's `Verdict`.
+
+        The report (divergence table and timeline plot) of every scenario this test ran
+        is rewritten in the test's folder after each run, so a later failure keeps it.
+        """
+        from harness.report import write_report
+
+        run_dir = self.folder / f"{len(self.verdicts) + 1:02d}-{Path(str(scenario)).stem}"
+        verdict = self._under_test.run_scenario(scenario, run_dir)
+        self.verdicts.append(verdict)
+        paths = write_report(self.folder, self.verdicts, {"board": self._under_test.spec.name,
+                                                         "tolerance_scale": self._under_test.tolerance_scale})
+        props = self._item.user_properties
+        if not any(name == "hil_report" for name, _ in props):
+            props += [("hil_report", str(paths["html"])), ("hil_divergences", str(paths["json"]))]
+        props += [(f"hil_timeline:{verdict.scenario}", str(paths[f"png:{verdict.scenario}"])),
+                  (f"hil_verdict:{verdict.scenario}", "pass" if verdict.ok else f"{len(verdict.rows)} divergences")]
+        return verdict
+
+
+def assert_board_matches_model(verdict, report: Path | None = None) -> None:
+    """Fail, listing the divergence rows, unless the board did what the model predicted."""
+    from harness.robot.board_under_test import mismatch_message
+
+    if not verdict.ok:
+        raise AssertionError(mismatch_message(verdict, report))
+
+
+@pytest.fixture
+def hil_oracle(request: pytest.FixtureRequest, hil_under_test, hil_artifacts) -> Oracle:
+    """Run scenarios on fresh boards through the oracle; their reports in this test's folder."""
+    return Oracle(hil_under_test, hil_artifacts, request.node)
+
+
 @pytest.fixture(autouse=True)
 def _hil_test(request: pytest.FixtureRequest):
     """Per board test: recover the board if the last test left it so, then record this test's span."""
@@ -180,16 +242,19 @@ def _hil_test(request: pytest.FixtureRequest):
     if not isinstance(item, pytest.Item) or not _wants_board(item):
         yield
         return
+    folder = hil_options(request.config).out_dir / "tests" / _folder_name(item.nodeid)
+    folder.mkdir(parents=True, exist_ok=True)
+    item.stash[_ARTIFACTS] = folder
+    item.user_properties.append(("hil_artifacts", str(folder)))
+    if not _wants_session_board(item):
+        yield   # the oracle's scenarios run on boards of their own
+        return
     under_test = request.getfixturevalue("hil_under_test")
     request.getfixturevalue("hil_board")
     if under_test.recovery_reason is not None:
         under_test.recover()
         under_test.recovery_reason = None
-    folder = hil_options(request.config).out_dir / "tests" / _folder_name(item.nodeid)
-    folder.mkdir(parents=True, exist_ok=True)
-    item.stash[_ARTIFACTS] = folder
     item.stash[_UNDER_TEST] = under_test
-    item.user_properties.append(("hil_artifacts", str(folder)))
     start = time.time_ns()
     try:
         yield

@@ -22,6 +22,7 @@ from pathlib import Path
 from harness.board import Board, BoardSpec, BoardState, BoardStrategy, open_board, timeouts_for
 from harness.board.console import ConsoleLine
 from harness.errors import BoardError, QemuError
+from harness.oracle import Tolerance, Verdict
 
 # phylib polls a PHY without an interrupt line once a second (PHY_STATE_TIME), so Linux
 # logs a link change up to one poll period after it happens.
@@ -230,6 +231,29 @@ class BoardUnderTest:
         lines = [line.text for line in self.console_since(since_ns)][-n:]
         return "\n".join(lines) if lines else "<nothing>"
 
+    # -- the oracle ------------------------------------------------------------------
+    @property
+    def tolerance(self) -> Tolerance:
+        """The oracle's tolerances for this run (the defaults times the scale)."""
+        return Tolerance().scaled(self.tolerance_scale)
+
+    def run_scenario(self, scenario: str | Path, out_dir: Path, log=None) -> Verdict:
+        """Run a scenario (file or built-in name) on a fresh board and ask the oracle.
+
+        The scenario gets a board of its own, captured from power-on (`harness.runner`);
+        this run's board is powered off meanwhile (two emulated boards would share the
+        host's cores and skew the timing) and brought back before it is used again.
+        """
+        from harness.runner import check_scenario, run_scenario
+        from harness.scenario import load_scenario
+
+        loaded = load_scenario(scenario)
+        if self.board is not None and self.strategy.state > BoardState.OFF:
+            self.strategy.transition(BoardState.OFF)
+            self.recovery_reason = f"powered off while scenario {loaded.name} ran on its own board"
+        run = run_scenario(self.spec, loaded, Path(out_dir), log=log or self.log)
+        return check_scenario(self.spec, run, self.tolerance)
+
     # -- services --------------------------------------------------------------------
     def endpoint(self, service: str) -> tuple[str, int]:
         """Where the host reaches `service` (a declared service name, or the undeclared probe)."""
@@ -294,6 +318,34 @@ class BoardUnderTest:
                 (folder / name).write_text("".join(rows), encoding="utf-8")
                 written[name.split(".")[0]] = folder / name
         return written
+
+
+def divergence_table(verdict: Verdict, limit: int = 30) -> str:
+    """The verdict's divergence rows as text lines (times in ms from the scenario start)."""
+    def ms(ns):
+        return "-" if ns is None else f"{(ns - verdict.start_ns) / 1e6:.1f}"
+
+    lines = []
+    for row in verdict.rows[:limit]:
+        line = f"  {row['kind']:<9} {row.get('stream_name', '?'):<22} predicted {ms(row.get('pred_ns'))} ms, " \
+               f"observed {ms(row.get('obs_ns'))} ms"
+        if row.get("frame"):
+            line += f" (frame {row['frame']})"
+        if row.get("field"):
+            line += f"; {row['field']}: predicted {row.get('pred_value')}, observed {row.get('obs_value')}"
+        lines.append(line)
+    if len(verdict.rows) > limit:
+        lines.append(f"  ... and {len(verdict.rows) - limit} more")
+    return "\n".join(lines)
+
+
+def mismatch_message(verdict: Verdict, where: Path | None = None) -> str:
+    """Why a verdict fails: its divergence rows, and where its report is."""
+    text = f"scenario {verdict.scenario}: the board departed from the model in {len(verdict.rows)} " \
+           f"place(s) ({verdict.predicted} predicted, {verdict.observed} observed events):\n{divergence_table(verdict)}"
+    if where is not None:
+        text += f"\n(report and timeline in {where})"
+    return text
 
 
 def _wall_stamped_lines(path: Path, start_ns: int, end_ns: int) -> list[str]:

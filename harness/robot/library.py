@@ -14,7 +14,8 @@ from robot.utils import timestr_to_secs
 
 from harness.board import BoardState, load_board_file
 from harness.errors import BoardError, ConsoleTimeout
-from harness.robot.board_under_test import UNDECLARED_PROBE, BoardUnderTest
+from harness.oracle import Verdict
+from harness.robot.board_under_test import UNDECLARED_PROBE, BoardUnderTest, divergence_table, mismatch_message
 
 
 @library(scope="GLOBAL", auto_keywords=False)
@@ -54,6 +55,15 @@ class BmcHil:
 
     = Capture =
     `Start Capture`, `Stop Capture`
+
+    = Oracle =
+    `Run Scenario`, `Board Should Match Model`, `Handshake Should Match Model`
+
+    A scenario runs on a board of its own, captured from power-on, and the stack model
+    says what Linux would have done with what that board received. The board booted by
+    `Boot Board` is powered off meanwhile; call `Boot Board` again before driving it.
+    Each scenario's artifacts, divergence table and timeline plot are kept under
+    ``out``/``scenarios`` and linked from the log.
     """
 
     ROBOT_LISTENER_API_VERSION = 3
@@ -62,8 +72,6 @@ class BmcHil:
         self.ROBOT_LIBRARY_LISTENER = self
         if out is None:
             out = Path(_output_dir()) / "bmc-hil"
-        # Extension point: the oracle's keywords (Run Scenario, Board Should Match Model)
-        # will stand on this same `under_test` and its tolerance scale.
         self.under_test = BoardUnderTest(load_board_file(board), Path(out), float(tolerance_scale),
                                          log=logger.console)
         self._console_seen: tuple[int, int] = (0, 0)   # (id of the console, next unread line)
@@ -72,6 +80,8 @@ class BmcHil:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ssh-command")
         self._capture: Path | None = None
         self._captures = itertools.count(1)
+        self._scenario_runs = itertools.count(1)
+        self._last_verdict: Verdict | None = None
 
     def _close(self) -> None:
         """Listener hook: the run is over; power the board off and keep its logs."""
@@ -378,6 +388,75 @@ class BmcHil:
         self._capture = None
         logger.info(f"capture in {path}")
         return str(path)
+
+    # -- oracle ----------------------------------------------------------------------
+    @keyword
+    def run_scenario(self, scenario: str) -> Verdict:
+        """Run ``scenario`` (a built-in name or a YAML file) on a fresh board; return its verdict.
+
+        The verdict says whether the board did what Linux 6.1 would have done; check it
+        with `Board Should Match Model`. Its report (divergence table, timeline plot) is
+        linked from the log. Fails only when the scenario cannot be run.
+
+        | ${verdict}= | Run Scenario | closed-port |
+        | Board Should Match Model | ${verdict} |
+        | ${verdict}= | Run Scenario | ${CURDIR}/flap-while-idle.yaml |
+        """
+        from harness.report import write_report
+
+        under_test = self.under_test
+        folder = under_test.out_dir / "scenarios" / f"{next(self._scenario_runs):02d}-{Path(scenario).stem}"
+        # The steps go to the log, not the console, where they would split Robot's status lines.
+        verdict = under_test.run_scenario(scenario, folder / "run", log=logger.info)
+        paths = write_report(folder, [verdict], {"board": under_test.spec.name,
+                                                 "tolerance_scale": under_test.tolerance_scale})
+        self._last_verdict = verdict
+        plot = paths[f"png:{verdict.scenario}"]
+        summary = "no divergence" if verdict.ok else f"{len(verdict.rows)} divergences"
+        logger.info(f"scenario {verdict.scenario}: {summary} ({verdict.predicted} predicted, "
+                    f"{verdict.observed} observed events); report {paths['html']}")
+        logger.info(f'<img src="{_log_relative(plot)}" alt="timeline of {verdict.scenario}" width="800">', html=True)
+        if not verdict.ok:
+            logger.info(divergence_table(verdict))
+        return verdict
+
+    @keyword
+    def board_should_match_model(self, verdict: Verdict | None = None) -> None:
+        """Fail, listing the divergence rows, unless the board did what the model predicted.
+
+        ``verdict`` is what `Run Scenario` returned (default: the last one).
+
+        | ${verdict}= | Run Scenario | closed-port |
+        | Board Should Match Model | ${verdict} |
+        | Run Scenario | link-flap |
+        | Board Should Match Model |
+        """
+        verdict = verdict if verdict is not None else self._last_verdict
+        if verdict is None:
+            raise BoardError("no scenario was run yet: call `Run Scenario` first")
+        if not verdict.ok:
+            raise AssertionError(mismatch_message(verdict))
+
+    @keyword
+    def handshake_should_match_model(self) -> Verdict:
+        """Run the built-in ``handshake`` scenario (a TCP handshake to each declared service) and check it.
+
+        Fails, listing the divergence rows, when a SYN-ACK's options, window or timing
+        departs from what Linux would have sent. Returns the verdict.
+
+        | Handshake Should Match Model |
+        """
+        verdict = self.run_scenario("handshake")
+        self.board_should_match_model(verdict)
+        return verdict
+
+
+def _log_relative(path: Path) -> str:
+    """`path` as the log file links it (relative to the output directory when inside it)."""
+    try:
+        return Path(path).resolve().relative_to(Path(_output_dir()).resolve()).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_uri()
 
 
 def _check_rc(result, expected_rc: int | None) -> None:

@@ -5,6 +5,7 @@ disrupted or killed is brought back for the next test."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -105,8 +106,15 @@ def test_junit_names_each_tests_artifact_folder_and_it_holds_the_logs(suite_run)
         props = properties(tc)
         folder = Path(props["hil_artifacts"])
         assert folder.parent == hil_out / "tests", name
-        assert (folder / "console.log").is_file(), name
-        assert (folder / "host-events.jsonl").is_file(), name
+        # An oracle test's logs are in the run folder of each scenario it ran, beside its report.
+        runs = sorted(p for p in folder.iterdir() if p.is_dir()) if "hil_report" in props else [folder]
+        assert runs, name
+        for run in runs:
+            assert (run / "console.log").is_file(), name
+            assert (run / "host-events.jsonl").is_file(), name
+        if "hil_report" in props:
+            assert (runs[0] / "capture.pcap").stat().st_size > 24, name
+            assert Path(props["hil_divergences"]).is_file() and Path(props["hil_report"]).is_file(), name
         if "hil_capture" in props:
             assert Path(props["hil_capture"]).stat().st_size > 24, name   # more than a pcap header
 
@@ -187,3 +195,76 @@ def test_the_test_after_a_death_passes_on_a_restarted_board(recovery_run):
     assert cases["test_d_runs_on_a_restarted_board"].find("failure") is None, proc.stdout[-3000:]
     assert cases["test_d_runs_on_a_restarted_board"].find("error") is None, proc.stdout[-3000:]
     assert "1 failed, 3 passed" in proc.stdout
+
+
+# -- the oracle fixture ----------------------------------------------------------------------
+def synthetic_verdict(rows: list[dict]):
+    from harness.oracle import Verdict
+
+    return Verdict("closed-port", rows, predicted=1, observed=len(rows), timeline={}, start_ns=1_000_000_000,
+                   end_ns=3_000_000_000)
+
+
+def test_assert_board_matches_model_fails_listing_the_divergence_rows():
+    from harness.pytest_plugin import assert_board_matches_model
+
+    rst_late = {"kind": "LATE", "stream_name": "TCP_RST", "pred_ns": 1_200_000_000, "obs_ns": 1_650_000_000,
+                "frame": 7, "field": None}
+    ttl = {"kind": "FIELD", "stream_name": "TCP_RST", "pred_ns": 1_200_000_000, "obs_ns": 1_210_000_000,
+           "frame": 7, "field": "ip_ttl", "pred_value": 64, "obs_value": 255}
+    with pytest.raises(AssertionError) as failed:
+        assert_board_matches_model(synthetic_verdict([rst_late, ttl]), Path("/runs/closed-port"))
+    message = str(failed.value)
+    assert "scenario closed-port: the board departed from the model in 2 place(s)" in message
+    assert "LATE      TCP_RST" in message and "predicted 200.0 ms, observed 650.0 ms (frame 7)" in message
+    assert "ip_ttl: predicted 64, observed 255" in message
+    assert "/runs/closed-port" in message
+
+
+def test_assert_board_matches_model_passes_a_verdict_without_rows():
+    from harness.pytest_plugin import assert_board_matches_model
+
+    assert_board_matches_model(synthetic_verdict([]))
+
+
+def test_an_oracle_test_is_skipped_without_a_board(tmp_path):
+    write_tests(tmp_path, """
+        def test_scenario(hil_oracle):
+            raise AssertionError("must not run")
+    """)
+    proc = run_pytest("test_inline.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 skipped" in proc.stdout and "needs a board" in proc.stdout
+
+
+ORACLE_TESTS = """
+    from harness.pytest_plugin import assert_board_matches_model
+
+    def test_a_session_board(hil_board):
+        assert hil_board.run("echo alive").stdout.strip() == "alive"
+
+    def test_b_closed_port_matches(hil_oracle):
+        assert_board_matches_model(hil_oracle.run("closed-port"))
+
+    def test_c_session_board_is_back_after_the_oracle(hil_board):
+        assert hil_board.run("echo alive").stdout.strip() == "alive"
+"""
+
+
+@pytest.mark.board
+def test_oracle_fixture_keeps_its_report_in_the_tests_folder_and_junit_and_the_session_board_comes_back(tmp_path):
+    write_tests(tmp_path, ORACLE_TESTS)
+    junit = tmp_path / "junit.xml"
+    proc = run_pytest("test_inline.py", "--board", "emulated", "--hil-out", tmp_path / "hil", "--junitxml", junit,
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "3 passed" in proc.stdout
+    props = properties(junit_cases(junit)["test_b_closed_port_matches"])
+    folder = Path(props["hil_artifacts"])
+    assert folder.parent == tmp_path / "hil" / "tests"
+    assert Path(props["hil_report"]) == folder / "report.html"
+    report = json.loads(Path(props["hil_divergences"]).read_text())
+    assert [(s["scenario"], s["ok"], s["divergences"]) for s in report["scenarios"]] == [("closed-port", True, [])]
+    assert Path(props["hil_timeline:closed-port"]).read_bytes()[:4] == b"\x89PNG"
+    assert props["hil_verdict:closed-port"] == "pass"
+    assert (folder / "01-closed-port" / "capture.pcap").stat().st_size > 24

@@ -35,12 +35,14 @@ def test_libdoc_documents_every_keyword_with_an_example(tmp_path):
     documented = {kw["name"]: kw["doc"] for kw in spec["keywords"]}
     wanted = library_keywords()
     assert len(wanted) >= 20
+    assert {"Run Scenario", "Board Should Match Model", "Handshake Should Match Model"} <= set(wanted)
     for name in wanted:
         assert name in documented, f"{name} missing from libdoc"
         # An example table renders as an HTML table in the keyword's documentation.
         assert "<table" in documented[name], f"{name} has no example table"
     # The library's table of contents links each section, and each section its keywords.
     assert '<li><a href="#Watchdog">Watchdog</a></li>' in spec["doc"]
+    assert '<li><a href="#Oracle">Oracle</a></li>' in spec["doc"]
     for name in wanted:
         assert f'title="&quot;{name}&quot; keyword"' in spec["doc"], f"{name} not in the table of contents"
 
@@ -57,3 +59,27 @@ def test_board_suite_passes_against_the_emulated_board(tmp_path):
     assert total.passed >= 6
     assert proc.returncode == 0
     assert (tmp_path / "bmc-hil" / "console.log").is_file()
+
+
+def test_board_should_match_model_fails_listing_the_divergence_rows(tmp_path):
+    from harness.oracle import Verdict
+    from harness.robot import BmcHil
+
+    library = BmcHil(board="emulated", out=str(tmp_path))   # opens nothing until Boot Board
+    missing = {"kind": "MISSING", "stream_name": "TCP_SYNACK", "pred_ns": 2_000_000_000, "obs_ns": None,
+               "frame": None, "field": None}
+    verdict = Verdict("handshake", [missing], predicted=2, observed=1, timeline={}, start_ns=1_000_000_000,
+                      end_ns=4_000_000_000)
+    with pytest.raises(AssertionError) as failed:
+        library.board_should_match_model(verdict)
+    assert "scenario handshake: the board departed from the model in 1 place(s)" in str(failed.value)
+    assert "MISSING   TCP_SYNACK" in str(failed.value) and "predicted 1000.0 ms, observed - ms" in str(failed.value)
+    library.board_should_match_model(Verdict("handshake", [], 2, 2, {}, 0, 1))
+
+
+def test_board_should_match_model_before_any_scenario_says_so(tmp_path):
+    from harness.errors import BoardError
+    from harness.robot import BmcHil
+
+    with pytest.raises(BoardError, match="call `Run Scenario` first"):
+        BmcHil(board="emulated", out=str(tmp_path)).board_should_match_model()

@@ -1,0 +1,506 @@
+"""`bmc-hil nightly`: the unattended run. Every scenario through the oracle, then the pytest
+and Robot suites, each in its own child process; one `summary.html` at the end.
+
+    DIR/summary.html, summary.json      the run at a glance (rewritten after each phase)
+    DIR/scenarios/                      report.json, report.html, <scenario>.timeline.png,
+                                        and each scenario's own run folder (capture, logs)
+    DIR/junit.xml, DIR/pytest/, DIR/pytest.log
+    DIR/robot/ (output.xml, log.html, report.html), DIR/robot.log
+
+A scenario whose board dies (panic, QEMU gone, SSH gone) is recorded with the harness's
+error and its console tail, and the run goes on with the next. The suites' own plugin and
+library bring their board back after a death. Ctrl-C (or SIGTERM) ends the child that is
+running by its pid, and the summary of what was done is still written.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.board.boardfile import BoardSpec
+from harness.errors import BoardError, HarnessError
+from harness.oracle import Tolerance
+from harness.proc import die_with_parent
+
+# How long a child gets to write its results after Ctrl-C before it is terminated, then killed.
+CHILD_INTERRUPT_GRACE_S = 30.0
+CHILD_TERMINATE_GRACE_S = 10.0
+
+
+class NightlyError(HarnessError):
+    """The nightly run could not start (bad scenario, no suites folder)."""
+
+
+@dataclass
+class ScenarioOutcome:
+    """One scenario: its verdict (as in report.json), or what stopped it."""
+
+    name: str
+    seconds: float
+    verdict: dict | None = None      # the scenario's entry of report.json
+    error: str | None = None
+    board_died: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "board died" if self.board_died else "error"
+        return "pass" if self.verdict["ok"] else "FAIL"
+
+
+@dataclass
+class SuiteOutcome:
+    """One suite run (pytest or Robot): its totals and where its results are."""
+
+    name: str
+    command: list[str]
+    returncode: int | None = None
+    seconds: float = 0.0
+    tests: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)   # (test, first line of why)
+    links: dict[str, str] = field(default_factory=dict)              # label -> path relative to DIR
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.failed == 0 and self.errors == 0 and self.tests > 0
+
+
+@dataclass
+class NightlyResult:
+    board: str
+    out: Path
+    started: float
+    scenarios: list[ScenarioOutcome] = field(default_factory=list)
+    suites: list[SuiteOutcome] = field(default_factory=list)
+    interrupted: bool = False
+    finished: float | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 all passed; 1 a divergence, a failed test or a board that died; 2 an error."""
+        if self.interrupted or any(s.status == "error" for s in self.scenarios) or \
+                any(s.error is not None for s in self.suites):
+            return 2
+        if any(s.status != "pass" for s in self.scenarios) or any(not s.ok for s in self.suites):
+            return 1
+        return 0
+
+
+# -- progress ------------------------------------------------------------------------------
+class Progress:
+    """What the run is doing, on stderr: a rich display at a terminal, plain lines otherwise."""
+
+    def __init__(self, stream=None):
+        from rich.console import Console
+
+        self._console = Console(file=stream or sys.stderr, stderr=stream is None)
+        self._rich = None
+        self._task = None
+        if self._console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._rich = RichProgress(
+                SpinnerColumn(), TextColumn("[bold]{task.fields[phase]}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TextColumn("{task.description}"), console=self._console, transient=False)
+            self._rich.start()
+
+    def phase(self, name: str, total: int | None) -> None:
+        if self._rich is not None:
+            if self._task is not None:
+                self._rich.update(self._task, description="done")
+            self._task = self._rich.add_task("", total=total, phase=name)
+        else:
+            self.line(f"== {name}" + (f" ({total})" if total else ""))
+
+    def total(self, total: int) -> None:
+        if self._rich is not None and self._task is not None:
+            self._rich.update(self._task, total=total)
+
+    def advance(self, what: str) -> None:
+        if self._rich is not None:
+            self._rich.update(self._task, advance=1, description=what)
+            self._rich.console.print(f"  {what}")
+        else:
+            self.line(f"  {what}")
+
+    def note(self, what: str) -> None:
+        if self._rich is not None:
+            self._rich.update(self._task, description=what[:80])
+        # Plain output stays terse: a CI log gets one line per result, not every step.
+
+    def line(self, text: str) -> None:
+        self._console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+            self._rich = None
+
+
+# -- the phases ----------------------------------------------------------------------------
+def run_scenarios(spec: BoardSpec, names: list[str], out: Path, scale: float, progress: Progress,
+                  result: NightlyResult) -> None:
+    """Each scenario on a fresh board through the oracle; report.json and PNGs in `out`."""
+    from harness.report import write_report
+    from harness.runner import check_scenario, run_scenario
+    from harness.scenario import load_scenario
+
+    scenarios = [load_scenario(n) for n in names]   # all parsed before a board is touched
+    tol = Tolerance().scaled(scale)
+    progress.phase("scenarios", len(scenarios))
+    verdicts = []
+    for sc in scenarios:
+        t0 = time.monotonic()
+        try:
+            run = run_scenario(spec, sc, out / sc.name, log=progress.note)
+            verdict = check_scenario(spec, run, tol)
+        except BoardError as exc:
+            # The board died under the scenario: a finding about the firmware; go on.
+            result.scenarios.append(ScenarioOutcome(sc.name, time.monotonic() - t0, error=str(exc), board_died=True))
+        except HarnessError as exc:
+            result.scenarios.append(ScenarioOutcome(sc.name, time.monotonic() - t0, error=str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a bug in one scenario's check must not lose the others
+            result.scenarios.append(ScenarioOutcome(sc.name, time.monotonic() - t0,
+                                                    error=f"{exc!r}\n{traceback.format_exc()}"))
+        else:
+            verdicts.append(verdict)
+            result.scenarios.append(ScenarioOutcome(sc.name, time.monotonic() - t0, verdict=verdict.to_json()))
+        outcome = result.scenarios[-1]
+        detail = f"{len(outcome.verdict['divergences'])} divergences" if outcome.status == "FAIL" else ""
+        progress.advance(f"scenario {sc.name}: {outcome.status} {detail}".rstrip()
+                         + f" ({outcome.seconds:.0f} s)")
+        if outcome.error is not None:
+            progress.line("    " + outcome.error.splitlines()[0])
+        if verdicts:
+            # report.json holds the verdicts summary.html is drawn from; rewritten as we go.
+            write_report(out, verdicts, {"board": spec.name, "tolerance_scale": scale})
+
+
+def run_child(command: list[str], log: Path, cwd: Path, on_line: Callable[[str], None]) -> int:
+    """Run a suite in a child process, its output to `log`; on Ctrl-C end it by its pid.
+
+    The child gets a session of its own, so a terminal's Ctrl-C reaches only this process,
+    which asks the child to stop (SIGINT: pytest and Robot then write their results),
+    then terminates it, then kills it. Its QEMU dies with it (PR_SET_PDEATHSIG).
+    """
+    with open(log, "w", encoding="utf-8") as sink:
+        child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 errors="replace", start_new_session=True, preexec_fn=die_with_parent,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            for line in child.stdout:
+                sink.write(line)
+                sink.flush()
+                on_line(line.rstrip("\n"))
+            return child.wait()
+        except BaseException:
+            _end_child(child)
+            raise
+
+
+def _end_child(child: subprocess.Popen) -> None:
+    for sig, grace in ((signal.SIGINT, CHILD_INTERRUPT_GRACE_S), (signal.SIGTERM, CHILD_TERMINATE_GRACE_S),
+                       (signal.SIGKILL, None)):
+        if child.poll() is not None:
+            return
+        try:
+            os.kill(child.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            child.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except KeyboardInterrupt:
+            continue   # a second Ctrl-C: go on to the harder signal at once
+
+
+def run_pytest_suites(suites: Path, board: str, out: Path, scale: float, extra: list[str], progress: Progress,
+                      result: NightlyResult) -> None:
+    """`python -m pytest suites --board ... --junitxml DIR/junit.xml`, its totals from the JUnit XML."""
+    junit = out / "junit.xml"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rfE", str(suites), "--board", board,
+               "--hil-out", str(out / "pytest"), "--junitxml", str(junit), "--tolerance-scale", f"{scale:g}", *extra]
+    suite = SuiteOutcome("pytest", command, links={"junit.xml": "junit.xml", "console output": "pytest.log",
+                                                   "per-test artifacts": "pytest/tests"})
+    result.suites.append(suite)
+    progress.phase("pytest suites", None)
+    outcome = re.compile(r"^(\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
+    collected = re.compile(r"collected (\d+) items?(?: / (\d+) deselected)?(?: / (\d+) selected)?")
+
+    def on_line(line: str) -> None:
+        if m := collected.search(line):
+            progress.total(int(m.group(3) or int(m.group(1)) - int(m.group(2) or 0)))
+        elif m := outcome.match(line):
+            progress.advance(f"{m.group(2).lower():<7} {m.group(1)}")
+
+    t0 = time.monotonic()
+    try:
+        suite.returncode = run_child(command, out / "pytest.log", suites.parent, on_line)
+    finally:
+        suite.seconds = time.monotonic() - t0
+        _junit_totals(junit, suite)
+    if suite.returncode not in (0, 1) and suite.error is None:
+        suite.error = f"pytest exited with {suite.returncode} (see pytest.log)"
+
+
+def _junit_totals(junit: Path, suite: SuiteOutcome) -> None:
+    if not junit.exists():
+        suite.error = "pytest wrote no junit.xml (see pytest.log)"
+        return
+    try:
+        root = ET.parse(junit).getroot()
+    except ET.ParseError as exc:
+        suite.error = f"{junit}: {exc}"
+        return
+    for ts in root.iter("testsuite"):
+        suite.tests += int(ts.get("tests", 0))
+        suite.failed += int(ts.get("failures", 0))
+        suite.errors += int(ts.get("errors", 0))
+        suite.skipped += int(ts.get("skipped", 0))
+        for tc in ts.iter("testcase"):
+            bad = tc.find("failure") if tc.find("failure") is not None else tc.find("error")
+            if bad is not None:
+                why = (bad.get("message") or bad.text or "").strip().splitlines()
+                suite.failures.append((f"{tc.get('classname')}::{tc.get('name')}", why[0] if why else ""))
+    suite.passed = suite.tests - suite.failed - suite.errors - suite.skipped
+
+
+def run_robot_suites(suites: Path, board: str, out: Path, scale: float, extra: list[str], progress: Progress,
+                     result: NightlyResult) -> None:
+    """`python -m robot --outputdir DIR/robot suites/robot`, its totals from output.xml."""
+    robot_out = out / "robot"
+    command = [sys.executable, "-m", "robot", "--outputdir", str(robot_out), "--console", "verbose",
+               "--listener", f"{__name__}.RobotProgressListener",
+               "--variable", f"BOARD:{board}", "--variable", f"TOLERANCE SCALE:{scale:g}", *extra,
+               str(suites / "robot")]
+    suite = SuiteOutcome("robot", command, links={"log.html": "robot/log.html", "report.html": "robot/report.html",
+                                                  "output.xml": "robot/output.xml", "console output": "robot.log"})
+    result.suites.append(suite)
+    progress.phase("robot suites", None)
+
+    def on_line(line: str) -> None:
+        # Robot's own console output is for people; the listener's marks are for us.
+        if (m := _ROBOT_MARK.search(line)) is None:
+            return
+        if m.group(1) == "TESTS":
+            progress.total(int(m.group(2)))
+        else:
+            progress.advance(f"{m.group(1).lower():<7} {m.group(2)}")
+
+    t0 = time.monotonic()
+    try:
+        suite.returncode = run_child(command, out / "robot.log", suites.parent, on_line)
+    finally:
+        suite.seconds = time.monotonic() - t0
+        _robot_totals(robot_out / "output.xml", suite)
+    # Robot's exit status is the number of failed tests; above 250 it is an error of its own.
+    if suite.returncode is not None and suite.returncode > 250 and suite.error is None:
+        suite.error = f"robot exited with {suite.returncode} (see robot.log)"
+
+
+_ROBOT_MARK = re.compile(r"@@bmc-hil (TESTS|PASS|FAIL|SKIP|NOT RUN) (.*)$")
+
+
+class RobotProgressListener:
+    """Listener given to the Robot child: one line per finished test (and the total first)."""
+
+    ROBOT_LISTENER_API_VERSION = 3
+
+    def start_suite(self, data, result) -> None:
+        if data.parent is None:
+            self._say(f"TESTS {data.test_count}")
+
+    def end_test(self, data, result) -> None:
+        self._say(f"{result.status} {data.longname}")
+
+    @staticmethod
+    def _say(text: str) -> None:
+        # Its own line, whatever Robot's console left half written.
+        sys.__stdout__.write(f"\n@@bmc-hil {text}\n")
+        sys.__stdout__.flush()
+
+
+def _robot_totals(output: Path, suite: SuiteOutcome) -> None:
+    if not output.exists():
+        suite.error = "robot wrote no output.xml (see robot.log)"
+        return
+    from robot.api import ExecutionResult, ResultVisitor
+    from robot.errors import DataError
+
+    try:
+        res = ExecutionResult(str(output))
+    except DataError as exc:
+        suite.error = f"{output}: {exc}"
+        return
+    total = res.statistics.total
+    suite.passed, suite.failed, suite.skipped = total.passed, total.failed, total.skipped
+    suite.tests = total.total
+
+    class Failed(ResultVisitor):
+        def visit_test(self, test):
+            if test.failed:
+                suite.failures.append((test.longname, (test.message or "").strip().split("\n")[0]))
+
+    res.visit(Failed())
+
+
+# -- the summary ---------------------------------------------------------------------------
+def write_summary(result: NightlyResult) -> Path:
+    """DIR/summary.html (and summary.json): scenarios with their plots, suite totals, links."""
+    out = result.out
+    report = out / "scenarios" / "report.json"
+    verdicts = {v["scenario"]: v for v in json.loads(report.read_text())["scenarios"]} if report.exists() else {}
+    data = {"board": result.board, "exit_code": result.exit_code, "interrupted": result.interrupted,
+            "seconds": round((result.finished or time.time()) - result.started, 1),
+            "scenarios": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 1), "error": s.error,
+                           "divergences": len(s.verdict["divergences"]) if s.verdict else None}
+                          for s in result.scenarios],
+            "suites": [{k: getattr(s, k) for k in ("name", "returncode", "tests", "passed", "failed", "errors",
+                                                   "skipped", "error", "links")} | {"seconds": round(s.seconds, 1)}
+                       for s in result.suites]}
+    (out / "summary.json").write_text(json.dumps(data, indent=1) + "\n")
+    e = html.escape
+    verdict_word = {0: "pass", 1: "FAIL", 2: "ERROR"}[result.exit_code]
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>bmc-hil nightly</title>"
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}.pass{color:green}.fail{color:#b00}"
+             "pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap}</style></head><body>",
+             f"<h1>bmc-hil nightly: {e(result.board)} "
+             f"<span class='{'pass' if result.exit_code == 0 else 'fail'}' id='overall'>{verdict_word}</span></h1>",
+             f"<p>{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(result.started))}, "
+             f"{data['seconds']:.0f} s; exit code {result.exit_code}</p>"]
+    if result.interrupted:
+        parts.append("<p class='fail' id='interrupted'>Interrupted (Ctrl-C or SIGTERM): what follows is what was "
+                     "done before.</p>")
+    parts += ["<h2>Scenarios (oracle)</h2>",
+              "<table id='scenarios'><tr><th>scenario</th><th>verdict</th><th>predicted</th><th>observed</th>"
+              "<th>divergences</th><th>seconds</th></tr>"]
+    for s in result.scenarios:
+        v = verdicts.get(s.name)
+        cls = "pass" if s.status == "pass" else "fail"
+        parts.append(f"<tr class='scenario' data-scenario='{e(s.name)}' data-verdict='{e(s.status)}'>"
+                     f"<td><a href='#scenario-{e(s.name)}'>{e(s.name)}</a></td><td class='{cls}'>{e(s.status)}</td>"
+                     f"<td>{v['predicted'] if v else ''}</td><td>{v['observed'] if v else ''}</td>"
+                     f"<td>{len(v['divergences']) if v else ''}</td><td>{s.seconds:.0f}</td></tr>")
+    parts.append("</table>")
+    if verdicts:
+        parts.append("<p><a class='artifact' href='scenarios/report.html'>scenario report</a> · "
+                     "<a class='artifact' href='scenarios/report.json'>report.json</a></p>")
+    for s in result.scenarios:
+        parts.append(f"<h3 id='scenario-{e(s.name)}'>{e(s.name)}: {e(s.status)}</h3>")
+        if s.error is not None:
+            parts.append(f"<pre class='error'>{e(s.error)}</pre>")
+            parts.append(f"<p>Artifacts kept in <a href='scenarios/{e(s.name)}/'>scenarios/{e(s.name)}/</a></p>")
+            continue
+        parts.append(f"<img class='timeline' data-scenario='{e(s.name)}' src='scenarios/{e(s.name)}.timeline.png' "
+                     f"alt='timeline of {e(s.name)}'>")
+        parts.append(_divergence_table(verdicts.get(s.name) or s.verdict))
+    parts.append("<h2>Suites</h2><table id='suites'><tr><th>suite</th><th>tests</th><th>passed</th><th>failed</th>"
+                 "<th>errors</th><th>skipped</th><th>seconds</th><th>results</th></tr>")
+    for s in result.suites:
+        links = " · ".join(f"<a class='artifact' href='{e(p)}'>{e(label)}</a>" for label, p in s.links.items()
+                           if (out / p).exists())
+        parts.append(f"<tr class='suite' data-suite='{e(s.name)}' data-tests='{s.tests}' data-passed='{s.passed}' "
+                     f"data-failed='{s.failed + s.errors}' data-skipped='{s.skipped}'>"
+                     f"<td class='{'pass' if s.ok else 'fail'}'>{e(s.name)}</td><td>{s.tests}</td><td>{s.passed}</td>"
+                     f"<td>{s.failed}</td><td>{s.errors}</td><td>{s.skipped}</td><td>{s.seconds:.0f}</td>"
+                     f"<td>{links}</td></tr>")
+    parts.append("</table>")
+    for s in result.suites:
+        if s.error is not None:
+            parts.append(f"<p class='fail'>{e(s.name)}: {e(s.error)}</p>")
+        if s.failures:
+            parts.append(f"<h3>{e(s.name)}: failed</h3><ul>" + "".join(
+                f"<li><code>{e(name)}</code>: {e(why)}</li>" for name, why in s.failures) + "</ul>")
+    parts.append("</body></html>")
+    path = out / "summary.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def _divergence_table(verdict: dict) -> str:
+    rows = verdict["divergences"]
+    if not rows:
+        return "<p class='pass'>No divergence: the board did what Linux 6.1 would have done.</p>"
+    t0 = verdict["start_ns"]
+
+    def ms(ns, rel=True):
+        return "" if ns is None else f"{(ns - (t0 if rel else 0)) / 1e6:.1f}"
+
+    out = ["<table class='divergences'><tr><th>kind</th><th>stream</th><th>field</th><th>predicted (ms)</th>"
+           "<th>observed (ms)</th><th>frame</th><th>delta (ms)</th><th>tolerance (ms)</th><th>predicted value</th>"
+           "<th>observed value</th></tr>"]
+    for r in rows:
+        cells = (r["kind"], r.get("stream_name", ""), r.get("field") or "", ms(r.get("pred_ns")), ms(r.get("obs_ns")),
+                 r.get("frame") or "", ms(r.get("delta_ns"), False), ms(r.get("tol_ns"), False),
+                 r.get("pred_value") if r.get("field") else "", r.get("obs_value") if r.get("field") else "")
+        out.append("<tr class='divergence'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+# -- the whole run ---------------------------------------------------------------------------
+def default_suites_dir() -> Path:
+    """`./suites` when run from a checkout of a project with suites, else the harness's own."""
+    here = Path.cwd() / "suites"
+    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "suites"
+
+
+def nightly(board: str, out: Path, tolerance_scale: float = 1.0, scenarios: list[str] | None = None,
+            pytest_args: list[str] = (), robot_args: list[str] = (), suites: Path | None = None,
+            progress: Progress | None = None) -> NightlyResult:
+    """Run the scenarios, the pytest suites and the Robot suites; write the summary after each."""
+    from harness.board import load_board_file
+    from harness.scenario import builtin_scenarios
+
+    if not tolerance_scale > 0:
+        raise NightlyError(f"--tolerance-scale must be > 0, got {tolerance_scale}")
+    spec = load_board_file(board)
+    # The children resolve a board file from their own cwd: hand them an absolute path.
+    board_arg = board if board == "emulated" else str(Path(board).resolve())
+    suites = (suites or default_suites_dir()).resolve()
+    if not (suites / "robot").is_dir():
+        raise NightlyError(f"{suites}: no suites here (expected pytest suites and a robot/ folder)")
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    progress = progress or Progress()
+    result = NightlyResult(spec.name, out, time.time())
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run_scenarios(spec, list(scenarios or builtin_scenarios()), out / "scenarios", tolerance_scale, progress, result)
+        write_summary(result)
+        run_pytest_suites(suites, board_arg, out, tolerance_scale, list(pytest_args), progress, result)
+        write_summary(result)
+        run_robot_suites(suites, board_arg, out, tolerance_scale, list(robot_args), progress, result)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        progress.stop()
+        result.finished = time.time()
+        write_summary(result)
+    return result
+
+
+def _interrupt(signum, frame):
+    # SIGTERM (a CI job cancelled) ends the run as Ctrl-C does: children ended, summary kept.
+    raise KeyboardInterrupt
