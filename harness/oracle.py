@@ -131,6 +131,7 @@ class Observation:
     event_table: EventTable
     timeline: object
     captures: list[Path]
+    host_events: Path
     boot_ns: int                     # the common time of the first boot's guest clock 0
     ifup_ns: int                     # the first "Link is Up" after that boot (eth0 up)
 
@@ -195,7 +196,7 @@ def observe(art: Artifacts, declared: FirmwareConfig) -> Observation:
 
     return Observation(declared, frames, cat(kinds, np.int16), cat(dirs, np.int8), cat(files, np.int64),
                        cat(numbers, np.int64), cat(probes, bool), events, ev.kind.astype(np.int16), ev, timeline,
-                       list(art.captures), boot_ns, ifup_ns)
+                       list(art.captures), art.host_events, boot_ns, ifup_ns)
 
 
 def _pin_filter_dump(timeline, host_events: Path, qmp: EventTable, n_files: int) -> None:
@@ -358,6 +359,12 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
             raw = frame_bytes(path.read_bytes(), set(obs.frame_number[sel].tolist()))
             learn += [(int(obs.frames.time_ns[i]), 2, {"kind": "learn", "raw": raw[int(obs.frame_number[i])]})
                       for i in sel]
+    inputs += _board_connects(obs, learn, end_ns)
+    # phylib's poll phase, learnt from the board's own Link is Up/Down lines.
+    for i in np.flatnonzero(np.isin(obs.event_kind, [EventKind.LINK_DOWN, EventKind.LINK_UP])):
+        t = int(obs.events.time_ns[i])
+        if obs.boot_ns <= t <= end_ns:
+            learn.append((t, 3, {"kind": "phy_seen"}))
     queue = sorted(inputs + learn, key=lambda x: (x[0], x[1]))
     flows: dict[tuple, _Flow] = {}
     down_since = None
@@ -374,33 +381,37 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
         if t_in is not None and t_in == now:
             _, _, ev = queue[qi]
             qi += 1
-            if ev["kind"] == "learn":
+            kind = ev["kind"]
+            if kind == "learn":
                 key = _tcp_flow_key(ev["raw"], board_ip)
                 if key is not None:
                     flow = flows.setdefault(key[0], _Flow())
                     if flow.obs_isn is None:
                         flow.obs_isn, flow.obs_ts = _tcp_seq_ts(ev["raw"], key[1])
                 continue
-            if ev["kind"] == "frame":
-                frame = ev["raw"]
-                key = _tcp_flow_key(frame, board_ip)
-                if key is not None and key[0] in flows:
-                    frame = _rewrite_acks(frame, key[1], flows[key[0]])
-                run.fed.append((now + shift, frame))
-                ev = {"kind": "frame", "raw": frame}
-            if ev["kind"] == "link":
-                if not ev["up"] and down_since is None:
-                    down_since = now + shift
-                elif ev["up"] and down_since is not None:
-                    run.constraints.append({"kind": "no_frames_between", "from": down_since, "to": now + shift})
-                    down_since = None
-            try:
-                out = model.handle(now, ev)
-            except Exception as exc:  # noqa: BLE001 - the model refusing an input is a finding, keep going
-                run.constraints.append({"kind": "model_refused_input", "t": now + shift, "input": ev.get("kind"),
-                                        "error": str(exc)})
-                out = []
-            run.inputs += 1
+            if kind == "phy_seen":
+                out = model.phy_poll_observed(now) if model.up else []
+            else:
+                if kind == "frame":
+                    frame = ev["raw"]
+                    key = _tcp_flow_key(frame, board_ip)
+                    if key is not None and key[0] in flows:
+                        frame = _rewrite_acks(frame, key[1], flows[key[0]])
+                    run.fed.append((now + shift, frame))
+                    ev = {"kind": "frame", "raw": frame}
+                elif kind == "link":
+                    if not ev["up"] and down_since is None:
+                        down_since = now + shift
+                    elif ev["up"] and down_since is not None:
+                        run.constraints.append({"kind": "no_frames_between", "from": down_since, "to": now + shift})
+                        down_since = None
+                try:
+                    out = model.handle(now, ev)
+                except Exception as exc:  # noqa: BLE001 - the model refusing an input is a finding, keep going
+                    run.constraints.append({"kind": "model_refused_input", "t": now + shift, "input": kind,
+                                            "error": str(exc)})
+                    out = []
+                run.inputs += 1
         else:
             out = model.on_timer(now)
         for p in out:
@@ -418,6 +429,29 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
     if down_since is not None:
         run.constraints.append({"kind": "no_frames_between", "from": down_since, "to": end_ns})
     return run
+
+
+def _board_connects(obs: Observation, learn: list, end_ns: int) -> list[tuple[int, int, dict]]:
+    """The board's own connect() calls, as model inputs at the time of their first SYN.
+
+    The harness records when it asked the board to connect (`board_connect`); the call
+    itself is seen in the capture: the first SYN from the board to that port, whose
+    source port (Linux picks it at random) the model is told to bind."""
+    records = [json.loads(line) for line in obs.host_events.read_text().splitlines() if '"board_connect"' in line]
+    out, used = [], set()
+    for n, rec in enumerate(records):
+        for t, _, item in learn:
+            raw = item["raw"]
+            key = _tcp_flow_key(raw, int(obs.declared.interface.address.ip))
+            if key is None or t in used or t < rec["host_wall_ns"] - 2_000_000_000 or t > end_ns:
+                continue
+            (peer_ip, peer_port, board_port), off = key
+            if peer_port == rec["port"] and raw[off + 13] & 0x12 == 0x02:  # SYN without ACK
+                used.add(t)
+                out.append((t, 0, {"kind": "connect", "fd": f"board{n}", "addr": rec["addr"],
+                                   "port": rec["port"], "sport": board_port}))
+                break
+    return out
 
 
 # -- predicted events ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from harness.board import BoardState, BoardStrategy, timeouts_for
 from harness.board.boardfile import BoardSpec
 from harness.errors import BoardError, HarnessError
 from harness.oracle import Artifacts, Tolerance, Verdict, check_run
-from harness.scenario import Scenario, ScenarioError, Step, connect_port
+from harness.scenario import Scenario, ScenarioError, Step, connect_port, peer_ip_str
 
 CONNECT_HOLD_S = 0.5
 
@@ -96,6 +96,11 @@ def do_step(board, step: Step) -> dict:
         return _do_connect(board, step)
     elif step.do == "frame":
         board.wire.inject(bytes.fromhex(step.args["hex"].replace(" ", "")))
+    elif step.do == "board_connect":
+        peer, port = peer_ip_str(board.declared), int(step.args["port"])
+        # The board's own connect(): busybox nc in its own session, left to retry on its own.
+        board.run(f"setsid nc -w 120 {peer} {port} </dev/null >/dev/null 2>&1 &", timeout=10)
+        board.record("board_connect", addr=peer, port=port)
     return {}
 
 

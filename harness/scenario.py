@@ -10,6 +10,7 @@
       - {at: 6s,  do: watchdog_starve}
       - {at: 20s, do: connect, port: 81}         # a port the firmware does not serve
       - {at: 21s, do: reboot}
+      - {at: 22s, do: board_connect, port: 9}    # the board connects out to the peer
       - {at: 22s, do: frame, hex: "ffff..."}     # raw frame from the peer (wire mode, predict)
 
 The same file drives a board (`bmc-hil run`) and the model (`bmc-hil predict`):
@@ -35,6 +36,7 @@ STEP_FIELDS: dict[str, set[str]] = {
     "watchdog_stop": set(),
     "reboot": set(),
     "connect": {"service", "port"},
+    "board_connect": {"port"},
     "frame": {"hex"},
 }
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min)?\s*$")
@@ -150,6 +152,8 @@ def _check_args(do: str, args: dict, where: str, source: str) -> None:
             need_int("period", 1, 4294)
             if args["period"] >= args["timeout"]:
                 raise ScenarioError(f"{source}: {where}.period: must be shorter than the timeout")
+    elif do == "board_connect":
+        need_int("port", 1, 65535)
     elif do == "connect":
         if ("service" in args) == ("port" in args):
             raise ScenarioError(f"{source}: {where}: give exactly one of service or port")
@@ -162,6 +166,12 @@ def _check_args(do: str, args: dict, where: str, source: str) -> None:
         if not isinstance(h, str) or not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", h.replace(" ", "")) \
                 or len(h.replace(" ", "")) < 28:
             raise ScenarioError(f"{source}: {where}.hex: expected an Ethernet frame as hex (14 bytes or more)")
+
+
+def peer_ip_str(config) -> str:
+    """The peer the board talks to: its gateway (QEMU slirp's 10.0.2.2 on the emulated board)."""
+    iface = config.interface
+    return str(iface.gateway or next(iter(iface.address.network.hosts())))
 
 
 def connect_port(step: Step, config) -> int:
@@ -192,7 +202,7 @@ def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_STAR
     )
 
     iface = config.interface
-    peer_ip = ip4(str(iface.gateway or next(iter(iface.address.network.hosts()))))
+    peer_ip = ip4(peer_ip_str(config))
     board_ip = ip4(str(iface.address.ip))
     peer_mac, board_mac = mac_bytes(PEER_MAC), mac_bytes(iface.mac)
     inputs: list[dict[str, Any]] = []
@@ -211,6 +221,9 @@ def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_STAR
             inputs.append({"t": t, "kind": "reboot"})
         elif step.do == "frame":
             inputs.append({"t": t, "kind": "frame", "hex": step.args["hex"].replace(" ", "")})
+        elif step.do == "board_connect":
+            inputs.append({"t": t, "kind": "connect", "fd": f"board{n}", "addr": peer_ip_str(config),
+                           "port": step.args["port"]})
         elif step.do == "connect":
             # slirp asks for the board's MAC first (the board learns the peer from it), then SYNs.
             arp = ArpRepr(op=ARPOP_REQUEST, sha=peer_mac, sip=peer_ip, tha=b"\0" * 6, tip=board_ip)

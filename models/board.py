@@ -13,7 +13,7 @@ Inputs (dicts, times in integer nanoseconds under "t"):
   {"t": ..., "kind": "watchdog_sigterm" | "watchdog_sigkill" | "watchdog_hang"}
   {"t": ..., "kind": "reboot"}                       `reboot` at the shell
   {"t": ..., "kind": "tx_stall"}                     clear MACCR TXDMA_EN (fault injection)
-  {"t": ..., "kind": "connect", "fd": "c1", "addr": "10.0.2.2", "port": 80}
+  {"t": ..., "kind": "connect", "fd": "c1", "addr": "10.0.2.2", "port": 80}   (+ "sport": bind it first)
   {"t": ..., "kind": "send" | "close", "fd": "c1", "data": "..."}
 """
 
@@ -283,6 +283,9 @@ class Board:
                 raise ModelUsageError(f"connect at {now} ns: the board is not up")
             fd = self.sockets.socket()
             self.fds[name] = fd
+            if event.get("sport"):
+                # the port an observed connect() got (Linux picks it at random): bind it first
+                self.sockets.bind(fd, 0, int(event["sport"]))
             self._tcp_out(now, self.sockets.connect(now, fd, ip4(event["addr"]), int(event["port"])))
             return
         if name not in self.fds:
@@ -363,6 +366,16 @@ class Board:
         if self.sockets.poll_at() is not None and self.sockets.poll_at() <= now:
             self._tcp_out(now, self.sockets.on_timer(now))
         return self._flush()
+
+    def phy_poll_observed(self, now: int) -> list[Predicted]:
+        """phylib was seen polling at `now` (its Link is Up/Down line): run the poll now.
+
+        The poll's phase is one of the things Linux leaves to chance (the delayed work
+        drifts by a jiffy here and there); like an ISN, it is learnt from the board, and
+        later polls follow every PHY_STATE_TIME from here.
+        """
+        self.next_phy_poll = now
+        return self.on_timer(now)
 
     def _phy_poll(self, now: int) -> None:
         """phy_state_machine -> phy_link_up/down -> phy_link_change -> ftgmac100_adjust_link."""

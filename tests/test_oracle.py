@@ -17,7 +17,7 @@ from harness.runner import check_scenario, run_scenario
 from harness.scenario import load_scenario
 from models.config import DEFAULT_CONFIG
 
-BUILTINS = ["handshake", "closed-port", "link-flap", "watchdog-starve"]
+BUILTINS = ["handshake", "closed-port", "link-flap", "watchdog-starve", "board-connect-flap"]
 
 
 def seeded(**image_over):

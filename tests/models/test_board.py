@@ -215,3 +215,36 @@ def test_after_a_link_flap_the_synack_goes_once_the_peer_replies(linux_frames):
     # arp_process: neigh_event_ns releases the arp_queue before arp_send_dst sends the reply
     assert after == [(sec(25), "arp-request", None), (sec(25) + ms(2), "arp-queue-release", "S."),
                      (sec(25) + ms(2), "arp-reply", None)]
+
+
+def test_observed_phy_poll_sets_the_phase_of_later_polls():
+    board = Board(FirmwareConfig.default(), boot=BootTiming(Window(sec(1), sec(1)), Window(0, 0)), phy_phase=0)
+    board.on_timer(sec(1))                      # ifup, first poll: Link is Up
+    board.handle(sec(3), {"kind": "link", "up": False})
+    out = board.phy_poll_observed(sec(3) + ms(400))  # the board's line came 400 ms after the cut
+    assert [p.detail["text"] for p in out if p.kind == "console"] == \
+        ["ftgmac100 1e660000.ethernet eth0: Link is Down"]
+    assert out[0].t == sec(3) + ms(400)
+    assert board.poll_at() <= board.next_phy_poll == sec(4) + ms(400)
+
+
+def test_board_connect_with_an_observed_source_port_binds_it():
+    from models.wire import ARPOP_REPLY, ETH_P_ARP, ArpRepr, ip4, mac_bytes
+
+    board = Board(FirmwareConfig.default(), boot=BootTiming(Window(0, 0), Window(0, 0)), phy_phase=0)
+    board.on_timer(0)  # eth0 up, carrier on, services listening
+    out = board.handle(sec(1), {"kind": "connect", "fd": "c", "addr": "10.0.2.2", "port": 9, "sport": 36662})
+    assert len([p for p in out if p.kind == "frame"]) == 1  # the ARP request for the peer
+    peer = mac_bytes("52:55:0a:00:02:02")
+    reply = ArpRepr(ARPOP_REPLY, peer, ip4("10.0.2.2"), mac_bytes("52:54:00:12:34:56"), ip4("10.0.2.15"))
+    out = board.handle(sec(1) + ms(1), {"kind": "frame", "raw": EthernetRepr(mac_bytes("52:54:00:12:34:56"), peer,
+                                                                              ETH_P_ARP).emit(reply.emit())})
+    syns = []
+    for p in out:
+        if p.kind != "frame":
+            continue
+        eth, payload = EthernetRepr.parse(p.frame)
+        if eth.ethertype == 0x0800:
+            ip, seg = Ipv4Repr.parse(payload)
+            syns.append(TcpRepr.parse(seg, ip.src, ip.dst)[0])
+    assert [(t.src_port, t.dst_port, t.flags) for t in syns] == [(36662, 9, 0x02)]
