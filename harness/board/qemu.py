@@ -43,6 +43,7 @@ QEMU_BINARY = "qemu-system-arm"
 # The guest's slirp addresses (QEMU's defaults for user networking).
 SLIRP_NET = "10.0.2.0/24"
 LINK_UP_RE = re.compile(r"eth0: Link is Up")
+LINK_DOWN_RE = re.compile(r"eth0: Link is Down")
 
 
 def free_port() -> int:
@@ -296,12 +297,21 @@ class QemuBoard(Board):
             threading.Thread(target=self._reassert_link_down, daemon=True).start()
 
     def _reassert_link_down(self) -> None:
-        try:
-            if self._qmp is not None and not self._link_up:
+        # The driver resets the MAC again from its reset task right after Link is Up, so
+        # one re-assertion can come too early: repeat until the guest logs Link is Down.
+        for _ in range(4):
+            try:
+                if self._qmp is None or self._link_up:
+                    return
+                since = self._console.cursor() if self._console is not None else 0
                 self._qmp.execute("set_link", {"name": NETDEV_ID, "up": False})
                 self.record("link_down_reasserted")
-        except BoardError:
-            pass  # the board went away meanwhile; power_off reports that
+                if self._console is None:
+                    return
+                self._console.expect(LINK_DOWN_RE, 1.5, since=since, check_panic=False)
+                return
+            except BoardError:
+                continue  # not seen yet (or the board went away: power_off reports that)
 
     # -- capture -------------------------------------------------------------------
     def capture_start(self, path: Path) -> None:
