@@ -134,3 +134,15 @@ def test_peer_acks_move_into_the_models_sequence_space():
     ip, seg2 = Ipv4Repr.parse(payload)            # checksums verified
     moved, _ = TcpRepr.parse(seg2, ip.src, ip.dst)
     assert moved.ack == 43 and moved.timestamp == (77, 200) and moved.seq == 5000
+
+
+@pytest.mark.board
+def test_seeded_tcp_timestamps_off_is_a_field_mismatch_on_the_boards_own_syn(tmp_path):
+    spec = seeded(sysctls={"net.ipv4.tcp_timestamps": 0})
+    v = check_scenario(spec, run_scenario(spec, load_scenario("board-connect-flap"), tmp_path, log=lambda m: None),
+                       Tolerance())
+    syn = [r for r in v.rows if r["stream_name"] == "TCP_SYN"]
+    assert syn and all(r["kind"] == "FIELD_MISMATCH" for r in syn)
+    assert {"tcp_timestamps", "tcp_opt_order"} <= {r["field"] for r in syn}
+    ts = next(r for r in syn if r["field"] == "tcp_timestamps")
+    assert (ts["pred_value"], ts["obs_value"]) == (1, 0)
