@@ -448,10 +448,30 @@ def _board_connects(obs: Observation, learn: list, end_ns: int) -> list[tuple[in
             (peer_ip, peer_port, board_port), off = key
             if peer_port == rec["port"] and raw[off + 13] & 0x12 == 0x02:  # SYN without ACK
                 used.add(t)
-                out.append((t, 0, {"kind": "connect", "fd": f"board{n}", "addr": rec["addr"],
-                                   "port": rec["port"], "sport": board_port}))
+                # connect() came before its SYN by the ARP resolution, if the board had to ask.
+                t_call = _resolution_start(obs, peer_ip, rec["host_wall_ns"] - 2_000_000_000, t)
+                out.append((t_call, 0, {"kind": "connect", "fd": f"board{n}", "addr": rec["addr"],
+                                        "port": rec["port"], "sport": board_port}))
                 break
     return out
+
+
+def _resolution_start(obs: Observation, peer_ip: int, not_before: int, syn_t: int) -> int:
+    """The time of the board's broadcast ARP request for `peer_ip` that led to a SYN at
+    `syn_t` (the last one before it), or `syn_t` when it needed none."""
+    sel = np.flatnonzero((obs.frame_dir == FROM_BOARD) & (obs.frame_kind == EventKind.ARP_REQUEST)
+                         & ~obs.frame_probe & (obs.frames.time_ns >= not_before) & (obs.frames.time_ns <= syn_t))
+    best = syn_t
+    for f, path in enumerate(obs.captures):
+        mine = sel[obs.frame_file[sel] == f]
+        if not mine.size:
+            continue
+        raw = frame_bytes(path.read_bytes(), set(obs.frame_number[mine].tolist()))
+        for i in mine:
+            frame = raw[int(obs.frame_number[i])]
+            if int.from_bytes(frame[38:42], "big") == peer_ip:
+                best = min(best, int(obs.frames.time_ns[i]) - 1_000)
+    return best
 
 
 # -- predicted events ------------------------------------------------------------------------
@@ -466,8 +486,9 @@ def predicted_events(obs: Observation, run: ModelRun, start_ns: int, end_ns: int
     fe = frame_events(table, obs.declared)
     keep = (fe.direction == FROM_BOARD) & np.isin(fe.kind, KERNEL_FRAME_KINDS) & \
         ~_unicast_arp_request(table, fe) & (fe.events.time_ns >= start_ns) & (fe.events.time_ns <= end_ns)
-    # Windows: the model gives one for what Linux randomises; else a point.
-    win = {p.t: p.window for p in run.outputs if p.kind == "frame" and p.window is not None}
+    # Windows: the model gives one for what Linux randomises; a retransmission fired by a
+    # kernel timer may come up to one timer-wheel granule late; else a point.
+    win = _frame_windows(run, int(obs.declared.interface.address.ip))
     idx = np.flatnonzero(keep)
     t = fe.events.time_ns[idx]
     lo = np.array([win[int(x)].earliest if int(x) in win else int(x) for x in t], np.int64)
@@ -520,6 +541,22 @@ def predicted_events(obs: Observation, run: ModelRun, start_ns: int, end_ns: int
                                  tol_frac=tol.fraction, win_lo=np.concatenate(los), win_hi=np.concatenate(his),
                                  anchor=np.concatenate(anchors))
     return pred, kinds
+
+
+def _frame_windows(run: ModelRun, board_ip: int) -> dict:
+    from models.clock import Window, timer_wheel_slack
+
+    win, last = {}, {}
+    for p in sorted((p for p in run.outputs if p.kind == "frame"), key=lambda p: p.t):
+        key = _tcp_flow_key(p.frame, board_ip)
+        flow = key[0] if key is not None else None
+        if p.window is not None:
+            win[p.t] = p.window
+        elif "retransmit" in str(p.detail.get("cause", "")) and flow in last:
+            win[p.t] = Window(p.t, p.t + timer_wheel_slack(p.t - last[flow]))
+        if flow is not None:
+            last[flow] = p.t
+    return win
 
 
 def observed_outputs(obs: Observation, start_ns: int, end_ns: int, use_qmp_resets: bool) -> ObservedEvents:

@@ -45,11 +45,14 @@ def open_scenario_board(spec: BoardSpec, scenario: Scenario, out: Path):
         from harness.board.qemu import QemuBoard
         from harness.image import build_image
 
-        if any(s.do == "frame" for s in scenario.steps) and spec.network != "wire":
+        network = "wire" if scenario.peer == "silent" else spec.network
+        if any(s.do == "frame" for s in scenario.steps) and network != "wire":
             raise ScenarioError(f"{scenario.source}: frame steps need a board with network: wire")
         image = build_image(spec.image_config or spec.firmware, log=lambda m: None)
-        return QemuBoard(image, out, machine=spec.machine, network=spec.network, declared=spec.firmware,
+        return QemuBoard(image, out, machine=spec.machine, network=network, declared=spec.firmware,
                          name=spec.name, extra_forwards=_forwards_for(scenario, spec))
+    if scenario.peer != "slirp":
+        raise ScenarioError(f"{scenario.source}: peer: {scenario.peer} needs an emulated board")
     from harness.board.real import RealBoard
 
     return RealBoard(spec, out)
@@ -74,6 +77,18 @@ def _do_connect(board, step: Step) -> dict:
         return {"connected": False, "error": str(exc)}
 
 
+def _wired(board) -> bool:
+    return getattr(board, "network", "user") == "wire"
+
+
+def _shell(board, command: str) -> None:
+    """A command on the board: over SSH, or on the console when the harness owns the wire."""
+    if _wired(board):
+        board.console.run(command, timeout=10)
+    else:
+        board.run(command, timeout=10)
+
+
 def do_step(board, step: Step) -> dict:
     """One scenario step on a board; returns what happened (for the step log)."""
     if step.do == "link_down":
@@ -89,7 +104,7 @@ def do_step(board, step: Step) -> dict:
     elif step.do == "reboot":
         board.record("reboot")
         try:
-            board.ssh.run("reboot", timeout=5)
+            _shell(board, "reboot")
         except HarnessError:
             pass  # the session goes down with the board
     elif step.do == "connect":
@@ -99,19 +114,32 @@ def do_step(board, step: Step) -> dict:
     elif step.do == "board_connect":
         peer, port = peer_ip_str(board.declared), int(step.args["port"])
         # The board's own connect(): busybox nc in its own session, left to retry on its own.
-        board.run(f"setsid nc -w 120 {peer} {port} </dev/null >/dev/null 2>&1 &", timeout=10)
+        _shell(board, f"setsid nc -w 120 {peer} {port} </dev/null >/dev/null 2>&1 &")
         board.record("board_connect", addr=peer, port=port)
     return {}
 
 
+RUN_FILES = ("console.log", "host-events.jsonl", "qmp.jsonl", "qemu.log", "steps.json", "verdict.json",
+             "predicted.pcap")
+
+
 def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> ScenarioRun:
     out.mkdir(parents=True, exist_ok=True)
+    # The logs append (a board's power cycles go on in one log); a new run starts afresh.
+    for p in [*(out / n for n in RUN_FILES), *out.glob("capture*.pcap")]:
+        p.unlink(missing_ok=True)
     board = open_scenario_board(spec, scenario, out)
     steps = []
     with board:
         board.capture_start(out / "capture.pcap")
-        BoardStrategy(board, timeouts_for(spec)).transition(BoardState.SSH)
-        board.ssh.close()
+        if _wired(board):
+            from harness.board.wire import SilentPeer
+
+            BoardStrategy(board, timeouts_for(spec)).transition(BoardState.NETWORK)
+            SilentPeer(board.wire, peer_ip_str(board.declared))
+        else:
+            BoardStrategy(board, timeouts_for(spec)).transition(BoardState.SSH)
+            board.ssh.close()
         time.sleep(0.5)
         start_wall = time.time_ns()
         t0 = time.monotonic()
@@ -133,7 +161,8 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
 
 
 def check_scenario(spec: BoardSpec, run: ScenarioRun, tol: Tolerance) -> Verdict:
-    capture_clock = "qemu-filter-dump" if spec.kind == "emulated" and spec.network == "user" else "host-wall"
+    wired = run.scenario.peer == "silent" or spec.network == "wire"
+    capture_clock = "qemu-filter-dump" if spec.kind == "emulated" and not wired else "host-wall"
     art = Artifacts.in_dir(run.out_dir, capture_clock)
     if not art.captures:
         raise BoardError(f"{run.out_dir}: the run left no capture")

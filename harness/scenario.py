@@ -2,6 +2,7 @@
 
     name: flap-while-idle
     duration: 8s            # observe this long after the last step (default 5s)
+    peer: slirp             # or silent: a harness-owned wire whose peer answers ARP only
     steps:
       - {at: 0s,  do: connect, service: ssh}     # the peer opens a TCP connection
       - {at: 1s,  do: link_down}
@@ -28,6 +29,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.yamlfile import load_yaml
 
+PEERS = ("slirp", "silent")
 STEP_FIELDS: dict[str, set[str]] = {
     "link_down": set(),
     "link_up": set(),
@@ -69,6 +71,9 @@ class Scenario:
     duration_ns: int = 5_000_000_000
     description: str = ""
     source: str = "<scenario>"
+    # slirp: QEMU user networking (the peer answers); silent: the harness owns the wire and
+    # its peer answers ARP only, so the board's own retransmission timers show.
+    peer: str = "slirp"
 
     @property
     def end_ns(self) -> int:
@@ -108,10 +113,13 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(data: Any, source: str) -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: expected a mapping with name and steps, got {type(data).__name__}")
-    unknown = set(data) - {"name", "description", "duration", "steps"}
+    unknown = set(data) - {"name", "description", "duration", "steps", "peer"}
     if unknown:
         raise ScenarioError(f"{source}: {sorted(unknown)[0]}: unknown field; expected name, description, "
-                            "duration, steps")
+                            "duration, steps, peer")
+    peer = data.get("peer", "slirp")
+    if peer not in PEERS:
+        raise ScenarioError(f"{source}: peer: expected one of {', '.join(PEERS)}, got {peer!r}")
     name = data.get("name") or Path(source).stem
     if not isinstance(name, str):
         raise ScenarioError(f"{source}: name: expected a string, got {name!r}")
@@ -137,7 +145,9 @@ def parse_scenario(data: Any, source: str) -> Scenario:
         steps.append(Step(parse_duration(raw["at"], f"{where}.at", source), do, args, i))
     ordered = sorted(steps, key=lambda s: (s.at_ns, s.index))
     duration = parse_duration(data.get("duration", "5s"), "duration", source)
-    return Scenario(name, tuple(ordered), duration, str(data.get("description", "")), source)
+    if peer == "silent" and any(s.do == "connect" for s in ordered):
+        raise ScenarioError(f"{source}: steps: a silent peer opens no connections (no connect steps)")
+    return Scenario(name, tuple(ordered), duration, str(data.get("description", "")), source, peer)
 
 
 def _check_args(do: str, args: dict, where: str, source: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HZ", "JIFFY", "NSEC_PER_MSEC", "NSEC_PER_SEC", "Window", "ms", "sec", "jiffies"]
+__all__ = ["HZ", "JIFFY", "NSEC_PER_MSEC", "NSEC_PER_SEC", "Window", "ms", "sec", "jiffies", "timer_wheel_slack"]
 
 HZ = 100
 NSEC_PER_MSEC = 1_000_000
@@ -51,3 +51,20 @@ class Window:
 
     def __contains__(self, t: int) -> bool:
         return self.earliest <= t <= self.latest
+
+
+# kernel/time/timer.c: the timer wheel files a timer `delta` jiffies out in level n
+# (delta < LVL_START(n + 1) = 63 << 3n) and rounds its expiry up to that level's
+# granularity LVL_GRAN(n) = 8^n jiffies (calc_index), so it fires up to that much late.
+_LVL_CLK_SHIFT = 3
+_LVL_SIZE = 64
+
+
+def timer_wheel_slack(delta_ns: int) -> int:
+    """How late (ns, at most) a kernel timer set `delta_ns` ahead may fire: one
+    granule of its level, plus the jiffy calc_index always adds."""
+    delta = -(-int(delta_ns) // JIFFY)
+    level = 0
+    while level < 8 and delta >= (_LVL_SIZE - 1) << (level * _LVL_CLK_SHIFT):
+        level += 1
+    return (1 << (level * _LVL_CLK_SHIFT)) * JIFFY + JIFFY

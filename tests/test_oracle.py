@@ -17,7 +17,7 @@ from harness.runner import check_scenario, run_scenario
 from harness.scenario import load_scenario
 from models.config import DEFAULT_CONFIG
 
-BUILTINS = ["handshake", "closed-port", "link-flap", "watchdog-starve", "board-connect-flap"]
+BUILTINS = ["handshake", "closed-port", "link-flap", "watchdog-starve", "board-connect-flap", "syn-retransmit"]
 
 
 def seeded(**image_over):
@@ -146,3 +146,12 @@ def test_seeded_tcp_timestamps_off_is_a_field_mismatch_on_the_boards_own_syn(tmp
     assert {"tcp_timestamps", "tcp_opt_order"} <= {r["field"] for r in syn}
     ts = next(r for r in syn if r["field"] == "tcp_timestamps")
     assert (ts["pred_value"], ts["obs_value"]) == (1, 0)
+
+
+@pytest.mark.board
+def test_seeded_tcp_syn_retries_2_is_a_missing_third_retransmission(tmp_path):
+    spec = seeded(sysctls={"net.ipv4.tcp_syn_retries": 2})
+    v = check_scenario(spec, run_scenario(spec, load_scenario("syn-retransmit"), tmp_path, log=lambda m: None),
+                       Tolerance())
+    assert [(r["kind"], r["stream_name"]) for r in v.rows] == [("MISSING", "TCP_SYN")]
+    assert v.rows[0]["pred_ns"] - v.start_ns > 6_000_000_000   # the one due 7 s after the first

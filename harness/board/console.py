@@ -239,7 +239,8 @@ class SerialConsole:
         """
         tag = f"{time.monotonic_ns() % 10**9:09d}"
         since = self.cursor()
-        self.sendline(f"printf '%s\\n' BEGIN'{tag}'; {command}; printf '%s %s\\n' END'{tag}' $?")
+        sep = " " if command.rstrip().endswith("&") else "; "  # `cmd &;` is a syntax error
+        self.sendline(f"printf '%s\\n' BEGIN'{tag}'; {command}{sep}printf '%s %s\\n' END'{tag}' $?")
         begin, _ = self.expect(re.compile(rf"^BEGIN{tag}$"), timeout, since=since)
         end, m = self.expect(re.compile(rf"^END{tag} (\d+)$"), timeout, since=begin.index + 1)
         with self._cond:

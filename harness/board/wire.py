@@ -160,3 +160,26 @@ class Wire:
         self.capture_stop()
         self._sock.close()
         self.harness_path.unlink(missing_ok=True)
+
+
+class SilentPeer:
+    """A peer on the harness's wire that answers ARP for its address and nothing else:
+    TCP segments to it go unanswered, so the board's own retransmission timers show."""
+
+    def __init__(self, wire: Wire, ip: str, mac: str = "52:55:0a:00:02:02"):
+        import socket as _socket
+
+        self.wire = wire
+        self.ip = _socket.inet_aton(ip)
+        self.mac = bytes.fromhex(mac.replace(":", ""))
+        self.answered = 0
+        wire.on_frame(self._on_frame)
+
+    def _on_frame(self, frame: bytes) -> None:
+        # ARP request (op 1) for our address: answer from our MAC to the asker.
+        if len(frame) >= 42 and frame[12:14] == b"\x08\x06" and frame[20:22] == b"\x00\x01" \
+                and frame[38:42] == self.ip:
+            sha, spa = frame[22:28], frame[28:32]
+            arp = b"\x00\x01\x08\x00\x06\x04\x00\x02" + self.mac + self.ip + sha + spa
+            self.wire.inject(sha + self.mac + b"\x08\x06" + arp + b"\0" * 18)
+            self.answered += 1

@@ -243,7 +243,11 @@ def capture_offset(frame_ns: np.ndarray, host: EventTable, clock_kind: str = "ho
     hi = min(b.hi) if b.hi else None
     method = f"{clock_kind}: prior {prior / 1e9:g} s, bounds from " + ("; ".join(dict.fromkeys(b.why)) or "nothing")
     note = ""
-    if lo is not None and hi is not None:
+    if lo is not None and hi is not None and clock_kind == "host-wall" and lo <= prior <= hi:
+        # The capture is stamped by a host clock: the prior (no offset) is better than the
+        # middle of wide bounds, as long as the bounds allow it.
+        off, spread = prior, prior_err
+    elif lo is not None and hi is not None:
         off, spread = (lo + hi) // 2, hi - lo
         if spread < 0:
             note = "bounds contradict each other: the capture clock jumped, or a record came late"
