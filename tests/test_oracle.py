@@ -155,3 +155,20 @@ def test_seeded_tcp_syn_retries_2_is_a_missing_third_retransmission(tmp_path):
                        Tolerance())
     assert [(r["kind"], r["stream_name"]) for r in v.rows] == [("MISSING", "TCP_SYN")]
     assert v.rows[0]["pred_ns"] - v.start_ns > 6_000_000_000   # the one due 7 s after the first
+
+
+def test_every_console_line_the_model_prints_is_one_ingest_recognises():
+    """The model's strings (read off Linux 6.1) and ingest's table must agree."""
+    from harness.ingest.console import _classify
+    from harness.ingest.events import EventKind
+    from models.board import Board, BootTiming
+    from models.clock import Window, sec
+
+    board = Board(emulated_spec().firmware, boot=BootTiming(Window(0, 0), Window(0, 0)), phy_phase=0)
+    lines = [p.detail["text"] for p in board.on_timer(0) if p.kind == "console"]
+    lines += [p.detail["text"] for p in board.handle(sec(1), {"kind": "link", "up": False}) if p.kind == "console"]
+    lines += [p.detail["text"] for p in board.phy_poll_observed(sec(2)) if p.kind == "console"]
+    board.handle(sec(3), {"kind": "watchdog_daemon_start", "timeout": 5, "period": 1})
+    lines += [p.detail["text"] for p in board.handle(sec(4), {"kind": "watchdog_sigkill"}) if p.kind == "console"]
+    kinds = {EventKind(_classify(line)[0]) for line in lines}
+    assert {EventKind.LINK_UP, EventKind.LINK_DOWN, EventKind.WATCHDOG_DID_NOT_STOP} <= kinds, lines

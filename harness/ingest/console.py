@@ -43,9 +43,11 @@ LINUX_6_1_CONSOLE_MESSAGES: tuple[tuple[EventKind, str, str, str], ...] = (
     (EventKind.WATCHDOG_DID_NOT_STOP, "watchdog: watchdog%d: watchdog did not stop!",
      "drivers/watchdog/watchdog_dev.c watchdog_release (pr_crit)",
      r"^watchdog: watchdog(?P<id>\d+): watchdog did not stop!"),
-    (EventKind.NETDEV_WATCHDOG, "NETDEV WATCHDOG: %s (%s): transmit queue %u timed out",
-     "net/sched/sch_generic.c dev_watchdog (WARN_ONCE)",
-     r"NETDEV WATCHDOG: (?P<dev>\S+) \((?P<driver>[^)]*)\): transmit queue (?P<queue>\d+) timed out"),
+    # 6.1.192 (Debian's linux-source-6.1) prints it with netdev_crit, not the older WARN_ONCE
+    # form "NETDEV WATCHDOG: eth0 (ftgmac100): transmit queue 0 timed out"; both are read.
+    (EventKind.NETDEV_WATCHDOG, "%s %s %s: NETDEV WATCHDOG: CPU: %d: transmit queue %u timed out %u ms",
+     "net/sched/sch_generic.c dev_watchdog (netdev_crit)",
+     r"NETDEV WATCHDOG: (?:CPU: \d+: |(?P<dev>\S+) \((?P<driver>[^)]*)\): )transmit queue (?P<queue>\d+) timed out"),
     (EventKind.RESTARTING, "reboot: Restarting system", "kernel/reboot.c kernel_restart (pr_emerg)",
      r"^reboot: Restarting system"),
     (EventKind.KERNEL_PANIC, "Kernel panic - not syncing: %s", "kernel/panic.c panic",

@@ -64,6 +64,8 @@ def test_kernel_line_after_a_shell_prompt_is_recognised():
     ("watchdog: watchdog0: watchdog did not stop!", EventKind.WATCHDOG_DID_NOT_STOP, 0),
     ("------------[ cut here ]------------ NETDEV WATCHDOG: eth0 (ftgmac100): transmit queue 2 timed out",
      EventKind.NETDEV_WATCHDOG, 2),
+    ("ftgmac100 1e660000.ethernet eth0: NETDEV WATCHDOG: CPU: 0: transmit queue 3 timed out 5040 ms",
+     EventKind.NETDEV_WATCHDOG, 3),
     ("reboot: Restarting system", EventKind.RESTARTING, 0),
     ("Kernel panic - not syncing: No working init found.", EventKind.KERNEL_PANIC, 0),
 ])
