@@ -604,10 +604,6 @@ class Verdict:
                 "timeline": self.timeline, "notes": self.notes}
 
 
-def stream_names(keys: np.ndarray, kinds: np.ndarray) -> dict[int, str]:
-    return {int(k): EventKind(int(kind)).name for k, kind in zip(keys.tolist(), kinds.tolist(), strict=True)}
-
-
 def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: int, scenario: str = "",
               tol: Tolerance = Tolerance(), out_dir: Path | None = None, seed: int = 0) -> Verdict:
     """The whole loop over one run's artifacts for the window [start_ns, end_ns] (common clock)."""
