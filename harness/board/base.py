@@ -10,6 +10,7 @@ live here.
 from __future__ import annotations
 
 import abc
+import json
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -53,8 +54,6 @@ class Board(abc.ABC):
     # -- bookkeeping ---------------------------------------------------------------
     def record(self, name: str, **detail) -> HostEvent:
         """Log a stimulus the harness applied (link down, watchdog kick, ...)."""
-        import json
-
         ev = HostEvent(name, time.monotonic_ns(), time.time_ns(), detail)
         self.host_events.append(ev)
         if not self._host_log.closed:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pyshark
 
-from harness.board.wire import PcapWriter
 from harness.errors import BoardError
+from harness.ingest.pcapwrite import PcapWriter
 from harness.proc import die_with_parent
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import select
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -15,27 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import BoardError
-
-PCAP_MAGIC_NS = 0xA1B23C4D
-LINKTYPE_ETHERNET = 1
-
-
-class PcapWriter:
-    """Append frames to a classic pcap file with nanosecond stamps."""
-
-    def __init__(self, path: Path, snaplen: int = 65535):
-        self.path = Path(path)
-        self._fh = open(self.path, "wb")
-        self._fh.write(struct.pack("<IHHiIII", PCAP_MAGIC_NS, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
-        self._fh.flush()
-
-    def write(self, wall_ns: int, frame: bytes) -> None:
-        sec, nsec = divmod(wall_ns, 1_000_000_000)
-        self._fh.write(struct.pack("<IIII", sec, nsec, len(frame), len(frame)) + frame)
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
+from harness.ingest.pcapwrite import PcapWriter
 
 
 @dataclass(frozen=True)

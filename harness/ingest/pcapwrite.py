@@ -111,13 +111,36 @@ def _records(records: Iterable[Record]):
         yield t, bytes(frame), wire, iface
 
 
+def _pcap_header(order: str, nanosecond: bool, snaplen: int, linktype: int) -> bytes:
+    magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
+    return struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
+
+
+class PcapWriter:
+    """A classic nanosecond pcap of Ethernet frames, written frame by frame and flushed,
+    so what was captured before an interruption stays on disk."""
+
+    def __init__(self, path: str | Path, snaplen: int = 65535):
+        self.path = Path(path)
+        self._fh = open(self.path, "wb")
+        self._fh.write(_pcap_header("<", True, snaplen, 1))
+        self._fh.flush()
+
+    def write(self, time_ns: int, frame: bytes) -> None:
+        sec, nsec = divmod(time_ns, 1_000_000_000)
+        self._fh.write(struct.pack("<IIII", sec, nsec, len(frame), len(frame)) + frame)
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
 def write_pcap(path: str | Path, records: Iterable[Record], nanosecond: bool = False, big_endian: bool = False,
                linktype: int = 1, snaplen: int = 262144) -> Path:
     """A classic pcap file."""
     order = ">" if big_endian else "<"
-    magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
     unit = 1 if nanosecond else 1000
-    parts = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
+    parts = [_pcap_header(order, nanosecond, snaplen, linktype)]
     pack = struct.Struct(order + "IIII").pack
     for t, frame, wire, _ in _records(records):
         sec, rem = divmod(t, 1_000_000_000)
