@@ -119,21 +119,28 @@ class SerialConsole:
     # -- reading -------------------------------------------------------------------
     def _reader(self) -> None:
         while not self._stop.is_set():
+            data = b""
             try:
                 # One byte with the timeout, then whatever else is waiting: a line is
                 # stamped when it arrives, not when a 4 KiB read happens to fill up.
                 data = self._port.read(1)
-                if data:
+                while data and len(data) < 4096 and self._port.in_waiting:
                     data += self._port.read(self._port.in_waiting)
             except (serial.SerialException, OSError) as exc:
+                # The far end went away: keep what it said last, even without a newline.
+                self._deliver(data)
+                self._flush_partial()
                 with self._cond:
                     self._closed_reason = f"console read failed: {exc}"
                     self._cond.notify_all()
                 return
-            if data:
-                for cb in self._raw_listeners:
-                    cb(data)
-                self._feed(data)
+            self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        if data:
+            for cb in self._raw_listeners:
+                cb(data)
+            self._feed(data)
 
     def _feed(self, data: bytes) -> None:
         data = self._partial + data
