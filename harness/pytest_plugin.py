@@ -146,7 +146,7 @@ def hil_under_test(request: pytest.FixtureRequest):
     opts = hil_options(request.config)
     if opts.spec is None:
         pytest.skip(NO_BOARD)
-    from harness.robot.board_under_test import BoardUnderTest
+    from harness.board.under_test import BoardUnderTest
 
     under_test = BoardUnderTest(opts.spec, opts.out_dir / "board", opts.tolerance_scale,
                                 log=lambda msg: print(msg, file=sys.stderr))
@@ -223,7 +223,7 @@ class Oracle:
 
 def assert_board_matches_model(verdict, report: Path | None = None) -> None:
     """Fail, listing the divergence rows, unless the board did what the model predicted."""
-    from harness.robot.board_under_test import mismatch_message
+    from harness.board.under_test import mismatch_message
 
     if not verdict.ok:
         raise AssertionError(mismatch_message(verdict, report))

@@ -2,8 +2,7 @@
 after a test that disturbed it, and the timing checks the suites make on it.
 
 Framework-neutral: the pytest plugin and the Robot library both stand on this, so a
-check reads and fails the same way in either. (It lives beside the Robot library only
-because that is where the suites' code lives for now; it touches no Robot API.)
+check reads and fails the same way in either; it touches no pytest or Robot API.
 
 Every check measures from a stimulus the harness recorded (`Board.record`, host
 monotonic clock) to what the board showed: a console line or a QMP event, stamped on
