@@ -25,16 +25,17 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from .clock import NSEC_PER_SEC, Window, ms, sec
+from .clock import JIFFY, NSEC_PER_SEC, Window, ms, sec, timer_wheel_slack
 from .errors import ModelError, ModelUsageError, WireError
 from .ftgmac100 import NETDEV_PREFIX, Ftgmac100
 from .ipv4 import Fib, Ipv4Layer
 from .neighbour import NeighParams, NeighTable, TxFrame
 from .phy import PHY_STATE_TIME, PhyDevice, Rtl8211e
 from .socket import SocketLayer
-from .tcp import OutSegment, TcpParams
+from .tcp import OutSegment, TcpParams, TimerKind
 from .watchdog import RESTART_LINE, AspeedWdt, BusyboxWatchdog, WatchdogCore
 from .wire import ETH_P_ARP, ETH_P_IP, EthernetRepr, ip4, ip4_str, mac_bytes
+from .wire.icmp import ICMP_HOST_UNREACH
 from .wire.ipv4 import IPPROTO_TCP
 
 __all__ = ["Board", "Predicted", "Prediction", "predict", "BootTiming"]
@@ -144,6 +145,13 @@ class Board:
         self.services_at: int | None = None
         self.next_phy_poll: int | None = None
         self.link_change_at: int | None = None
+        # How late each armed kernel timer may fire: the timer wheel's slack, summed along
+        # the chain of timers that armed it since the last input (see _retime).
+        self._armed: dict[tuple, int] = {}
+        self._late: dict[tuple, int] = {}
+        self._hints: dict[tuple, list[int]] = {}
+        self._timer_objs: dict[tuple, Any] = {}
+        self._learnt: dict[tuple, Window] = {}
         self._power_on(0)
 
     # -- life cycle ------------------------------------------------------------------------
@@ -159,6 +167,7 @@ class Board:
         low, high = (int(x) for x in str(cfg.sysctl("net.ipv4.ip_local_port_range")).split())
         self.sockets = SocketLayer(self.tcp_params, self.rng, (self.addr,), self.ip.source_for, (low, high),
                                    int(cfg.sysctl("net.core.somaxconn")))
+        self.sockets.host_queued = self._in_host_queue
         self.core = WatchdogCore(self.wdt)
         self.daemon: BusyboxWatchdog | None = None
         self.up = False
@@ -180,16 +189,33 @@ class Board:
         self.next_phy_poll = now + self.phy_phase
         self.link_change_at = now
         self.services_at = now + self.boot_timing.to_services.earliest
-        if self.config.watchdog.daemon:
-            self.daemon = BusyboxWatchdog(self.core, self.config.watchdog.timeout, self.config.watchdog.period)
-            self.daemon.start(now)
+
+    def _in_host_queue(self, sk, seq: int) -> bool:
+        """Is a copy of `sk`'s segment at `seq` waiting in a neighbour's arp_queue?"""
+        flow = (sk.local[0], sk.local[1], sk.remote[0], sk.remote[1])
+        for n in self.neigh.entries.values():
+            for packet in n.arp_queue:
+                ihl = (packet[0] & 0x0F) * 4
+                if packet[9] == IPPROTO_TCP and len(packet) >= ihl + 8 and \
+                        (int.from_bytes(packet[12:16], "big"), int.from_bytes(packet[ihl:ihl + 2], "big"),
+                         int.from_bytes(packet[16:20], "big"), int.from_bytes(packet[ihl + 2:ihl + 4], "big")) == flow \
+                        and int.from_bytes(packet[ihl + 4:ihl + 8], "big") == seq:
+                    return True
+        return False
 
     def _start_services(self, now: int) -> None:
+        """The firmware's /init after ifup: the services, then the boot-time watchdog daemon
+        (harness/image/initramfs.py render_init starts `watchdog -T -t` after dropbear and
+        httpd). Its start sets only the kick phase; a SIGKILL's watchdog_release pings the
+        WDT, so the reset after one is at the kill + timeout whatever the phase."""
         self.services_at = None
         for port in self.config.listening_ports:
             fd = self.sockets.socket()
             self.sockets.bind(fd, 0, port)
             self.sockets.listen(fd, 128)
+        if self.config.watchdog.daemon:
+            self.daemon = BusyboxWatchdog(self.core, self.config.watchdog.timeout, self.config.watchdog.period)
+            self.daemon.start(now)
 
     def _reset(self, now: int, cause: str) -> None:
         self.resets.append(now)
@@ -274,6 +300,7 @@ class Board:
             self._app(now, event)
         else:
             raise ModelUsageError(f"unknown input kind {kind!r} at {now} ns")
+        self._retime(now, 0)
         return self._flush()
 
     def _app(self, now: int, event: dict[str, Any]) -> None:
@@ -345,7 +372,114 @@ class Board:
         return best
 
     def on_timer(self, now: int) -> list[Predicted]:
-        """Run everything due at `now`, in the order the kernel's timers would fire."""
+        """Run everything due at `now`, in the order the kernel's timers would fire.
+
+        A frame a timer sends gets a window as late as that timer may fire: Linux's timer
+        wheel lets each timer run up to one granule late, and a timer armed by a late one
+        starts late too, so the slack adds up along a chain (a SYN's retransmissions, then
+        the ARP probes of the neighbour entry the last one created) until an input comes."""
+        if self._hints and self._defer_to_hints(now):
+            return []
+        due = [k for k, t in self._armed.items() if t <= now]
+        late = max((self._late.get(k, 0) for k in due), default=0)
+        learnt = [self._learnt.pop(k) for k in due if k in self._learnt]
+        out = self._on_timer(now)
+        for p in out:
+            if p.kind != "frame":
+                continue
+            if learnt:
+                # run when the board ran it; the window is what the model allowed
+                p.window = Window(min(w.earliest for w in learnt), max(w.latest for w in learnt))
+            elif late:
+                w = p.window or Window(p.t, p.t)
+                p.window = Window(w.earliest, w.latest + late)
+        self._retime(now, late)
+        return out
+
+    def _timers(self) -> dict[tuple, int]:
+        """The armed network timers: neighbour entries, TCP sockets, request socks."""
+        armed: dict[tuple, int] = {}
+        objs: dict[tuple, Any] = {}
+        for n in self.neigh.entries.values():
+            if n.timer is not None:
+                armed[("neigh", id(n))] = n.timer
+                objs[("neigh", id(n))] = n
+        for sk in self.sockets.established.values():
+            for name, when in sk.timers.items():
+                armed[("sk", id(sk), name)] = when
+                objs[("sk", id(sk), name)] = sk
+        for s in self.sockets.listeners.values():
+            for req in s.listener.syn_queue.values():
+                armed[("req", id(req))] = req.expires_at
+                objs[("req", id(req))] = req
+        self._timer_objs = objs
+        return armed
+
+    def timer_hints(self, seen: list[tuple[int, tuple]]) -> None:
+        """When the real board's timers fired, as far as its frames tell: `seen` lists
+        (time, what) for the frames it sent, `what` being ("arp", target ip) for a broadcast
+        ARP request or ("tcp", local port, remote ip, remote port) for a SYN, SYN-ACK or
+        data segment. A model timer due at T that may fire up to L late, whose frame the
+        board sent at T <= h <= T + L, is moved to h: like an ISN, the lateness is learnt
+        from the board, and what follows (whether a probe found the carrier back on, when
+        the next retransmission is due) follows the board's clock, not the model's guess.
+        A frame outside the window teaches nothing, so it still shows as a divergence."""
+        hints: dict[tuple, list[int]] = {}
+        for t, what in sorted(seen):
+            hints.setdefault(what, []).append(t)
+        self._hints = hints
+
+    def _hint_key(self, key: tuple) -> tuple | None:
+        obj = self._timer_objs.get(key)
+        if key[0] == "neigh":
+            return ("arp", obj.key)
+        if key[0] == "sk" and key[2] is TimerKind.RETRANSMIT:
+            return ("tcp", obj.local[1], obj.remote[0], obj.remote[1])
+        if key[0] == "req":
+            return ("tcp", obj.local[1], obj.remote[0], obj.remote[1])
+        return None
+
+    def _defer_to_hints(self, now: int) -> bool:
+        """Move due timers to when the board was seen to run them; True if none is left due."""
+        moved = False
+        for key, t in list(self._armed.items()):
+            late = self._late.get(key, 0)
+            if t > now or not late:
+                continue
+            what = self._hint_key(key)
+            times = self._hints.get(what) if what is not None else None
+            if not times:
+                continue
+            while times and times[0] < t - JIFFY:
+                times.pop(0)          # before this timer was due: not its frame
+            if times and times[0] <= t + late:
+                h = times.pop(0)
+                if h > now:
+                    self._set_timer(key, h)
+                    self._armed[key] = h
+                    moved = True
+                self._late[key] = 0   # when it ran is known now
+                self._learnt[key] = Window(t, t + late)
+        return moved and not any(t <= now for t in self._armed.values())
+
+    def _set_timer(self, key: tuple, when: int) -> None:
+        obj = self._timer_objs[key]
+        if key[0] == "neigh":
+            obj.timer = when
+        elif key[0] == "sk":
+            obj.timers[key[2]] = when
+        else:
+            obj.expires_at = when
+
+    def _retime(self, now: int, late: int) -> None:
+        """Timers (re)armed while handling something that ran `late` inherit that lateness
+        plus their own slack (kernel/time/timer.c: one granule of the wheel level)."""
+        armed = self._timers()
+        self._late = {k: (self._late[k] if self._armed.get(k) == t and k in self._late
+                          else late + timer_wheel_slack(max(0, t - now))) for k, t in armed.items()}
+        self._armed = armed
+
+    def _on_timer(self, now: int) -> list[Predicted]:
         if self.wdt.expires_at is not None and self.wdt.expires_at <= now:
             self._reset(now, "watchdog")
             return self._flush()
@@ -363,6 +497,12 @@ class Board:
                 self._emit(log.at, "console", {"text": log.text}, log.window)
         if self.neigh.poll_at() is not None and self.neigh.poll_at() <= now:
             self._xmit(now, self.neigh.on_timer(now))
+            # arp_error_report -> ipv4_link_failure: ICMP host unreachable, sent to the board
+            # itself over loopback, reaches tcp_v4_err after the timer softirq
+            failed, self.neigh.unreachable = self.neigh.unreachable, []
+            for _, packet in failed:
+                if packet[12:16] == self.addr.to_bytes(4, "big"):
+                    self._tcp_out(now, self.sockets.tcp_v4_err(now, packet, ICMP_HOST_UNREACH))
         if self.sockets.poll_at() is not None and self.sockets.poll_at() <= now:
             self._tcp_out(now, self.sockets.on_timer(now))
         return self._flush()

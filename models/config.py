@@ -53,6 +53,7 @@ SYSCTL_DEFAULTS: dict[str, int | str] = {
     "net.ipv4.tcp_window_scaling": 1,
     "net.ipv4.tcp_retries1": 3,
     "net.ipv4.tcp_retries2": 15,
+    "net.ipv4.tcp_early_retrans": 3,
     "net.ipv4.tcp_fin_timeout": 60,
     "net.ipv4.tcp_keepalive_time": 7200,
     "net.ipv4.tcp_keepalive_intvl": 75,
@@ -74,6 +75,8 @@ SYSCTL_DEFAULTS: dict[str, int | str] = {
     "net.ipv4.neigh.default.mcast_solicit": 3,
     "net.ipv4.neigh.default.ucast_solicit": 3,
     "net.ipv4.neigh.default.app_solicit": 0,
+    # IN_DEV_ANDCONF: eth0 evicts its neighbours on carrier loss only if `all` says so too
+    "net.ipv4.conf.all.arp_evict_nocarrier": 1,
     "net.core.somaxconn": 4096,
 }
 
@@ -82,6 +85,7 @@ SYSCTL_DEFAULTS: dict[str, int | str] = {
 _SYSCTL_INT_RANGES: dict[str, tuple[int, int]] = {
     "net.ipv4.tcp_adv_win_scale": (-31, 31),            # tcp_adv_win_scale_min/max
     "net.ipv4.icmp_echo_ignore_broadcasts": (0, 1),     # proc_dou8vec_minmax, ZERO..ONE
+    "net.ipv4.tcp_early_retrans": (0, 4),               # proc_dou8vec_minmax, ZERO..FOUR
     # SOCK_MIN_RCVBUF = 2048 + SKB_DATA_ALIGN(sizeof(struct sk_buff)): 2240 on the board
     "net.core.rmem_max": (2240, 2**31 - 1),
 }

@@ -58,7 +58,8 @@ class NeighParams:
     mcast_reprobes: int = 0
     locktime: int = 1 * NSEC_PER_SEC
     queue_len_bytes: int = 180224   # unres_qlen_bytes: SK_WMEM_MAX (net/ipv4/arp.c arp_tbl)
-    # net.ipv4.conf.eth0.arp_evict_nocarrier: 1 in ipv4_devconf (net/ipv4/devinet.c)
+    # net.ipv4.conf.{all,eth0}.arp_evict_nocarrier: 1 in ipv4_devconf (net/ipv4/devinet.c);
+    # arp_netdev_event() reads them with IN_DEV_ANDCONF, so `all` = 0 turns eviction off
     evict_nocarrier: bool = True
 
     @classmethod
@@ -73,6 +74,7 @@ class NeighParams:
             ucast_probes=int(s(k + "ucast_solicit")),
             app_probes=int(s(k + "app_solicit")),
             queue_len_bytes=int(s(k + "unres_qlen_bytes")),
+            evict_nocarrier=bool(int(s("net.ipv4.conf.all.arp_evict_nocarrier"))),
         )
 
 
@@ -115,6 +117,9 @@ class NeighTable:
         self.reachable_time = rng.randrange(base) + (base >> 1) if base else 0
         self.entries: dict[int, Neighbour] = {}
         self.drops: list[tuple[int, str, str]] = []
+        # packets whose next hop failed to resolve (arp_error_report), for the caller to
+        # turn into ICMP host unreachable to their senders; the caller empties it
+        self.unreachable: list[tuple[int, bytes]] = []
 
     @property
     def reachable_window(self) -> tuple[int, int]:
@@ -235,7 +240,10 @@ class NeighTable:
         if n.state in (Nud.INCOMPLETE, Nud.PROBE):
             if n.probes >= self.max_probes(n):
                 self._set(now, n, Nud.FAILED)
-                for _ in n.arp_queue:   # neigh_invalidate(): arp_error_report for each
+                # neigh_invalidate(): arp_error_report for each queued packet: the board
+                # tells itself the host is unreachable (ipv4_link_failure), then frees it
+                for packet in n.arp_queue:
+                    self.unreachable.append((now, packet))
                     self.drops.append((now, "SKB_DROP_REASON_NEIGH_FAILED", f"{n.key:#x}"))
                 n.arp_queue.clear()
                 return []

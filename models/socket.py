@@ -28,6 +28,7 @@ from .tcp import (
     tcp_select_initial_window,
     tcp_v4_send_reset,
 )
+from .wire.icmp import ICMP_HOST_UNREACH, ICMP_NET_UNREACH
 from .wire.tcp import ACK, FIN, RST, SYN, TcpRepr
 
 __all__ = ["SocketLayer", "Drop", "SOMAXCONN_DEFAULT"]
@@ -77,6 +78,8 @@ class SocketLayer:
         self.listeners: dict[int, _Socket] = {}                            # lhash by port
         self.drops: list[Drop] = []
         self.closed_socks: list[TcpSock] = []
+        # given to every socket: is a copy of its segment still queued below TCP?
+        self.host_queued: Callable[[TcpSock, int], bool] | None = None
 
     # -- syscalls ----------------------------------------------------------------------
     def socket(self) -> int:
@@ -178,6 +181,7 @@ class SocketLayer:
         if s.bound is None:
             s.bound = (src, self._pick_port(s, (addr, port)))
         sk = TcpSock(self.params, self.rng, name=f"{self.name}:fd{fd}")
+        sk.host_queued = self.host_queued
         sk.nodelay, sk.keepalive = s.nodelay, s.keepalive
         s.sk = sk
         out = sk.connect(now, (src, s.bound[1]), (addr, port))
@@ -244,6 +248,30 @@ class SocketLayer:
         if seg.flags & RST:
             return []
         return [tcp_v4_send_reset((dst, seg.dst_port), (src, seg.src_port), seg, len(payload), "rst-no-socket")]
+
+    def tcp_v4_err(self, now: int, packet: bytes, code: int) -> list[OutSegment]:
+        """An ICMP destination unreachable (`code`) quoting `packet`, an IPv4/TCP packet this
+        board sent: find its socket (or request sock, tcp_req_err) and let it react."""
+        if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != 6:
+            return []
+        ihl = (packet[0] & 0x0F) * 4
+        if len(packet) < ihl + 8:
+            return []
+        src, dst = int.from_bytes(packet[12:16], "big"), int.from_bytes(packet[16:20], "big")
+        sport, dport = int.from_bytes(packet[ihl:ihl + 2], "big"), int.from_bytes(packet[ihl + 2:ihl + 4], "big")
+        seq = int.from_bytes(packet[ihl + 4:ihl + 8], "big")
+        sk = self.established.get((src, sport, dst, dport))
+        if sk is not None:
+            out = sk.icmp_unreach(now, seq, code)
+            self._reap(sk)
+            return out
+        lst = self.listeners.get(sport)
+        req = lst.listener.syn_queue.get((dst, dport)) if lst is not None else None
+        if req is not None and seq == req.iss and code in (ICMP_NET_UNREACH, ICMP_HOST_UNREACH):
+            # tcp_req_err(abort): still in SYN_RECV, removed silently
+            del lst.listener.syn_queue[(dst, dport)]
+            self.drops.append(Drop(now, "LINUX_MIB_LISTENDROPS", f"SYN-ACK to {(dst, dport)} unreachable"))
+        return []
 
     def _reap(self, sk: TcpSock) -> None:
         if sk.state is TcpState.CLOSED:
@@ -317,6 +345,7 @@ class SocketLayer:
             return []
         del listener.syn_queue[req.remote]
         child = TcpSock.from_request(now, self.params, self.rng, req, seg, name=f"{self.name}:child")
+        child.host_queued = self.host_queued
         child.keepalive = lst.keepalive
         if child.keepalive:
             child.set_keepalive(now, True)
@@ -355,8 +384,21 @@ class SocketLayer:
         return out
 
     def _reqsk_timer(self, now: int, listener: Listener, req: RequestSock) -> list[OutSegment]:
-        """reqsk_timer_handler(): resend the SYN-ACK with backoff, or drop after synack_retries."""
-        if req.num_timeout >= self.params.synack_retries:
+        """reqsk_timer_handler() (net/ipv4/inet_connection_sock.c): resend the SYN-ACK with
+        backoff, or drop the request once num_timeout reaches max_syn_ack_retries
+        (tcp_synack_retries; syn_ack_recalc without TCP_DEFER_ACCEPT). When the SYN queue is
+        over half full, old requests get fewer retries (never below 2) unless young ones
+        (never timed out) are at least half of it: the "young embrions" pruning."""
+        max_retries = self.params.synack_retries
+        qlen = len(listener.syn_queue)
+        if (qlen << 1) > max(8, listener.backlog):
+            young = sum(1 for r in listener.syn_queue.values() if r.num_timeout == 0) << 1
+            while max_retries > 2:
+                if qlen < young:
+                    break
+                max_retries -= 1
+                young <<= 1
+        if req.num_timeout >= max_retries:
             del listener.syn_queue[req.remote]
             self.drops.append(Drop(now, "REQSK_EXPIRED", f"SYN-ACK to {req.remote} unanswered"))
             return []

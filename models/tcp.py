@@ -17,15 +17,17 @@ from __future__ import annotations
 import enum
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .clock import HZ, JIFFY, NSEC_PER_MSEC, Window, jiffies, sec
 from .config import SYSCTL_DEFAULTS, rmem_triple
 from .errors import ModelUsageError, SocketError
+from .wire.icmp import ICMP_HOST_UNREACH, ICMP_NET_UNREACH
 from .wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, linux_options
 
 __all__ = [
-    "TcpState", "TcpParams", "OutSegment", "TcpSock", "RequestSock",
+    "TcpState", "TcpParams", "OutSegment", "TcpSock", "RequestSock", "TimerKind",
     "TCP_TIMEOUT_INIT", "TCP_TIMEOUT_FALLBACK", "TCP_RTO_MIN", "TCP_RTO_MAX", "TCP_DELACK_MIN",
     "TCP_DELACK_MAX", "TCP_ATO_MIN", "TCP_TIMEWAIT_LEN", "tcp_select_initial_window", "seq_lt", "seq_le",
 ]
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 # include/net/tcp.h, in jiffies at HZ=100, as model time.
 TCP_TIMEOUT_INIT = jiffies(1 * HZ)
 TCP_TIMEOUT_FALLBACK = jiffies(3 * HZ)
+TCP_TIMEOUT_MIN_JIFFIES = 2   # include/net/tcp.h TCP_TIMEOUT_MIN
 TCP_RTO_MAX = jiffies(120 * HZ)
 TCP_RTO_MIN = jiffies(HZ // 5)
 TCP_DELACK_MAX = jiffies(HZ // 5)
@@ -103,6 +106,7 @@ class TcpParams:
     sack: bool = True
     window_scaling: bool = True
     retries2: int = 15
+    early_retrans: int = 3
     fin_timeout: int = sec(60)
     keepalive_time: int = sec(7200)
     keepalive_intvl: int = sec(75)
@@ -124,6 +128,7 @@ class TcpParams:
             sack=bool(s("net.ipv4.tcp_sack")),
             window_scaling=bool(s("net.ipv4.tcp_window_scaling")),
             retries2=int(s("net.ipv4.tcp_retries2")),
+            early_retrans=int(s("net.ipv4.tcp_early_retrans")),
             fin_timeout=sec(int(s("net.ipv4.tcp_fin_timeout"))),
             keepalive_time=sec(int(s("net.ipv4.tcp_keepalive_time"))),
             keepalive_intvl=sec(int(s("net.ipv4.tcp_keepalive_intvl"))),
@@ -197,18 +202,28 @@ class _TxSkb:
     flags: int
     sent_at: int
     retransmitted: bool = False
+    tx_at: int | None = None   # the last (re)transmission: tcp_skb_timestamp_us(skb)
+
+    def __post_init__(self) -> None:
+        if self.tx_at is None:
+            self.tx_at = self.sent_at
 
     @property
     def end_seq(self) -> int:
         return (self.seq + len(self.data) + (1 if self.flags & (SYN | FIN) else 0)) % MOD32
 
 
-class _Timer(enum.Enum):
+class TimerKind(enum.Enum):
+    """A socket's timers (icsk_retransmit_timer, icsk_delack_timer, sk_timer)."""
+
     RETRANSMIT = "retransmit"
     DELACK = "delack"
     KEEPALIVE = "keepalive"
     TIME_WAIT = "time_wait"
     FIN_WAIT2 = "fin_wait2"
+
+
+_Timer = TimerKind
 
 
 @dataclass
@@ -259,6 +274,11 @@ class TcpSock:
         self.transitions: list[tuple[int, TcpState, TcpState]] = []
         self.error: str | None = None
         self.error_at: int | None = None
+        self.soft_error: str | None = None
+        # (sock, seq) -> is a copy of that segment still queued below TCP? (the board's
+        # neighbour layer answers; None: never)
+        self.host_queued: Callable[[TcpSock, int], bool] | None = None
+        self.spurious_rtx_hostqueues = 0   # LINUX_MIB_TCPSPURIOUS_RTX_HOSTQUEUES
         # options
         self.nodelay = False
         self.keepalive = False
@@ -312,6 +332,11 @@ class TcpSock:
         self.backoff = 0
         self.retransmits = 0
         self.retrans_stamp: int | None = None
+        # tail loss probe (tcp_schedule_loss_probe): the retransmit timer is a probe timer
+        # while probe_pending (icsk_pending == ICSK_TIME_LOSS_PROBE)
+        self.probe_pending = False
+        self.tlp_high_seq: int | None = None   # a probe is out (one per tail loss episode)
+        self.loss_high: int | None = None      # CA_Loss after an RTO, until snd_una passes it
         self.total_retrans = 0
         # delayed ACK (icsk_ack)
         self.ack_pending = False
@@ -432,22 +457,26 @@ class TcpSock:
 
     def _arm_rto(self, now: int) -> None:
         self.timers[_Timer.RETRANSMIT] = now + self.rto
+        self.probe_pending = False
 
-    def _write_xmit(self, now: int, push_fin: bool = False) -> None:
-        """tcp_write_xmit(): send what cwnd, the peer's window and Nagle allow."""
+    def _write_xmit(self, now: int, push_fin: bool = False, probe: bool = False) -> None:
+        """tcp_write_xmit(): send what cwnd, the peer's window and Nagle allow; then, if it
+        sent anything, schedule a tail loss probe. `probe` (push_one 2, from the probe
+        itself): one segment, cwnd and Nagle ignored, no new probe scheduled."""
         if self.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1,
                               TcpState.CLOSING, TcpState.LAST_ACK):
             return
+        nxt0 = self.snd_nxt
         while self.write_queue:
             size = min(self.mss_cache, len(self.write_queue))
             in_flight_segs = len(self.rtx_queue)
-            if in_flight_segs >= self.cwnd:
+            if in_flight_segs >= self.cwnd and not probe:
                 break
             wnd_end = (self.snd_una + self.snd_wnd) % MOD32
             if seq_lt(wnd_end, (self.snd_nxt + size) % MOD32):
                 break
             last_of_queue = size == len(self.write_queue)
-            if size < self.mss_cache and not self.nodelay and not (last_of_queue and self.fin_queued):
+            if size < self.mss_cache and not self.nodelay and not probe and not (last_of_queue and self.fin_queued):
                 # Nagle, with Minshall's refinement (tcp_nagle_check): hold a small
                 # segment only while an earlier small one is unacknowledged.
                 if self.rtx_queue and seq_lt(self.snd_una, self.snd_sml) and seq_le(self.snd_sml, self.snd_nxt):
@@ -465,17 +494,81 @@ class TcpSock:
             self._xmit_new(now, flags, data)
             if size < self.mss_cache:
                 self.snd_sml = self.snd_nxt
-        if self.fin_queued and not self.write_queue:
+            if probe:
+                break
+        if self.fin_queued and not self.write_queue and not (probe and self.snd_nxt != nxt0):
             self.fin_queued = False
             self._xmit_new(now, FIN, b"")
+        if self.snd_nxt != nxt0 and not probe:
+            self._schedule_loss_probe(now, False)
 
     def _xmit_new(self, now: int, flags: int, data: bytes) -> None:
         skb = _TxSkb(self.snd_nxt, data, flags, now)
         self.rtx_queue.append(skb)
         self._send(now, flags, skb.seq, data, "fin" if flags & FIN and not data else "data")
         self.snd_nxt = skb.end_seq
-        if _Timer.RETRANSMIT not in self.timers:
-            self._arm_rto(now)
+        if _Timer.RETRANSMIT not in self.timers or self.probe_pending:
+            self._rearm_rto(now)   # tcp_event_new_data_sent()
+
+    # -- tail loss probe (RFC 8985 7; tcp_output.c) ---------------------------------------
+    def _rearm_rto(self, now: int) -> None:
+        """tcp_rearm_rto(): the RTO from now, or, if a probe (or RACK) timer is what is
+        pending, what is left of the RTO since the head's last transmission."""
+        if not self.rtx_queue:
+            self.timers.pop(_Timer.RETRANSMIT, None)
+            self.probe_pending = False
+            return
+        rto = self.rto
+        if self.probe_pending:
+            delta_us = (self.rtx_queue[0].tx_at + self.rto - now) // 1000   # tcp_rto_delta_us()
+            rto = _usecs_to_jiffies_ns(max(delta_us, 1))
+        self.timers[_Timer.RETRANSMIT] = now + min(rto, TCP_RTO_MAX)
+        self.probe_pending = False
+
+    def _schedule_loss_probe(self, now: int, advancing_rto: bool) -> bool:
+        """tcp_schedule_loss_probe(): with SACK, not in loss recovery and data out, probe
+        after 2 srtt + TCP_RTO_MIN (one segment out; else + TCP_TIMEOUT_MIN), or at the
+        RTO if that comes first. False: no probe (the caller arms the RTO)."""
+        if self.params.early_retrans not in (3, 4) or not self.rtx_queue or not self.sack_ok \
+                or self.loss_high is not None:
+            return False
+        if self.srtt_us:
+            timeout = _usecs_to_jiffies_ns(self.srtt_us >> 2)
+            timeout += TCP_RTO_MIN if len(self.rtx_queue) == 1 else jiffies(TCP_TIMEOUT_MIN_JIFFIES)
+        else:
+            timeout = TCP_TIMEOUT_INIT
+        if advancing_rto:
+            rto_delta_us = self.rto // 1000
+        else:
+            rto_delta_us = (self.rtx_queue[0].tx_at + self.rto - now) // 1000
+        if rto_delta_us > 0:
+            timeout = min(timeout, _usecs_to_jiffies_ns(rto_delta_us))
+        self.timers[_Timer.RETRANSMIT] = now + timeout
+        self.probe_pending = True
+        return True
+
+    def _send_loss_probe(self, now: int) -> None:
+        """tcp_send_loss_probe(): new data if the window allows, else the tail again; one
+        probe per episode (tlp_high_seq); then the RTO, from now if a probe went out."""
+        if self.tlp_high_seq is None:
+            sent = False
+            size = min(self.mss_cache, len(self.write_queue))
+            if self.write_queue and seq_le((self.snd_nxt + size) % MOD32, (self.snd_una + self.snd_wnd) % MOD32):
+                nxt = self.snd_nxt
+                self._write_xmit(now, probe=True)
+                sent = self.snd_nxt != nxt
+            elif self.rtx_queue and self._still_in_host_queue(self.rtx_queue[-1]):
+                self.spurious_rtx_hostqueues += 1
+            elif self.rtx_queue:
+                tail = self.rtx_queue[-1]
+                tail.retransmitted = True    # TCPCB_EVER_RETRANS: no RTT sample from it
+                tail.tx_at = now
+                self._send(now, tail.flags, tail.seq, tail.data, "loss-probe-retransmit")
+                sent = True
+            if sent:
+                self.tlp_high_seq = self.snd_nxt
+                self.probe_pending = False   # "Reset s.t. tcp_rearm_rto will restart timer from now"
+        self._rearm_rto(now)
 
     # -- active open -------------------------------------------------------------------
     def connect(self, now: int, local: tuple[int, int], remote: tuple[int, int]) -> list[OutSegment]:
@@ -754,6 +847,12 @@ class TcpSock:
             if not skb.retransmitted:
                 rtt_us = (now - skb.sent_at) // 1000   # Karn: only from segments sent once
         self.snd_una = seg.ack
+        # tcp_process_tlp_ack() (simplified): an ACK at or past the probe ends its episode;
+        # past the loss's high_seq ends CA_Loss
+        if self.tlp_high_seq is not None and seq_le(self.tlp_high_seq, seg.ack):
+            self.tlp_high_seq = None
+        if self.loss_high is not None and seq_le(self.loss_high, seg.ack):
+            self.loss_high = None
         if acked_segs:
             if rtt_us < 0 and self.ts_ok and seg.timestamp and seg.timestamp[1]:
                 rtt_us = ((self._tsval(now) - seg.timestamp[1]) % MOD32) * 1000
@@ -766,9 +865,11 @@ class TcpSock:
             if self.cwnd < self.ssthresh:
                 self.cwnd += acked_segs
             if self.rtx_queue:
-                self._arm_rto(now)
+                if not self._schedule_loss_probe(now, True):   # tcp_set_xmit_timer()
+                    self._rearm_rto(now)
             else:
                 self.timers.pop(_Timer.RETRANSMIT, None)
+                self.probe_pending = False
 
     def _data_queue(self, now: int, seg: TcpRepr, payload: bytes) -> None:
         """tcp_data_queue(): in-order data to the reader, out-of-order to the ofo queue."""
@@ -913,6 +1014,9 @@ class TcpSock:
 
     def _retransmit_timer(self, now: int) -> None:
         """tcp_retransmit_timer(): give up (tcp_write_timeout) or resend the head, back off."""
+        if self.probe_pending:   # tcp_write_timer_handler: ICSK_TIME_LOSS_PROBE
+            self._send_loss_probe(now)
+            return
         if not self.rtx_queue:
             return
         if self._write_timeout(now):
@@ -920,19 +1024,73 @@ class TcpSock:
         head = self.rtx_queue[0]
         if self.retrans_stamp is None:
             self.retrans_stamp = head.sent_at
-        head.retransmitted = True
-        self.total_retrans += 1
-        if head.flags & SYN and self.state is TcpState.SYN_SENT:
-            self._send_syn(now, "syn-retransmit")
-        else:
-            self._send(now, head.flags, head.seq, head.data, "retransmit")
+        syn = head.flags & SYN and self.state is TcpState.SYN_SENT
+        if not syn:
+            # tcp_enter_loss(): CA_Loss until snd_una passes high_seq; the TLP episode ends
+            self.loss_high, self.tlp_high_seq = self.snd_nxt, None
             # RFC 5681 loss: one segment in flight until ACKs come back
             self.ssthresh = max(len(self.rtx_queue) // 2, 2)
             self.cwnd = 1
+        if self._still_in_host_queue(head):
+            # __tcp_retransmit_skb() -> -EBUSY: nothing is sent, yet the timer backs off as if
+            # it had been (only a positive error takes TCP_RESOURCE_PROBE_INTERVAL instead)
+            self.spurious_rtx_hostqueues += 1
+        else:
+            head.retransmitted = True
+            head.tx_at = now
+            self.total_retrans += 1
+            if syn:
+                self._send_syn(now, "syn-retransmit")
+            else:
+                self._send(now, head.flags, head.seq, head.data, "retransmit")
         self.backoff += 1
         self.retransmits += 1
         self.rto = min(self.rto << 1, TCP_RTO_MAX)
         self._arm_rto(now)
+
+    def _still_in_host_queue(self, skb: _TxSkb) -> bool:
+        """skb_still_in_host_queue(): the segment's last copy has not left the host yet (it
+        waits in a neighbour's arp_queue), so resending it would only queue a duplicate."""
+        return self.host_queued is not None and self.host_queued(self, skb.seq)
+
+    # -- ICMP errors: tcp_v4_err ---------------------------------------------------------
+    def icmp_unreach(self, now: int, seq: int, code: int) -> list[OutSegment]:
+        """tcp_v4_err() for ICMP_DEST_UNREACH about a segment this socket sent (`seq` is the
+        sequence number in the quoted TCP header). The board sends itself one when a
+        neighbour fails with this socket's segment in its arp_queue (arp_error_report ->
+        ipv4_link_failure -> icmp_send HOST_UNREACH, delivered over loopback).
+
+        Out of window ICMPs are ignored; NET/HOST_UNREACH may revert one RTO backoff step
+        (tcp_ld_RTO_revert, RFC 6069), which can retransmit at once; in SYN_SENT the error
+        is then fatal (tcp_done_with_error); otherwise it is only sk_err_soft."""
+        if self.state in (TcpState.CLOSED, TcpState.LISTEN, TcpState.TIME_WAIT):
+            return self._flush()
+        if not (seq_le(self.snd_una, seq) and seq_le(seq, self.snd_nxt)):
+            return self._flush()     # LINUX_MIB_OUTOFWINDOWICMPS
+        if code in (ICMP_NET_UNREACH, ICMP_HOST_UNREACH):
+            self._ld_rto_revert(now, seq)
+        err = "ENETUNREACH" if code == ICMP_NET_UNREACH else "EHOSTUNREACH"
+        if self.state in (TcpState.SYN_SENT, TcpState.SYN_RECV):
+            self._done(now, err)
+        else:
+            self.soft_error = err    # sk_err_soft: reported only if the connection times out
+        return self._flush()
+
+    def _ld_rto_revert(self, now: int, seq: int) -> None:
+        """tcp_ld_RTO_revert(): undo one backoff; retransmit now if the reverted RTO has
+        already run out since the head was last sent, else re-arm for what is left."""
+        if seq != self.snd_una or not self.retransmits or not self.backoff or not self.rtx_queue:
+            return
+        head = self.rtx_queue[0]
+        self.backoff -= 1
+        base = _usecs_to_jiffies_ns((self.srtt_us >> 3) + self.rttvar_us) if self.srtt_us else TCP_TIMEOUT_INIT
+        self.rto = min(base << self.backoff, TCP_RTO_MAX)   # inet_csk_rto_backoff()
+        remaining = self.rto - _usecs_to_jiffies_ns((now - head.tx_at) // 1000)
+        if remaining > 0:
+            self.timers[_Timer.RETRANSMIT] = now + remaining
+        else:
+            self.timers.pop(_Timer.RETRANSMIT, None)
+            self._retransmit_timer(now)
 
     def _write_timeout(self, now: int) -> bool:
         """tcp_write_timeout(): SYN_SENT/SYN_RECV count retries, others model the time."""

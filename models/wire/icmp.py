@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from ..errors import WireError
 from ._header import HeaderTable, internet_checksum, need
 
-__all__ = ["ICMP_ECHOREPLY", "ICMP_ECHO", "ICMP_DEST_UNREACH", "IcmpRepr", "ICMP_HEADER"]
+__all__ = ["ICMP_ECHOREPLY", "ICMP_ECHO", "ICMP_DEST_UNREACH", "ICMP_NET_UNREACH", "ICMP_HOST_UNREACH", "IcmpRepr", "ICMP_HEADER"]
 
 ICMP_ECHOREPLY = 0
 ICMP_DEST_UNREACH = 3
+ICMP_NET_UNREACH = 0    # codes of ICMP_DEST_UNREACH (include/uapi/linux/icmp.h)
+ICMP_HOST_UNREACH = 1
 ICMP_ECHO = 8
 
 ICMP_HEADER = HeaderTable(("type", "B"), ("code", "B"), ("checksum", "H"), ("un", "4s"))

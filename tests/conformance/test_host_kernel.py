@@ -193,6 +193,7 @@ class DeadPeerRun:
     captured: list[CapturedFrame]
     failed_after: float     # seconds from connect() to its error, as the host's socket saw it
     error: str
+    counters: dict[str, int] | None = None   # TcpExt, after the run
 
 
 def dead_peer_scenario(pair: NetnsPair, tmp_path: Path, port: int) -> DeadPeerRun:
@@ -209,6 +210,30 @@ def dead_peer_scenario(pair: NetnsPair, tmp_path: Path, port: int) -> DeadPeerRu
         res = pair.exec(pair.board_ns, sys.executable, "-c", CONNECT, PEER_ADDR, str(port), "0")
     error, seconds = res.stdout.split()
     return DeadPeerRun(read_pcap_frames(pcap), float(seconds), error)
+
+
+UNRESOLVABLE_ADDR = "10.0.2.99"   # on the board's /24; nobody answers ARP for it
+UNRESOLVABLE_RETRANS_MS = 700     # the entry fails at 2.1 s: after the SYN's first retransmission
+
+
+def unresolvable_scenario(pair: NetnsPair, tmp_path: Path, port: int) -> DeadPeerRun:
+    """The board connects to an address nobody answers ARP for."""
+    pair.sysctl(pair.board_ns, f"net.ipv4.neigh.{pair.board_if}.retrans_time_ms", str(UNRESOLVABLE_RETRANS_MS))
+    if pair.exec(pair.board_ns, "test", "-e", "/proc/sys/net/ipv4/tcp_syn_linear_timeouts", check=False).returncode == 0:
+        pair.sysctl(pair.board_ns, "net.ipv4.tcp_syn_linear_timeouts", "0")
+    pcap = tmp_path / "unresolvable.pcap"
+    with pair.capture(pcap):
+        res = pair.exec(pair.board_ns, sys.executable, "-c", CONNECT, UNRESOLVABLE_ADDR, str(port), "0")
+        pair.exec(pair.board_ns, "sleep", "2.5")   # the new resolution the revert started
+    error, seconds = res.stdout.split()
+    return DeadPeerRun(read_pcap_frames(pcap), float(seconds), error, tcp_ext(pair))
+
+
+def tcp_ext(pair: NetnsPair) -> dict[str, int]:
+    """The board namespace's TcpExt counters (/proc/net/netstat)."""
+    lines = [line.split() for line in pair.exec(pair.board_ns, "cat", "/proc/net/netstat").stdout.splitlines()
+             if line.startswith("TcpExt:")]
+    return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=True)}
 
 
 # -- one capture per scenario, shared by the tests that read it --------------------------------
@@ -233,14 +258,24 @@ def closed_port_run(tmp_path_factory) -> Iterator[ListenerRun]:
         yield ListenerRun(captured, run_model(pair, captured, [], until=captured[-1].t))
 
 
-@pytest.fixture(scope="module")
-def dead_peer(tmp_path_factory) -> Iterator[tuple[DeadPeerRun, ModelRun]]:
+def board_connect_run(tmp_path_factory, scenario, addr: str, seconds: int) -> Iterator[tuple[DeadPeerRun, ModelRun]]:
+    """A scenario in which the board connects to `addr`, and the model over its capture."""
     with netns_pair_made() as pair:
-        run = dead_peer_scenario(pair, tmp_path_factory.mktemp("dead"), 22)
+        run = scenario(pair, tmp_path_factory.mktemp(scenario.__name__), 22)
         (request, *_) = board_frames(run.captured)
         # connect() ran just before the ARP request it caused: that is the model's connect time
-        app = {"t": request.t, "kind": "connect", "fd": "c", "addr": PEER_ADDR, "port": 22}
-        yield run, run_model(pair, run.captured, [app], until=request.t + sec(10))
+        app = {"t": request.t, "kind": "connect", "fd": "c", "addr": addr, "port": 22}
+        yield run, run_model(pair, run.captured, [app], until=request.t + sec(seconds))
+
+
+@pytest.fixture(scope="module")
+def dead_peer(tmp_path_factory) -> Iterator[tuple[DeadPeerRun, ModelRun]]:
+    yield from board_connect_run(tmp_path_factory, dead_peer_scenario, PEER_ADDR, 10)
+
+
+@pytest.fixture(scope="module")
+def unresolvable(tmp_path_factory) -> Iterator[tuple[DeadPeerRun, ModelRun]]:
+    yield from board_connect_run(tmp_path_factory, unresolvable_scenario, UNRESOLVABLE_ADDR, 5)
 
 
 def real_and_predicted(captured, model: ModelRun, **want):
@@ -328,3 +363,41 @@ def test_namespace_pair_is_removed_after_use():
         names = (pair.board_ns, pair.peer_ns)
     listed = NetnsPair.list_namespaces()
     assert not set(names) & set(listed)
+
+
+# -- tests: a peer nobody answers ARP for --------------------------------------------------------
+def test_a_failed_neighbour_ends_the_connect_with_ehostunreach_at_its_third_retry(unresolvable):
+    run, model = unresolvable
+    sock = model.board.sockets.sock(model.board.fds["c"])
+    connect_at = board_frames(run.captured)[0].t
+    assert (run.error, sock.error) == ("EHOSTUNREACH", "EHOSTUNREACH")
+    predicted = model.capture_time(sock.error_at) - connect_at
+    assert predicted == 3 * ms(UNRESOLVABLE_RETRANS_MS)
+    # three neighbour timers in a row, each up to a granule late
+    assert predicted <= int(run.failed_after * 1e9) <= predicted + 3 * (ms(UNRESOLVABLE_RETRANS_MS) * 8 // 63
+                                                                        + ms(10)) + TIME_TOLERANCE_ABS
+
+
+def test_the_failure_reverts_the_syn_backoff_and_resends_into_a_new_resolution(unresolvable):
+    """RFC 6069: arp_error_report's ICMP host unreachable undoes one RTO backoff; the SYN's
+    last transmission (1 s) is more than the reverted RTO (1 s) ago, so it goes again at
+    once, starting a fresh resolution: broadcast requests go on after the connect failed.
+    Without the revert the requests would stop at the third."""
+    run, model = unresolvable
+    real = [f.t for f in board_frames(run.captured) if fields(f.raw).get("arp.op") == 1]
+    predicted = [t for t, raw in model.frames if fields(raw).get("arp.op") == 1 and t <= real[-1] + ms(300)]
+    assert len(predicted) == 6 and len(real) == len(predicted), (real, predicted)
+    assert all(fields(raw)["arp.tpa"] == fields(board_frames(run.captured)[0].raw)["arp.tpa"]
+               for t, raw in model.frames if fields(raw).get("arp.op") == 1)
+    for o_prev, o, p_prev, p in zip(real, real[1:], predicted, predicted[1:], strict=False):
+        assert timer_fired_in_window(o - o_prev, p - p_prev) or p - p_prev == 0, (real, predicted)
+    assert not [raw for t, raw in model.frames if fields(raw).get("tcp.flags")]   # no SYN ever resolved
+
+
+def test_a_retransmission_while_the_syn_waits_in_the_arp_queue_is_skipped(unresolvable):
+    """skb_still_in_host_queue(): the SYN's retransmission due at 1 s finds its last copy
+    still in the neighbour's queue and is not sent (-EBUSY), though the timer backs off;
+    the kernel counts it in TCPSpuriousRtxHostQueues, the model in its socket."""
+    run, model = unresolvable
+    sock = model.board.sockets.sock(model.board.fds["c"])
+    assert run.counters["TCPSpuriousRtxHostQueues"] == sock.spurious_rtx_hostqueues == 1

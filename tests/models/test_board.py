@@ -134,6 +134,18 @@ def test_hung_watchdog_daemon_resets_timeout_after_its_last_kick():
     assert [e.t for e in pred.of_kind("reset")] == [sec(14) + ms(500)]   # last kick 9.5 s (ifup 0.5 s + n s)
 
 
+def test_boot_watchdog_daemon_starts_with_the_services_and_a_kill_resets_at_kill_plus_timeout():
+    # /init starts `watchdog` after dropbear and httpd: its kicks are in phase with the
+    # services (ifup 0.5 s + 0.3 s), not with ifup. A hang shows the phase; a SIGKILL does
+    # not (watchdog_release pings the WDT at the kill).
+    boot = BootTiming(Window(ms(500), ms(500)), Window(ms(300), ms(300)))
+    wd = cfg(timeout=5, daemon=True, period=1)
+    hang = predict(wd, [{"t": sec(10) + ms(500), "kind": "watchdog_hang"}], until=sec(20), boot=boot)
+    assert [e.t for e in hang.of_kind("reset")] == [sec(14) + ms(800)]   # last kick 9.8 s
+    kill = predict(wd, [{"t": sec(10) + ms(500), "kind": "watchdog_sigkill"}], until=sec(20), boot=boot)
+    assert [e.t for e in kill.of_kind("reset")] == [sec(15) + ms(500)]
+
+
 def test_services_listen_again_after_a_watchdog_reset(linux_frames):
     pred = predict(cfg(timeout=5, daemon=True, period=1),
                    [{"t": sec(10), "kind": "watchdog_sigkill"},

@@ -143,6 +143,45 @@ def test_silent_client_gets_synack_at_1_3_7_15_31_then_request_dropped():
     assert pair.b.drops[-1].at == sec(63)
 
 
+def test_tcp_synack_retries_2_gives_synack_at_1_3_then_request_dropped_at_7():
+    # reqsk_timer_handler -> syn_ack_recalc: expire once num_timeout >= max_syn_ack_retries
+    pair, _ = listening_pair(params_b=TcpParams(synack_retries=2))
+    (sa,) = pair.b.tcp_v4_rcv(0, A_ADDR, B_ADDR, syn_to(22), b"")
+    pair.log.append((0, "b", sa))
+    pair.silent.add("b")
+    pair.run_until(sec(100))
+    assert [t for t, s in pair.sent("b") if s.tcp.flags == SYN | ACK] == [sec(x) for x in (0, 1, 3)]
+    assert pair.b.listeners[22].listener.syn_queue == {}
+    assert (pair.b.drops[-1].at, pair.b.drops[-1].reason) == (sec(7), "REQSK_EXPIRED")
+
+
+@pytest.mark.parametrize("backlog, first, others", [
+    (128, (0, 1, 3, 7, 15, 31), (0, 1, 3, 7, 15, 31)),
+    (8, (0, 1, 3), (0, 1, 3, 7, 15, 31)),
+])
+def test_old_requests_in_a_half_full_syn_queue_get_fewer_retries(backlog, first, others):
+    # reqsk_timer_handler: with qlen * 2 > max(8, backlog), max_syn_ack_retries drops by one
+    # (not below 2) per doubling of `young` (requests that never timed out) it takes to pass
+    # qlen. Five requests on a backlog-8 listener: at 3 s none is young, so max is 2, and at
+    # 7 s the first expires; that takes qlen to 4 (8 > 8 is false), so the other four,
+    # handled after it in the same tick, get the full tcp_synack_retries again.
+    pair = TcpPair(ms(5))
+    lfd = pair.b.socket()
+    pair.b.bind(lfd, 0, 22)
+    pair.b.listen(lfd, backlog)
+    pair.silent.add("b")
+    for i in range(5):
+        (sa,) = pair.b.tcp_v4_rcv(0, A_ADDR, B_ADDR, TcpRepr(40000 + i, 22, 1000, 0, SYN, 64240,
+                                                             linux_options(mss=1460)), b"")
+        pair.log.append((0, "b", sa))
+    pair.run_until(sec(100))
+    for i in range(5):
+        times = [t for t, s in pair.sent("b") if s.tcp.flags == SYN | ACK and s.tcp.dst_port == 40000 + i]
+        assert times == [sec(x) for x in (first if i == 0 else others)], (i, times)
+    expired = [d.at for d in pair.b.drops if d.reason == "REQSK_EXPIRED"]
+    assert expired == ([sec(63)] * 5 if backlog == 128 else [sec(7)] + [sec(63)] * 4)
+
+
 def test_retransmitted_syn_gets_synack_at_once():
     pair, _ = listening_pair()
     pair.b.tcp_v4_rcv(0, A_ADDR, B_ADDR, syn_to(22), b"")
@@ -233,8 +272,27 @@ def test_data_retransmitted_with_backoff_when_acks_stop():
     pair.silent.add("a")
     pair.put("a", pair.a.send(ms(100), cfd, b"data"))
     pair.run_until(ms(100) + sec(3))
+    # RTT 10 ms: RTO = 10 ms + 200 ms. With SACK a tail loss probe goes first, after
+    # min(2 srtt + TCP_RTO_MIN, RTO) = 210 ms, and the RTO restarts from it; then the RTO
+    # doubles (tcp_send_loss_probe, tcp_retransmit_timer). The emulated board does the same
+    # (harness/scenarios/data-retransmit.yaml).
+    probes = [t - ms(100) for t, s in pair.sent("a", "loss-probe-retransmit")]
     times = [t - ms(100) for t, s in pair.sent("a", "retransmit")]
-    assert times == [ms(210), ms(210 + 420), ms(210 + 420 + 840)]
+    assert probes == [ms(210)]
+    assert times == [ms(210 + 210), ms(210 + 210 + 420), ms(210 + 210 + 420 + 840)]
+
+
+def test_no_tail_loss_probe_without_sack_or_with_early_retrans_off():
+    from models.tcp import TcpParams
+
+    for params in (TcpParams(sack=False), TcpParams(early_retrans=0)):
+        pair, cfd, _ = connected_pair(delay=ms(5), params_a=params)
+        pair.silent.add("a")
+        pair.put("a", pair.a.send(ms(100), cfd, b"data"))
+        pair.run_until(ms(100) + sec(3))
+        assert pair.sent("a", "loss-probe-retransmit") == []
+        times = [t - ms(100) for t, s in pair.sent("a", "retransmit")]
+        assert times == [ms(210), ms(210 + 420), ms(210 + 420 + 840)]
 
 
 def test_rto_backoff_is_capped_at_120_s():

@@ -1,0 +1,155 @@
+"""Kernel timer slack and its learning, and what a failed neighbour does to TCP.
+
+The board model's timer-fired frames carry windows as late as Linux's timer wheel allows,
+summed along a chain of timers; a frame the real board sent inside such a window moves
+the model's timer there (Board.timer_hints). A neighbour that fails with a TCP segment in
+its arp_queue sends the board an ICMP host unreachable (arp_error_report), which reverts
+one RTO backoff (tcp_ld_RTO_revert) and, in SYN_SENT, ends the connect (EHOSTUNREACH)."""
+
+from __future__ import annotations
+
+import random
+
+from models.board import Board, BootTiming
+from models.clock import JIFFY, Window, ms, sec, timer_wheel_slack
+from models.config import FirmwareConfig
+from models.neighbour import Nud
+from models.tcp import TcpParams, TcpSock, TcpState, TimerKind, _TxSkb
+from models.wire import ArpRepr, EthernetRepr, ip4, mac_bytes
+from models.wire.arp import ARPOP_REPLY
+
+FAST_BOOT = BootTiming(Window(0, 0), Window(0, 0))
+PEER = "10.0.2.2"
+PEER_MAC = mac_bytes("52:55:0a:00:02:02")
+BOARD_MAC = mac_bytes("52:54:00:12:34:56")
+
+
+def board(**sysctls) -> Board:
+    cfg = FirmwareConfig.from_dict({
+        "interface": {"address": "10.0.2.15/24", "gateway": PEER, "mac": "52:54:00:12:34:56"},
+        "sysctls": sysctls})
+    b = Board(cfg, boot=FAST_BOOT, phy_phase=ms(100))
+    b.on_timer(0)            # eth0 up
+    b.on_timer(ms(100))      # phylib: carrier on
+    return b
+
+
+def arp_reply() -> dict:
+    arp = ArpRepr(ARPOP_REPLY, PEER_MAC, ip4(PEER), BOARD_MAC, ip4("10.0.2.15"))
+    return {"kind": "frame", "raw": EthernetRepr(BOARD_MAC, PEER_MAC, 0x0806).emit(arp.emit())}
+
+
+def run(b: Board, until: int, inputs=()) -> list:
+    """Drive `b` to `until`: inputs (t, event) first at equal times, then its timers."""
+    queue = sorted(inputs, key=lambda x: x[0])
+    out = []
+    while True:
+        t_timer = b.poll_at()
+        t_in = queue[0][0] if queue else None
+        cands = [t for t in (t_in, t_timer) if t is not None]
+        if not cands or min(cands) > until:
+            return out
+        now = min(cands)
+        if t_in == now:
+            out += b.handle(now, queue.pop(0)[1])
+        else:
+            out += b.on_timer(now)
+
+
+def frames(out, *kinds) -> list:
+    return [p for p in out if p.kind == "frame" and p.detail.get("proto", "") in kinds]
+
+
+def syns(out) -> list:
+    return [p for p in out if p.kind == "frame" and p.detail.get("flags") == "S"]
+
+
+def arps(out) -> list:
+    return [p for p in out if p.kind == "frame" and p.detail.get("proto") == "arp"]
+
+
+def test_syn_retransmission_windows_add_the_timer_wheel_slack_of_each_timer_in_the_chain():
+    b = board()
+    out = b.handle(sec(1), {"kind": "connect", "fd": "c", "addr": PEER, "port": 9})
+    out += b.handle(sec(1) + ms(1), arp_reply())
+    out += run(b, sec(20))
+    first, *rtx = syns(out)
+    assert first.window is None                       # a reply to inputs: a point
+    slack = 0
+    for p, rto in zip(rtx, (sec(1), sec(2), sec(4), sec(8)), strict=True):
+        slack += timer_wheel_slack(rto)
+        assert p.window == Window(p.t, p.t + slack)
+    assert [p.t - sec(1) for p in rtx] == [sec(1), sec(3), sec(7), sec(15)]
+
+
+def test_a_frame_seen_inside_the_window_moves_the_timer_and_what_follows():
+    b = board()
+    late = ms(60)                                     # the board's first retransmission ran 60 ms late
+    out = b.handle(sec(1), {"kind": "connect", "fd": "c", "addr": PEER, "port": 9})
+    out += b.handle(sec(1) + ms(1), arp_reply())
+    sport = syns(out)[0].detail["sport"]
+    b.timer_hints([(sec(2) + late, ("tcp", sport, ip4(PEER), 9))])
+    out += run(b, sec(5))
+    first, r1, r2 = syns(out)
+    assert r1.t == sec(2) + late and r1.window == Window(sec(2), sec(2) + timer_wheel_slack(sec(1)))
+    assert r2.t == sec(4) + late                      # the next RTO runs from when the board ran
+
+
+def test_a_frame_seen_outside_the_window_teaches_nothing():
+    b = board()
+    out = b.handle(sec(1), {"kind": "connect", "fd": "c", "addr": PEER, "port": 9})
+    out += b.handle(sec(1) + ms(1), arp_reply())
+    sport = syns(out)[0].detail["sport"]
+    b.timer_hints([(sec(2) + timer_wheel_slack(sec(1)) + JIFFY, ("tcp", sport, ip4(PEER), 9))])
+    out += run(b, sec(3))
+    assert syns(out)[1].t == sec(2)
+
+
+def test_a_neighbour_failing_under_a_syn_reverts_one_backoff_resends_and_ends_the_connect():
+    # No ARP reply ever: probes at 0, 1, 2 s; the entry fails at 3 s with the SYN (0 s)
+    # queued; its retransmission at 1 s was skipped (its copy still waited in the queue) but
+    # backed off. The error report reverts the backoff (RTO 1 s, 3 s since the SYN was
+    # last sent: already out), so the SYN is resent at once into a fresh resolution, and
+    # the connect ends with EHOSTUNREACH.
+    b = board(**{"net.ipv4.neigh.default.retrans_time_ms": 1000})
+    t0 = sec(1)
+    out = b.handle(t0, {"kind": "connect", "fd": "c", "addr": PEER, "port": 9})
+    sk = next(iter(b.sockets.established.values()), None) or b.sockets.closed_socks[-1]
+    out += run(b, t0 + ms(3500))
+    assert [p.t - t0 for p in arps(out)] == [0, sec(1), sec(2), sec(3)]
+    assert sk.spurious_rtx_hostqueues == 1 and sk.backoff == 1   # skipped at 1 s; reverted, resent at 3 s
+    assert sk.state is TcpState.CLOSED and sk.error == "EHOSTUNREACH" and sk.error_at == t0 + sec(3)
+    assert b.neigh.entries[ip4(PEER)].state is Nud.INCOMPLETE
+    assert len(b.neigh.entries[ip4(PEER)].arp_queue) == 1     # the resent SYN, waiting
+    # resolved later: the queued SYN still goes out, though its socket is gone
+    out = b.handle(t0 + ms(3600), arp_reply())
+    assert [p.detail["flags"] for p in frames(out, 6)] == ["S"]
+
+
+def test_without_a_retransmission_there_is_no_backoff_to_revert_and_the_connect_just_ends():
+    # retrans_time 300 ms: the entry fails at 0.9 s, before the first SYN retransmission
+    b = board(**{"net.ipv4.neigh.default.retrans_time_ms": 300})
+    t0 = sec(1)
+    out = b.handle(t0, {"kind": "connect", "fd": "c", "addr": PEER, "port": 9})
+    sk = next(iter(b.sockets.established.values()))
+    out += run(b, t0 + sec(5))
+    assert [p.t - t0 for p in arps(out)] == [0, ms(300), ms(600)]
+    assert sk.state is TcpState.CLOSED and sk.error_at == t0 + ms(900)
+    assert not syns(out)
+
+
+def test_icmp_unreachable_on_an_established_socket_is_soft_and_reverts_the_backoff():
+    sk = TcpSock(TcpParams(), random.Random(0))
+    sk.state = TcpState.ESTABLISHED
+    sk.snd_una, sk.snd_nxt = 1000, 1100
+    sk.rtx_queue.append(_TxSkb(1000, b"x" * 100, 0, sent_at=0, tx_at=sec(1)))
+    sk.srtt_us, sk.rttvar_us = 8 * 10_000, 200_000     # srtt 10 ms, rttvar 200 ms: RTO 210 ms
+    sk.backoff, sk.retransmits, sk.rto = 2, 2, ms(840)
+    sk.timers[TimerKind.RETRANSMIT] = sec(1) + ms(840)
+    out = sk.icmp_unreach(sec(1) + ms(100), 1000, 1)
+    assert out == [] and sk.state is TcpState.ESTABLISHED and sk.soft_error == "EHOSTUNREACH"
+    assert sk.backoff == 1 and sk.rto == ms(420)
+    assert sk.timers[TimerKind.RETRANSMIT] == sec(1) + ms(420)   # what is left of the reverted RTO
+    # an ICMP quoting a sequence number outside snd_una..snd_nxt is ignored
+    sk.icmp_unreach(sec(1) + ms(200), 5000, 1)
+    assert sk.backoff == 1
