@@ -2,13 +2,16 @@
 oracle must report no divergence. Prints JSON: runs, divergent runs, the rows seen, and
 time per scenario run.
 
-    python bench/soak.py [--repeat 10] [--scenario NAME ...]
+    python bench/soak.py [--repeat 10] [--scenario NAME ...] [--keep DIR]
+
+With --keep, the artifacts of every divergent run are kept under DIR/<scenario>-<i>.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -26,6 +29,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--scenario", action="append", help="built-in scenario (default: all)")
+    ap.add_argument("--keep", type=Path, help="keep the artifacts of divergent runs here")
     args = ap.parse_args()
     names = args.scenario or list(builtin_scenarios())
     spec = emulated_spec()
@@ -43,6 +47,8 @@ def main() -> int:
                     p["divergent_runs"] += 1
                     p["rows"].update(f"{r['kind']} {r['stream_name']}" + (f" {r['field']}" if r.get("field") else "")
                                      for r in v.rows)
+                    if args.keep:
+                        shutil.copytree(run.out_dir, args.keep / f"{name}-{i}", dirs_exist_ok=True)
                 print(f"{name} #{i + 1}: {len(v.rows)} divergences", file=sys.stderr, flush=True)
     out = {"repeat": args.repeat, "scenarios": {
         n: {"runs": p["runs"], "divergent_runs": p["divergent_runs"], "rows": dict(p["rows"]),

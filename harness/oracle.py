@@ -14,7 +14,9 @@ Linux would have sent is compared with what the board sent.
 What is compared is what the kernel decides by itself: ARP replies and (broadcast) requests,
 SYN-ACKs and their options and retransmissions, RSTs for closed ports, ICMP echo replies,
 the link and watchdog console lines, and resets. Segments whose content and timing the
-application decides (data, FIN, the ACKs that ride on them) are not predicted. Nor are
+application decides (data, FIN, the ACKs that ride on them) are not predicted, except the
+data on flows the board connected: the application's writes are learnt from the capture
+and given to the model (harness.oracle_app), which predicts their retransmissions. Nor are
 unicast ARP requests (NUD_PROBE): Linux sends them only when no upper layer confirmed the
 neighbour, and TCP's confirmations come from the application's data, which the model is
 not given yet.
@@ -54,6 +56,7 @@ from harness.ingest.streams import (
     stream_key,
 )
 from harness.ingest.timeline import build_timeline
+from harness.oracle_app import APP_DATA_FIELDS, app_data_keep, with_app_inputs
 from models.config import FirmwareConfig
 
 # Frame kinds the kernel sends on its own (see the module docstring).
@@ -71,6 +74,7 @@ CHECKED_FIELDS = {
     EventKind.ARP_REQUEST: field_mask("arp_op"),
     EventKind.ICMP_ECHO_REPLY: field_mask("icmp_type", "icmp_code", "ip_ttl"),
     EventKind.LINK_UP: field_mask("detail0", "detail1"),
+    EventKind.TCP_DATA: APP_DATA_FIELDS,   # on flows the board connected (harness.oracle_app)
 }
 
 
@@ -359,7 +363,8 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
             raw = frame_bytes(path.read_bytes(), set(obs.frame_number[sel].tolist()))
             learn += [(int(obs.frames.time_ns[i]), 2, {"kind": "learn", "raw": raw[int(obs.frame_number[i])]})
                       for i in sel]
-    inputs += _board_connects(obs, learn, end_ns)
+    inputs = with_app_inputs(obs, inputs, _board_connects(obs, learn, end_ns), end_ns)
+    model.timer_hints([(t - shift, what) for t, what in _timer_evidence(obs, board_ip)])
     # phylib's poll phase, learnt from the board's own Link is Up/Down lines.
     for i in np.flatnonzero(np.isin(obs.event_kind, [EventKind.LINK_DOWN, EventKind.LINK_UP])):
         t = int(obs.events.time_ns[i])
@@ -431,6 +436,31 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
     return run
 
 
+def _timer_evidence(obs: Observation, board_ip: int) -> list[tuple[int, tuple]]:
+    """The frames the board sends when its own timers fire (broadcast ARP requests; SYNs,
+    SYN-ACKs and data, which retransmit), keyed as models.board.Board.timer_hints wants."""
+    kinds = [EventKind.ARP_REQUEST, EventKind.TCP_SYN, EventKind.TCP_SYNACK, EventKind.TCP_DATA]
+    out = []
+    for f, path in enumerate(obs.captures):
+        sel = np.flatnonzero((obs.frame_file == f) & (obs.frame_dir == FROM_BOARD) & ~obs.frame_probe
+                             & np.isin(obs.frame_kind, kinds))
+        if not sel.size:
+            continue
+        raw = frame_bytes(path.read_bytes(), set(obs.frame_number[sel].tolist()))
+        for i in sel:
+            frame = raw[int(obs.frame_number[i])]
+            if obs.frame_kind[i] == EventKind.ARP_REQUEST:
+                what = ("arp", int.from_bytes(frame[38:42], "big"))
+            else:
+                key = _tcp_flow_key(frame, board_ip)
+                if key is None:
+                    continue
+                (peer_ip, peer_port, board_port), _ = key
+                what = ("tcp", board_port, peer_ip, peer_port)
+            out.append((int(obs.frames.time_ns[i]), what))
+    return out
+
+
 def _board_connects(obs: Observation, learn: list, end_ns: int) -> list[tuple[int, int, dict]]:
     """The board's own connect() calls, as model inputs at the time of their first SYN.
 
@@ -486,20 +516,25 @@ def predicted_events(obs: Observation, run: ModelRun, start_ns: int, end_ns: int
     fe = frame_events(table, obs.declared)
     keep = (fe.direction == FROM_BOARD) & np.isin(fe.kind, KERNEL_FRAME_KINDS) & \
         ~_unicast_arp_request(table, fe) & (fe.events.time_ns >= start_ns) & (fe.events.time_ns <= end_ns)
-    # Windows: the model gives one for what Linux randomises; a retransmission fired by a
-    # kernel timer may come up to one timer-wheel granule late; else a point.
-    win = _frame_windows(run, int(obs.declared.interface.address.ip))
+    keep |= app_data_keep(obs, fe.events.stream, fe.events.time_ns, start_ns, end_ns)
+    # Windows: the model gives one for what Linux randomises and for what a kernel timer
+    # sends (the timer wheel's slack, summed along the chain of timers since the input that
+    # started it). Such a window is where the model puts the frame whatever happened to
+    # its predecessors, so it is anchored absolutely; a reply to an input is a point
+    # measured from the observed time of its stream's previous event.
+    win = {p.t: p.window for p in run.outputs if p.kind == "frame" and p.window is not None}
     idx = np.flatnonzero(keep)
     t = fe.events.time_ns[idx]
     lo = np.array([win[int(x)].earliest if int(x) in win else int(x) for x in t], np.int64)
     hi = np.array([win[int(x)].latest if int(x) in win else int(x) for x in t], np.int64)
+    frame_anchor = np.array([ANCHOR_ABSOLUTE if int(x) in win else ANCHOR_PREVIOUS_OBSERVED for x in t], np.int64)
     check = np.array([CHECKED_FIELDS.get(EventKind(int(k)), 0) for k in fe.kind[idx]], np.int64)
     kinds = [EventKind(int(k)).name for k in fe.kind[idx]]
     streams = [fe.events.stream[idx]]
     times, los, his, checks = [t], [lo], [hi], [check]
     fields = [fe.events.fields[idx]]
     tol_abs = [np.full(idx.size, tol.frame_ns)]
-    anchors = [np.full(idx.size, ANCHOR_PREVIOUS_OBSERVED)]
+    anchors = [frame_anchor]
     # Console lines and resets.
     c_stream, c_t, c_lo, c_hi, c_fields, c_check, c_tol, c_anchor = [], [], [], [], [], [], [], []
     for p in run.outputs:
@@ -543,27 +578,12 @@ def predicted_events(obs: Observation, run: ModelRun, start_ns: int, end_ns: int
     return pred, kinds
 
 
-def _frame_windows(run: ModelRun, board_ip: int) -> dict:
-    from models.clock import Window, timer_wheel_slack
-
-    win, last = {}, {}
-    for p in sorted((p for p in run.outputs if p.kind == "frame"), key=lambda p: p.t):
-        key = _tcp_flow_key(p.frame, board_ip)
-        flow = key[0] if key is not None else None
-        if p.window is not None:
-            win[p.t] = p.window
-        elif "retransmit" in str(p.detail.get("cause", "")) and flow in last:
-            win[p.t] = Window(p.t, p.t + timer_wheel_slack(p.t - last[flow]))
-        if flow is not None:
-            last[flow] = p.t
-    return win
-
-
 def observed_outputs(obs: Observation, start_ns: int, end_ns: int, use_qmp_resets: bool) -> ObservedEvents:
     """What the board did in [start, end] that the model predicts."""
     f = obs.frames
     keep = (obs.frame_dir == FROM_BOARD) & np.isin(obs.frame_kind, KERNEL_FRAME_KINDS) & ~obs.frame_probe & \
         (f.time_ns >= start_ns) & (f.time_ns <= end_ns)
+    keep |= app_data_keep(obs, f.stream, f.time_ns, start_ns, end_ns)
     e = obs.events
     kinds = list(CONSOLE_KINDS) + ([EventKind.QMP_RESET] if use_qmp_resets else [])
     ekeep = np.isin(obs.event_kind, kinds) & (e.time_ns >= start_ns) & (e.time_ns <= end_ns)

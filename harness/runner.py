@@ -15,11 +15,15 @@ from pathlib import Path
 
 from harness.board import BoardState, BoardStrategy, timeouts_for
 from harness.board.boardfile import BoardSpec
-from harness.errors import BoardError, HarnessError
+from harness.errors import BoardError
 from harness.oracle import Artifacts, Tolerance, Verdict, check_run
-from harness.scenario import Scenario, ScenarioError, Step, connect_port, peer_ip_str
+from harness.scenario import Scenario, ScenarioError, Step, connect_port, peer_ip_str, peer_syn_frame
 
 CONNECT_HOLD_S = 0.5
+# Peers that are the harness itself on a wire it owns (QEMU -netdev dgram).
+WIRE_PEERS = ("silent", "stalled")
+# How long a board_connect with data keeps its connection open (longer than any scenario).
+BOARD_WRITE_HOLD_S = 300
 
 
 @dataclass
@@ -45,7 +49,7 @@ def open_scenario_board(spec: BoardSpec, scenario: Scenario, out: Path):
         from harness.board.qemu import QemuBoard
         from harness.image import build_image
 
-        network = "wire" if scenario.peer == "silent" else spec.network
+        network = "wire" if scenario.peer in WIRE_PEERS else spec.network
         if any(s.do == "frame" for s in scenario.steps) and network != "wire":
             raise ScenarioError(f"{scenario.source}: frame steps need a board with network: wire")
         image = build_image(spec.image_config or spec.firmware, log=lambda m: None)
@@ -58,8 +62,13 @@ def open_scenario_board(spec: BoardSpec, scenario: Scenario, out: Path):
     return RealBoard(spec, out)
 
 
-def _do_connect(board, step: Step) -> dict:
+def _do_connect(board, step: Step, n: int = 0) -> dict:
     port = connect_port(step, board.declared)
+    if _wired(board):
+        # The harness is the peer: it sends the SYN and never answers the SYN-ACK (a
+        # half-open connection). The board ARPs for the peer first; SilentPeer answers.
+        board.wire.inject(peer_syn_frame(board.declared, n, port))
+        return {"sent_syn": True}
     if hasattr(board, "forwards"):
         name = step.args.get("service") or f"port{port}"
         host, hport = "127.0.0.1", board.host_port(name)
@@ -77,6 +86,34 @@ def _do_connect(board, step: Step) -> dict:
         return {"connected": False, "error": str(exc)}
 
 
+def _wait_listening(board, ports: set[int], timeout: float = 20.0) -> None:
+    """Wait (on the console) until the board listens on `ports`: with the harness on the
+    wire the board is taken only to NETWORK, and its services start in the background."""
+    deadline = time.monotonic() + timeout
+    want = {f"{p:04X}" for p in ports}
+    out = ""
+    while True:
+        out, _ = board.console.run("cat /proc/net/tcp", timeout=10)
+        listening = {cols[1].split(":")[1] for cols in (line.split() for line in out.splitlines())
+                     if len(cols) > 3 and cols[3] == "0A" and ":" in cols[1]}
+        if want <= listening:
+            return
+        if time.monotonic() > deadline:
+            raise BoardError(f"the board does not listen on {sorted(ports)} within {timeout:g} s; "
+                             f"/proc/net/tcp: {out.strip()}")
+        time.sleep(0.5)
+
+
+def _board_write_command(peer: str, port: int, data: str) -> str:
+    """busybox nc connects, writes `data` once connected and keeps the connection open:
+    its stdin stays open (the subshell sleeps), so no EOF and no shutdown(SHUT_WR)/FIN."""
+    import shlex
+
+    hold = BOARD_WRITE_HOLD_S
+    return (f"(printf '%s' {shlex.quote(data)}; sleep {hold}) 2>/dev/null </dev/null "
+            f"| setsid nc -w {hold} {peer} {port} >/dev/null 2>&1 &")
+
+
 def _wired(board) -> bool:
     return getattr(board, "network", "user") == "wire"
 
@@ -89,8 +126,9 @@ def _shell(board, command: str) -> None:
         board.run(command, timeout=10)
 
 
-def do_step(board, step: Step) -> dict:
-    """One scenario step on a board; returns what happened (for the step log)."""
+def do_step(board, step: Step, n: int = 0) -> dict:
+    """One scenario step on a board (the scenario's `n`-th); returns what happened (for the
+    step log)."""
     if step.do == "link_down":
         board.set_link(False)
     elif step.do == "link_up":
@@ -102,20 +140,24 @@ def do_step(board, step: Step) -> dict:
     elif step.do == "watchdog_stop":
         board.watchdog_stop()
     elif step.do == "reboot":
+        # Typed on the console, not over SSH: an SSH session open across the reboot would be
+        # torn down by init killing its dropbear, and those FINs and RSTs are the
+        # application's doing (the harness's own session), not the firmware's.
         board.record("reboot")
-        try:
-            _shell(board, "reboot")
-        except HarnessError:
-            pass  # the session goes down with the board
+        board.console.sendline("reboot")
     elif step.do == "connect":
-        return _do_connect(board, step)
+        return _do_connect(board, step, n)
     elif step.do == "frame":
         board.wire.inject(bytes.fromhex(step.args["hex"].replace(" ", "")))
     elif step.do == "board_connect":
         peer, port = peer_ip_str(board.declared), int(step.args["port"])
-        # The board's own connect(): busybox nc in its own session, left to retry on its own.
-        _shell(board, f"setsid nc -w 120 {peer} {port} </dev/null >/dev/null 2>&1 &")
-        board.record("board_connect", addr=peer, port=port)
+        if "data" in step.args:
+            _shell(board, _board_write_command(peer, port, step.args["data"]))
+            board.record("board_connect", addr=peer, port=port, data=step.args["data"])
+        else:
+            # The board's own connect(): busybox nc in its own session, left to retry on its own.
+            _shell(board, f"setsid nc -w 120 {peer} {port} </dev/null >/dev/null 2>&1 &")
+            board.record("board_connect", addr=peer, port=port)
     return {}
 
 
@@ -136,18 +178,26 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
             from harness.board.wire import SilentPeer
 
             BoardStrategy(board, timeouts_for(spec)).transition(BoardState.NETWORK)
-            SilentPeer(board.wire, peer_ip_str(board.declared))
+            if scenario.peer == "stalled":
+                from harness.board.wire import StalledPeer
+
+                StalledPeer(board.wire, peer_ip_str(board.declared))
+            else:
+                SilentPeer(board.wire, peer_ip_str(board.declared))
+            ports = {connect_port(s, board.declared) for s in scenario.steps if s.do == "connect"}
+            if ports:
+                _wait_listening(board, ports)
         else:
             BoardStrategy(board, timeouts_for(spec)).transition(BoardState.SSH)
             board.ssh.close()
         time.sleep(0.5)
         start_wall = time.time_ns()
         t0 = time.monotonic()
-        for step in scenario.steps:
+        for n, step in enumerate(scenario.steps):
             delay = t0 + step.at_ns / 1e9 - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            info = do_step(board, step)
+            info = do_step(board, step, n)
             steps.append({"at_s": step.at_ns / 1e9, "do": step.do, **step.args, **info,
                           "late_s": round(max(0.0, -delay), 3)})
             log(f"  {scenario.name}: {step.do} {step.args or ''}")
@@ -161,7 +211,7 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
 
 
 def check_scenario(spec: BoardSpec, run: ScenarioRun, tol: Tolerance) -> Verdict:
-    wired = run.scenario.peer == "silent" or spec.network == "wire"
+    wired = run.scenario.peer in WIRE_PEERS or spec.network == "wire"
     capture_clock = "qemu-filter-dump" if spec.kind == "emulated" and not wired else "host-wall"
     art = Artifacts.in_dir(run.out_dir, capture_clock)
     if not art.captures:

@@ -2,9 +2,11 @@
 
     name: flap-while-idle
     duration: 8s            # observe this long after the last step (default 5s)
-    peer: slirp             # or silent: a harness-owned wire whose peer answers ARP only
+    peer: slirp             # or silent: a harness-owned wire whose peer answers ARP only;
+                            # or stalled: that peer also answers a SYN, then acknowledges nothing
     steps:
-      - {at: 0s,  do: connect, service: ssh}     # the peer opens a TCP connection
+      - {at: 0s,  do: connect, service: ssh}     # the peer opens a TCP connection (silent
+                                                 # peer: sends the SYN, never answers the SYN-ACK)
       - {at: 1s,  do: link_down}
       - {at: 3s,  do: link_up}
       - {at: 4s,  do: watchdog_start, timeout: 5, period: 1}
@@ -12,11 +14,13 @@
       - {at: 20s, do: connect, port: 81}         # a port the firmware does not serve
       - {at: 21s, do: reboot}
       - {at: 22s, do: board_connect, port: 9}    # the board connects out to the peer
+      - {at: 23s, do: board_connect, port: 7, data: "hello"}   # ... and writes once connected
       - {at: 22s, do: frame, hex: "ffff..."}     # raw frame from the peer (wire mode, predict)
 
 The same file drives a board (`bmc-hil run`) and the model (`bmc-hil predict`):
 `model_inputs()` turns it into the stack model's input timeline, synthesising the frames a
-QEMU-slirp-like peer sends for a `connect` (its ARP request, then its SYN).
+QEMU-slirp-like peer sends for a `connect` (its ARP request, then its SYN), or, for a
+silent peer, the one SYN the harness puts on the wire (`peer_syn_frame`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.yamlfile import load_yaml
 
-PEERS = ("slirp", "silent")
+PEERS = ("slirp", "silent", "stalled")
 STEP_FIELDS: dict[str, set[str]] = {
     "link_down": set(),
     "link_up": set(),
@@ -38,12 +42,14 @@ STEP_FIELDS: dict[str, set[str]] = {
     "watchdog_stop": set(),
     "reboot": set(),
     "connect": {"service", "port"},
-    "board_connect": {"port"},
+    "board_connect": {"port", "data"},
     "frame": {"hex"},
 }
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min)?\s*$")
 _UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "min": 60_000_000_000, None: 1_000_000_000}
 
+# board_connect data: one short write (a segment well under any MSS).
+BOARD_DATA_MAX = 256
 # QEMU slirp's addresses: the peer every emulated board in user networking talks to.
 PEER_MAC = "52:55:0a:00:02:02"
 PEER_SPORT_BASE = 40000
@@ -72,7 +78,9 @@ class Scenario:
     description: str = ""
     source: str = "<scenario>"
     # slirp: QEMU user networking (the peer answers); silent: the harness owns the wire and
-    # its peer answers ARP only, so the board's own retransmission timers show.
+    # its peer answers ARP only, so the board's own retransmission timers show; stalled:
+    # that peer also answers the board's SYN with a SYN-ACK, then acknowledges nothing (the
+    # board's data retransmissions show).
     peer: str = "slirp"
 
     @property
@@ -145,8 +153,6 @@ def parse_scenario(data: Any, source: str) -> Scenario:
         steps.append(Step(parse_duration(raw["at"], f"{where}.at", source), do, args, i))
     ordered = sorted(steps, key=lambda s: (s.at_ns, s.index))
     duration = parse_duration(data.get("duration", "5s"), "duration", source)
-    if peer == "silent" and any(s.do == "connect" for s in ordered):
-        raise ScenarioError(f"{source}: steps: a silent peer opens no connections (no connect steps)")
     return Scenario(name, tuple(ordered), duration, str(data.get("description", "")), source, peer)
 
 
@@ -164,6 +170,12 @@ def _check_args(do: str, args: dict, where: str, source: str) -> None:
                 raise ScenarioError(f"{source}: {where}.period: must be shorter than the timeout")
     elif do == "board_connect":
         need_int("port", 1, 65535)
+        if "data" in args:
+            d = args["data"]
+            if not isinstance(d, str) or not 1 <= len(d) <= BOARD_DATA_MAX \
+                    or not all(" " <= c <= "~" for c in d):
+                raise ScenarioError(f"{source}: {where}.data: expected printable ASCII text of 1..{BOARD_DATA_MAX} "
+                                    f"characters (what the board's application writes once connected), got {d!r}")
     elif do == "connect":
         if ("service" in args) == ("port" in args):
             raise ScenarioError(f"{source}: {where}: give exactly one of service or port")
@@ -194,22 +206,28 @@ def connect_port(step: Step, config) -> int:
     return svc.port
 
 
+def peer_syn_frame(config, n: int, port: int, linux: bool = True) -> bytes:
+    """The SYN the peer sends for the scenario's `n`-th step, from PEER_MAC to the board:
+    source port PEER_SPORT_BASE + n, ISN 1e6 * (n + 1). `linux`: a Linux 6.1 SYN (window
+    64240; MSS, SACK_PERM, TS, NOP, WS 7 in tcp_syn_options' order), as the harness's silent
+    peer sends it; else slirp's (window 65535, MSS only)."""
+    from models.wire import ETH_P_IP, IPPROTO_TCP, SYN, EthernetRepr, Ipv4Repr, TcpRepr, ip4, linux_options, mac_bytes
+
+    iface = config.interface
+    peer_ip, board_ip = ip4(peer_ip_str(config)), ip4(str(iface.address.ip))
+    if linux:
+        window, opts = 64240, linux_options(mss=1460, ts=(100_000 * (n + 1), 0), sack_perm=True, wscale=7)
+    else:
+        window, opts = 65535, linux_options(mss=1460)
+    tcp = TcpRepr(PEER_SPORT_BASE + n, port, 1_000_000 * (n + 1), 0, SYN, window, opts)
+    seg = tcp.emit(b"", peer_ip, board_ip)
+    ip = Ipv4Repr(peer_ip, board_ip, IPPROTO_TCP, len(seg), ident=n + 1)
+    return EthernetRepr(mac_bytes(iface.mac), mac_bytes(PEER_MAC), ETH_P_IP).emit(ip.emit(seg))
+
+
 def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_START_NS) -> list[dict[str, Any]]:
     """The scenario as the stack model's input timeline (models.board.predict's format)."""
-    from models.wire import (
-        ARPOP_REQUEST,
-        ETH_P_ARP,
-        ETH_P_IP,
-        IPPROTO_TCP,
-        SYN,
-        ArpRepr,
-        EthernetRepr,
-        Ipv4Repr,
-        TcpRepr,
-        ip4,
-        linux_options,
-        mac_bytes,
-    )
+    from models.wire import ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ArpRepr, EthernetRepr, ip4, mac_bytes
 
     iface = config.interface
     peer_ip = ip4(peer_ip_str(config))
@@ -235,14 +253,17 @@ def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_STAR
             inputs.append({"t": t, "kind": "connect", "fd": f"board{n}", "addr": peer_ip_str(config),
                            "port": step.args["port"]})
         elif step.do == "connect":
-            # slirp asks for the board's MAC first (the board learns the peer from it), then SYNs.
-            arp = ArpRepr(op=ARPOP_REQUEST, sha=peer_mac, sip=peer_ip, tha=b"\0" * 6, tip=board_ip)
-            frame = EthernetRepr(b"\xff" * 6, peer_mac, ETH_P_ARP).emit(arp.emit())
-            inputs.append({"t": t, "kind": "frame", "hex": frame.hex()})
-            tcp = TcpRepr(PEER_SPORT_BASE + n, connect_port(step, config), 1_000_000 * (n + 1), 0, SYN,
-                          65535, linux_options(mss=1460))
-            seg = tcp.emit(b"", peer_ip, board_ip)
-            ip = Ipv4Repr(peer_ip, board_ip, IPPROTO_TCP, len(seg), ident=n + 1)
-            frame = EthernetRepr(board_mac, peer_mac, ETH_P_IP).emit(ip.emit(seg))
+            if scenario.peer == "slirp":
+                # slirp asks for the board's MAC first (the board learns the peer from it), then SYNs.
+                arp = ArpRepr(op=ARPOP_REQUEST, sha=peer_mac, sip=peer_ip, tha=b"\0" * 6, tip=board_ip)
+                frame = EthernetRepr(b"\xff" * 6, peer_mac, ETH_P_ARP).emit(arp.emit())
+                inputs.append({"t": t, "kind": "frame", "hex": frame.hex()})
+            # The harness on the wire (silent or stalled peer) sends the SYN alone; the board
+            # ARPs for it, and its answer (SilentPeer's, well within a millisecond) follows.
+            frame = peer_syn_frame(config, n, connect_port(step, config), linux=scenario.peer != "slirp")
             inputs.append({"t": t + 1_000_000, "kind": "frame", "hex": frame.hex()})
+            if scenario.peer != "slirp":
+                arp = ArpRepr(op=ARPOP_REPLY, sha=peer_mac, sip=peer_ip, tha=board_mac, tip=board_ip)
+                frame = EthernetRepr(board_mac, peer_mac, ETH_P_ARP).emit(arp.emit())
+                inputs.append({"t": t + 2_000_000, "kind": "frame", "hex": frame.hex()})
     return inputs

@@ -14,10 +14,10 @@ from harness.board.boardfile import emulated_spec, parse_board
 from harness.oracle import Artifacts, OracleError, Tolerance, _Flow, _rewrite_acks, check_run
 from harness.report import write_report
 from harness.runner import check_scenario, run_scenario
-from harness.scenario import load_scenario
+from harness.scenario import builtin_scenarios, load_scenario
 from models.config import DEFAULT_CONFIG
 
-BUILTINS = ["handshake", "closed-port", "link-flap", "watchdog-starve", "board-connect-flap", "syn-retransmit"]
+BUILTINS = list(builtin_scenarios())   # every one that ships: each must pass on the healthy image
 
 
 def seeded(**image_over):
@@ -157,6 +157,174 @@ def test_seeded_tcp_syn_retries_2_is_a_missing_third_retransmission(tmp_path):
     assert v.rows[0]["pred_ns"] - v.start_ns > 6_000_000_000   # the one due 7 s after the first
 
 
+@pytest.mark.board
+def test_seeded_tcp_synack_retries_2_is_missing_the_synacks_due_at_7_and_15_s(tmp_path):
+    """The harness's silent peer sends a SYN and never answers. Linux 6.1's
+    reqsk_timer_handler resends the SYN-ACK while num_timeout < tcp_synack_retries, so an
+    image with 2 resends it at 1 and 3 s and drops the request at 7 s (no RST): the
+    model's (declared 5) SYN-ACKs at 7 and 15 s are missing, and nothing else differs."""
+    spec = seeded(sysctls={"net.ipv4.tcp_synack_retries": 2})
+    v = check_scenario(spec, run_scenario(spec, load_scenario("synack-retransmit"), tmp_path, log=lambda m: None),
+                       Tolerance())
+    assert [(r["kind"], r["stream_name"]) for r in v.rows] == [("MISSING", "TCP_SYNACK")] * 2, \
+        json.dumps(v.rows, indent=1, default=int)
+    syn = [t for kind, t in v.series["observed"] if kind == "TCP_SYNACK"]
+    assert len(syn) == 3   # the first SYN-ACK and its resends at 1 and 3 s
+    due = sorted(round((r["pred_ns"] - syn[0]) / 1e9) for r in v.rows)
+    assert due == [7, 15]
+
+
+BOOT_WATCHDOG = {"daemon": True, "timeout": 8, "period": 1}
+BOOT_WATCHDOG_STARVE = """name: boot-watchdog-starve
+description: The watchdog daemon the firmware starts at boot is killed with SIGKILL.
+duration: 12s
+steps:
+  - {at: 0s, do: watchdog_starve}
+"""
+
+
+def boot_watchdog_board(image_timeout: int):
+    """Declared: the default firmware with a boot-time watchdog daemon (-T 8 -t 1); the
+    image is built with `image_timeout` instead."""
+    declared = {**DEFAULT_CONFIG, "watchdog": BOOT_WATCHDOG}
+    image = {**DEFAULT_CONFIG, "watchdog": {**BOOT_WATCHDOG, "timeout": image_timeout}}
+    return parse_board({"kind": "emulated", "firmware": declared, "image": image}, "<boot watchdog>")
+
+
+def run_boot_watchdog_starve(tmp_path, image_timeout: int):
+    sc = tmp_path / "boot-watchdog-starve.yaml"
+    sc.write_text(BOOT_WATCHDOG_STARVE)
+    spec = boot_watchdog_board(image_timeout)
+    run = run_scenario(spec, load_scenario(sc), tmp_path / "run", log=lambda m: None)
+    return run, check_scenario(spec, run, Tolerance())
+
+
+@pytest.mark.board
+def test_boot_time_watchdog_as_declared_matches_the_model(tmp_path):
+    """The healthy control: the image's boot daemon runs -T 8 as declared; the kill's
+    "did not stop" line and the reset 8 s after it are where the model puts them."""
+    run, v = run_boot_watchdog_starve(tmp_path, 8)
+    assert v.rows == [], json.dumps(v.rows, indent=1, default=int)
+    resets = [t for kind, t in v.series["observed"] if kind == "QMP_RESET"]
+    assert len(resets) == 1
+
+
+@pytest.mark.board
+def test_seeded_boot_watchdog_timeout_5_is_a_missing_and_an_extra_reset(tmp_path):
+    """Declared -T 8, image -T 5; the boot-time daemon is killed with SIGKILL at 0 s.
+
+    Linux 6.1's watchdog_release (drivers/watchdog/watchdog_dev.c) finds no magic close,
+    prints "watchdog did not stop!" and pings the WDT once more, so the reset comes at the
+    kill + the image's timeout (5 s), not its last kick + timeout. The line matches the
+    model. The reset is 3 s before the model's (kill + 8 s): 2.25 s beyond the reset
+    tolerance (750 ms), more than the comparison core pairs (DEFAULT_MAX_SHIFT_NS, 1 s),
+    so it is not EARLY but a MISSING QMP_RESET (the model's, at 8 s) and an EXTRA one (the
+    board's, at 5 s). The board's reboot follows its reset, so its Link is Up comes 3 s
+    before the model's too: an EXTRA LINK_UP, and a MISSING one when the model's falls
+    inside the run (about 10.3 s after the kill). Nothing else."""
+    run, v = run_boot_watchdog_starve(tmp_path, 5)
+    rows = sorted((r["kind"], r["stream_name"]) for r in v.rows)
+    pred, seen = v.series["predicted"], v.series["observed"]
+    (kill,) = [t for kind, t, _, _ in pred if kind == "WATCHDOG_DID_NOT_STOP"]
+    (p_reset,) = [t for kind, t, _, _ in pred if kind == "QMP_RESET"]
+    (o_reset,) = [t for kind, t in seen if kind == "QMP_RESET"]
+    model_relinks = any(kind == "LINK_UP" and t > p_reset for kind, t, _, _ in pred)
+    expected = sorted([("EXTRA", "LINK_UP"), ("EXTRA", "QMP_RESET"), ("MISSING", "QMP_RESET")]
+                      + [("MISSING", "LINK_UP")] * model_relinks)
+    assert rows == expected, json.dumps(v.rows, indent=1, default=int)
+    assert abs(p_reset - kill - 8_000_000_000) < 1_000_000
+    assert abs(o_reset - kill - 5_000_000_000) < Tolerance().reset_extra_ns
+    missing = next(r for r in v.rows if r["kind"] == "MISSING" and r["stream_name"] == "QMP_RESET")
+    extra = next(r for r in v.rows if r["kind"] == "EXTRA" and r["stream_name"] == "QMP_RESET")
+    assert (missing["pred_ns"], extra["obs_ns"]) == (p_reset, o_reset)
+
+
+def run_data_retransmit(spec, tmp_path):
+    return check_scenario(spec, run_scenario(spec, load_scenario("data-retransmit"), tmp_path, log=lambda m: None),
+                          Tolerance())
+
+
+def data_times(v, side: str) -> list[int]:
+    return [e[1] for e in v.series[side] if e[0] == "TCP_DATA"]
+
+
+@pytest.mark.board
+def test_data_retransmissions_to_a_stalled_peer_match_the_model(healthy_runs):
+    """The board's one write to a peer that never acknowledges: the first transmission (the
+    write, learnt from the capture), a tail loss probe, the RTO and its doublings, each
+    with its flags, length, relative seq and ack, in the window Linux 6.1's timers allow."""
+    _, v = healthy_runs[1]["data-retransmit"]
+    assert v.rows == [], json.dumps(v.rows, indent=1, default=int)
+    seen, pred = data_times(v, "observed"), data_times(v, "predicted")
+    assert len(seen) == len(pred) >= 6
+    gaps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    # TLP and the RTO after it both about 220 ms (RTO = rtt + 200 ms, rounded up to
+    # jiffies); then the RTO doubles
+    assert all(200_000_000 < g < 300_000_000 for g in gaps[:2]), gaps
+    assert all(1.7 < b / a < 2.3 for a, b in zip(gaps[1:], gaps[2:], strict=False)), gaps
+
+
+@pytest.mark.board
+def test_seeded_tcp_early_retrans_0_is_a_data_retransmission_schedule_without_the_probe(tmp_path):
+    """An image with net.ipv4.tcp_early_retrans 0 sends no tail loss probe
+    (tcp_schedule_loss_probe): its first retransmission is the RTO, and every later one
+    comes one RTO later than the model's (declared 3) schedule. Only data rows differ."""
+    v = run_data_retransmit(seeded(sysctls={"net.ipv4.tcp_early_retrans": 0}), tmp_path)
+    assert v.rows and {r["stream_name"] for r in v.rows} == {"TCP_DATA"}, json.dumps(v.rows, indent=1, default=int)
+    seen, pred = data_times(v, "observed"), data_times(v, "predicted")
+    assert len(seen) < len(pred)
+    gaps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    assert 1.7 < gaps[1] / gaps[0] < 2.3, gaps   # no probe: the second retransmission is the backed-off RTO
+
+
+def test_stalled_peer_answers_syns_with_a_linux_synack_and_acknowledges_nothing():
+    from harness.board.wire import StalledPeer
+    from models.wire import ACK, ETH_P_IP, IPPROTO_TCP, PSH, SYN, EthernetRepr, Ipv4Repr, TcpRepr, ip4, linux_options
+
+    class Wire:
+        def __init__(self):
+            self.sent, self.receivers = [], []
+
+        def on_frame(self, cb):
+            self.receivers.append(cb)
+
+        def inject(self, frame):
+            self.sent.append(frame)
+            return True
+
+    board, peer = ip4("10.0.2.15"), ip4("10.0.2.2")
+
+    def from_board(tcp, data=b""):
+        seg = tcp.emit(data, board, peer)
+        return EthernetRepr(bytes.fromhex("52550a000202"), bytes.fromhex("525400123456"),
+                            ETH_P_IP).emit(Ipv4Repr(board, peer, IPPROTO_TCP, len(seg)).emit(seg))
+
+    def parsed(frame):
+        eth, payload = EthernetRepr.parse(frame)
+        ip, seg = Ipv4Repr.parse(payload)           # checksums verified
+        return eth, TcpRepr.parse(seg, ip.src, ip.dst)[0]
+
+    wire = Wire()
+    StalledPeer(wire, "10.0.2.2")
+    syn = TcpRepr(41864, 7, 5000, 0, SYN, 64240, linux_options(mss=1460, ts=(777, 0), sack_perm=True, wscale=6))
+    for cb in wire.receivers:
+        cb(from_board(syn))
+        cb(from_board(syn))                                                   # retransmitted SYN
+        cb(from_board(TcpRepr(41864, 7, 5001, 1, ACK, 1004, linux_options(ts=(800, 1)))))
+        cb(from_board(TcpRepr(41864, 7, 5001, 1, ACK | PSH, 1004, linux_options(ts=(801, 1))), b"data"))
+    assert len(wire.sent) == 2                       # one SYN-ACK per SYN, nothing for the rest
+    (eth, a), (_, b) = (parsed(f) for f in wire.sent)
+    assert eth.dst == bytes.fromhex("525400123456") and eth.src == bytes.fromhex("52550a000202")
+    assert (a.src_port, a.dst_port, a.flags, a.ack, a.window) == (7, 41864, SYN | ACK, 5001, 65160)
+    assert (a.mss, a.sack_permitted, a.wscale, a.timestamp[1]) == (1460, True, 7, 777)
+    assert b.seq == a.seq
+    wire.sent.clear()
+    for cb in wire.receivers:
+        cb(from_board(TcpRepr(41865, 7, 9000, 0, SYN, 64240, linux_options(mss=1460))))
+    (_, c), = (parsed(f) for f in wire.sent)
+    assert (c.mss, c.sack_permitted, c.wscale, c.timestamp) == (1460, False, None, None)
+
+
 def test_every_console_line_the_model_prints_is_one_ingest_recognises():
     """The model's strings (read off Linux 6.1) and ingest's table must agree."""
     from harness.ingest.console import _classify
@@ -172,3 +340,19 @@ def test_every_console_line_the_model_prints_is_one_ingest_recognises():
     lines += [p.detail["text"] for p in board.handle(sec(4), {"kind": "watchdog_sigkill"}) if p.kind == "console"]
     kinds = {EventKind(_classify(line)[0]) for line in lines}
     assert {EventKind.LINK_UP, EventKind.LINK_DOWN, EventKind.WATCHDOG_DID_NOT_STOP} <= kinds, lines
+
+
+@pytest.mark.board
+def test_seeded_arp_evict_nocarrier_off_is_a_missing_arp_request_after_the_flap(tmp_path):
+    """Firmware that keeps its neighbours across carrier loss (conf.all.arp_evict_nocarrier
+    0, as some NC-SI setups do) answers the handshake after the flap from its stale entry;
+    Linux 6.1's default flushes the table and resolves the peer first."""
+    spec = seeded(sysctls={"net.ipv4.conf.all.arp_evict_nocarrier": 0})
+    v = check_scenario(spec, run_scenario(spec, load_scenario("link-flap"), tmp_path, log=lambda m: None),
+                       Tolerance())
+    kinds = [(r["kind"], r["stream_name"]) for r in v.rows]
+    assert kinds[0] == ("MISSING", "ARP_REQUEST") and set(kinds) == {("MISSING", "ARP_REQUEST"),
+                                                                    ("EXTRA", "TCP_SYNACK")}, kinds
+    after_up = 3_500_000_000
+    assert all(r["pred_ns"] - v.start_ns > after_up for r in v.rows if r["kind"] == "MISSING")
+    assert all(r["obs_ns"] - v.start_ns > after_up for r in v.rows if r["kind"] == "EXTRA")

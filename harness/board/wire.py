@@ -162,3 +162,53 @@ class SilentPeer:
             arp = b"\x00\x01\x08\x00\x06\x04\x00\x02" + self.mac + self.ip + sha + spa
             self.wire.inject(sha + self.mac + b"\x08\x06" + arp + b"\0" * 18)
             self.answered += 1
+
+
+class StalledPeer(SilentPeer):
+    """A peer that answers ARP (as SilentPeer) and the board's SYN with a SYN-ACK, then
+    acknowledges nothing: a receiver that stalled, so the board's data retransmissions show.
+
+    The SYN-ACK is what Linux 6.1 sends for the board's SYN (tcp_make_synack): window 65160,
+    and only the options the SYN offered, in tcp_synack_options' order (MSS 1460, SACK_PERM
+    with the timestamp, NOP + window scale 7). A retransmitted SYN gets the same SYN-ACK
+    again (same ISN, a fresh TSval), as from a request sock."""
+
+    SYNACK_WINDOW = 65160
+    MSS = 1460
+    WSCALE = 7
+
+    def __init__(self, wire: Wire, ip: str, mac: str = "52:55:0a:00:02:02"):
+        super().__init__(wire, ip, mac)
+        self._isn: dict[tuple[int, int, int], int] = {}
+        self._ts_offset = 0x1000_0000
+        self.synacks = 0
+
+    def _on_frame(self, frame: bytes) -> None:
+        super()._on_frame(frame)
+        # IPv4, TCP, to us, SYN without ACK (and no RST/FIN): answer with a SYN-ACK.
+        if len(frame) < 54 or frame[12:14] != b"\x08\x00" or frame[23] != 6 or frame[30:34] != self.ip:
+            return
+        t = 14 + (frame[14] & 0x0F) * 4
+        if len(frame) < t + 20 or frame[t + 13] & 0x17 != 0x02:
+            return
+        self._synack(frame)
+
+    def _synack(self, frame: bytes) -> None:
+        from models.wire import ACK, ETH_P_IP, IPPROTO_TCP, SYN, EthernetRepr, Ipv4Repr, TcpRepr, linux_options
+
+        eth, payload = EthernetRepr.parse(frame)
+        ip, seg = Ipv4Repr.parse(payload, verify_checksum=False)
+        syn, _ = TcpRepr.parse(seg, ip.src, ip.dst, verify_checksum=False)
+        key = (ip.src, syn.src_port, syn.seq)
+        isn = self._isn.setdefault(key, (0x2000_0000 + 0x0100_0000 * len(self._isn)) & 0xFFFFFFFF)
+        ts = None
+        if syn.timestamp is not None:
+            ts = ((time.monotonic_ns() // 1_000_000 + self._ts_offset) & 0xFFFFFFFF, syn.timestamp[0])
+        opts = linux_options(mss=self.MSS, ts=ts, sack_perm=syn.sack_permitted,
+                             wscale=self.WSCALE if syn.wscale is not None else None)
+        tcp = TcpRepr(syn.dst_port, syn.src_port, isn, (syn.seq + 1) & 0xFFFFFFFF, SYN | ACK, self.SYNACK_WINDOW,
+                      opts)
+        out = tcp.emit(b"", ip.dst, ip.src)
+        hdr = Ipv4Repr(ip.dst, ip.src, IPPROTO_TCP, len(out), ttl=64, ident=0, df=True)
+        self.wire.inject(EthernetRepr(eth.src, self.mac, ETH_P_IP).emit(hdr.emit(out)))
+        self.synacks += 1
