@@ -265,7 +265,7 @@ def _tcp_flow_key(frame: bytes, board_ip: int):
     return (src, sport, dport), t
 
 
-def _rewrite_acks(frame: bytes, t: int, flow: _Flow) -> bytes:
+def _rewrite_acks(frame: bytes, flow: _Flow) -> bytes:
     """Move the peer's ack (and TSecr, SACK edges) from the board's sequence space into the model's."""
     from models.wire import IPPROTO_TCP, EthernetRepr, Ipv4Repr, TcpRepr
     from models.wire.tcp import TCPOPT_SACK, TCPOPT_TIMESTAMP
@@ -401,7 +401,7 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
                     frame = ev["raw"]
                     key = _tcp_flow_key(frame, board_ip)
                     if key is not None and key[0] in flows:
-                        frame = _rewrite_acks(frame, key[1], flows[key[0]])
+                        frame = _rewrite_acks(frame, flows[key[0]])
                     run.fed.append((now + shift, frame))
                     ev = {"kind": "frame", "raw": frame}
                 elif kind == "link":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.board import BoardState, BoardStrategy, timeouts_for
 from harness.board.boardfile import BoardSpec
-from harness.errors import BoardError
+from harness.errors import BoardError, HarnessError
 from harness.oracle import Artifacts, Tolerance, Verdict, check_run
 from harness.scenario import Scenario, ScenarioError, Step, connect_port, peer_ip_str, peer_syn_frame
 
@@ -162,7 +162,32 @@ def do_step(board, step: Step, n: int = 0) -> dict:
 
 
 RUN_FILES = ("console.log", "host-events.jsonl", "qmp.jsonl", "qemu.log", "steps.json", "verdict.json",
-             "predicted.pcap")
+             "predicted.pcap", "kernel-counters.json")
+# What the board's kernel counted (SNMP and Linux MIBs), read on the console before the
+# first step and after the last: the triage record of what happened below the wire
+# (TCPSpuriousRtxHostQueues, TCPTimeouts, ...).
+COUNTER_FILES = ("/proc/net/snmp", "/proc/net/netstat")
+
+
+def parse_proc_net_counters(text: str) -> dict[str, dict[str, int]]:
+    """/proc/net/snmp and /proc/net/netstat: pairs of `Group: names...` / `Group: values...`."""
+    out: dict[str, dict[str, int]] = {}
+    rows = [line.split() for line in text.splitlines() if ":" in line.split(" ", 1)[0]]
+    for names, values in zip(rows, rows[1:], strict=False):
+        if names[0] != values[0] or names[0].rstrip(":") in out or not all(v.lstrip("-").isdigit()
+                                                                             for v in values[1:]):
+            continue
+        out[names[0].rstrip(":")] = {k: int(v) for k, v in zip(names[1:], values[1:], strict=False)}
+    return out
+
+
+def read_kernel_counters(board) -> dict[str, dict[str, int]] | None:
+    """The board's counters over its console, or None if it does not answer."""
+    try:
+        text, _ = board.console.run("cat " + " ".join(COUNTER_FILES), timeout=5)
+    except HarnessError:
+        return None
+    return parse_proc_net_counters(text)
 
 
 def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> ScenarioRun:
@@ -190,6 +215,7 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
         else:
             BoardStrategy(board, timeouts_for(spec)).transition(BoardState.SSH)
             board.ssh.close()
+        counters = {"before": read_kernel_counters(board)}
         time.sleep(0.5)
         start_wall = time.time_ns()
         t0 = time.monotonic()
@@ -206,7 +232,9 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
             time.sleep(rest)
         end_wall = time.time_ns()
         board.capture_stop()
+        counters["after"] = read_kernel_counters(board)
     (out / "steps.json").write_text(json.dumps(steps, indent=1) + "\n")
+    (out / "kernel-counters.json").write_text(json.dumps(counters, indent=1) + "\n")
     return ScenarioRun(scenario, out, start_wall, end_wall, steps)
 
 

@@ -129,7 +129,7 @@ def test_peer_acks_move_into_the_models_sequence_space():
     seg = tcp.emit(b"", 0x0A000202, 0x0A00020F)
     frame = EthernetRepr(b"\x52\x54\x00\x12\x34\x56", b"\x52\x55\x0a\x00\x02\x02", 0x0800).emit(
         Ipv4Repr(0x0A000202, 0x0A00020F, IPPROTO_TCP, len(seg)).emit(seg))
-    out = _rewrite_acks(frame, 34, _Flow(obs_isn=1_000_000, model_isn=42, obs_ts=800, model_ts=100))
+    out = _rewrite_acks(frame, _Flow(obs_isn=1_000_000, model_isn=42, obs_ts=800, model_ts=100))
     _, payload = EthernetRepr.parse(out)
     ip, seg2 = Ipv4Repr.parse(payload)            # checksums verified
     moved, _ = TcpRepr.parse(seg2, ip.src, ip.dst)
