@@ -528,6 +528,8 @@ def predicted_events(obs: Observation, run: ModelRun, start_ns: int, end_ns: int
     lo = np.array([win[int(x)].earliest if int(x) in win else int(x) for x in t], np.int64)
     hi = np.array([win[int(x)].latest if int(x) in win else int(x) for x in t], np.int64)
     frame_anchor = np.array([ANCHOR_ABSOLUTE if int(x) in win else ANCHOR_PREVIOUS_OBSERVED for x in t], np.int64)
+    maybe = {p.t for p in run.outputs if p.kind == "frame" and p.detail.get("optional")}
+    optional = [np.array([int(x) in maybe for x in t], bool)]
     check = np.array([CHECKED_FIELDS.get(EventKind(int(k)), 0) for k in fe.kind[idx]], np.int64)
     kinds = [EventKind(int(k)).name for k in fe.kind[idx]]
     streams = [fe.events.stream[idx]]
@@ -571,10 +573,11 @@ def predicted_events(obs: Observation, run: ModelRun, start_ns: int, end_ns: int
         checks.append(np.array(c_check, np.int64))
         tol_abs.append(np.array(c_tol, np.int64))
         anchors.append(np.array(c_anchor, np.int64))
+        optional.append(np.zeros(len(c_t), bool))
     pred = PredictedEvents.build(np.concatenate(streams), np.concatenate(times), fields=np.concatenate(fields),
                                  check=np.concatenate(checks), tol_abs_ns=np.concatenate(tol_abs),
                                  tol_frac=tol.fraction, win_lo=np.concatenate(los), win_hi=np.concatenate(his),
-                                 anchor=np.concatenate(anchors))
+                                 anchor=np.concatenate(anchors), optional=np.concatenate(optional))
     return pred, kinds
 
 

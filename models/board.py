@@ -27,7 +27,7 @@ from typing import Any
 
 from .clock import JIFFY, NSEC_PER_SEC, Window, ms, sec, timer_wheel_slack
 from .errors import ModelError, ModelUsageError, WireError
-from .ftgmac100 import NETDEV_PREFIX, Ftgmac100
+from .ftgmac100 import CARRIER_RACE_NS, NETDEV_PREFIX, Ftgmac100
 from .ipv4 import Fib, Ipv4Layer
 from .neighbour import NeighParams, NeighTable, TxFrame
 from .phy import PHY_STATE_TIME, PhyDevice, Rtl8211e
@@ -145,6 +145,7 @@ class Board:
         self.services_at: int | None = None
         self.next_phy_poll: int | None = None
         self.link_change_at: int | None = None
+        self.carrier_on_at: int | None = None
         # How late each armed kernel timer may fire: the timer wheel's slack, summed along
         # the chain of timers that armed it since the last input (see _retime).
         self._armed: dict[tuple, int] = {}
@@ -239,6 +240,8 @@ class Board:
                 self._emit(now, "drop", {"reason": "lost on the wire (link down)", "cause": cause})
                 continue
             detail: dict[str, Any] = {"cause": cause, "raw": frame}
+            if self.carrier_on_at is not None and now - self.carrier_on_at < CARRIER_RACE_NS:
+                detail["optional"] = True   # the qdisc may not be back yet (CARRIER_RACE_NS)
             if self.describe_frames:
                 detail.update(_frame_summary(frame))
             self._emit(now, "frame", detail, window)
@@ -527,6 +530,7 @@ class Board:
         window = Window(cause, cause + PHY_STATE_TIME)
         if change:
             self.mac.carrier_on(now)
+            self.carrier_on_at = now
             self._emit(now, "console", {"text": NETDEV_PREFIX + self.phydev.print_status()}, window)
             self.mac.ftgmac100_reset(now)
             if self.qemu:

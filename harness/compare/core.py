@@ -105,7 +105,10 @@ def divergence_table(prep: Prepared, cons: Constraints, r: StageResult) -> np.nd
 
     for status, kind in ((K.STATUS_MISSING, DivergenceKind.MISSING), (K.STATUS_LATE, DivergenceKind.LATE),
                          (K.STATUS_EARLY, DivergenceKind.EARLY), (K.STATUS_REORDERED, DivergenceKind.REORDERED)):
-        k = np.flatnonzero(r.status == status)
+        hit = r.status == status
+        if status == K.STATUS_MISSING:
+            hit &= ~prep.p_optional    # an optional event that did not happen is no divergence
+        k = np.flatnonzero(hit)
         blocks.append(rows_block(kind, k.size, **pred_cols(k, status != K.STATUS_MISSING)))
     for f in range(prep.p_fields.shape[1]):
         k = np.flatnonzero((r.mismatch >> f) & 1)

@@ -86,10 +86,13 @@ class PredictedEvents:
     win_lo: np.ndarray
     win_hi: np.ndarray
     anchor: np.ndarray  # int8: ANCHOR_PREVIOUS_OBSERVED or ANCHOR_ABSOLUTE
+    # bool: Linux leaves open whether it happens (a race the observation cannot settle);
+    # unmatched, it is no MISSING row. Matched, it is checked like any other.
+    optional: np.ndarray | None = None
 
     @classmethod
     def build(cls, stream, time_ns, fields=None, check=None, tol_abs_ns=0, tol_frac=0.0, win_lo=None, win_hi=None,
-              n_fields: int = 0, anchor=ANCHOR_PREVIOUS_OBSERVED) -> PredictedEvents:
+              n_fields: int = 0, anchor=ANCHOR_PREVIOUS_OBSERVED, optional=False) -> PredictedEvents:
         t = _col("time_ns", time_ns, np.asarray(time_ns).shape[0], np.int64, 0)
         n = t.shape[0]
         f = _fields("fields", fields, n, n_fields)
@@ -97,7 +100,7 @@ class PredictedEvents:
         ev = cls(_col("stream", stream, n, np.int64, 0), t, f, _col("check", check, n, np.int64, all_fields),
                  _col("tol_abs_ns", tol_abs_ns, n, np.int64, 0), _col("tol_frac", tol_frac, n, np.float64, 0.0),
                  _col("win_lo", win_lo, n, np.int64, t), _col("win_hi", win_hi, n, np.int64, t),
-                 _col("anchor", anchor, n, np.int8, ANCHOR_PREVIOUS_OBSERVED))
+                 _col("anchor", anchor, n, np.int8, ANCHOR_PREVIOUS_OBSERVED), _col("optional", optional, n, bool, False))
         if np.any((ev.anchor != ANCHOR_PREVIOUS_OBSERVED) & (ev.anchor != ANCHOR_ABSOLUTE)):
             bad = int(np.argmax((ev.anchor != ANCHOR_PREVIOUS_OBSERVED) & (ev.anchor != ANCHOR_ABSOLUTE)))
             raise CompareInputError(f"anchor of predicted event {bad} is {ev.anchor[bad]}; expected "
@@ -217,6 +220,7 @@ class Prepared:
     p_wlo: np.ndarray
     p_whi: np.ndarray
     p_anchor: np.ndarray
+    p_optional: np.ndarray
     o_stream: np.ndarray
     o_t: np.ndarray
     o_frame: np.ndarray
@@ -240,7 +244,8 @@ def prepare(pred: PredictedEvents, obs: ObservedEvents) -> Prepared:
         raise CompareInputError(
             f"fields: predicted events carry {pred.fields.shape[1]} columns, observed {obs.fields.shape[1]}")
     p_cols = np.stack([pred.stream, pred.time_ns, pred.check, pred.tol_abs_ns, pred.tol_frac.view(np.int64),
-                       pred.win_lo, pred.win_hi, pred.anchor.astype(np.int64)])
+                       pred.win_lo, pred.win_hi, pred.anchor.astype(np.int64),
+                       (pred.optional if pred.optional is not None else np.zeros(len(pred), bool)).astype(np.int64)])
     po, pc, p_fields = sort_by_stream_time(pred.stream, pred.time_ns, p_cols, pred.fields)
     oo, oc, o_fields = sort_by_stream_time(obs.stream, obs.time_ns, np.stack([obs.stream, obs.time_ns, obs.frame]),
                                            obs.fields)
@@ -248,7 +253,7 @@ def prepare(pred: PredictedEvents, obs: ObservedEvents) -> Prepared:
     streams = np.union1d(_first_of_runs(p_stream), _first_of_runs(o_stream))
     return Prepared(
         po, oo, p_stream, pc[1], p_fields, pc[2], pc[3], pc[4].view(np.float64), pc[5], pc[6], pc[7].astype(np.int8),
-        o_stream, oc[1], oc[2],
+        pc[8].astype(bool), o_stream, oc[1], oc[2],
         o_fields, streams,
         np.searchsorted(p_stream, streams, "left"), np.searchsorted(p_stream, streams, "right"),
         np.searchsorted(o_stream, streams, "left"), np.searchsorted(o_stream, streams, "right"))

@@ -124,6 +124,21 @@ def test_missing_event_is_missing(engine):
     assert r.divergences[0]["obs_ns"] == NO_TIME and r.match.tolist() == [0, -1, 1]
 
 
+def test_optional_event_that_did_not_happen_is_no_divergence(engine):
+    r = compare(pred([0, 100, 200], optional=[False, True, False]), obs([0, 200]), engine=engine)
+    assert kinds(r) == [] and list(r.match) == [0, -1, 1]
+
+
+def test_optional_event_that_happened_is_checked_like_any_other(engine):
+    r = compare(pred([0, 100], optional=[False, True]), obs([0, 400]), engine=engine)
+    assert kinds(r) == ["LATE"]
+
+
+def test_optional_does_not_hide_a_missing_event_beside_it(engine):
+    r = compare(pred([0, 100, 200], optional=[False, True, False]), obs([0]), engine=engine)
+    assert kinds(r) == ["MISSING"] and r.divergences["pred_id"].tolist() == [2]
+
+
 def test_unpredicted_event_is_extra(engine):
     r = compare(pred([0, 200], tol_abs_ns=MS), obs([0, 100, 200]), engine=engine)
     assert kinds(r) == ["EXTRA"] and (r.divergences[0]["obs_id"], r.divergences[0]["frame"]) == (1, 2)

@@ -153,3 +153,23 @@ def test_icmp_unreachable_on_an_established_socket_is_soft_and_reverts_the_backo
     # an ICMP quoting a sequence number outside snd_una..snd_nxt is ignored
     sk.icmp_unreach(sec(1) + ms(200), 5000, 1)
     assert sk.backoff == 1
+
+
+def test_frames_just_after_carrier_returns_are_optional():
+    """The qdisc comes back when the linkwatch work runs, some ms after the Link is Up line:
+    a frame the board sends within CARRIER_RACE_NS of it may be lost, so it is optional."""
+    from models.ftgmac100 import CARRIER_RACE_NS
+    from models.wire.arp import ARPOP_REQUEST
+
+    b = board()
+    b.handle(sec(1), {"kind": "link", "up": False})
+    run(b, sec(2))                                    # phylib polls: carrier off
+    b.handle(sec(3), {"kind": "link", "up": True})
+    out = run(b, sec(3) + ms(100))                    # phylib's poll after 3 s: carrier on
+    up = next(p.t for p in out if p.kind == "console" and "Link is Up" in p.detail["text"])
+    request = ArpRepr(ARPOP_REQUEST, PEER_MAC, ip4(PEER), bytes(6), ip4("10.0.2.15"))
+    raw = EthernetRepr(b"\xff" * 6, PEER_MAC, 0x0806).emit(request.emit())
+    soon = b.handle(up + CARRIER_RACE_NS - ms(1), {"kind": "frame", "raw": raw})
+    later = b.handle(up + CARRIER_RACE_NS, {"kind": "frame", "raw": raw})
+    assert [p.detail.get("optional", False) for p in arps(soon)] == [True]
+    assert [p.detail.get("optional", False) for p in arps(later)] == [False]
