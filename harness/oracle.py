@@ -313,7 +313,7 @@ def _tcp_seq_ts(frame: bytes, t: int) -> tuple[int, int | None]:
 
 
 def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns: int = 200_000_000,
-              seed: int = 0) -> ModelRun:
+              seed: int = 0, resync_ns: int = 1_000_000_000) -> ModelRun:
     """Drive a model board with the observation's inputs from its boot to `end_ns`.
 
     Model time 0 is the observed boot; eth0 comes up in the model when it came up on the
@@ -365,6 +365,13 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
                       for i in sel]
     inputs = with_app_inputs(obs, inputs, _board_connects(obs, learn, end_ns), end_ns)
     model.timer_hints([(t - shift, what) for t, what in _timer_evidence(obs, board_ip)])
+    # The board's own resets (QMP, guest-initiated): where the model has none near, it is
+    # restarted there too (after its own reset, if any, is predicted: _resync_at_reset).
+    guest = np.flatnonzero((obs.event_kind == EventKind.QMP_RESET) & (host.detail0 == _guest_reset_code()))
+    for i in guest:
+        t = int(host_t[i])
+        if obs.boot_ns <= t <= end_ns:
+            learn.append((t, 4, {"kind": "reset_seen"}))
     # phylib's poll phase, learnt from the board's own Link is Up/Down lines.
     for i in np.flatnonzero(np.isin(obs.event_kind, [EventKind.LINK_DOWN, EventKind.LINK_UP])):
         t = int(obs.events.time_ns[i])
@@ -394,7 +401,9 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
                     if flow.obs_isn is None:
                         flow.obs_isn, flow.obs_ts = _tcp_seq_ts(ev["raw"], key[1])
                 continue
-            if kind == "phy_seen":
+            if kind == "reset_seen":
+                out = _resync_at_reset(model, now, end_ns - shift, resync_ns)
+            elif kind == "phy_seen":
                 out = model.phy_poll_observed(now) if model.up else []
             else:
                 if kind == "frame":
@@ -434,6 +443,26 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
     if down_since is not None:
         run.constraints.append({"kind": "no_frames_between", "from": down_since, "to": end_ns})
     return run
+
+
+def _resync_at_reset(model, now: int, until: int, near_ns: int) -> list:
+    """The board reset at `now`. If the model reset within `near_ns` before, or will within
+    `near_ns` after, nothing changes (the comparison measures the difference). Otherwise a
+    copy of the model runs on to find the reset it would have made (returned, to be
+    compared: a MISSING row if the board never made it), and the model restarts at `now`,
+    so the reboot that followed is compared with a rebooted model rather than shifted."""
+    import copy
+
+    if any(now - near_ns <= r <= now for r in model.resets):
+        return []
+    due = model.wdt.expires_at
+    if due is not None and due <= now + near_ns:
+        return []
+    ahead, own = copy.deepcopy(model), []
+    while (t := ahead.poll_at()) is not None and t <= until and not own:
+        own = [p for p in ahead.on_timer(t) if p.kind == "reset"]
+    model.resync_reset(now)
+    return own
 
 
 def _timer_evidence(obs: Observation, board_ip: int) -> list[tuple[int, tuple]]:

@@ -218,6 +218,15 @@ class Board:
             self.daemon = BusyboxWatchdog(self.core, self.config.watchdog.timeout, self.config.watchdog.period)
             self.daemon.start(now)
 
+    def resync_reset(self, now: int) -> None:
+        """The real board was seen to reset at `now` where the model did not: restart the
+        model there, with no output of its own, so what follows the reset is compared with
+        a model that rebooted when the board did (the divergence is the reset itself)."""
+        self.resets.append(now)
+        self.wdt.expires_at = None
+        self.wdt.ctrl = 0
+        self._power_on(now)
+
     def _reset(self, now: int, cause: str) -> None:
         self.resets.append(now)
         self._emit(now, "reset", {"cause": cause})
