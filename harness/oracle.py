@@ -248,6 +248,8 @@ class ModelRun:
     fed: list[tuple[int, bytes]] = field(default_factory=list)  # frames given to the model (translated)
     constraints: list[dict] = field(default_factory=list)
     inputs: int = 0
+    resolutions: list[int] = field(default_factory=list)   # neighbour resolutions begun (common t)
+    linkwatch_delay_ns: int = 0
 
 
 def _tcp_flow_key(frame: bytes, board_ip: int):
@@ -313,7 +315,7 @@ def _tcp_seq_ts(frame: bytes, t: int) -> tuple[int, int | None]:
 
 
 def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns: int = 200_000_000,
-              seed: int = 0, resync_ns: int = 1_000_000_000) -> ModelRun:
+              seed: int = 0, resync_ns: int = 1_000_000_000, linkwatch_delay_ns: int = 0) -> ModelRun:
     """Drive a model board with the observation's inputs from its boot to `end_ns`.
 
     Model time 0 is the observed boot; eth0 comes up in the model when it came up on the
@@ -329,8 +331,8 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
     to_ifup = max(0, obs.ifup_ns - obs.boot_ns)
     model = Board(cfg, seed=seed, boot=BootTiming(Window(to_ifup, to_ifup),
                                                    Window(boot_to_services_ns, boot_to_services_ns)), phy_phase=0,
-                  describe_frames=False)
-    run = ModelRun()
+                  describe_frames=False, linkwatch_delay_ns=linkwatch_delay_ns)
+    run = ModelRun(linkwatch_delay_ns=linkwatch_delay_ns)
     inputs: list[tuple[int, int, dict]] = []   # (common t, order, input)
     for t, frame in obs.inbound_frames():
         if obs.boot_ns <= t <= end_ns:
@@ -442,6 +444,7 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
             run.outputs.append(p)
     if down_since is not None:
         run.constraints.append({"kind": "no_frames_between", "from": down_since, "to": end_ns})
+    run.resolutions = [t + shift for t in model.resolutions]
     return run
 
 
@@ -645,6 +648,7 @@ class Verdict:
     end_ns: int
     notes: list[str] = field(default_factory=list)
     series: dict = field(default_factory=dict)
+    linkwatch_delay_ns: int = 0
 
     @property
     def ok(self) -> bool:
@@ -660,8 +664,45 @@ def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: i
               tol: Tolerance = Tolerance(), out_dir: Path | None = None, seed: int = 0) -> Verdict:
     """The whole loop over one run's artifacts for the window [start_ns, end_ns] (common clock)."""
     obs = observe(art, declared)
-    run = run_model(obs, start_ns, end_ns, seed=seed)
     out_dir = out_dir or art.console.parent
+    run = run_model(obs, start_ns, end_ns, seed=seed)
+    verdict = _judge(obs, run, start_ns, end_ns, scenario, tol, art, out_dir)
+    # When the carrier-off linkwatch work ran is not in the records (it is rate-limited to
+    # once a second and runs when a worker gets to it), yet it decides whether a packet
+    # sent just after carrier loss found the old neighbour entry or started a resolution.
+    # Each distinct case is tried (the work just after each resolution the model began
+    # within a second of a carrier loss); the board is judged by the one it matches best.
+    if verdict.rows:
+        for delay in _linkwatch_delays(run):
+            alt = _judge(obs, run_model(obs, start_ns, end_ns, seed=seed, linkwatch_delay_ns=delay), start_ns,
+                         end_ns, scenario, tol, art, out_dir)
+            if len(alt.rows) < len(verdict.rows):
+                verdict = alt
+            if not verdict.rows:
+                break
+    if verdict.linkwatch_delay_ns:
+        verdict.notes.append(f"linkwatch ran the carrier-off work {verdict.linkwatch_delay_ns / 1e6:.0f} ms after "
+                             "carrier loss (the best match of the cases tried)")
+        _judge(obs, run_model(obs, start_ns, end_ns, seed=seed, linkwatch_delay_ns=verdict.linkwatch_delay_ns),
+               start_ns, end_ns, scenario, tol, art, out_dir)   # its predicted.pcap is the one kept
+    (out_dir / "verdict.json").write_text(json.dumps(verdict.to_json(), indent=1, default=int) + "\n")
+    return verdict
+
+
+LINKWATCH_MAX_DELAY_NS = 1_000_000_000   # linkwatch_nextevent: one non-urgent run a second
+
+
+def _linkwatch_delays(run: ModelRun) -> list[int]:
+    """Delays of the carrier-off linkwatch work that change what the model does: just after
+    each neighbour resolution the model began within a second of a carrier loss."""
+    offs = [p.t for p in run.outputs if p.kind == "console" and p.detail.get("text", "").endswith("Link is Down")]
+    delays = {r - off + 1 for off in offs for r in run.resolutions if off <= r < off + LINKWATCH_MAX_DELAY_NS}
+    return sorted(delays)
+
+
+def _judge(obs: Observation, run: ModelRun, start_ns: int, end_ns: int, scenario: str, tol: Tolerance,
+           art: Artifacts, out_dir: Path) -> Verdict:
+    """Compare one model run with the observation."""
     pred, pred_kinds = predicted_events(obs, run, start_ns, end_ns, tol, out_dir / "predicted.pcap")
     seen = observed_outputs(obs, start_ns, end_ns, use_qmp_resets=art.qmp is not None)
     # Happens-before: nothing leaves the board while its link is down.
@@ -687,6 +728,5 @@ def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: i
               "observed": [(names.get(int(s), "?"), int(t)) for s, t in
                            zip(seen.stream.tolist(), seen.time_ns.tolist(), strict=True)],
               "quiet": [(c["from"], c["to"]) for c in run.constraints if c["kind"] == "no_frames_between"]}
-    verdict = Verdict(scenario, rows, len(pred), len(seen), obs.timeline.to_json(), start_ns, end_ns, notes, series)
-    (out_dir / "verdict.json").write_text(json.dumps(verdict.to_json(), indent=1, default=int) + "\n")
-    return verdict
+    return Verdict(scenario, rows, len(pred), len(seen), obs.timeline.to_json(), start_ns, end_ns, notes, series,
+                   run.linkwatch_delay_ns)

@@ -120,7 +120,7 @@ class Board:
 
     def __init__(self, config, seed: int = 0, qemu: bool = True, boot: BootTiming = BootTiming(),
                  phy_phase: int | None = None,
-                 describe_frames: bool = True):
+                 describe_frames: bool = True, linkwatch_delay_ns: int = 0):
         self.config = config
         self.rng = random.Random(seed)
         self.qemu = qemu
@@ -146,6 +146,13 @@ class Board:
         self.next_phy_poll: int | None = None
         self.link_change_at: int | None = None
         self.carrier_on_at: int | None = None
+        self.carrier_off_at: int | None = None
+        # A carrier loss is not an urgent linkwatch event: the work that flushes the
+        # neighbour table runs at most once a second (linkwatch_nextevent) and whenever a
+        # worker gets to it, so up to a second after netif_carrier_off. 0: at once.
+        self.linkwatch_delay_ns = linkwatch_delay_ns
+        self.linkwatch_at: int | None = None
+        self.resolutions: list[int] = []   # when a neighbour resolution began (models.neighbour)
         # How late each armed kernel timer may fire: the timer wheel's slack, summed along
         # the chain of timers that armed it since the last input (see _retime).
         self._armed: dict[tuple, int] = {}
@@ -162,6 +169,8 @@ class Board:
         self.mac = Ftgmac100(self.mac_addr)
         self.phydev = PhyDevice(self.phy)
         self.neigh = NeighTable(self.neigh_params, self.mac_addr, self.addr, self.rng)
+        self.neigh.resolutions = self.resolutions   # kept across reboots
+        self.linkwatch_at = None
         self.ip = Ipv4Layer(self.addr, self.prefixlen, Fib.from_config(cfg), cfg.interface.mtu,
                             int(cfg.sysctl("net.ipv4.ip_default_ttl")), self.rng,
                             icmp_echo_ignore_broadcasts=bool(cfg.sysctl("net.ipv4.icmp_echo_ignore_broadcasts")))
@@ -378,6 +387,7 @@ class Board:
         """The earliest time the board has something to do by itself."""
         best = None
         for t in (self.ifup_at, self.services_at, self.next_phy_poll, self.wdt.expires_at, self.mac.watchdog_at,
+                  self.linkwatch_at,
                   self.neigh.poll_at(), self.sockets.poll_at(), self.daemon.poll_at() if self.daemon else None):
             if t is not None and (best is None or t < best):
                 best = t
@@ -501,6 +511,8 @@ class Board:
             self._start_services(now)
         if self.daemon is not None:
             self.daemon.kick_due(now)
+        if self.linkwatch_at is not None and self.linkwatch_at <= now:
+            self._linkwatch_carrier_down(now)
         if self.next_phy_poll is not None and self.next_phy_poll <= now:
             self.next_phy_poll = now + PHY_STATE_TIME
             self._phy_poll(now)
@@ -548,10 +560,21 @@ class Board:
             self.mac.carrier_off(now)
             self._emit(now, "console", {"text": NETDEV_PREFIX + self.phydev.print_status()}, window)
             # linkwatch -> netdev_state_change -> arp_netdev_event(NETDEV_CHANGE)
-            before = len(self.neigh.drops)
-            self.neigh.neigh_carrier_down(now)
-            for _, reason, detail in self.neigh.drops[before:]:
-                self._emit(now, "drop", {"reason": reason, "detail": detail})
+            self.carrier_off_at = now
+            if self.linkwatch_delay_ns:
+                self.linkwatch_at = now + self.linkwatch_delay_ns
+            else:
+                self._linkwatch_carrier_down(now)
+
+    def _linkwatch_carrier_down(self, now: int) -> None:
+        """The linkwatch work for a carrier loss: the neighbour table of eth0 is flushed."""
+        self.linkwatch_at = None
+        if self.mac.carrier:
+            return   # carrier came back first: linkwatch_do_dev sees it on, nothing is evicted
+        before = len(self.neigh.drops)
+        self.neigh.neigh_carrier_down(now)
+        for _, reason, detail in self.neigh.drops[before:]:
+            self._emit(now, "drop", {"reason": reason, "detail": detail})
 
 
 def _check_progress(board: Board, now: int) -> None:

@@ -120,6 +120,7 @@ class NeighTable:
         # packets whose next hop failed to resolve (arp_error_report), for the caller to
         # turn into ICMP host unreachable to their senders; the caller empties it
         self.unreachable: list[tuple[int, bytes]] = []
+        self.resolutions: list[int] = []   # when an entry went to INCOMPLETE (a resolution began)
 
     @property
     def reachable_window(self) -> tuple[int, int]:
@@ -162,6 +163,7 @@ class NeighTable:
                 return []
             n.probes = p.ucast_probes
             self._set(now, n, Nud.INCOMPLETE)
+            self.resolutions.append(now)
             n.timer = now + max(p.retrans_time, NSEC_PER_SEC // 100)
             n.slack = (0, 0)
             self._enqueue(now, n, packet)

@@ -173,3 +173,26 @@ def test_frames_just_after_carrier_returns_are_optional():
     later = b.handle(up + CARRIER_RACE_NS, {"kind": "frame", "raw": raw})
     assert [p.detail.get("optional", False) for p in arps(soon)] == [True]
     assert [p.detail.get("optional", False) for p in arps(later)] == [False]
+
+
+def test_a_late_linkwatch_run_leaves_the_old_entry_to_the_packet_sent_before_it():
+    """Carrier loss is not urgent to linkwatch: the neighbour flush may come up to a second
+    later. A packet sent before it uses the old (REACHABLE) entry and is lost with the
+    carrier; only one sent after it starts a new resolution."""
+    def after_carrier_loss(delay):
+        b = Board(FirmwareConfig.from_dict({"interface": {"address": "10.0.2.15/24", "gateway": PEER,
+                                                          "mac": "52:54:00:12:34:56"}}),
+                  boot=FAST_BOOT, phy_phase=ms(100), linkwatch_delay_ns=delay)
+        b.on_timer(0)
+        b.on_timer(ms(100))
+        b.handle(ms(200), {"kind": "connect", "fd": "c", "addr": PEER, "port": 9})
+        b.handle(ms(201), arp_reply())                 # REACHABLE; the SYN went out
+        b.handle(ms(300), {"kind": "link", "up": False})
+        run(b, sec(1) + ms(250))                       # carrier off at the poll at 1.1 s; SYN again at 1.2 s
+        return b
+
+    at_once, late = after_carrier_loss(0), after_carrier_loss(ms(300))
+    assert at_once.resolutions == [ms(200), sec(1) + ms(200)]   # the 1 s retransmission resolves anew
+    assert late.resolutions == [ms(200)] and ip4(PEER) in late.neigh.entries   # it found the old entry
+    run(late, sec(1) + ms(450))
+    assert ip4(PEER) not in late.neigh.entries         # flushed when linkwatch ran, 300 ms after the loss
