@@ -683,10 +683,18 @@ def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: i
     if verdict.linkwatch_delay_ns:
         verdict.notes.append(f"linkwatch ran the carrier-off work {verdict.linkwatch_delay_ns / 1e6:.0f} ms after "
                              "carrier loss (the best match of the cases tried)")
-        _judge(obs, run_model(obs, start_ns, end_ns, seed=seed, linkwatch_delay_ns=verdict.linkwatch_delay_ns),
-               start_ns, end_ns, scenario, tol, art, out_dir)   # its predicted.pcap is the one kept
+    chosen = _predicted_pcap(out_dir, verdict.linkwatch_delay_ns)
+    if chosen.name != "predicted.pcap":
+        chosen.replace(out_dir / "predicted.pcap")
+    for p in out_dir.glob("predicted-linkwatch-*.pcap"):
+        p.unlink()
     (out_dir / "verdict.json").write_text(json.dumps(verdict.to_json(), indent=1, default=int) + "\n")
     return verdict
+
+
+def _predicted_pcap(out_dir: Path, linkwatch_delay_ns: int) -> Path:
+    """Where a model run's predictions are written; the chosen one ends as predicted.pcap."""
+    return out_dir / (f"predicted-linkwatch-{linkwatch_delay_ns}.pcap" if linkwatch_delay_ns else "predicted.pcap")
 
 
 LINKWATCH_MAX_DELAY_NS = 1_000_000_000   # linkwatch_nextevent: one non-urgent run a second
@@ -703,7 +711,8 @@ def _linkwatch_delays(run: ModelRun) -> list[int]:
 def _judge(obs: Observation, run: ModelRun, start_ns: int, end_ns: int, scenario: str, tol: Tolerance,
            art: Artifacts, out_dir: Path) -> Verdict:
     """Compare one model run with the observation."""
-    pred, pred_kinds = predicted_events(obs, run, start_ns, end_ns, tol, out_dir / "predicted.pcap")
+    pred, pred_kinds = predicted_events(obs, run, start_ns, end_ns, tol,
+                                        _predicted_pcap(out_dir, run.linkwatch_delay_ns))
     seen = observed_outputs(obs, start_ns, end_ns, use_qmp_resets=art.qmp is not None)
     # Happens-before: nothing leaves the board while its link is down.
     board_streams = np.unique(seen.stream[seen.frame >= 0]) if len(seen) else np.zeros(0, np.int64)
