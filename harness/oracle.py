@@ -139,15 +139,23 @@ class Observation:
     boot_ns: int                     # the common time of the first boot's guest clock 0
     ifup_ns: int                     # the first "Link is Up" after that boot (eth0 up)
 
+    _bytes: dict[int, bytes] = field(default_factory=dict, repr=False)   # capture file -> contents
+
+    def raw_frames(self, sel: np.ndarray) -> list[bytes]:
+        """The bytes of the frames at indices `sel`, in that order (each capture read once)."""
+        out: dict[int, bytes] = {}
+        for f in np.unique(self.frame_file[sel]).tolist():
+            if f not in self._bytes:
+                self._bytes[f] = self.captures[f].read_bytes()
+            mine = sel[self.frame_file[sel] == f]
+            raw = frame_bytes(self._bytes[f], set(self.frame_number[mine].tolist()))
+            out.update((int(i), raw[int(self.frame_number[i])]) for i in mine)
+        return [out[int(i)] for i in sel]
+
     def inbound_frames(self) -> list[tuple[int, bytes]]:
         """(common time, bytes) of every frame sent to the board, in time order."""
-        out = []
-        for f, path in enumerate(self.captures):
-            sel = np.flatnonzero((self.frame_file == f) & (self.frame_dir == TO_BOARD))
-            if not sel.size:
-                continue
-            raw = frame_bytes(path.read_bytes(), set(self.frame_number[sel].tolist()))
-            out += [(int(self.frames.time_ns[i]), raw[int(self.frame_number[i])]) for i in sel]
+        sel = np.flatnonzero(self.frame_dir == TO_BOARD)
+        out = list(zip(self.frames.time_ns[sel].tolist(), self.raw_frames(sel), strict=True))
         return sorted(out, key=lambda x: x[0])
 
 
@@ -357,14 +365,10 @@ def run_model(obs: Observation, start_ns: int, end_ns: int, boot_to_services_ns:
             ev = {"kind": "reboot"}
         inputs.append((t, 0, ev))
     # Observed board TCP segments, to learn the board's ISN and TSval offset per flow.
-    learn = []
-    for f, path in enumerate(obs.captures):
-        sel = np.flatnonzero((obs.frame_file == f) & (obs.frame_dir == FROM_BOARD)
-                             & np.isin(obs.frame_kind, [EventKind.TCP_SYNACK, EventKind.TCP_SYN]))
-        if sel.size:
-            raw = frame_bytes(path.read_bytes(), set(obs.frame_number[sel].tolist()))
-            learn += [(int(obs.frames.time_ns[i]), 2, {"kind": "learn", "raw": raw[int(obs.frame_number[i])]})
-                      for i in sel]
+    sel = np.flatnonzero((obs.frame_dir == FROM_BOARD) & np.isin(obs.frame_kind, [EventKind.TCP_SYNACK,
+                                                                                   EventKind.TCP_SYN]))
+    learn = [(int(obs.frames.time_ns[i]), 2, {"kind": "learn", "raw": raw})
+             for i, raw in zip(sel.tolist(), obs.raw_frames(sel), strict=True)]
     inputs = with_app_inputs(obs, inputs, _board_connects(obs, learn, end_ns), end_ns)
     model.timer_hints([(t - shift, what) for t, what in _timer_evidence(obs, board_ip)])
     # The board's own resets (QMP, guest-initiated): where the model has none near, it is
@@ -473,23 +477,17 @@ def _timer_evidence(obs: Observation, board_ip: int) -> list[tuple[int, tuple]]:
     SYN-ACKs and data, which retransmit), keyed as models.board.Board.timer_hints wants."""
     kinds = [EventKind.ARP_REQUEST, EventKind.TCP_SYN, EventKind.TCP_SYNACK, EventKind.TCP_DATA]
     out = []
-    for f, path in enumerate(obs.captures):
-        sel = np.flatnonzero((obs.frame_file == f) & (obs.frame_dir == FROM_BOARD) & ~obs.frame_probe
-                             & np.isin(obs.frame_kind, kinds))
-        if not sel.size:
-            continue
-        raw = frame_bytes(path.read_bytes(), set(obs.frame_number[sel].tolist()))
-        for i in sel:
-            frame = raw[int(obs.frame_number[i])]
-            if obs.frame_kind[i] == EventKind.ARP_REQUEST:
-                what = ("arp", int.from_bytes(frame[38:42], "big"))
-            else:
-                key = _tcp_flow_key(frame, board_ip)
-                if key is None:
-                    continue
-                (peer_ip, peer_port, board_port), _ = key
-                what = ("tcp", board_port, peer_ip, peer_port)
-            out.append((int(obs.frames.time_ns[i]), what))
+    sel = np.flatnonzero((obs.frame_dir == FROM_BOARD) & ~obs.frame_probe & np.isin(obs.frame_kind, kinds))
+    for i, frame in zip(sel.tolist(), obs.raw_frames(sel), strict=True):
+        if obs.frame_kind[i] == EventKind.ARP_REQUEST:
+            what = ("arp", int.from_bytes(frame[38:42], "big"))
+        else:
+            key = _tcp_flow_key(frame, board_ip)
+            if key is None:
+                continue
+            (peer_ip, peer_port, board_port), _ = key
+            what = ("tcp", board_port, peer_ip, peer_port)
+        out.append((int(obs.frames.time_ns[i]), what))
     return out
 
 
@@ -524,15 +522,9 @@ def _resolution_start(obs: Observation, peer_ip: int, not_before: int, syn_t: in
     sel = np.flatnonzero((obs.frame_dir == FROM_BOARD) & (obs.frame_kind == EventKind.ARP_REQUEST)
                          & ~obs.frame_probe & (obs.frames.time_ns >= not_before) & (obs.frames.time_ns <= syn_t))
     best = syn_t
-    for f, path in enumerate(obs.captures):
-        mine = sel[obs.frame_file[sel] == f]
-        if not mine.size:
-            continue
-        raw = frame_bytes(path.read_bytes(), set(obs.frame_number[mine].tolist()))
-        for i in mine:
-            frame = raw[int(obs.frame_number[i])]
-            if int.from_bytes(frame[38:42], "big") == peer_ip:
-                best = min(best, int(obs.frames.time_ns[i]) - 1_000)
+    for i, frame in zip(sel.tolist(), obs.raw_frames(sel), strict=True):
+        if int.from_bytes(frame[38:42], "big") == peer_ip:
+            best = min(best, int(obs.frames.time_ns[i]) - 1_000)
     return best
 
 

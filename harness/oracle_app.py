@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 
 from harness.ingest.events import EventKind
-from harness.ingest.pcap_reference import frame_bytes
 from harness.ingest.streams import FIELD, FLOW_TCP, FROM_BOARD, field_mask, stream_key
 
 # What a data segment the board sends must have as the model predicts it. Not the window:
@@ -42,15 +41,9 @@ def _board_connect_inputs(obs, end_ns: int) -> list[dict]:
     """The connect inputs harness.oracle gives the model (the same matching, the same fds)."""
     from harness.oracle import _board_connects
 
-    learn = []
-    for f, path in enumerate(obs.captures):
-        sel = np.flatnonzero((obs.frame_file == f) & (obs.frame_dir == FROM_BOARD)
-                             & (obs.frame_kind == EventKind.TCP_SYN))
-        if sel.size:
-            raw = frame_bytes(path.read_bytes(), set(obs.frame_number[sel].tolist()))
-            learn += [(int(obs.frames.time_ns[i]), 2, {"kind": "learn", "raw": raw[int(obs.frame_number[i])]})
-                      for i in sel]
-    learn.sort(key=lambda x: x[0])
+    sel = np.flatnonzero((obs.frame_dir == FROM_BOARD) & (obs.frame_kind == EventKind.TCP_SYN))
+    learn = sorted(((int(obs.frames.time_ns[i]), 2, {"kind": "learn", "raw": raw})
+                    for i, raw in zip(sel.tolist(), obs.raw_frames(sel), strict=True)), key=lambda x: x[0])
     return [ev for _, _, ev in _board_connects(obs, learn, end_ns) if ev["kind"] == "connect"]
 
 
@@ -89,16 +82,13 @@ def app_sends(obs, connects: list[tuple[int, int, dict]], end_ns: int) -> list[t
         if not sel.size:
             continue
         sel = sel[np.argsort(f.time_ns[sel], kind="stable")]
-        raw: dict[int, dict[int, bytes]] = {}
-        for file_idx in np.unique(obs.frame_file[sel]).tolist():
-            mine = sel[obs.frame_file[sel] == file_idx]
-            raw[file_idx] = frame_bytes(obs.captures[file_idx].read_bytes(), set(obs.frame_number[mine].tolist()))
+        frames = dict(zip(sel.tolist(), obs.raw_frames(sel), strict=True))
         high = 1   # the next new byte, relative to the ISN (the SYN took 0)
         for i in sel.tolist():
             rel, n = int(f.fields[i, FIELD["tcp_rel_seq"]]), int(f.fields[i, FIELD["payload_len"]])
             if rel + n <= high:
                 continue   # a retransmission: the kernel's doing, predicted by the model
-            payload = _payload(raw[int(obs.frame_file[i])][int(obs.frame_number[i])], n)
+            payload = _payload(frames[i], n)
             # bytes the capture never showed (rel > high) are unknown: '?' of the same length
             new = b"?" * max(0, rel - high) + payload[max(0, high - rel):]
             text = "".join(chr(b) if b < 0x80 else "?" for b in new)
@@ -116,11 +106,7 @@ def _flow_frames(obs, key: int, t0: int) -> list[bytes]:
     f = obs.frames
     sel = np.flatnonzero((f.stream == key) & (f.time_ns >= t0))
     sel = sel[np.argsort(f.time_ns[sel], kind="stable")]
-    out = []
-    for i in sel.tolist():
-        path = obs.captures[int(obs.frame_file[i])]
-        out.append(frame_bytes(path.read_bytes(), {int(obs.frame_number[i])})[int(obs.frame_number[i])])
-    return out
+    return obs.raw_frames(sel)
 
 
 def _retime_synacks(obs, inputs: list[tuple[int, int, dict]], connects: list[tuple[int, int, dict]],

@@ -36,7 +36,7 @@ from .tcp import OutSegment, TcpParams, TimerKind
 from .watchdog import RESTART_LINE, AspeedWdt, BusyboxWatchdog, WatchdogCore
 from .wire import ETH_P_ARP, ETH_P_IP, EthernetRepr, ip4, ip4_str, mac_bytes
 from .wire.icmp import ICMP_HOST_UNREACH
-from .wire.ipv4 import IPPROTO_TCP
+from .wire.ipv4 import IPPROTO_TCP, tcp_quote
 
 __all__ = ["Board", "Predicted", "Prediction", "predict", "BootTiming"]
 
@@ -146,7 +146,6 @@ class Board:
         self.next_phy_poll: int | None = None
         self.link_change_at: int | None = None
         self.carrier_on_at: int | None = None
-        self.carrier_off_at: int | None = None
         # A carrier loss is not an urgent linkwatch event: the work that flushes the
         # neighbour table runs at most once a second (linkwatch_nextevent) and whenever a
         # worker gets to it, so up to a second after netif_carrier_off. 0: at once.
@@ -168,8 +167,8 @@ class Board:
         cfg = self.config
         self.mac = Ftgmac100(self.mac_addr)
         self.phydev = PhyDevice(self.phy)
-        self.neigh = NeighTable(self.neigh_params, self.mac_addr, self.addr, self.rng)
-        self.neigh.resolutions = self.resolutions   # kept across reboots
+        self.neigh = NeighTable(self.neigh_params, self.mac_addr, self.addr, self.rng,
+                                resolutions=self.resolutions)   # kept across reboots
         self.linkwatch_at = None
         self.ip = Ipv4Layer(self.addr, self.prefixlen, Fib.from_config(cfg), cfg.interface.mtu,
                             int(cfg.sysctl("net.ipv4.ip_default_ttl")), self.rng,
@@ -202,16 +201,8 @@ class Board:
 
     def _in_host_queue(self, sk, seq: int) -> bool:
         """Is a copy of `sk`'s segment at `seq` waiting in a neighbour's arp_queue?"""
-        flow = (sk.local[0], sk.local[1], sk.remote[0], sk.remote[1])
-        for n in self.neigh.entries.values():
-            for packet in n.arp_queue:
-                ihl = (packet[0] & 0x0F) * 4
-                if packet[9] == IPPROTO_TCP and len(packet) >= ihl + 8 and \
-                        (int.from_bytes(packet[12:16], "big"), int.from_bytes(packet[ihl:ihl + 2], "big"),
-                         int.from_bytes(packet[16:20], "big"), int.from_bytes(packet[ihl + 2:ihl + 4], "big")) == flow \
-                        and int.from_bytes(packet[ihl + 4:ihl + 8], "big") == seq:
-                    return True
-        return False
+        want = (sk.local[0], sk.local[1], sk.remote[0], sk.remote[1], seq)
+        return any(tcp_quote(packet) == want for n in self.neigh.entries.values() for packet in n.arp_queue)
 
     def _start_services(self, now: int) -> None:
         """The firmware's /init after ifup: the services, then the boot-time watchdog daemon
@@ -560,7 +551,6 @@ class Board:
             self.mac.carrier_off(now)
             self._emit(now, "console", {"text": NETDEV_PREFIX + self.phydev.print_status()}, window)
             # linkwatch -> netdev_state_change -> arp_netdev_event(NETDEV_CHANGE)
-            self.carrier_off_at = now
             if self.linkwatch_delay_ns:
                 self.linkwatch_at = now + self.linkwatch_delay_ns
             else:

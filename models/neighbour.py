@@ -108,7 +108,8 @@ class Neighbour:
 class NeighTable:
     """arp_tbl for eth0: resolves next hops, queues packets, answers and learns from ARP."""
 
-    def __init__(self, params: NeighParams, mac: bytes, addr: int, rng: random.Random):
+    def __init__(self, params: NeighParams, mac: bytes, addr: int, rng: random.Random,
+                 resolutions: list[int] | None = None):
         self.params = params
         self.mac = mac
         self.addr = addr
@@ -120,7 +121,8 @@ class NeighTable:
         # packets whose next hop failed to resolve (arp_error_report), for the caller to
         # turn into ICMP host unreachable to their senders; the caller empties it
         self.unreachable: list[tuple[int, bytes]] = []
-        self.resolutions: list[int] = []   # when an entry went to INCOMPLETE (a resolution began)
+        # when an entry went to INCOMPLETE (a resolution began); the caller may keep the list
+        self.resolutions: list[int] = resolutions if resolutions is not None else []
 
     @property
     def reachable_window(self) -> tuple[int, int]:

@@ -29,6 +29,7 @@ from .tcp import (
     tcp_v4_send_reset,
 )
 from .wire.icmp import ICMP_HOST_UNREACH, ICMP_NET_UNREACH
+from .wire.ipv4 import tcp_quote
 from .wire.tcp import ACK, FIN, RST, SYN, TcpRepr
 
 __all__ = ["SocketLayer", "Drop", "SOMAXCONN_DEFAULT"]
@@ -252,14 +253,10 @@ class SocketLayer:
     def tcp_v4_err(self, now: int, packet: bytes, code: int) -> list[OutSegment]:
         """An ICMP destination unreachable (`code`) quoting `packet`, an IPv4/TCP packet this
         board sent: find its socket (or request sock, tcp_req_err) and let it react."""
-        if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != 6:
+        quote = tcp_quote(packet)
+        if quote is None:
             return []
-        ihl = (packet[0] & 0x0F) * 4
-        if len(packet) < ihl + 8:
-            return []
-        src, dst = int.from_bytes(packet[12:16], "big"), int.from_bytes(packet[16:20], "big")
-        sport, dport = int.from_bytes(packet[ihl:ihl + 2], "big"), int.from_bytes(packet[ihl + 2:ihl + 4], "big")
-        seq = int.from_bytes(packet[ihl + 4:ihl + 8], "big")
+        src, sport, dst, dport, seq = quote
         sk = self.established.get((src, sport, dst, dport))
         if sk is not None:
             out = sk.icmp_unreach(now, seq, code)

@@ -223,8 +223,6 @@ class TimerKind(enum.Enum):
     FIN_WAIT2 = "fin_wait2"
 
 
-_Timer = TimerKind
-
 
 @dataclass
 class RequestSock:
@@ -349,7 +347,7 @@ class TcpSock:
         # keepalive
         self.rcv_tstamp = 0
         self.probes_out = 0
-        self.timers: dict[_Timer, int] = {}
+        self.timers: dict[TimerKind, int] = {}
         self.inet_id = 0
         self._tx: list[OutSegment] = []
 
@@ -447,7 +445,7 @@ class TcpSock:
         self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, bytes(payload), cause, window, ip_id))
         if flags & ACK:
             self.ack_pending = False
-            self.timers.pop(_Timer.DELACK, None)
+            self.timers.pop(TimerKind.DELACK, None)
             if self.quick:
                 self.quick -= 1
 
@@ -456,7 +454,7 @@ class TcpSock:
         self._send(now, 0, self.snd_nxt, b"", cause, window)
 
     def _arm_rto(self, now: int) -> None:
-        self.timers[_Timer.RETRANSMIT] = now + self.rto
+        self.timers[TimerKind.RETRANSMIT] = now + self.rto
         self.probe_pending = False
 
     def _write_xmit(self, now: int, push_fin: bool = False, probe: bool = False) -> None:
@@ -507,7 +505,7 @@ class TcpSock:
         self.rtx_queue.append(skb)
         self._send(now, flags, skb.seq, data, "fin" if flags & FIN and not data else "data")
         self.snd_nxt = skb.end_seq
-        if _Timer.RETRANSMIT not in self.timers or self.probe_pending:
+        if TimerKind.RETRANSMIT not in self.timers or self.probe_pending:
             self._rearm_rto(now)   # tcp_event_new_data_sent()
 
     # -- tail loss probe (RFC 8985 7; tcp_output.c) ---------------------------------------
@@ -515,14 +513,14 @@ class TcpSock:
         """tcp_rearm_rto(): the RTO from now, or, if a probe (or RACK) timer is what is
         pending, what is left of the RTO since the head's last transmission."""
         if not self.rtx_queue:
-            self.timers.pop(_Timer.RETRANSMIT, None)
+            self.timers.pop(TimerKind.RETRANSMIT, None)
             self.probe_pending = False
             return
         rto = self.rto
         if self.probe_pending:
             delta_us = (self.rtx_queue[0].tx_at + self.rto - now) // 1000   # tcp_rto_delta_us()
             rto = _usecs_to_jiffies_ns(max(delta_us, 1))
-        self.timers[_Timer.RETRANSMIT] = now + min(rto, TCP_RTO_MAX)
+        self.timers[TimerKind.RETRANSMIT] = now + min(rto, TCP_RTO_MAX)
         self.probe_pending = False
 
     def _schedule_loss_probe(self, now: int, advancing_rto: bool) -> bool:
@@ -543,7 +541,7 @@ class TcpSock:
             rto_delta_us = (self.rtx_queue[0].tx_at + self.rto - now) // 1000
         if rto_delta_us > 0:
             timeout = min(timeout, _usecs_to_jiffies_ns(rto_delta_us))
-        self.timers[_Timer.RETRANSMIT] = now + timeout
+        self.timers[TimerKind.RETRANSMIT] = now + timeout
         self.probe_pending = True
         return True
 
@@ -680,7 +678,7 @@ class TcpSock:
         self.retransmits = 0
         self.retrans_stamp = None
         if self.keepalive:
-            self.timers[_Timer.KEEPALIVE] = now + self.params.keepalive_time
+            self.timers[TimerKind.KEEPALIVE] = now + self.params.keepalive_time
 
     # -- passive open ------------------------------------------------------------------
     @classmethod
@@ -802,7 +800,7 @@ class TcpSock:
             self.set_state(now, TcpState.FIN_WAIT2)
             if self.orphan:
                 # tcp_rcv_state_process: an orphan waits tcp_fin_timeout in FIN_WAIT2
-                self.timers[_Timer.FIN_WAIT2] = now + self.params.fin_timeout
+                self.timers[TimerKind.FIN_WAIT2] = now + self.params.fin_timeout
         elif st is TcpState.CLOSING and self._fin_acked():
             self._enter_time_wait(now)
             return self._flush()
@@ -868,7 +866,7 @@ class TcpSock:
                 if not self._schedule_loss_probe(now, True):   # tcp_set_xmit_timer()
                     self._rearm_rto(now)
             else:
-                self.timers.pop(_Timer.RETRANSMIT, None)
+                self.timers.pop(TimerKind.RETRANSMIT, None)
                 self.probe_pending = False
 
     def _data_queue(self, now: int, seg: TcpRepr, payload: bytes) -> None:
@@ -963,7 +961,7 @@ class TcpSock:
                 max_ato = min(max_ato, rtt)
             ato = min(ato, max_ato)
         ato = min(ato, TCP_DELACK_MAX)
-        current = self.timers.get(_Timer.DELACK)
+        current = self.timers.get(TimerKind.DELACK)
         if current is None:
             self.delack_cause = now
         if current is not None:
@@ -971,14 +969,14 @@ class TcpSock:
                 self.send_ack(now, "ack-delack-due")
                 return
             ato = min(ato, current - now)
-        self.timers[_Timer.DELACK] = now + ato
+        self.timers[TimerKind.DELACK] = now + ato
 
     def _rcv_timewait(self, now: int, seg: TcpRepr, payload: bytes) -> None:
         """tcp_timewait_state_process(): re-ACK a retransmitted FIN and restart the 2MSL wait."""
         if seg.flags & RST:
             return   # RFC 1337: ignore RST in TIME_WAIT (tcp_rfc1337 0 kills it; default 0)
         if seg.flags & FIN and (seg.seq + len(payload) + 1) % MOD32 == self.rcv_nxt:
-            self.timers[_Timer.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
+            self.timers[TimerKind.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
         self.send_ack(now, "timewait-ack")
 
     def _enter_time_wait(self, now: int) -> None:
@@ -986,7 +984,7 @@ class TcpSock:
         self.set_state(now, TcpState.TIME_WAIT)
         self.timers.clear()
         self.rtx_queue.clear()
-        self.timers[_Timer.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
+        self.timers[TimerKind.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
 
     # -- timers ------------------------------------------------------------------------
     def on_timer(self, now: int) -> list[OutSegment]:
@@ -995,9 +993,9 @@ class TcpSock:
             if when > now or self.timers.get(timer) != when:
                 continue
             del self.timers[timer]
-            if timer is _Timer.RETRANSMIT:
+            if timer is TimerKind.RETRANSMIT:
                 self._retransmit_timer(now)
-            elif timer is _Timer.DELACK:
+            elif timer is TimerKind.DELACK:
                 if self.ack_pending:
                     # tcp_delack_timer_handler: leave pingpong, ato grows. Linux's ato depends
                     # on arrival spacing, so the ACK may come anywhere in DELACK_MIN..DELACK_MAX.
@@ -1006,9 +1004,9 @@ class TcpSock:
                                                              max(now, cause + TCP_DELACK_MAX)))
                     self.pingpong = 0
                     self.ato = min(self.ato << 1, self.rto)
-            elif timer is _Timer.KEEPALIVE:
+            elif timer is TimerKind.KEEPALIVE:
                 self._keepalive_timer(now)
-            elif timer in (_Timer.TIME_WAIT, _Timer.FIN_WAIT2):
+            elif timer in (TimerKind.TIME_WAIT, TimerKind.FIN_WAIT2):
                 self._done(now, None)
         return self._flush()
 
@@ -1087,9 +1085,9 @@ class TcpSock:
         self.rto = min(base << self.backoff, TCP_RTO_MAX)   # inet_csk_rto_backoff()
         remaining = self.rto - _usecs_to_jiffies_ns((now - head.tx_at) // 1000)
         if remaining > 0:
-            self.timers[_Timer.RETRANSMIT] = now + remaining
+            self.timers[TimerKind.RETRANSMIT] = now + remaining
         else:
-            self.timers.pop(_Timer.RETRANSMIT, None)
+            self.timers.pop(TimerKind.RETRANSMIT, None)
             self._retransmit_timer(now)
 
     def _write_timeout(self, now: int) -> bool:
@@ -1117,7 +1115,7 @@ class TcpSock:
                                                     TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
             return
         if self.rtx_queue or self.write_queue:
-            self.timers[_Timer.KEEPALIVE] = now + p.keepalive_time
+            self.timers[TimerKind.KEEPALIVE] = now + p.keepalive_time
             return
         elapsed = now - self.rcv_tstamp
         if elapsed >= p.keepalive_time:
@@ -1128,18 +1126,18 @@ class TcpSock:
             # tcp_write_wakeup() -> tcp_xmit_probe_skb(sk, 0): seq snd_una - 1, no data
             self._send(now, 0, (self.snd_una - 1) % MOD32, b"", "keepalive-probe")
             self.probes_out += 1
-            self.timers[_Timer.KEEPALIVE] = now + p.keepalive_intvl
+            self.timers[TimerKind.KEEPALIVE] = now + p.keepalive_intvl
         else:
-            self.timers[_Timer.KEEPALIVE] = now + p.keepalive_time - elapsed
+            self.timers[TimerKind.KEEPALIVE] = now + p.keepalive_time - elapsed
 
     # -- the process side (called through the socket layer) ------------------------------
     def set_keepalive(self, now: int, on: bool) -> None:
         """SO_KEEPALIVE: tcp_set_keepalive() arms or stops the timer."""
         self.keepalive = on
         if on and self.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
-            self.timers[_Timer.KEEPALIVE] = now + self.params.keepalive_time
+            self.timers[TimerKind.KEEPALIVE] = now + self.params.keepalive_time
         elif not on:
-            self.timers.pop(_Timer.KEEPALIVE, None)
+            self.timers.pop(TimerKind.KEEPALIVE, None)
 
     def send(self, now: int, data: bytes) -> list[OutSegment]:
         """tcp_sendmsg(): queue, mark PSH at the end of the call, push."""
@@ -1184,7 +1182,7 @@ class TcpSock:
             return self._flush()
         self._shutdown_wr(now)
         if self.state is TcpState.FIN_WAIT2:
-            self.timers[_Timer.FIN_WAIT2] = now + self.params.fin_timeout
+            self.timers[TimerKind.FIN_WAIT2] = now + self.params.fin_timeout
         return self._flush()
 
     def shutdown(self, now: int, how: str) -> list[OutSegment]:

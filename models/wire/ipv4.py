@@ -8,7 +8,7 @@ from ..errors import WireError
 from ._header import HeaderTable, internet_checksum, ip4_str, need
 
 __all__ = ["IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IP_DF", "IP_MF", "IP_OFFSET",
-           "IPV4_HEADER", "Ipv4Repr"]
+           "IPV4_HEADER", "Ipv4Repr", "tcp_quote"]
 
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
@@ -90,3 +90,16 @@ class Ipv4Repr:
 
     def describe(self) -> str:
         return f"IP {ip4_str(self.src)} > {ip4_str(self.dst)} proto {self.protocol} len {self.buffer_len}"
+
+
+def tcp_quote(packet: bytes) -> tuple[int, int, int, int, int] | None:
+    """(src, sport, dst, dport, seq) of an IPv4/TCP packet from its first 8 TCP bytes (all
+    an ICMP error quotes, and all that names the segment), or None if it is not one."""
+    if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != IPPROTO_TCP:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    if len(packet) < ihl + 8:
+        return None
+    b = int.from_bytes
+    return (b(packet[12:16], "big"), b(packet[ihl:ihl + 2], "big"), b(packet[16:20], "big"),
+            b(packet[ihl + 2:ihl + 4], "big"), b(packet[ihl + 4:ihl + 8], "big"))
