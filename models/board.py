@@ -28,6 +28,20 @@ from typing import Any
 from .clock import JIFFY, NSEC_PER_SEC, Window, ms, sec, timer_wheel_slack
 from .errors import ModelError, ModelUsageError, WireError
 from .ftgmac100 import CARRIER_RACE_NS, NETDEV_PREFIX, Ftgmac100
+from .inputs import (
+    BoardInput,
+    Close,
+    Connect,
+    FrameArrived,
+    LinkChanged,
+    PowerCycle,
+    Reboot,
+    Send,
+    TxStall,
+    WatchdogDaemonStart,
+    WatchdogSignal,
+    parse_input,
+)
 from .ipv4 import Fib, Ipv4Layer
 from .neighbour import NeighParams, NeighTable, TxFrame
 from .phy import PHY_STATE_TIME, PhyDevice, Rtl8211e
@@ -120,7 +134,7 @@ class Board:
 
     def __init__(self, config, seed: int = 0, qemu: bool = True, boot: BootTiming = BootTiming(),
                  phy_phase: int | None = None,
-                 describe_frames: bool = True, linkwatch_delay_ns: int = 0):
+                 describe_frames: bool = True, linkwatch_delays: dict[int, int] | None = None):
         self.config = config
         self.rng = random.Random(seed)
         self.qemu = qemu
@@ -148,8 +162,10 @@ class Board:
         self.carrier_on_at: int | None = None
         # A carrier loss is not an urgent linkwatch event: the work that flushes the
         # neighbour table runs at most once a second (linkwatch_nextevent) and whenever a
-        # worker gets to it, so up to a second after netif_carrier_off. 0: at once.
-        self.linkwatch_delay_ns = linkwatch_delay_ns
+        # worker gets to it, so up to a second after netif_carrier_off. Per carrier loss
+        # (0, 1, ... in order): how long after it the work runs; absent: at once.
+        self.linkwatch_delays = dict(linkwatch_delays or {})
+        self.carrier_losses: list[int] = []   # when each carrier loss was seen (phylib poll)
         self.linkwatch_at: int | None = None
         self.resolutions: list[int] = []   # when a neighbour resolution began (models.neighbour)
         # How late each armed kernel timer may fire: the timer wheel's slack, summed along
@@ -275,66 +291,68 @@ class Board:
                            tx.window)
 
     # -- inputs ----------------------------------------------------------------------------
-    def handle(self, now: int, event: dict[str, Any]) -> list[Predicted]:
-        """Apply one input at `now`; returns what the board does at once."""
-        kind = event.get("kind")
-        if kind == "frame":
-            raw = event.get("raw")
-            self._rx(now, raw if raw is not None else bytes.fromhex(event["hex"]))
-        elif kind == "link":
-            self.cable_up = bool(event["up"])
+    def handle(self, now: int, event: BoardInput | dict[str, Any]) -> list[Predicted]:
+        """Apply one input at `now` (a models.inputs dataclass, or its dict form); returns
+        what the board does at once."""
+        ev = event if isinstance(event, BoardInput) else parse_input(event)
+        if isinstance(ev, FrameArrived):
+            self._rx(now, ev.raw)
+        elif isinstance(ev, LinkChanged):
+            self.cable_up = ev.up
             self.phy.set_link(self.cable_up)
             self.link_change_at = now
-        elif kind == "watchdog_daemon_start":
+        elif isinstance(ev, WatchdogDaemonStart):
             if self.daemon is None or not self.daemon.alive:
                 wd = self.config.watchdog
-                self.daemon = BusyboxWatchdog(self.core, int(event.get("timeout", wd.timeout)),
-                                              int(event.get("period", wd.period)))
+                self.daemon = BusyboxWatchdog(self.core, wd.timeout if ev.timeout is None else ev.timeout,
+                                              wd.period if ev.period is None else ev.period)
                 self.daemon.start(now)
-        elif kind in ("watchdog_sigterm", "watchdog_sigkill", "watchdog_hang"):
+        elif isinstance(ev, WatchdogSignal):
             if self.daemon is None or not self.daemon.alive:
-                raise ModelUsageError(f"{kind} at {now} ns: no watchdog daemon is running")
-            if kind == "watchdog_sigterm":
+                raise ModelUsageError(f"watchdog_{ev.signal} at {now} ns: no watchdog daemon is running")
+            if ev.signal == "sigterm":
                 lines = self.daemon.sigterm(now)
-            elif kind == "watchdog_sigkill":
+            elif ev.signal == "sigkill":
                 lines = self.daemon.sigkill(now)
             else:
                 self.daemon.stop_kicking(now)
                 lines = []
             for line in lines:
                 self._emit(now, "console", {"text": line})
-        elif kind == "reboot":
+        elif isinstance(ev, Reboot):
+            # kernel_restart -> machine_restart: the line, then aspeed_wdt_restart
             self._emit(now, "console", {"text": RESTART_LINE})
             self.wdt.restart(now)
-        elif kind == "tx_stall":
+        elif isinstance(ev, PowerCycle):
+            self.resync_reset(now)
+        elif isinstance(ev, TxStall):
             self.mac.tx_dma_enabled = False
-        elif kind in ("connect", "send", "close"):
-            self._app(now, event)
+        elif isinstance(ev, (Connect, Send, Close)):
+            self._app(now, ev)
         else:
-            raise ModelUsageError(f"unknown input kind {kind!r} at {now} ns")
+            raise ModelUsageError(f"unknown input {ev!r} at {now} ns")
         self._retime(now, 0)
         return self._flush()
 
-    def _app(self, now: int, event: dict[str, Any]) -> None:
-        name = event["fd"]
-        if event["kind"] == "connect":
+    def _app(self, now: int, ev: Connect | Send | Close) -> None:
+        if isinstance(ev, Connect):
             if not self.up:
                 raise ModelUsageError(f"connect at {now} ns: the board is not up")
             fd = self.sockets.socket()
-            self.fds[name] = fd
-            if event.get("sport"):
+            self.fds[ev.fd] = fd
+            if ev.sport:
                 # the port an observed connect() got (Linux picks it at random): bind it first
-                self.sockets.bind(fd, 0, int(event["sport"]))
-            self._tcp_out(now, self.sockets.connect(now, fd, ip4(event["addr"]), int(event["port"])))
+                self.sockets.bind(fd, 0, ev.sport)
+            self._tcp_out(now, self.sockets.connect(now, fd, ip4(ev.addr), ev.port))
             return
-        if name not in self.fds:
-            raise ModelUsageError(f"{event['kind']} at {now} ns on {name!r}, which was never connected")
-        fd = self.fds[name]
-        if event["kind"] == "send":
-            self._tcp_out(now, self.sockets.send(now, fd, event.get("data", "").encode()))
+        if ev.fd not in self.fds:
+            raise ModelUsageError(f"{type(ev).__name__.lower()} at {now} ns on {ev.fd!r}, which was never connected")
+        fd = self.fds[ev.fd]
+        if isinstance(ev, Send):
+            self._tcp_out(now, self.sockets.send(now, fd, ev.data))
         else:
             self._tcp_out(now, self.sockets.close(now, fd))
-            del self.fds[name]
+            del self.fds[ev.fd]
 
     def _rx(self, now: int, frame: bytes) -> None:
         """ftgmac100 RX -> NAPI poll -> eth_type_trans -> arp_rcv / ip_rcv."""
@@ -551,8 +569,10 @@ class Board:
             self.mac.carrier_off(now)
             self._emit(now, "console", {"text": NETDEV_PREFIX + self.phydev.print_status()}, window)
             # linkwatch -> netdev_state_change -> arp_netdev_event(NETDEV_CHANGE)
-            if self.linkwatch_delay_ns:
-                self.linkwatch_at = now + self.linkwatch_delay_ns
+            delay = self.linkwatch_delays.get(len(self.carrier_losses), 0)
+            self.carrier_losses.append(now)
+            if delay:
+                self.linkwatch_at = now + delay
             else:
                 self._linkwatch_carrier_down(now)
 

@@ -182,7 +182,7 @@ def test_a_late_linkwatch_run_leaves_the_old_entry_to_the_packet_sent_before_it(
     def after_carrier_loss(delay):
         b = Board(FirmwareConfig.from_dict({"interface": {"address": "10.0.2.15/24", "gateway": PEER,
                                                           "mac": "52:54:00:12:34:56"}}),
-                  boot=FAST_BOOT, phy_phase=ms(100), linkwatch_delay_ns=delay)
+                  boot=FAST_BOOT, phy_phase=ms(100), linkwatch_delays={0: delay})
         b.on_timer(0)
         b.on_timer(ms(100))
         b.handle(ms(200), {"kind": "connect", "fd": "c", "addr": PEER, "port": 9})
