@@ -300,7 +300,8 @@ def cmd_run(args) -> int:
         run = run_scenario(spec, sc, out / sc.name, log=_stderr)
         v = check_scenario(spec, run, tol)
         verdicts.append(v)
-        _stderr(f"scenario {sc.name}: {'pass' if v.ok else f'{len(v.rows)} divergences'}")
+        _stderr(f"scenario {sc.name}: " + ("pass" if v.ok else f"error: {v.error}" if v.error
+                                            else f"{len(v.rows)} divergences"))
     paths = write_report(out, verdicts, {"board": spec.name, "tolerance_scale": args.tolerance_scale})
     return _print_verdicts(verdicts, paths, args.json)
 
@@ -316,16 +317,21 @@ def _print_verdicts(verdicts, paths, as_json: bool) -> int:
         for col in ("scenario", "verdict", "predicted", "observed", "divergences"):
             t.add_column(col)
         for v in verdicts:
-            t.add_row(v.scenario, "[green]pass[/green]" if v.ok else "[red]FAIL[/red]", str(v.predicted),
+            word = "[green]pass[/green]" if v.ok else "[red]ERROR[/red]" if v.error else "[red]FAIL[/red]"
+            t.add_row(v.scenario, word, str(v.predicted),
                       str(v.observed), str(len(v.rows)))
         con = Console()
         con.print(t)
         for v in verdicts:
+            if v.error:
+                con.print(f"  {v.scenario}: error: {v.error}")
             for r in v.rows:
                 what = f"{r['kind']} {r['stream_name']}" + (f" field {r['field']}: predicted {r['pred_value']}, "
                                                             f"observed {r['obs_value']}" if r.get("field") else "")
                 con.print(f"  {v.scenario}: {what}")
         con.print(f"report: {paths['html']}")
+    if any(v.error for v in verdicts):
+        return EXIT_ERROR
     return EXIT_OK if all(v.ok for v in verdicts) else EXIT_FAIL
 
 
@@ -345,7 +351,8 @@ def cmd_compare(args) -> int:
     end = start + sc.end_ns if args.end_wall_ns is None else args.end_wall_ns
     out = Path(args.out) if args.out else _default_out(f"compare-{spec.name}")
     out.mkdir(parents=True, exist_ok=True)
-    v = check_run(art, spec.firmware, start, end, sc.name, _tolerance(args), out)
+    v = check_run(art, spec.firmware, start, end, sc.name, _tolerance(args), out,
+                  expect=getattr(sc, "expect", ()))
     paths = write_report(out, [v], {"board": spec.name})
     return _print_verdicts([v], paths, args.json)
 

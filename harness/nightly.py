@@ -57,6 +57,8 @@ class ScenarioOutcome:
     def status(self) -> str:
         if self.error is not None:
             return "board died" if self.board_died else "error"
+        if self.verdict.get("error"):
+            return "error"
         return "pass" if self.verdict["ok"] else "FAIL"
 
 

@@ -217,7 +217,8 @@ class Oracle:
         if not any(name == "hil_report" for name, _ in props):
             props += [("hil_report", str(paths["html"])), ("hil_divergences", str(paths["json"]))]
         props += [(f"hil_timeline:{verdict.scenario}", str(paths[f"png:{verdict.scenario}"])),
-                  (f"hil_verdict:{verdict.scenario}", "pass" if verdict.ok else f"{len(verdict.rows)} divergences")]
+                  (f"hil_verdict:{verdict.scenario}", "pass" if verdict.ok else f"error: {verdict.error}" if verdict.error
+                   else f"{len(verdict.rows)} divergences")]
         return verdict
 
 

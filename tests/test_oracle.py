@@ -11,7 +11,8 @@ from html.parser import HTMLParser
 import pytest
 
 from harness.board.boardfile import emulated_spec, parse_board
-from harness.oracle import Artifacts, OracleError, Tolerance, _Flow, _rewrite_acks, check_run
+from harness.oracle import Artifacts, OracleError, Tolerance, check_run
+from harness.oracle.loop import _Flow, _rewrite_acks
 from harness.report import write_report
 from harness.runner import check_scenario, run_scenario
 from harness.scenario import builtin_scenarios, load_scenario
@@ -357,7 +358,7 @@ def test_seeded_arp_evict_nocarrier_off_is_a_missing_arp_request_after_the_flap(
 
 
 def test_an_unpredicted_reset_restarts_the_model_after_it_predicts_its_own():
-    from harness.oracle import _resync_at_reset
+    from harness.oracle.loop import _resync_at_reset
     from models.board import Board, BootTiming
     from models.clock import Window, sec
 
@@ -374,3 +375,207 @@ def test_an_unpredicted_reset_restarts_the_model_after_it_predicts_its_own():
     assert b.resets == [sec(7)] and b.wdt.expires_at is None and not b.up   # rebooting from 7 s
     b = armed_board()
     assert _resync_at_reset(b, sec(9) + sec(1) // 2, sec(60), sec(1)) == [] and b.resets == []   # near: compared
+
+
+# -- the board never grades itself: healthy runs, mutated --------------------------------------
+def mutated(healthy_runs, name: str, tmp_path, *, records=None, console_extra=None, declared=None, expect=(),
+            cut_capture: int | None = None):
+    """Check a copy of a healthy run whose records were changed: `records(list of dicts) ->
+    list of dicts` rewrites host-events.jsonl; `console_extra` lists (seconds after the
+    scenario start, text) lines to add to the console log; `declared` overrides the
+    firmware the board is declared to run."""
+    import dataclasses
+    import shutil
+
+    run, _ = healthy_runs[1][name]
+    d = tmp_path / name
+    shutil.copytree(run.out_dir, d)
+    if records is not None:
+        recs = [json.loads(line) for line in (d / "host-events.jsonl").read_text().splitlines() if line.strip()]
+        (d / "host-events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records(recs)))
+    if console_extra:
+        with (d / "console.log").open("a") as f:
+            for at_s, text in console_extra:
+                wall = (run.start_wall_ns + int(at_s * 1e9)) / 1e9
+                f.write(f"{wall:.6f} {text}\n")
+    if cut_capture is not None:
+        cap = d / "capture.pcap"
+        cap.write_bytes(cap.read_bytes()[:cut_capture])
+    spec = emulated_spec() if declared is None else parse_board({"kind": "emulated", "firmware": declared}, "<x>")
+    if expect:
+        run = dataclasses.replace(run, scenario=dataclasses.replace(run.scenario, expect=tuple(expect)))
+    return check_scenario(spec, dataclasses.replace(run, out_dir=d), Tolerance())
+
+
+def kinds_of(v) -> set[tuple[str, str]]:
+    return {(r["kind"], r["stream_name"]) for r in v.rows}
+
+
+@pytest.mark.board
+def test_a_reboot_nobody_asked_for_is_extra(healthy_runs, tmp_path):
+    """The model's reboot input is the harness's `reboot` record, never the board's
+    Restarting line: without the record, the line and the reset are the board's own."""
+    v = mutated(healthy_runs, "reboot", tmp_path, records=lambda rs: [r for r in rs if r["event"] != "reboot"])
+    assert {("EXTRA", "RESTARTING"), ("EXTRA", "QMP_RESET")} <= kinds_of(v), json.dumps(v.rows, default=int)
+    assert not v.ok
+
+
+@pytest.mark.board
+def test_a_reboot_asked_for_and_not_done_is_missing(healthy_runs, tmp_path):
+    run, _ = healthy_runs[1]["handshake"]
+
+    def ask(rs):
+        return [*rs, {"event": "reboot", "host_monotonic_ns": 0, "host_wall_ns": run.start_wall_ns + 500_000_000}]
+
+    v = mutated(healthy_runs, "handshake", tmp_path, records=ask)
+    assert {("MISSING", "RESTARTING"), ("MISSING", "QMP_RESET")} <= kinds_of(v), json.dumps(v.rows, default=int)
+
+
+@pytest.mark.board
+@pytest.mark.parametrize("line", ["Kernel panic - not syncing: Fatal exception in interrupt",
+                                  "ftgmac100 1e660000.ethernet eth0: NETDEV WATCHDOG: CPU: 0: transmit queue 0 "
+                                  "timed out 5120 ms"])
+def test_a_kernel_fault_line_is_extra(healthy_runs, tmp_path, line):
+    v = mutated(healthy_runs, "handshake", tmp_path, console_extra=[(1.5, f"[   99.000000] {line}")])
+    assert any(r["kind"] == "EXTRA" and r["stream_name"] in ("KERNEL_PANIC", "NETDEV_WATCHDOG") for r in v.rows), \
+        json.dumps(v.rows, default=int)
+
+
+@pytest.mark.board
+def test_a_board_connect_whose_syn_never_comes_is_missing(healthy_runs, tmp_path):
+    run, _ = healthy_runs[1]["board-connect-flap"]
+
+    def ask_again(rs):
+        late = run.end_wall_ns - 1_500_000_000
+        return [*rs, {"event": "board_connect", "host_monotonic_ns": 0, "host_wall_ns": late, "addr": "10.0.2.2",
+                      "port": 9}]
+
+    v = mutated(healthy_runs, "board-connect-flap", tmp_path, records=ask_again)
+    assert any(r["kind"] == "MISSING" and r["stream_name"] in ("TCP_SYN", "ARP_REQUEST") for r in v.rows), \
+        json.dumps(v.rows, default=int)
+
+
+@pytest.mark.board
+def test_a_syn_long_after_the_request_is_outside_the_app_latency_bound(healthy_runs, tmp_path):
+    def earlier(rs):
+        return [{**r, "host_wall_ns": r["host_wall_ns"] - 5_000_000_000} if r["event"] == "board_connect" else r
+                for r in rs]
+
+    v = mutated(healthy_runs, "board-connect-flap", tmp_path, records=earlier)
+    late = [x for x in v.learnt if x.name == "app_latency" and not x.inside]
+    assert late and any(r["kind"] == "LATE" and r["field"] == "learnt app_latency" for r in v.rows)
+
+
+@pytest.mark.board
+@pytest.mark.parametrize("port_range", ["1024 2048", "32769 60999"])
+def test_a_source_port_outside_ip_local_port_range_or_its_parity_is_a_field_mismatch(healthy_runs, tmp_path,
+                                                                                      port_range):
+    """__inet_hash_connect draws from the range, first over ports of its low end's parity:
+    the healthy board's port fits 32768-60999, so it does not fit either declared range."""
+    declared = {**DEFAULT_CONFIG, "sysctls": {**DEFAULT_CONFIG.get("sysctls", {}),
+                                              "net.ipv4.ip_local_port_range": port_range}}
+    v = mutated(healthy_runs, "board-connect-flap", tmp_path, declared=declared)
+    assert any(r["kind"] == "FIELD_MISMATCH" and r["field"] == "tcp_sport" for r in v.rows), \
+        json.dumps(v.rows, default=int)
+    assert [x for x in v.learnt if x.name == "ephemeral_port" and not x.inside]
+
+
+@pytest.mark.board
+def test_bytes_the_application_was_not_asked_to_write_are_a_payload_mismatch(healthy_runs, tmp_path):
+    def other_bytes(rs):
+        return [{**r, "data": r["data"][::-1] + "!"} if r["event"] == "board_connect" else r for r in rs]
+
+    v = mutated(healthy_runs, "data-retransmit", tmp_path, records=other_bytes)
+    assert any(r["kind"] == "FIELD_MISMATCH" and r["field"] == "payload" for r in v.rows), \
+        json.dumps(v.rows, default=int)
+
+
+@pytest.mark.board
+def test_a_model_refusing_an_input_is_an_error_not_a_pass(healthy_runs, tmp_path):
+    """A watchdog_starve record with no daemon running: the model cannot take it."""
+    run, _ = healthy_runs[1]["handshake"]
+    v = mutated(healthy_runs, "handshake", tmp_path, records=lambda rs: [
+        *rs, {"event": "watchdog_starve", "host_monotonic_ns": 0, "host_wall_ns": run.start_wall_ns + 10**8}])
+    assert not v.ok and v.error and "no watchdog daemon" in v.error
+    saved = json.loads((tmp_path / "handshake" / "verdict.json").read_text())
+    assert saved["ok"] is False and "no watchdog daemon" in saved["error"]
+
+
+@pytest.mark.board
+def test_a_damaged_capture_is_an_error(healthy_runs, tmp_path):
+    run, _ = healthy_runs[1]["handshake"]
+    size = (run.out_dir / "capture.pcap").stat().st_size
+    v = mutated(healthy_runs, "handshake", tmp_path, cut_capture=size - 7)
+    assert not v.ok and "damaged capture" in v.error
+
+
+@pytest.mark.board
+def test_a_scenario_that_provoked_nothing_it_must_is_an_error(healthy_runs, tmp_path):
+    from harness.ingest.events import EventKind
+
+    v = mutated(healthy_runs, "handshake", tmp_path, expect=[EventKind.LINK_DOWN])
+    assert not v.ok and "LINK_DOWN" in v.error
+
+
+@pytest.mark.board
+def test_a_window_with_nothing_in_it_is_an_error(healthy_runs, tmp_path):
+    run, _ = healthy_runs[1]["handshake"]
+    art = Artifacts.in_dir(run.out_dir, "qemu-filter-dump")
+    v = check_run(art, emulated_spec().firmware, run.start_wall_ns - 10**9, run.start_wall_ns - 10**9 + 10**6,
+                  "handshake", out_dir=tmp_path)
+    assert (v.predicted, v.observed) == (0, 0) and not v.ok and "nothing was compared" in v.error
+
+
+@pytest.mark.board
+def test_every_healthy_verdict_lists_what_it_learnt_inside_its_bounds(healthy_runs):
+    for name, (run, _) in healthy_runs[1].items():
+        saved = json.loads((run.out_dir / "verdict.json").read_text())
+        assert saved["learnt"] and all(x["inside"] for x in saved["learnt"]), (name, saved["learnt"])
+        assert {x["name"] for x in saved["learnt"]} >= {"boot_to_ifup", "isn"} or name.startswith("watchdog")
+
+
+def test_a_learnt_value_outside_its_bound_is_a_row_and_not_adopted():
+    from harness.oracle import Learnt
+    from harness.oracle.inputs import ModelInputs
+
+    mi = ModelInputs()
+    assert mi.learn(Learnt("app_latency", 10, 0, 100, "x", 5), "TIME", "TCP_SYN")
+    assert not mi.learn(Learnt("app_latency", 150, 0, 100, "x", 7), "TIME", "TCP_SYN")
+    assert not mi.learn(Learnt("ephemeral_port", 1500, 32768, 60999, "x", 9), "FIELD_MISMATCH", "TCP_SYN",
+                        "tcp_sport")
+    assert [(r["kind"], r["field"], r["obs_value"]) for r in mi.rows] == [
+        ("LATE", "learnt app_latency", 150), ("FIELD_MISMATCH", "tcp_sport", 1500)]
+    with pytest.raises(KeyError):
+        Learnt("not-in-the-table", 0, 0, 0)
+
+
+def test_linkwatch_cases_are_kept_only_when_the_board_then_matches_completely(tmp_path):
+    """Each carrier loss is judged on its own; a later case stands only if it leaves no
+    row at all, otherwise the immediate case's rows are the verdict (never 'fewest rows')."""
+    from harness.oracle.judge import Verdict, _linkwatch_cases
+    from harness.oracle.loop import ModelRun
+
+    def verdict(rows):
+        return Verdict("x", [{"kind": "MISSING", "expected_ns": t, "obs_ns": None, "pred_ns": t} for t in rows],
+                       1, 1, {}, 0, 100)
+
+    base_run = ModelRun(resolutions=[12, 55], carrier_losses=[10, 50])
+    base = verdict([20, 60, 61])
+
+    def attempt(delays):
+        (tmp_path / "predicted-trial.pcap").write_bytes(b"")
+        # the case at loss 0 (+3) clears its rows; no case clears loss 1's
+        rows = [t for t in (20,) if delays.get(0) != 3] + [60, 61][: 2 - (1 if delays.get(1) == 6 else 0)]
+        return verdict(rows), base_run
+
+    v = _linkwatch_cases(base, base_run, attempt, 100, tmp_path, tmp_path / "predicted-trial.pcap")
+    assert v is base and len(v.rows) == 3 and "none matched completely" in v.notes[-1]
+
+    def attempt_all(delays):
+        (tmp_path / "predicted-trial.pcap").write_bytes(b"")
+        return verdict([t for t in (20,) if delays.get(0) != 3] + [t for t in (60, 61) if delays.get(1) != 6]), \
+            base_run
+
+    v = _linkwatch_cases(verdict([20, 60, 61]), base_run, attempt_all, 100, tmp_path,
+                         tmp_path / "predicted-trial.pcap")
+    assert v.rows == [] and [(x.name, x.value) for x in v.learnt] == [("linkwatch_run", 3), ("linkwatch_run", 6)]

@@ -342,6 +342,8 @@ def mismatch_message(verdict: Verdict, where: Path | None = None) -> str:
     """Why a verdict fails: its divergence rows, and where its report is."""
     text = f"scenario {verdict.scenario}: the board departed from the model in {len(verdict.rows)} " \
            f"place(s) ({verdict.predicted} predicted, {verdict.observed} observed events):\n{divergence_table(verdict)}"
+    if verdict.error:
+        text = f"scenario {verdict.scenario}: no verdict: {verdict.error}\n" + text
     if where is not None:
         text += f"\n(report and timeline in {where})"
     return text

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -101,7 +102,21 @@ def build_kernel(log=print, jobs: int | None = None) -> Kernel:
     final = cache_dir() / f"kernel-{key}"
     if (final / "recipe.json").exists():
         return Kernel(final, key)
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    # Two builds of one recipe at once (two terminals, two test sessions) would share and
+    # delete each other's build tree: the second waits for the first, then takes its result.
+    with open(cache_dir() / f"kernel-{key}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"kernel: another build of recipe {key} is running; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "recipe.json").exists():
+            return Kernel(final, key)
+        return _build_locked(recipe, key, final, log, jobs)
 
+
+def _build_locked(recipe: dict, key: str, final: Path, log, jobs: int | None) -> Kernel:
     work = cache_dir() / f"kernel-{key}.build"
     if work.exists():
         shutil.rmtree(work)

@@ -412,7 +412,8 @@ class BmcHil:
                                                  "tolerance_scale": under_test.tolerance_scale})
         self._last_verdict = verdict
         plot = paths[f"png:{verdict.scenario}"]
-        summary = "no divergence" if verdict.ok else f"{len(verdict.rows)} divergences"
+        summary = "no divergence" if verdict.ok else f"error: {verdict.error}" if verdict.error \
+            else f"{len(verdict.rows)} divergences"
         logger.info(f"scenario {verdict.scenario}: {summary} ({verdict.predicted} predicted, "
                     f"{verdict.observed} observed events); report {paths['html']}")
         logger.info(f'<img src="{_log_relative(plot)}" alt="timeline of {verdict.scenario}" width="800">', html=True)

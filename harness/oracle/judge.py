@@ -1,0 +1,336 @@
+"""Stage 4 of the oracle: the model's outputs against the board's -> a Verdict.
+
+What the model predicts is written to predicted.pcap and read back by the same reader as
+the capture, so both sides get their stream keys and fields from one code path; the
+comparison core (harness.compare) aligns each stream with packetdrill's tolerance rule.
+
+Compared, every frame the board's kernel sends by itself (ARP requests and replies,
+SYN-ACKs, RSTs, SYNs, ICMP echo replies), the data segments on flows the board connected
+for the harness (with the bytes the harness asked for), every link, watchdog, restart and
+kernel-fault console line, and every reset the board made. A verdict that compared
+nothing, lacks a kind its scenario must provoke, read a damaged capture or whose model
+failed is an error, never a pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from harness.compare import compare
+from harness.compare.events import ANCHOR_ABSOLUTE, ANCHOR_PREVIOUS_OBSERVED, ObservedEvents, PredictedEvents
+from harness.ingest.console import _classify
+from harness.ingest.events import EventKind, ResetReason
+from harness.ingest.pcap import read_capture
+from harness.ingest.pcapwrite import write_pcap
+from harness.ingest.streams import (
+    FIELD,
+    FROM_BOARD,
+    STREAM_FIELDS,
+    concat_observed,
+    field_mask,
+    frame_events,
+    stream_key,
+)
+from harness.oracle.bounds import APP_LATENCY_NS, CONSTANTS, LINKWATCH_MAX_DELAY_NS, Learnt
+from harness.oracle.inputs import APP_DATA_FIELDS, BoardConnect, ModelInputs, model_inputs
+from harness.oracle.loop import ModelRun, run_model
+from harness.oracle.observe import Artifacts, Observation, observe, unicast_arp_request
+from models.config import FirmwareConfig
+from models.wire import ip4
+
+# Frame kinds the kernel sends on its own.
+KERNEL_FRAME_KINDS = (EventKind.ARP_REQUEST, EventKind.ARP_REPLY, EventKind.TCP_SYNACK, EventKind.TCP_RST,
+                      EventKind.TCP_SYN, EventKind.ICMP_ECHO_REPLY)
+# Lines a healthy board prints only when the model says so; the kernel-fault lines the
+# model never predicts, so each one the board prints is an EXTRA row.
+FAULT_KINDS = tuple(getattr(EventKind, k) for k in ("KERNEL_PANIC", "KERNEL_OOPS", "KERNEL_BUG", "KERNEL_WARNING")
+                    if hasattr(EventKind, k))
+CONSOLE_KINDS = (EventKind.LINK_DOWN, EventKind.LINK_UP, EventKind.WATCHDOG_DID_NOT_STOP,
+                 EventKind.NETDEV_WATCHDOG, EventKind.RESTARTING, *FAULT_KINDS)
+_IP = ("ip_ttl", "ip_df")
+CHECKED_FIELDS = {
+    EventKind.TCP_SYNACK: field_mask("tcp_flags", "tcp_mss", "tcp_wscale", "tcp_sack_perm", "tcp_timestamps",
+                                     "tcp_opt_order", "tcp_window", "tcp_rel_ack", *_IP),
+    EventKind.TCP_RST: field_mask("tcp_flags", "tcp_rel_ack", "ip_ttl"),
+    EventKind.TCP_SYN: field_mask("tcp_flags", "tcp_mss", "tcp_wscale", "tcp_sack_perm", "tcp_timestamps",
+                                  "tcp_opt_order", "tcp_window", *_IP),
+    EventKind.ARP_REPLY: field_mask("arp_op"),
+    EventKind.ARP_REQUEST: field_mask("arp_op"),
+    EventKind.ICMP_ECHO_REPLY: field_mask("icmp_type", "icmp_code", "ip_ttl"),
+    EventKind.LINK_UP: field_mask("detail0", "detail1"),
+    EventKind.TCP_DATA: APP_DATA_FIELDS,
+}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far an observation may be from its prediction (per board: emulation is slow).
+
+    frame_ns: frames the kernel sends in reply (QEMU and slirp add latency);
+    console_ns: console lines (serial latency on top of the model's window);
+    reset_extra_ns: resets (beyond the watchdog daemon's kick period);
+    fraction: of the predicted gap from the stream's previous event (packetdrill's rule);
+    app_latency_ns: the bound on when a program the harness started gets to run.
+    Sources: harness.oracle.bounds.CONSTANTS.
+    """
+
+    frame_ns: int = CONSTANTS["frame_tolerance"].value_ns
+    console_ns: int = CONSTANTS["console_tolerance"].value_ns
+    reset_extra_ns: int = CONSTANTS["reset_tolerance"].value_ns
+    fraction: float = 0.05
+    app_latency_ns: int = APP_LATENCY_NS
+
+    def scaled(self, k: float) -> Tolerance:
+        return Tolerance(int(self.frame_ns * k), int(self.console_ns * k), int(self.reset_extra_ns * k), self.fraction,
+                         int(self.app_latency_ns * k))
+
+
+@dataclass
+class Verdict:
+    """The comparison of one run window: divergence rows, what was compared and learnt.
+
+    `ok` only when something was compared, nothing diverged and nothing stopped the
+    comparison (`error`: a damaged capture, a model failure, a scenario that provoked
+    nothing it must)."""
+
+    scenario: str
+    rows: list[dict]
+    predicted: int
+    observed: int
+    timeline: dict
+    start_ns: int
+    end_ns: int
+    notes: list[str] = field(default_factory=list)
+    series: dict = field(default_factory=dict)
+    learnt: list[Learnt] = field(default_factory=list)
+    error: str | None = None
+    compared_kinds: list[str] = field(default_factory=list)
+    linkwatch_delays: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rows and self.error is None and (self.predicted + self.observed) > 0
+
+    def to_json(self) -> dict:
+        return {"scenario": self.scenario, "ok": self.ok, "error": self.error, "divergences": self.rows,
+                "predicted": self.predicted, "observed": self.observed, "compared_kinds": self.compared_kinds,
+                "learnt": [v.to_json() for v in self.learnt], "start_ns": self.start_ns, "end_ns": self.end_ns,
+                "timeline": self.timeline, "notes": self.notes}
+
+
+def _app_targets(connects: list[BoardConnect]) -> set[tuple[int, int]]:
+    return {(ip4(c.addr), c.port) for c in connects}
+
+
+def _app_keep(kind, direction, peer_ip, peer_port, time_ns, connects: list[BoardConnect], start_ns: int,
+              end_ns: int) -> np.ndarray:
+    """Which events are the board's data on a flow it connected for the harness."""
+    keep = (kind == EventKind.TCP_DATA) & (direction == FROM_BOARD) & (time_ns >= start_ns) & (time_ns <= end_ns)
+    if not connects:
+        return np.zeros(kind.size, bool)
+    ok = np.zeros(kind.size, bool)
+    for ip, port in _app_targets(connects):
+        ok |= (peer_ip == ip) & (peer_port == port)
+    first = min(c.asked_ns for c in connects)
+    return keep & ok & (time_ns >= first)
+
+
+def predicted_events(obs: Observation, run: ModelRun, mi: ModelInputs, start_ns: int, end_ns: int, tol: Tolerance,
+                     pcap_path: Path) -> tuple[PredictedEvents, list[str]]:
+    """The model's outputs in [start, end] as PredictedEvents, keyed like the observation."""
+    records = sorted([(t, f) for t, f in run.fed] + [(p.t, p.frame) for p in run.outputs if p.kind == "frame"],
+                     key=lambda r: r[0])
+    write_pcap(pcap_path, records, nanosecond=True)
+    table = read_capture(pcap_path).packets
+    fe = frame_events(table, obs.declared)
+    t_all = fe.events.time_ns
+    keep = (fe.direction == FROM_BOARD) & np.isin(fe.kind, KERNEL_FRAME_KINDS) & \
+        ~unicast_arp_request(table, fe) & (t_all >= start_ns) & (t_all <= end_ns)
+    keep |= _app_keep(fe.kind, fe.direction, fe.peer_ip, fe.peer_port, t_all, mi.connects, start_ns, end_ns)
+    # Windows: the model gives one for what Linux randomises and for what a kernel timer
+    # sends (the timer wheel's slack, summed along the chain of timers since the input that
+    # started it). Such a window is where the model puts the frame whatever happened to
+    # its predecessors, so it is anchored absolutely; a reply to an input is a point
+    # measured from the observed time of its stream's previous event.
+    win = {p.t: p.window for p in run.outputs if p.kind == "frame" and p.window is not None}
+    idx = np.flatnonzero(keep)
+    t = t_all[idx]
+    lo = np.array([win[int(x)].earliest if int(x) in win else int(x) for x in t], np.int64)
+    hi = np.array([win[int(x)].latest if int(x) in win else int(x) for x in t], np.int64)
+    frame_anchor = np.array([ANCHOR_ABSOLUTE if int(x) in win else ANCHOR_PREVIOUS_OBSERVED for x in t], np.int64)
+    maybe = {p.t for p in run.outputs if p.kind == "frame" and p.detail.get("optional")}
+    parts = {"stream": [fe.events.stream[idx]], "t": [t], "lo": [lo], "hi": [hi], "fields": [fe.events.fields[idx]],
+             "check": [np.array([CHECKED_FIELDS.get(EventKind(int(k)), 0) for k in fe.kind[idx]], np.int64)],
+             "tol": [np.full(idx.size, tol.frame_ns)], "anchor": [frame_anchor],
+             "optional": [np.array([int(x) in maybe for x in t], bool)]}
+    kinds = [EventKind(int(k)).name for k in fe.kind[idx]]
+    # Console lines and resets.
+    for p in run.outputs:
+        if not start_ns <= p.t <= end_ns or p.kind not in ("console", "reset"):
+            continue
+        if p.kind == "console":
+            k, d0, d1, _ = _classify(p.detail["text"])
+            if k not in CONSOLE_KINDS:
+                continue
+            tol_ns = tol.console_ns
+        else:
+            k, d0, d1 = EventKind.QMP_RESET, int(ResetReason.GUEST_RESET), 0
+            tol_ns = tol.reset_extra_ns + tol.console_ns
+        w = p.window
+        row = np.zeros(len(STREAM_FIELDS), np.int64)
+        row[FIELD["detail0"]], row[FIELD["detail1"]] = d0, d1
+        for name, value in (("stream", stream_key(int(k))), ("t", p.t), ("lo", w.earliest if w else p.t),
+                            ("hi", w.latest if w else p.t), ("check", CHECKED_FIELDS.get(EventKind(int(k)), 0)),
+                            ("tol", tol_ns), ("anchor", ANCHOR_ABSOLUTE), ("optional", False)):
+            parts[name].append(np.array([value]))
+        parts["fields"].append(row[None, :])
+        kinds.append(EventKind(int(k)).name)
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    pred = PredictedEvents.build(cat["stream"], cat["t"], fields=cat["fields"], check=cat["check"],
+                                 tol_abs_ns=cat["tol"], tol_frac=tol.fraction, win_lo=cat["lo"], win_hi=cat["hi"],
+                                 anchor=cat["anchor"], optional=cat["optional"])
+    return pred, kinds
+
+
+def observed_outputs(obs: Observation, mi: ModelInputs, start_ns: int, end_ns: int,
+                     use_qmp_resets: bool) -> ObservedEvents:
+    """What the board did in [start, end] that is compared."""
+    f = obs.frames
+    keep = (obs.frame_dir == FROM_BOARD) & np.isin(obs.frame_kind, KERNEL_FRAME_KINDS) & ~obs.frame_probe & \
+        (f.time_ns >= start_ns) & (f.time_ns <= end_ns)
+    keep |= _app_keep(obs.frame_kind, obs.frame_dir, obs.frame_peer_ip, obs.frame_peer_port, f.time_ns, mi.connects,
+                      start_ns, end_ns)
+    e = obs.events
+    kinds = list(CONSOLE_KINDS) + ([EventKind.QMP_RESET] if use_qmp_resets else [])
+    ekeep = np.isin(obs.event_kind, kinds) & (e.time_ns >= start_ns) & (e.time_ns <= end_ns)
+    # A reset the harness asked for (power on, QMP system_reset) is not the firmware's doing.
+    ekeep &= ~((obs.event_kind == EventKind.QMP_RESET) & (obs.event_table.detail0 != int(ResetReason.GUEST_RESET)))
+    parts = [ObservedEvents(f.stream[keep], f.time_ns[keep], f.frame[keep], f.fields[keep]),
+             ObservedEvents(e.stream[ekeep], e.time_ns[ekeep], e.frame[ekeep], e.fields[ekeep])]
+    return concat_observed(*parts)
+
+
+def _row_time(r: dict) -> int:
+    for k in ("expected_ns", "obs_ns", "pred_ns"):
+        if r.get(k) is not None:
+            return int(r[k])
+    return 0
+
+
+def judge(obs: Observation, mi: ModelInputs, run: ModelRun, start_ns: int, end_ns: int, scenario: str,
+          tol: Tolerance, use_qmp_resets: bool, pcap_path: Path) -> Verdict:
+    """Compare one model run with the observation."""
+    pred, pred_kinds = predicted_events(obs, run, mi, start_ns, end_ns, tol, pcap_path)
+    seen = observed_outputs(obs, mi, start_ns, end_ns, use_qmp_resets)
+    result = compare(pred, seen, field_names=STREAM_FIELDS)
+    rows = result.rows()
+    names: dict[int, str] = {}
+    for k, s in zip(pred_kinds, pred.stream.tolist(), strict=True):
+        names[int(s)] = k
+    for s, fk in zip(obs.frames.stream.tolist(), obs.frame_kind.tolist(), strict=True):
+        names.setdefault(int(s), EventKind(int(fk)).name)
+    for s, k in zip(obs.events.stream.tolist(), obs.event_kind.tolist(), strict=True):
+        names.setdefault(int(s), EventKind(int(k)).name)
+    for r in rows:
+        r["stream_name"] = names.get(int(r["stream"]), "?")
+    rows += [dict(r) for r in mi.rows if start_ns <= (r["obs_ns"] or start_ns) <= end_ns]
+    rows.sort(key=_row_time)
+    compared = sorted({names.get(int(s), "?") for s in np.concatenate([pred.stream, seen.stream]).tolist()})
+    series = {"predicted": [(names.get(int(s), "?"), int(t), int(lo), int(hi)) for s, t, lo, hi in
+                            zip(pred.stream.tolist(), pred.time_ns.tolist(), pred.win_lo.tolist(),
+                                pred.win_hi.tolist(), strict=True)],
+              "observed": [(names.get(int(s), "?"), int(t)) for s, t in
+                           zip(seen.stream.tolist(), seen.time_ns.tolist(), strict=True)]}
+    return Verdict(scenario, rows, len(pred), len(seen), obs.timeline.to_json(), start_ns, end_ns, [], series,
+                   [*mi.learnt, *run.learnt], run.error, compared, dict(run.linkwatch_delays))
+
+
+def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: int, scenario: str = "",
+              tol: Tolerance = Tolerance(), out_dir: Path | None = None, seed: int = 0,
+              expect: Sequence[EventKind] = ()) -> Verdict:
+    """The whole pipeline over one run's artifacts for the window [start_ns, end_ns]
+    (common clock): observe -> inputs -> loop -> judge. Writes verdict.json and
+    predicted.pcap into `out_dir` (default: beside the console log)."""
+    out_dir = out_dir or art.console.parent
+    if end_ns <= start_ns:
+        raise ValueError(f"the comparison window ends ({end_ns}) before it starts ({start_ns})")
+    obs = observe(art, declared)
+    mi = model_inputs(obs, end_ns, tol.app_latency_ns)
+    use_qmp = art.qmp is not None
+    trial = out_dir / "predicted-trial.pcap"
+
+    def attempt(delays: dict[int, int]) -> tuple[Verdict, ModelRun]:
+        run = run_model(obs, mi, start_ns, end_ns, seed=seed, linkwatch_delays=delays)
+        path = out_dir / "predicted.pcap" if not delays else trial
+        return judge(obs, mi, run, start_ns, end_ns, scenario, tol, use_qmp, path), run
+
+    verdict, run = attempt({})
+    if verdict.rows and run.carrier_losses and verdict.error is None:
+        verdict = _linkwatch_cases(verdict, run, attempt, end_ns, out_dir, trial)
+    trial.unlink(missing_ok=True)
+    _errors(verdict, obs, expect)
+    (out_dir / "verdict.json").write_text(json.dumps(verdict.to_json(), indent=1, default=int) + "\n")
+    return verdict
+
+
+def _linkwatch_cases(base: Verdict, base_run: ModelRun, attempt, end_ns: int, out_dir: Path, trial: Path) -> Verdict:
+    """When the carrier-off linkwatch work ran is not in any record (it is rate-limited to
+    once a second and runs when a worker gets to it), yet it decides whether a packet
+    sent just after the loss found the old neighbour entry or began a resolution. Each
+    carrier loss is judged on its own: where the immediate case leaves rows after it, the
+    distinct later cases (just after each resolution the model began within a second of
+    that loss) are tried; a case is kept only if no row is left after that loss. The
+    result stands only if the board then matches completely: otherwise the immediate
+    case's rows are the verdict, and the cases tried are listed."""
+    losses = base_run.carrier_losses
+    chosen: dict[int, int] = {}
+    cur, cur_run, tried = base, base_run, []
+    for k, loss in enumerate(losses):
+        seg_end = losses[k + 1] if k + 1 < len(losses) else end_ns + 1
+
+        def left(v: Verdict, lo=loss, hi=seg_end) -> int:
+            return sum(1 for r in v.rows if lo <= _row_time(r) < hi)
+
+        if not left(cur):
+            continue
+        delays = sorted({r - loss + 1 for r in cur_run.resolutions if loss <= r < loss + LINKWATCH_MAX_DELAY_NS})
+        for d in delays:
+            v, run = attempt({**chosen, k: d})
+            tried.append(f"loss {k} +{d / 1e6:.0f} ms: {len(v.rows)} rows")
+            if not left(v):
+                chosen, cur, cur_run = {**chosen, k: d}, v, run
+                trial.replace(out_dir / "predicted-chosen.pcap")
+                break
+    kept = out_dir / "predicted-chosen.pcap"
+    if chosen and not cur.rows:
+        kept.replace(out_dir / "predicted.pcap")
+        learnt = [Learnt("linkwatch_run", d, 0, LINKWATCH_MAX_DELAY_NS, f"carrier loss {k}", losses[k] + d)
+                  for k, d in sorted(chosen.items())]
+        cur = replace(cur, learnt=[*cur.learnt, *learnt])
+        cur.notes.append("linkwatch ran the carrier-off work " + ", ".join(
+            f"{d / 1e6:.0f} ms after carrier loss {k}" for k, d in sorted(chosen.items())) + " (learnt: linkwatch_run)")
+        return cur
+    kept.unlink(missing_ok=True)
+    if tried:
+        base.notes.append("linkwatch cases tried, none matched completely (the immediate case's rows stand): "
+                          + "; ".join(tried))
+    return base
+
+
+def _errors(v: Verdict, obs: Observation, expect: Sequence[EventKind]) -> None:
+    """What makes a verdict an error rather than a pass or a fail."""
+    problems = [v.error] if v.error else []
+    problems += [f"damaged capture: {e}" for e in obs.capture_errors]
+    if v.predicted + v.observed == 0:
+        problems.append("nothing was compared: the model predicted nothing and the board did nothing the oracle "
+                        "compares in the window")
+    missing = [EventKind(int(k)).name for k in expect if EventKind(int(k)).name not in v.compared_kinds]
+    if missing:
+        problems.append("the scenario must provoke " + ", ".join(missing) + ", which neither the model nor the "
+                        "board showed in the window")
+    v.error = "; ".join(problems) if problems else None
