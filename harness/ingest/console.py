@@ -35,10 +35,10 @@ LINUX_6_1_CONSOLE_MESSAGES: tuple[tuple[EventKind, str, str, str], ...] = (
     (EventKind.INIT, "Run %s as init process", "init/main.c run_init_process",
      r"^Run (?P<init>\S+) as init process"),
     (EventKind.LINK_DOWN, "%s %s %s: Link is Down", "drivers/net/phy/phy.c phy_print_status (netdev_info)",
-     r"(?P<dev>\S+): Link is Down\s*$"),
+     r"(?<!\S)(?P<dev>\S+): Link is Down\s*$"),
     (EventKind.LINK_UP, "%s %s %s: Link is Up - %s/%s %s- flow control %s",
      "drivers/net/phy/phy.c phy_print_status (netdev_info)",
-     r"(?P<dev>\S+): Link is Up - (?P<speed>\S+)/(?P<duplex>\w+) (?:\(downshifted\) )?"
+     r"(?<!\S)(?P<dev>\S+): Link is Up - (?P<speed>\S+)/(?P<duplex>\w+) (?:\(downshifted\) )?"
      r"- flow control (?P<pause>rx/tx|rx|tx|off)"),
     (EventKind.WATCHDOG_DID_NOT_STOP, "watchdog: watchdog%d: watchdog did not stop!",
      "drivers/watchdog/watchdog_dev.c watchdog_release (pr_crit)",
@@ -50,13 +50,57 @@ LINUX_6_1_CONSOLE_MESSAGES: tuple[tuple[EventKind, str, str, str], ...] = (
      r"NETDEV WATCHDOG: (?:CPU: \d+: |(?P<dev>\S+) \((?P<driver>[^)]*)\): )transmit queue (?P<queue>\d+) timed out"),
     (EventKind.RESTARTING, "reboot: Restarting system", "kernel/reboot.c kernel_restart (pr_emerg)",
      r"^reboot: Restarting system"),
-    (EventKind.KERNEL_PANIC, "Kernel panic - not syncing: %s", "kernel/panic.c panic",
-     r"Kernel panic - not syncing"),
+    # panic() ends with "---[ end Kernel panic - not syncing: %s ]---": the same panic, not a
+    # second one.
+    (EventKind.KERNEL_PANIC, "Kernel panic - not syncing: %s", "kernel/panic.c panic (pr_emerg)",
+     r"Kernel panic - not syncing: (?<!end Kernel panic - not syncing: )"),
+    # Kernel faults: a firmware must never print one. An ARM kernel fault prints "Unable to
+    # handle kernel ..." and then die()'s "Internal error: Oops: ..." (and with
+    # CONFIG_PANIC_ON_OOPS, aspeed_g5_defconfig's, "Kernel panic - not syncing: Fatal
+    # exception"): one event per line printed. __die's %s is die()'s `str`: "Oops", "Oops -
+    # BUG", "Oops - undefined instruction", "Oops - bad mode", ... (or "" for an unhandled
+    # abort); the suffix is S_PREEMPT S_SMP S_ISA, e.g. " SMP ARM".
+    (EventKind.KERNEL_OOPS, "Internal error: %s: %x [#%d]%s%s%s", "arch/arm/kernel/traps.c __die (pr_emerg), from die",
+     r"Internal error: (?P<str>.*): (?P<err>[0-9a-f]+) \[#(?P<count>\d+)\]"),
+    (EventKind.KERNEL_OOPS, "Unable to handle kernel %s at virtual address %08lx",
+     "arch/arm/mm/fault.c die_kernel_fault (pr_alert), from __do_kernel_fault",
+     r"Unable to handle kernel (?P<what>.+) at virtual address (?P<addr>[0-9a-f]+)"),
+    (EventKind.KERNEL_BUG, "kernel BUG at %s:%u!", "lib/bug.c __report_bug (pr_crit), from report_bug",
+     r"kernel BUG at (?P<file>\S+):(?P<line>\d+)!"),
+    (EventKind.KERNEL_BUG, "Kernel BUG at %pB [verbose debug info unavailable]",
+     "lib/bug.c __report_bug (pr_crit), from report_bug, without CONFIG_DEBUG_BUGVERBOSE",
+     r"Kernel BUG at (?P<where>\S+) \[verbose debug info unavailable\]"),
+    # The "BUG: " family is anchored at the message start: "Internal error: Oops - BUG: 0"
+    # is die()'s line, not one of these. kernel/watchdog.c's pr_fmt puts "watchdog: " first.
+    (EventKind.KERNEL_BUG, "watchdog: BUG: soft lockup - CPU#%d stuck for %us! [%s:%d]",
+     "kernel/watchdog.c watchdog_timer_fn (pr_emerg)",
+     r"^watchdog: BUG: soft lockup - CPU#(?P<cpu>\d+) stuck for (?P<secs>\d+)s!"),
+    (EventKind.KERNEL_BUG, "BUG: scheduling while atomic: %s/%d/0x%08x", "kernel/sched/core.c __schedule_bug (printk)",
+     r"^BUG: scheduling while atomic: "),
+    (EventKind.KERNEL_BUG, "BUG: spinlock %s on CPU#%d, %s/%d",
+     "kernel/locking/spinlock_debug.c spin_dump (printk), from spin_bug",
+     r"^BUG: spinlock (?P<msg>.+) on CPU#(?P<cpu>\d+), "),
+    # The rest of the family, e.g. "BUG: sleeping function called from invalid context at
+    # %s:%d" (kernel/sched/core.c __might_resched), "BUG: workqueue lockup - pool"
+    # (kernel/workqueue.c wq_watchdog_timer_fn), "BUG: Bad page state in process %s  pfn:%05lx"
+    # (mm/page_alloc.c bad_page), "BUG: using %s%s() in preemptible [%08x] code: %s/%d"
+    # (lib/smp_processor_id.c check_preemption_disabled), "BUG: rwlock %s on CPU#%d, %s/%d, %p"
+    # (kernel/locking/spinlock_debug.c rwlock_bug).
+    (EventKind.KERNEL_BUG, "BUG: %s", "the kernel's \"BUG: \" messages (see above)",
+     r"^(?:watchdog: )?BUG: \S"),
+    # __warn prints the file and line when the bug table has them (CONFIG_DEBUG_BUGVERBOSE),
+    # else only the caller (%pS: "func+0x1c/0x40", and " [module]" for a module's).
+    (EventKind.KERNEL_WARNING, "WARNING: CPU: %d PID: %d at %s:%d %pS", "kernel/panic.c __warn (pr_warn)",
+     r"WARNING: CPU: (?P<cpu>\d+) PID: (?P<pid>\d+) at (?P<file>\S+):(?P<line>\d+) (?P<caller>\S+)"),
+    (EventKind.KERNEL_WARNING, "WARNING: CPU: %d PID: %d at %pS", "kernel/panic.c __warn (pr_warn), no file known",
+     r"WARNING: CPU: (?P<cpu>\d+) PID: (?P<pid>\d+) at (?P<caller>\S+)"),
 )
 _MESSAGES = [(kind, re.compile(rx)) for kind, _, _, rx in LINUX_6_1_CONSOLE_MESSAGES]
-# One cheap test before the per-kind regexes: most lines match none.
-_ANY_MESSAGE = re.compile("|".join(f"(?:{re.sub(r'[(][?]P<[a-z0-9_]+>', '(', rx)})"
-                                   for *_, rx in LINUX_6_1_CONSOLE_MESSAGES))
+# One cheap test before the per-kind regexes: most lines match none. (Where a pattern must
+# start with a class, `(?<!\S)` keeps `\S+` from being retried inside every word.)
+# The patterns' group names are dropped: one name may not appear twice in a regex.
+_GROUP_NAME = re.compile(r"[(][?]P<\w+>")
+_ANY_MESSAGE = re.compile("|".join("(?:" + _GROUP_NAME.sub("(", rx) + ")" for *_, rx in LINUX_6_1_CONSOLE_MESSAGES))
 
 _HOST_STAMP = re.compile(rb"^(\d{1,12})\.(\d{6}) ")
 _PRINTK_STAMP = re.compile(r"\[\s*(\d+)\.(\d{6})\] ")
@@ -93,8 +137,9 @@ class ConsoleLog:
     """A console log as columns, one row per readable line.
 
     detail0..2 by kind: LINK_UP speed Mb/s, duplex (DUPLEX_CODES), pause (PAUSE_CODES);
-    WATCHDOG_DID_NOT_STOP watchdog id; NETDEV_WATCHDOG TX queue. `boot` counts from 0; a
-    log that starts mid-run calls the boot it starts in 0."""
+    WATCHDOG_DID_NOT_STOP watchdog id; NETDEV_WATCHDOG TX queue; 0 for the others (a
+    KERNEL_PANIC, KERNEL_OOPS, KERNEL_BUG or KERNEL_WARNING line is told by its text).
+    `boot` counts from 0; a log that starts mid-run calls the boot it starts in 0."""
 
     host_wall_ns: np.ndarray  # int64
     guest_ns: np.ndarray  # int64 printk stamp, -1 when the line has none

@@ -58,7 +58,11 @@ class EventKind(IntEnum):
     WATCHDOG_DID_NOT_STOP = 44  # the watchdog device was closed without the magic 'V'
     NETDEV_WATCHDOG = 45  # TX queue timed out
     RESTARTING = 46  # "reboot: Restarting system"
-    KERNEL_PANIC = 47
+    KERNEL_PANIC = 47  # "Kernel panic - not syncing: ..."
+    # kernel faults a firmware must never print (harness.ingest.console says which lines)
+    KERNEL_OOPS = 48  # "Internal error: Oops: ..." (ARM __die), "Unable to handle kernel ... at virtual address"
+    KERNEL_BUG = 49  # "kernel BUG at file:line!" (report_bug) and the "BUG: ..." family (soft lockup, ...)
+    KERNEL_WARNING = 50  # "WARNING: CPU: N PID: M at file:line func" (__warn)
     # QMP events
     QMP_WATCHDOG = 60
     QMP_RESET = 61

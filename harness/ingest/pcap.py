@@ -148,8 +148,8 @@ N_U32 = 13
  U16_TCP_FLAGS, U16_TCP_WINDOW, U16_TCP_MSS, U16_ARP_OP) = range(12)
 N_U16 = 12
 (U8_IP_TTL, U8_IP_DF, U8_IP_PROTO, U8_TCP_WSCALE, U8_TCP_OPTS, U8_TCP_OPT_COUNT, U8_ICMP_TYPE,
- U8_ICMP_CODE) = range(8)
-N_U8 = 8
+ U8_ICMP_CODE, U8_IP_TOS) = range(9)
+N_U8 = 9
 
 COLUMNS: dict[str, tuple[str, int, str]] = {
     # name: (block, row, meaning)
@@ -165,6 +165,7 @@ COLUMNS: dict[str, tuple[str, int, str]] = {
     "vlan": ("u16", U16_VLAN, "VLAN id of the outermost tag (0 if untagged)"),
     "ip_src": ("u32", U32_IP_SRC, "IPv4 source address"),
     "ip_dst": ("u32", U32_IP_DST, "IPv4 destination address"),
+    "ip_tos": ("u8", U8_IP_TOS, "IPv4 TOS byte: DSCP (high 6 bits) and ECN (low 2)"),
     "ip_len": ("u16", U16_IP_LEN, "IPv4 total length"),
     "ip_id": ("u16", U16_IP_ID, "IPv4 identification"),
     "ip_frag": ("u16", U16_IP_FRAG, "IPv4 flags and fragment offset, raw 16 bits"),
@@ -581,6 +582,7 @@ def _decode_ipv4(buf, q, end, i, layers, u32, u16, u8, u64):
     total = _u16(buf, q + 2, True)
     frag = _u16(buf, q + 6, True)
     proto = np.int64(buf[q + 9])
+    u8[U8_IP_TOS, i] = buf[q + 1]
     u16[U16_IP_LEN, i] = total
     u16[U16_IP_ID, i] = _u16(buf, q + 4, True)
     u16[U16_IP_FRAG, i] = frag

@@ -251,13 +251,13 @@ def _decode_arp(frame: bytes, q: int, layers: int, row: dict) -> int:
 def _decode_ipv4(frame: bytes, q: int, layers: int, row: dict) -> int:
     if q + 20 > len(frame):
         return layers | Layer.TRUNCATED
-    vihl, _tos, total, ip_id, frag, ttl, proto, _csum, src, dst = struct.unpack_from(">BBHHHBBHII", frame, q)
+    vihl, tos, total, ip_id, frag, ttl, proto, _csum, src, dst = struct.unpack_from(">BBHHHBBHII", frame, q)
     if vihl >> 4 != 4:
         return layers | Layer.MALFORMED
     layers |= Layer.IPV4
     ihl = (vihl & 15) * 4
-    row.update(ip_len=total, ip_id=ip_id, ip_frag=frag, ip_df=(frag >> 14) & 1, ip_ttl=ttl, ip_proto=proto,
-               ip_src=src, ip_dst=dst)
+    row.update(ip_tos=tos, ip_len=total, ip_id=ip_id, ip_frag=frag, ip_df=(frag >> 14) & 1, ip_ttl=ttl,
+               ip_proto=proto, ip_src=src, ip_dst=dst)
     if ihl < 20 or total < ihl:
         return layers | Layer.MALFORMED
     if frag & 0x1FFF:

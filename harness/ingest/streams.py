@@ -80,6 +80,13 @@ STREAM_FIELDS: tuple[str, ...] = (
     "wire_len",
     "detail0",  # events that are not frames: EventTable.detail0 (link speed, reset reason, ...)
     "detail1",  # EventTable.detail1 (duplex, ...)
+    # Appended after the rest so the indices above (and field masks built from them) stay
+    # valid. -1 where the frame has no such header (ip_* on ARP, eth_* on a frame cut
+    # short of 14 bytes); 0 on events that are not frames, like the other frame fields.
+    "ip_tos",  # the IPv4 TOS byte: DSCP << 2 | ECN
+    "ip_id",  # IPv4 identification
+    "eth_src",  # source MAC, 48 bits
+    "eth_dst",  # destination MAC, 48 bits
 )
 FIELD = {name: i for i, name in enumerate(STREAM_FIELDS)}
 
@@ -262,7 +269,8 @@ def frame_events(t: PacketTable, board: FirmwareConfig, time_ns: np.ndarray | No
 def _fields(t: PacketTable, kind: np.ndarray, direction: np.ndarray, stream: np.ndarray) -> np.ndarray:
     n = len(t)
     f = np.zeros((n, len(STREAM_FIELDS)), np.int64)
-    is_tcp = (_i64(t.layers) & Layer.TCP) != 0
+    layers = _i64(t.layers)
+    is_tcp = (layers & Layer.TCP) != 0
     opts = _i64(t.tcp_opts)
     flags = _i64(t.tcp_flags)
     f[:, FIELD["tcp_flags"]] = flags
@@ -280,6 +288,12 @@ def _fields(t: PacketTable, kind: np.ndarray, direction: np.ndarray, stream: np.
     f[:, FIELD["icmp_type"]] = _i64(t.icmp_type)
     f[:, FIELD["icmp_code"]] = _i64(t.icmp_code)
     f[:, FIELD["wire_len"]] = _i64(t.wire_len)
+    is_ip = (layers & Layer.IPV4) != 0
+    f[:, FIELD["ip_tos"]] = np.where(is_ip, _i64(t.ip_tos), -1)
+    f[:, FIELD["ip_id"]] = np.where(is_ip, _i64(t.ip_id), -1)
+    is_eth = (layers & Layer.ETHERNET) != 0
+    f[:, FIELD["eth_src"]] = np.where(is_eth, _i64(t.eth_src), -1)
+    f[:, FIELD["eth_dst"]] = np.where(is_eth, _i64(t.eth_dst), -1)
     # Relative sequence numbers: each direction's ISN is its latest SYN (or first segment)
     # in the same flow at or before the frame; flows keyed without the kind bits.
     flow = np.where(is_tcp, stream >> 8, -1)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.ingest.console import (
+    _ANY_MESSAGE,
+    _MESSAGES,
     DUPLEX_CODES,
     LINUX_6_1_CONSOLE_MESSAGES,
     NOT_OF_INTEREST,
@@ -74,9 +80,11 @@ def test_watchdog_reboot_and_panic_lines_are_recognised(message, kind, detail0):
     assert (c.kind[0], c.detail0[0]) == (kind, detail0)
 
 
-def test_the_message_table_covers_every_console_kind_once():
-    kinds = [k for k, *_ in LINUX_6_1_CONSOLE_MESSAGES]
-    assert sorted(kinds) == sorted(set(kinds)) and EventKind.LINK_DOWN in kinds
+def test_the_message_table_covers_every_console_kind_and_each_format_once():
+    kinds = {k for k, *_ in LINUX_6_1_CONSOLE_MESSAGES}
+    assert kinds == {k for k in EventKind if 40 <= k <= 59}
+    formats = [fmt for _, fmt, *_ in LINUX_6_1_CONSOLE_MESSAGES]
+    assert len(formats) == len(set(formats))
 
 
 def test_user_space_line_quoting_a_kernel_message_mid_line_is_not_a_boot():
@@ -139,3 +147,157 @@ def test_events_use_the_guest_clock_when_stamped_else_host_wall():
 def test_empty_log_has_no_lines_and_no_boots():
     c = parse_console(b"", "c")
     assert len(c) == 0 and c.boots == 0 and len(c.events()) == 0
+
+
+# --- kernel faults ------------------------------------------------------------------------
+# One line per format of the table, as Linux 6.1 prints it on the AST2500
+# (aspeed_g5_defconfig: SMP, no PREEMPT, ARM; CONFIG_PANIC_ON_OOPS).
+EXAMPLE_OF_FORMAT = {
+    "Linux version %s (%s@%s) (%s) %s":
+        "Linux version 6.1.192 (bmc-hil@bmc-hil) (arm-linux-gnueabi-gcc (Debian 12.2.0-14) 12.2.0, "
+        "GNU ld (GNU Binutils for Debian) 2.40) #1 SMP Sat Jan  1 00:00:00 UTC 2023",
+    "Run %s as init process": "Run /init as init process",
+    "%s %s %s: Link is Down": "ftgmac100 1e660000.ethernet eth0: Link is Down",
+    "%s %s %s: Link is Up - %s/%s %s- flow control %s":
+        "ftgmac100 1e660000.ethernet eth0: Link is Up - 100Mbps/Full - flow control rx/tx",
+    "watchdog: watchdog%d: watchdog did not stop!": "watchdog: watchdog0: watchdog did not stop!",
+    "%s %s %s: NETDEV WATCHDOG: CPU: %d: transmit queue %u timed out %u ms":
+        "ftgmac100 1e660000.ethernet eth0: NETDEV WATCHDOG: CPU: 0: transmit queue 0 timed out 5040 ms",
+    "reboot: Restarting system": "reboot: Restarting system",
+    "Kernel panic - not syncing: %s": "Kernel panic - not syncing: Fatal exception",
+    "Internal error: %s: %x [#%d]%s%s%s": "Internal error: Oops: 5 [#1] SMP ARM",
+    "Unable to handle kernel %s at virtual address %08lx":
+        "Unable to handle kernel NULL pointer dereference at virtual address 00000000",
+    "kernel BUG at %s:%u!": "kernel BUG at drivers/net/ethernet/faraday/ftgmac100.c:1235!",
+    "Kernel BUG at %pB [verbose debug info unavailable]":
+        "Kernel BUG at ftgmac100_poll+0x3c/0x2a0 [verbose debug info unavailable]",
+    "watchdog: BUG: soft lockup - CPU#%d stuck for %us! [%s:%d]":
+        "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [kworker/0:1:23]",
+    "BUG: scheduling while atomic: %s/%d/0x%08x": "BUG: scheduling while atomic: kworker/0:1/23/0x00000002",
+    "BUG: spinlock %s on CPU#%d, %s/%d": "BUG: spinlock bad magic on CPU#0, swapper/0/1",
+    "BUG: %s": "BUG: sleeping function called from invalid context at kernel/locking/mutex.c:580",
+    "WARNING: CPU: %d PID: %d at %s:%d %pS":
+        "WARNING: CPU: 0 PID: 0 at net/sched/sch_generic.c:525 dev_watchdog+0x2d8/0x2e0",
+    "WARNING: CPU: %d PID: %d at %pS": "WARNING: CPU: 0 PID: 112 at aspeed_video_irq+0x1e4/0x3c8 [aspeed_video]",
+}
+
+# Lines a healthy boot, an oops's own body and user space print: none is an event.
+ORDINARY_LINES = [
+    "Booting Linux on physical CPU 0x0",
+    "Kernel command line: console=ttyS4,115200n8 root=/dev/ram rw",
+    "WARNING: 'bootconfig' found on the kernel command line but CONFIG_BOOT_CONFIG is not set.",
+    "random: crng init done",
+    "NET: Registered PF_INET protocol family",
+    "8<--- cut here ---",
+    "------------[ cut here ]------------",
+    "[00000000] *pgd=00000000",
+    "Modules linked in:",
+    "CPU: 0 PID: 1 Comm: swapper/0 Not tainted 6.1.192 #1",
+    "Hardware name: Generic DT based system",
+    "PC is at ftgmac100_poll+0x3c/0x2a0",
+    "Process swapper/0 (pid: 1, stack limit = 0x(ptrval))",
+    "---[ end trace 0000000000000000 ]---",
+    "---[ end Kernel panic - not syncing: Fatal exception ]---",
+    "bmc-hil: services started ports=22,80",
+    "Internal error: could not open /dev/ipmi0",
+    "# echo BUG: not a kernel line",
+    "ipmid: BUG: reported by an application",
+]
+
+
+def stamped(message: str) -> bytes:
+    return log(f"1234.567890 [   42.123456] {message}")
+
+
+@pytest.mark.parametrize("kind,fmt,where,rx", LINUX_6_1_CONSOLE_MESSAGES, ids=lambda v: str(v)[:40])
+def test_each_kernel_format_is_read_from_a_real_looking_line(kind, fmt, where, rx):
+    message = EXAMPLE_OF_FORMAT[fmt]
+    assert re.search(rx, message), (where, message)  # its own pattern, not only an earlier row
+    c = parse_console(stamped(message), "c")
+    assert (c.kind[0], c.guest_ns[0], c.host_wall_ns[0]) == (kind, 42_123_456_000, 1234_567_890_000)
+
+
+def test_every_format_has_an_example_line():
+    assert {fmt for _, fmt, *_ in LINUX_6_1_CONSOLE_MESSAGES} == set(EXAMPLE_OF_FORMAT)
+
+
+@pytest.mark.parametrize("message", ORDINARY_LINES)
+def test_ordinary_lines_are_not_of_interest(message):
+    assert parse_console(stamped(message), "c").kind[0] == NOT_OF_INTEREST
+
+
+@pytest.mark.parametrize("message", ["ipmid: BUG: reported by an application", "Internal error: could not open x"])
+def test_user_space_line_without_a_printk_stamp_is_not_a_kernel_fault(message):
+    assert parse_console(log(f"5.000000 {message}"), "c").kind[0] == NOT_OF_INTEREST
+
+
+def _kinds_of(messages: list[str]) -> list[EventKind]:
+    text = b"".join(log(f"{100 + i}.000000 [   {50 + i}.000000] {m}") for i, m in enumerate(messages))
+    return [EventKind(k) for k in parse_console(text, "c").events().kind.tolist()]
+
+
+def test_arm_null_pointer_oops_then_panic_on_oops():
+    # arch/arm/mm/fault.c die_kernel_fault, then die -> __die, then oops_end's panic
+    assert _kinds_of([
+        "8<--- cut here ---",
+        "Unable to handle kernel NULL pointer dereference at virtual address 00000000",
+        "[00000000] *pgd=00000000",
+        "Internal error: Oops: 5 [#1] SMP ARM",
+        "CPU: 0 PID: 23 Comm: kworker/0:1 Not tainted 6.1.192 #1",
+        "PC is at ftgmac100_poll+0x3c/0x2a0",
+        "---[ end trace 0000000000000000 ]---",
+        "Kernel panic - not syncing: Fatal exception",
+        "---[ end Kernel panic - not syncing: Fatal exception ]---",
+    ]) == [EventKind.KERNEL_OOPS, EventKind.KERNEL_OOPS, EventKind.KERNEL_PANIC]
+
+
+def test_bug_is_a_bug_and_dies_oops_bug_line_is_an_oops():
+    # report_bug prints "kernel BUG at"; die() then calls __die with "Oops - BUG"
+    assert _kinds_of([
+        "------------[ cut here ]------------",
+        "kernel BUG at drivers/net/ethernet/faraday/ftgmac100.c:1235!",
+        "Internal error: Oops - BUG: 0 [#1] SMP ARM",
+        "Kernel panic - not syncing: Fatal exception in interrupt",
+    ]) == [EventKind.KERNEL_BUG, EventKind.KERNEL_OOPS, EventKind.KERNEL_PANIC]
+
+
+def test_soft_lockup_with_softlockup_panic():
+    # kernel/watchdog.c watchdog_timer_fn (aspeed_g5_defconfig sets BOOTPARAM_SOFTLOCKUP_PANIC)
+    assert _kinds_of([
+        "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [kworker/0:1:23]",
+        "Modules linked in:",
+        "Kernel panic - not syncing: softlockup: hung tasks",
+    ]) == [EventKind.KERNEL_BUG, EventKind.KERNEL_PANIC]
+
+
+def test_warning_is_one_event_for_its_whole_report():
+    assert _kinds_of([
+        "------------[ cut here ]------------",
+        "WARNING: CPU: 0 PID: 0 at net/sched/sch_generic.c:525 dev_watchdog+0x2d8/0x2e0",
+        "Modules linked in:",
+        "CPU: 0 PID: 0 Comm: swapper/0 Not tainted 6.1.192 #1",
+        "Hardware name: Generic DT based system",
+        "---[ end trace 0000000000000000 ]---",
+    ]) == [EventKind.KERNEL_WARNING]
+
+
+# --- the pre-filter -------------------------------------------------------------------------
+
+
+def _any_pattern(message: str) -> bool:
+    return any(rx.search(message) for _, rx in _MESSAGES)
+
+
+@pytest.mark.parametrize("message", [*EXAMPLE_OF_FORMAT.values(), *ORDINARY_LINES])
+def test_prefilter_passes_exactly_the_lines_some_pattern_matches(message):
+    assert bool(_ANY_MESSAGE.search(message)) == _any_pattern(message)
+
+
+_PIECES = sorted({w for m in [*EXAMPLE_OF_FORMAT.values(), *ORDINARY_LINES] for w in re.split(r"(\s+)", m)})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=14), st.booleans())
+def test_prefilter_agrees_with_the_patterns_on_spliced_kernel_text(pieces, joined):
+    message = ("" if joined else " ").join(pieces)
+    assert bool(_ANY_MESSAGE.search(message)) == _any_pattern(message)

@@ -28,6 +28,7 @@ from harness.ingest.pcap import (
     read_pcap,
 )
 from harness.ingest.pcap_reference import decode_bytes
+from tests.ingest.frames import ipv4_offset, with_random_tos, with_tos
 
 T0 = 1_700_000_000_123_456_789
 
@@ -145,6 +146,37 @@ def test_ipv4_df_ttl_id_and_addresses(tmp_path):
     assert (table.ip_src[0], table.ip_dst[0]) == (W.ip("10.0.2.15"), W.ip("10.0.2.2"))
     assert (table.ip_ttl[0], table.ip_id[0], table.ip_df[0], table.ip_proto[0]) == (63, 0xBEEF, 1, 17)
     assert (table.sport[0], table.dport[0], table.payload_len[0]) == (5353, 53, 1)
+
+
+@pytest.mark.parametrize("tos", [0x00, 0x02, 0xB8, 0xB9, 0xFF])  # none, ECT(0), EF, EF+ECT(1), all bits
+def test_ipv4_tos_byte_keeps_dscp_and_ecn_in_both_readers(tmp_path, tos):
+    frame = with_tos(W.ether(1, 2, 0x0800, W.ipv4(W.BOARD_IP, W.PEER_IP, 6, W.tcp(22, 40000, 1, 2, 0x012, 64240))),
+                     tos)
+    data = W.write_pcap(tmp_path / "tos.pcap", [(T0, frame)], nanosecond=True).read_bytes()
+    fast, slow = _both(data)
+    assert (fast[0].ip_tos[0], slow[0].ip_tos[0]) == (tos, tos)
+    assert fast[0].ip_tos[0] >> 2 == tos >> 2 and fast[0].ip_tos[0] & 3 == tos & 3
+
+
+def test_ip_tos_is_zero_for_arp_and_for_a_header_that_is_not_version_4(tmp_path):
+    arp = W.ether(1, 2, 0x0806, W.arp(1, 3, 4, 5, 6))
+    not_v4 = bytearray(with_tos(W.ether(1, 2, 0x0800, W.ipv4(1, 2, 17, W.udp(1, 2))), 0xB8))
+    not_v4[14] = 0x65  # version 6 under an IPv4 ethertype: MALFORMED, no IPv4 fields
+    data = W.write_pcap(tmp_path / "no.pcap", [(T0, arp), (T0 + 1, bytes(not_v4))], nanosecond=True).read_bytes()
+    fast, slow = _both(data)
+    assert fast[0].ip_tos.tolist() == slow[0].ip_tos.tolist() == [0, 0]
+    assert fast[0].layers[1] & Layer.MALFORMED
+
+
+def test_setting_the_tos_byte_keeps_the_header_checksum_valid():
+    frame = with_tos(W.ether(1, 2, 0x0800, W.ipv4(W.BOARD_IP, W.PEER_IP, 6, W.tcp(1, 2, 3, 4, 0x10, 5)), vlans=[7]),
+                     0xB9)
+    q = ipv4_offset(frame)
+    header = frame[q:q + 20]
+    total = sum(struct.unpack(">10H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    assert (q, header[1], total) == (18, 0xB9, 0xFFFF)
 
 
 def test_non_first_fragment_has_no_l4(tmp_path):
@@ -266,17 +298,19 @@ FORMATS = [
 
 @pytest.mark.parametrize("fmt,kw", FORMATS)
 def test_numba_reader_matches_reference_on_random_captures(tmp_path, fmt, kw):
-    recs = W.random_records(random.Random(hash(fmt) % 1000 + len(kw)), 1500)
+    rng = random.Random(hash(fmt) % 1000 + len(kw))
+    recs = with_random_tos(W.random_records(rng, 1500), rng)
     write = W.write_pcap if fmt == "pcap" else W.write_pcapng
     data = write(tmp_path / f"r.{fmt}", recs, **kw).read_bytes()
     fast, slow = _both(data)
     assert len(fast[0]) == 1500 and fast[1] == PcapFault.OK
+    assert np.unique(fast[0].ip_tos).size > 200  # the TOS column was exercised, not all 0
     _assert_same(fast, slow)
 
 
 TSHARK_FIELDS = [
     "frame.number", "frame.time_epoch", "frame.len", "frame.cap_len", "eth.dst", "eth.src", "eth.type",
-    "vlan.etype", "vlan.id", "ip.src", "ip.dst", "ip.id", "ip.ttl", "ip.flags.df", "ip.proto",
+    "vlan.etype", "vlan.id", "ip.src", "ip.dst", "ip.dsfield", "ip.id", "ip.ttl", "ip.flags.df", "ip.proto",
     "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.window_size_value", "tcp.len",
     "tcp.options.mss_val", "tcp.options.wscale.shift", "tcp.options.timestamp.tsval",
     "tcp.options.timestamp.tsecr", "tcp.option_kind", "udp.srcport", "udp.dstport", "arp.opcode",
@@ -303,7 +337,8 @@ def _mac_int(text: str) -> int:
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
 def test_fields_match_tshark_on_random_captures(tmp_path, fmt):
-    recs = W.random_records(random.Random(11), 600)
+    rng = random.Random(11)
+    recs = with_random_tos(W.random_records(rng, 600), rng)
     path = (W.write_pcap if fmt == "pcap" else W.write_pcapng)(tmp_path / f"x.{fmt}", recs, big_endian=True)
     table = read_pcap(path)
     rows = _tshark_rows(path)
@@ -324,6 +359,7 @@ def test_fields_match_tshark_on_random_captures(tmp_path, fmt):
         if layers & Layer.IPV4:
             checked["ip"] += 1
             assert (table.ip_src[i], table.ip_dst[i]) == (W.ip(r["ip.src"]), W.ip(r["ip.dst"]))
+            assert table.ip_tos[i] == _num(r["ip.dsfield"])
             assert (table.ip_id[i], table.ip_ttl[i], table.ip_df[i], table.ip_proto[i]) == (
                 _num(r["ip.id"]), _num(r["ip.ttl"]), _num(r["ip.flags.df"]), _num(r["ip.proto"]))
         if layers & Layer.TCP:

@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from harness.ingest import pcapwrite as W
 from harness.ingest.pcap import PcapFault, decode_buffer
 from harness.ingest.pcap_reference import decode_bytes
+from tests.ingest.frames import with_random_tos
 
 
 def _valid_capture(seed: int, fmt: int) -> bytes:
-    recs = W.random_records(random.Random(seed), 8)
+    rng = random.Random(seed)
+    recs = with_random_tos(W.random_records(rng, 8), rng)
     if fmt < 2:
         return _pcap_bytes(recs, big_endian=fmt == 1)
     return W.pcapng_section(recs, big_endian=fmt == 3, tsresol=(9, 0x80 | 20)[fmt - 2])

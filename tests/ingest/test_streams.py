@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.compare import PredictedEvents, compare
 from harness.ingest import pcapwrite as w
 from harness.ingest.events import Clock, EventKind, EventTable
 from harness.ingest.pcap import ETHERTYPE_ARP, ETHERTYPE_IPV4, IPPROTO_TCP, read_pcap
@@ -24,6 +25,7 @@ from harness.ingest.streams import (
 )
 from harness.ingest.timeline import ClockOffset, Timeline
 from models.config import FirmwareConfig
+from tests.ingest.frames import with_tos
 
 BOARD = FirmwareConfig.default()
 BMAC, BIP = w.mac("52:54:00:12:34:56"), w.ip("10.0.2.15")
@@ -143,3 +145,47 @@ def test_console_and_qmp_events_join_the_frames_on_one_timeline(events):
     assert other.fields[0, FIELD["detail0"]] == 100
     both = concat_observed(events.events, other)
     assert len(both) == len(events.events) + 1 and both.fields.shape[1] == len(STREAM_FIELDS)
+
+
+# The fields before the board's IP and Ethernet headers joined, in their order: masks and
+# FIELD_MISMATCH rows written against these indices must keep meaning the same field.
+FIELDS_BEFORE_ISSUE_9 = ("tcp_flags", "tcp_window", "tcp_mss", "tcp_wscale", "tcp_sack_perm", "tcp_timestamps",
+                         "tcp_opt_order", "payload_len", "tcp_rel_seq", "tcp_rel_ack", "ip_ttl", "ip_df", "ip_len",
+                         "arp_op", "icmp_type", "icmp_code", "wire_len", "detail0", "detail1")
+
+
+def test_ip_and_ethernet_fields_are_appended_after_the_existing_ones():
+    n = len(FIELDS_BEFORE_ISSUE_9)
+    assert STREAM_FIELDS[:n] == FIELDS_BEFORE_ISSUE_9
+    assert STREAM_FIELDS[n:] == ("ip_tos", "ip_id", "eth_src", "eth_dst")
+
+
+def test_board_frame_carries_its_macs_ip_id_and_tos(tmp_path):
+    dgram = w.ipv4(BIP, PIP, IPPROTO_TCP, w.tcp(22, 40000, 7, 8, 0x012, 64240), ip_id=0xBEEF)
+    frame = with_tos(w.ether(PMAC, BMAC, ETHERTYPE_IPV4, dgram), 0xB9)
+    ev = frame_events(read_pcap(w.write_pcap(tmp_path / "f.pcap", [(1, frame)], nanosecond=True)), BOARD)
+    f = dict(zip(STREAM_FIELDS, ev.events.fields[0].tolist(), strict=True))
+    assert (f["eth_src"], f["eth_dst"], f["ip_id"], f["ip_tos"]) == (BMAC, PMAC, 0xBEEF, 0xB9)
+
+
+def test_arp_has_macs_and_no_ip_fields(events):
+    f = events.events.fields[0]  # the peer's broadcast ARP request
+    assert (f[FIELD["eth_src"]], f[FIELD["eth_dst"]]) == (PMAC, 0xFFFFFFFFFFFF)
+    assert (f[FIELD["ip_tos"]], f[FIELD["ip_id"]]) == (-1, -1)
+
+
+def test_tcp_frames_carry_ip_fields_even_when_zero(events):
+    f = events.events.fields
+    assert f[2:8, FIELD["ip_tos"]].tolist() == [0] * 6 and f[2:8, FIELD["ip_id"]].tolist() == [0] * 6
+
+
+def test_a_differing_tos_is_a_field_mismatch_named_ip_tos(tmp_path):
+    dgram = w.ipv4(BIP, PIP, IPPROTO_TCP, w.tcp(22, 40000, 7, 8, 0x012, 64240))
+    frames = [(1_000, with_tos(w.ether(PMAC, BMAC, ETHERTYPE_IPV4, dgram), tos)) for tos in (0x00, 0x10)]
+    predicted, observed = (frame_events(read_pcap(w.write_pcap(tmp_path / f"{i}.pcap", [r], nanosecond=True)),
+                                        BOARD).events for i, r in enumerate(frames))
+    pred = PredictedEvents.build(predicted.stream, predicted.time_ns, predicted.fields,
+                                 check=field_mask("tcp_flags", "ip_tos", "eth_src"))
+    rows = compare(pred, observed, field_names=STREAM_FIELDS).rows()
+    assert [(r["kind"], r["field"], r["pred_value"], r["obs_value"]) for r in rows] == [
+        ("FIELD_MISMATCH", "ip_tos", 0x00, 0x10)]
