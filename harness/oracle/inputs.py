@@ -317,7 +317,13 @@ def _retime_synacks(obs: Observation, mi: ModelInputs) -> None:
         if mi.learn(Learnt("first_rtt", rtt_ns, lo, HANDSHAKE_ACK_MAX_NS, f"connect to {bc.addr}:{bc.port}",
                            acks[0][0]), "TIME", "TCP_ACK"):
             old = mi.inputs[j]
-            mi.inputs[j] = TimedInput(max(wire, conn_t + rtt_ns), old.order, old.input)
+            t_new = max(wire, conn_t + rtt_ns)
+            # the ms the TSvals are rounded to may put it after the board's first data,
+            # which it cannot be: connect() returned before the program wrote
+            data = [t for t, _, v in _flow_frames(obs, bc.stream(EventKind.TCP_DATA), wire) if v is not None]
+            if data:
+                t_new = max(wire, min(t_new, data[0] - 1))
+            mi.inputs[j] = TimedInput(t_new, old.order, old.input)
 
 
 def _app_write(obs: Observation, mi: ModelInputs, bc: BoardConnect, end_ns: int, app_latency_ns: int) -> None:
@@ -379,22 +385,28 @@ def _timer_evidence(obs: Observation, board_ip: int) -> list[tuple[int, tuple]]:
 def _phy_phase(obs: Observation, mi: ModelInputs, within) -> None:
     """phylib's poll phase, learnt from the board's Link is Up/Down lines: a line within
     one PHY_STATE_TIME (plus the wheel's slack) of the link change before it sets the
-    model's poll there; a line outside teaches nothing (the model's own poll stands, and
-    the line is compared against its window)."""
+    model's poll there; after a reset, the first Link is Up says when the new boot
+    brought eth0 up (boot_to_ifup). A line outside its bound teaches nothing: the model's
+    own poll stands, and the line is compared against that poll's window."""
     from models.clock import timer_wheel_slack
     from models.phy import PHY_STATE_TIME
 
-    changes = sorted([obs.ifup_ns] + [int(r["host_wall_ns"]) for r in obs.records()
-                                       if r["event"] in ("link_down", "link_up", "reset", "power_on")])
-    hi = PHY_STATE_TIME + timer_wheel_slack(PHY_STATE_TIME)
+    changes = [(obs.ifup_ns, "link")] + [(int(r["host_wall_ns"]), "link") for r in obs.records()
+                                          if r["event"] in ("link_down", "link_up")]
+    resets = obs.events.time_ns[obs.event_kind == EventKind.QMP_RESET]
+    changes += [(int(t), "reset") for t in resets.tolist() if t > obs.boot_ns]
+    changes.sort()
+    poll_hi = PHY_STATE_TIME + timer_wheel_slack(PHY_STATE_TIME)
     for i in np.flatnonzero(np.isin(obs.event_kind, [EventKind.LINK_DOWN, EventKind.LINK_UP])):
         t = int(obs.events.time_ns[i])
-        if not within(t):
+        before = [c for c in changes if c[0] <= t]
+        if not within(t) or not before:
             continue
-        before = [c for c in changes if c <= t]
-        if not before:
-            continue
-        v = Learnt("phy_poll_phase", t - before[-1], 0, hi, "Link line after the last link change", t)
+        c, what = before[-1]
+        if what == "reset":
+            v = Learnt("boot_to_ifup", t - c, 0, BOOT_TO_IFUP_MAX_NS, "Link is Up after a reset", t)
+        else:
+            v = Learnt("phy_poll_phase", t - c, 0, poll_hi, "Link line after the last link change", t)
         mi.learnt.append(v)     # a line outside is compared against the model's own poll's window
         if v.inside:
             mi.phy_seen.append(t)

@@ -48,22 +48,25 @@ KERNEL_FRAME_KINDS = (EventKind.ARP_REQUEST, EventKind.ARP_REPLY, EventKind.TCP_
                       EventKind.TCP_SYN, EventKind.ICMP_ECHO_REPLY)
 # Lines a healthy board prints only when the model says so; the kernel-fault lines the
 # model never predicts, so each one the board prints is an EXTRA row.
-FAULT_KINDS = tuple(getattr(EventKind, k) for k in ("KERNEL_PANIC", "KERNEL_OOPS", "KERNEL_BUG", "KERNEL_WARNING")
-                    if hasattr(EventKind, k))
+FAULT_KINDS = (EventKind.KERNEL_PANIC, EventKind.KERNEL_OOPS, EventKind.KERNEL_BUG, EventKind.KERNEL_WARNING)
 CONSOLE_KINDS = (EventKind.LINK_DOWN, EventKind.LINK_UP, EventKind.WATCHDOG_DID_NOT_STOP,
                  EventKind.NETDEV_WATCHDOG, EventKind.RESTARTING, *FAULT_KINDS)
-_IP = ("ip_ttl", "ip_df")
+# Every frame: who sent it to whom (the board's MAC; the neighbour's, from ARP).
+_ETH = ("eth_src", "eth_dst")
+_TCP_OPTS = ("tcp_mss", "tcp_wscale", "tcp_sack_perm", "tcp_timestamps", "tcp_opt_order", "tcp_window")
 CHECKED_FIELDS = {
-    EventKind.TCP_SYNACK: field_mask("tcp_flags", "tcp_mss", "tcp_wscale", "tcp_sack_perm", "tcp_timestamps",
-                                     "tcp_opt_order", "tcp_window", "tcp_rel_ack", *_IP),
-    EventKind.TCP_RST: field_mask("tcp_flags", "tcp_rel_ack", "ip_ttl"),
-    EventKind.TCP_SYN: field_mask("tcp_flags", "tcp_mss", "tcp_wscale", "tcp_sack_perm", "tcp_timestamps",
-                                  "tcp_opt_order", "tcp_window", *_IP),
-    EventKind.ARP_REPLY: field_mask("arp_op"),
-    EventKind.ARP_REQUEST: field_mask("arp_op"),
-    EventKind.ICMP_ECHO_REPLY: field_mask("icmp_type", "icmp_code", "ip_ttl"),
+    # ip_build_and_send_pkt: the listener's TOS, DF, ID 0
+    EventKind.TCP_SYNACK: field_mask("tcp_flags", *_TCP_OPTS, "tcp_rel_ack", "ip_ttl", "ip_df", *_ETH),
+    # ip_send_unicast_reply on the control socket: DF, ID 0
+    EventKind.TCP_RST: field_mask("tcp_flags", "tcp_rel_ack", "ip_ttl", *_ETH),
+    # ip_queue_xmit: inet->tos, DF; the ID is the socket's random inet_id (not compared)
+    EventKind.TCP_SYN: field_mask("tcp_flags", *_TCP_OPTS, "ip_ttl", "ip_df", *_ETH),
+    EventKind.ARP_REPLY: field_mask("arp_op", *_ETH),
+    EventKind.ARP_REQUEST: field_mask("arp_op", *_ETH),
+    # icmp_reply: the request's TOS, no DF; the ID is from ip_idents (random, not compared)
+    EventKind.ICMP_ECHO_REPLY: field_mask("icmp_type", "icmp_code", "ip_ttl", *_ETH),
     EventKind.LINK_UP: field_mask("detail0", "detail1"),
-    EventKind.TCP_DATA: APP_DATA_FIELDS,
+    EventKind.TCP_DATA: APP_DATA_FIELDS | field_mask(*_ETH),
 }
 
 
