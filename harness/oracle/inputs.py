@@ -88,6 +88,7 @@ class ModelInputs:
     isn_frames: list[tuple[int, bytes]] = field(default_factory=list)   # the board's SYNs and SYN-ACKs
     resets_seen: list[int] = field(default_factory=list)  # the board's own (guest) resets
     phy_seen: list[int] = field(default_factory=list)     # its Link is Up/Down lines, inside their bound
+    ifups_seen: list[int] = field(default_factory=list)   # its first Link is Up after each reset, inside
     timer_hints: list[tuple[int, tuple]] = field(default_factory=list)
     to_ifup_ns: int = 0
 
@@ -409,4 +410,7 @@ def _phy_phase(obs: Observation, mi: ModelInputs, within) -> None:
             v = Learnt("phy_poll_phase", t - c, 0, poll_hi, "Link line after the last link change", t)
         mi.learnt.append(v)     # a line outside is compared against the model's own poll's window
         if v.inside:
-            mi.phy_seen.append(t)
+            (mi.ifups_seen if what == "reset" else mi.phy_seen).append(t)
+        if what == "reset":
+            changes.append((t, "link"))     # eth0 is up: later lines are polls again
+            changes.sort()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from harness.oracle.bounds import BOOT_TO_SERVICES_NS, RESET_RESYNC_NS, Learnt
+from harness.oracle.bounds import BOOT_TO_IFUP_MAX_NS, BOOT_TO_SERVICES_NS, RESET_RESYNC_NS, Learnt
 from harness.oracle.inputs import ModelInputs, TimedInput
 from harness.oracle.observe import FrameView, Observation
 from models.errors import ModelError
@@ -69,7 +69,7 @@ def _rewrite_acks(frame: bytes, flow: _Flow) -> bytes:
 
 
 # Queue entries besides inputs: (t, order, tag, payload)
-_ISN, _PHY, _RESET = "isn", "phy", "reset"
+_ISN, _PHY, _IFUP, _RESET = "isn", "phy", "ifup", "reset"
 
 
 def run_model(obs: Observation, mi: ModelInputs, start_ns: int, end_ns: int, seed: int = 0,
@@ -85,13 +85,17 @@ def run_model(obs: Observation, mi: ModelInputs, start_ns: int, end_ns: int, see
     cfg = obs.declared
     board_ip = int(cfg.interface.address.ip)
     shift = obs.boot_ns
-    model = Board(cfg, seed=seed, boot=BootTiming(Window(mi.to_ifup_ns, mi.to_ifup_ns),
-                                                   Window(BOOT_TO_SERVICES_NS, BOOT_TO_SERVICES_NS)), phy_phase=0,
+    services = Window(BOOT_TO_SERVICES_NS, BOOT_TO_SERVICES_NS)
+    # After a reset the model's eth0 comes up when the board's did (ifups_seen, learnt as
+    # boot_to_ifup), or at the bound's end if the board never showed it.
+    model = Board(cfg, seed=seed, boot=BootTiming(Window(mi.to_ifup_ns, mi.to_ifup_ns), services),
+                  reboot=BootTiming(Window(BOOT_TO_IFUP_MAX_NS, BOOT_TO_IFUP_MAX_NS), services), phy_phase=0,
                   describe_frames=False, linkwatch_delays=linkwatch_delays)
     run = ModelRun(linkwatch_delays=dict(linkwatch_delays or {}))
     queue: list[tuple[int, int, str, object]] = [(ti.t, ti.order, "input", ti) for ti in mi.inputs]
     queue += [(t, 3, _ISN, raw) for t, raw in mi.isn_frames]
     queue += [(t, 3, _PHY, None) for t in mi.phy_seen]
+    queue += [(t, 3, _IFUP, None) for t in mi.ifups_seen]
     queue += [(t, 4, _RESET, None) for t in mi.resets_seen]
     queue.sort(key=lambda x: (x[0], x[1]))
     model.timer_hints([(t - shift, what) for t, what in mi.timer_hints])
@@ -119,6 +123,8 @@ def run_model(obs: Observation, mi: ModelInputs, start_ns: int, end_ns: int, see
                     out = _resync_at_reset(model, now, end_ns - shift, RESET_RESYNC_NS)
                 elif tag == _PHY:
                     out = model.phy_poll_observed(now) if model.up else []
+                elif tag == _IFUP:
+                    out = model.ifup_observed(now)
                 else:
                     ev = item.input
                     if isinstance(ev, FrameArrived):
