@@ -224,12 +224,18 @@ class Board:
         """The firmware's /init after ifup: the services, then the boot-time watchdog daemon
         (harness/image/initramfs.py render_init starts `watchdog -T -t` after dropbear and
         httpd). Its start sets only the kick phase; a SIGKILL's watchdog_release pings the
-        WDT, so the reset after one is at the kill + timeout whatever the phase."""
+        WDT, so the reset after one is at the kill + timeout whatever the phase.
+
+        Each service's listener gets the socket options its daemon sets (models.config
+        Service): dropbear's listensockets() sets IP_TOS after listen(), and the SYN-ACKs
+        and accepted connections of that listener carry it."""
         self.services_at = None
-        for port in self.config.listening_ports:
+        for svc in sorted((s for s in self.config.services if s.enabled), key=lambda s: s.port):
             fd = self.sockets.socket()
-            self.sockets.bind(fd, 0, port)
+            self.sockets.bind(fd, 0, svc.port)
             self.sockets.listen(fd, 128)
+            if svc.ip_tos:
+                self.sockets.setsockopt(now, fd, "IP_TOS", svc.ip_tos)
         if self.config.watchdog.daemon:
             self.daemon = BusyboxWatchdog(self.core, self.config.watchdog.timeout, self.config.watchdog.period)
             self.daemon.start(now)

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .wire.ipv4 import INET_ECN_MASK
+
 __all__ = [
     "ConfigError",
     "FirmwareConfig",
@@ -24,6 +26,7 @@ __all__ = [
     "Service",
     "Watchdog",
     "SYSCTL_DEFAULTS",
+    "SERVICE_IP_TOS_DEFAULTS",
 ]
 
 
@@ -60,6 +63,9 @@ SYSCTL_DEFAULTS: dict[str, int | str] = {
     "net.ipv4.tcp_keepalive_probes": 9,
     "net.ipv4.tcp_max_syn_backlog": 128,
     "net.ipv4.tcp_syncookies": 1,
+    # tcp_v4_send_synack / tcp_v4_syn_recv_sock: 1 takes the SYN's DSCP for the SYN-ACK and
+    # the child socket instead of the listener's TOS (new in 5.10, off by default)
+    "net.ipv4.tcp_reflect_tos": 0,
     "net.ipv4.ip_default_ttl": 64,
     "net.ipv4.ip_no_pmtu_disc": 0,
     "net.ipv4.ip_local_port_range": "32768 60999",
@@ -85,6 +91,8 @@ SYSCTL_DEFAULTS: dict[str, int | str] = {
 _SYSCTL_INT_RANGES: dict[str, tuple[int, int]] = {
     "net.ipv4.tcp_adv_win_scale": (-31, 31),            # tcp_adv_win_scale_min/max
     "net.ipv4.icmp_echo_ignore_broadcasts": (0, 1),     # proc_dou8vec_minmax, ZERO..ONE
+    "net.ipv4.tcp_reflect_tos": (0, 1),                 # proc_dou8vec_minmax, ZERO..ONE
+    "net.ipv4.ip_no_pmtu_disc": (0, 255),               # proc_dou8vec_minmax, no bounds: a u8
     "net.ipv4.tcp_early_retrans": (0, 4),               # proc_dou8vec_minmax, ZERO..FOUR
     # SOCK_MIN_RCVBUF = 2048 + SKB_DATA_ALIGN(sizeof(struct sk_buff)): 2240 on the board
     "net.core.rmem_max": (2240, 2**31 - 1),
@@ -94,6 +102,12 @@ TCP_MIN_RCVBUF = 4096
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _KNOWN_SERVICES = {"ssh": 22, "http": 80}
+# The TOS byte each daemon of the emulated image sets on its listening socket with
+# setsockopt(IP_TOS), which the SYN-ACK and the accepted connection inherit:
+# - dropbear (2022.82 and later): listensockets() -> set_sock_priority(DROPBEAR_PRIO_LOWDELAY)
+#   sets IPTOS_DSCP_AF21 (0x48) on every listening socket; `dropbear -z` sets none.
+# - busybox httpd sets no IP_TOS: the socket keeps inet_create()'s 0.
+SERVICE_IP_TOS_DEFAULTS = {"ssh": 0x48, "http": 0x00}
 
 
 @dataclass(frozen=True)
@@ -118,11 +132,18 @@ class Interface:
 
 @dataclass(frozen=True)
 class Service:
-    """A TCP service the firmware starts (dropbear for ssh, busybox httpd for http)."""
+    """A TCP service the firmware starts (dropbear for ssh, busybox httpd for http), with the
+    socket options its daemon sets on the listening socket.
+
+    `ip_tos`: setsockopt(IP_TOS) on the listener (inet_sk(sk)->tos). tcp_v4_send_synack puts
+    it in every SYN-ACK, and the accepted socket inherits it (sk_clone_lock), unless
+    net.ipv4.tcp_reflect_tos is 1. Defaults: SERVICE_IP_TOS_DEFAULTS.
+    """
 
     name: str
     port: int
     enabled: bool = True
+    ip_tos: int = 0
 
 
 @dataclass(frozen=True)
@@ -241,13 +262,20 @@ class FirmwareConfig:
             where = f"services.{sname}"
             spec = raw_services[sname]
             if spec is False or spec is None:
-                services.append(Service(sname, _KNOWN_SERVICES[sname], enabled=False))
+                services.append(Service(sname, _KNOWN_SERVICES[sname], enabled=False,
+                                        ip_tos=SERVICE_IP_TOS_DEFAULTS[sname]))
                 continue
-            sv = r.mapping(spec, where, optional={"port", "enabled"})
+            sv = r.mapping(spec, where, optional={"port", "enabled", "ip_tos"})
+            ip_tos = r.int_range(sv.get("ip_tos", SERVICE_IP_TOS_DEFAULTS[sname]), f"{where}.ip_tos", 0, 255)
+            if ip_tos & INET_ECN_MASK:
+                raise ConfigError(source, f"{where}.ip_tos",
+                                  f"0x{ip_tos:02x} sets ECN bits (0x03), which Linux ignores in IP_TOS on a TCP "
+                                  f"socket (__ip_sock_set_tos); the socket would send 0x{ip_tos & ~INET_ECN_MASK:02x}")
             services.append(Service(
                 sname,
                 r.int_range(sv.get("port", _KNOWN_SERVICES[sname]), f"{where}.port", 1, 65535),
                 r.typed(sv.get("enabled", True), f"{where}.enabled", bool),
+                ip_tos,
             ))
         ports = [s.port for s in services if s.enabled]
         if len(ports) != len(set(ports)):
@@ -288,7 +316,7 @@ class FirmwareConfig:
                 for rt in self.routes
             ],
             "sysctls": dict(sorted(self.sysctls.items())),
-            "services": {s.name: {"port": s.port, "enabled": s.enabled} for s in self.services},
+            "services": {s.name: {"port": s.port, "enabled": s.enabled, "ip_tos": s.ip_tos} for s in self.services},
             "watchdog": {"timeout": self.watchdog.timeout, "daemon": self.watchdog.daemon,
                          "period": self.watchdog.period},
         }

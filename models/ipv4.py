@@ -1,8 +1,30 @@
 """IPv4: the FIB, ip_queue_xmit's header, ip_fragment, ip_rcv's checks, ICMP echo.
 
-Read beside net/ipv4/ip_output.c (ip_queue_xmit, __ip_queue_xmit, ip_finish_output2,
-ip_do_fragment), ip_input.c (ip_rcv, ip_rcv_core, ip_local_deliver), icmp.c (icmp_echo,
-icmp_reply) and fib_trie.c's longest-prefix match.
+Read beside net/ipv4/ip_output.c (ip_queue_xmit, __ip_queue_xmit, ip_build_and_send_pkt,
+__ip_make_skb, ip_send_unicast_reply, ip_finish_output2, ip_do_fragment), include/net/ip.h
+(ip_select_ident_segs, ip_dont_fragment), route.c (__ip_select_ident, ip_idents_reserve),
+ip_input.c (ip_rcv, ip_rcv_core, ip_local_deliver), icmp.c (icmp_echo, icmp_reply,
+__icmp_send) and fib_trie.c's longest-prefix match.
+
+What the board puts in the TOS, DF and ID of what it sends depends on the sender
+(Linux 6.1; ECN means the TOS byte's two low bits, INET_ECN_MASK):
+- SYN-ACK: the listener, tcp_v4_send_synack -> ip_build_and_send_pkt. TOS: the listener's
+  inet->tos (tcp_reflect_tos: the SYN's DSCP). DF, ID 0 (skb->len <= IPV4_MIN_MTU).
+- RST from tcp_v4_send_reset (no socket, an ACK to a listener, a bad ACK in SYN_SENT) and
+  TIME_WAIT ACKs (tcp_v4_send_ack): the control socket ipv4_tcp_sk, ip_send_unicast_reply.
+  TOS: the received segment's (TIME_WAIT: the socket's tw_tos) less ECN. DF
+  (IP_PMTUDISC_DO), ID 0 (no destination).
+- Everything else a TCP socket sends (SYN, data, ACK, FIN, its own RST): ip_queue_xmit.
+  TOS: inet->tos (a child's is its listener's). DF unless ip_no_pmtu_disc. ID: inet_id,
+  which counts on by one per segment.
+- ICMP echo reply: the ICMP control socket, icmp_reply. TOS: the request's whole byte,
+  ECN included. No DF (IP_PMTUDISC_DONT), ID from ip_idents.
+- ICMP error: __icmp_send. TOS: (request TOS & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL.
+  No DF, ID from ip_idents.
+Random IDs: a connected socket's first inet_id is get_random_u16() (tcp_v4_connect,
+tcp_v4_syn_recv_sock) and each later segment of it has the next (`inet_id_follows`); the
+ip_idents generator starts each bucket at random and adds 1 plus a random step below the
+jiffies since the bucket's last use (`ip_idents_follows`).
 """
 
 from __future__ import annotations
@@ -10,17 +32,95 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from .clock import JIFFY
 from .errors import WireError
 from .wire.icmp import ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, IcmpRepr
 from .wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Repr
 from .wire.tcp import TcpRepr
 from .wire.udp import UdpRepr
 
-__all__ = ["FibEntry", "Fib", "Ipv4Layer", "IpDrop", "Delivered"]
+__all__ = ["FibEntry", "Fib", "Ipv4Layer", "IpDrop", "Delivered", "InetTx", "IpIdents", "inet_id_follows",
+           "ip_idents_follows"]
 
 ICMP_PORT_UNREACH = 3
 ICMP_TIMESTAMP = 13   # include/uapi/linux/icmp.h
 ICMP_PROT_UNREACH = 2
+IPTOS_TOS_MASK = 0x1E              # include/uapi/linux/ip.h: RT_TOS()
+IPTOS_PREC_INTERNETCONTROL = 0xC0
+U16 = 0xFFFF
+U32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class InetTx:
+    """What the sender of a packet puts in its IPv4 header (struct inet_sock's tos, pmtudisc
+    and inet_id as the output paths read them).
+
+    `ident`: the socket's inet_id for a connected socket (ip_select_ident_segs takes it when
+    inet_daddr is set); None for a sender with no destination (the control sockets, a
+    listener): then a DF packet gets ID 0 and one without DF an ID from ip_idents.
+    `df`: ip_dont_fragment(), i.e. pmtudisc is IP_PMTUDISC_WANT or _DO.
+    """
+
+    ident: int | None = None
+    tos: int = 0
+    df: bool = True
+
+
+class IpIdents:
+    """ip_idents_reserve() (net/ipv4/route.c): the IDs of packets with neither DF nor a
+    connected socket (ICMP replies and errors).
+
+    The kernel hashes (daddr, saddr, protocol) with a per-netns siphash key into one of
+    2048..256K buckets, each a 32-bit counter filled with get_random_bytes() at boot and the
+    jiffies it was last used (0 at boot). A packet adds 1 plus `prandom_u32_max(now - then)`,
+    a random step below the jiffies since the bucket's last use, and takes the counter's
+    value before that 1. The model keeps one bucket per (daddr, saddr, protocol) (a hash
+    collision with another flow would add that flow's packets to the steps)."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self._buckets: dict[tuple[int, int, int], list[int | None]] = {}
+
+    def reserve(self, now: int, daddr: int, saddr: int, protocol: int, segs: int = 1) -> int:
+        bucket = self._buckets.get((daddr, saddr, protocol))
+        if bucket is None:
+            # the counter starts random (get_random_bytes in ip_rt_init), so the first ID is
+            # uniform whatever the first step adds
+            bucket = self._buckets[(daddr, saddr, protocol)] = [self.rng.getrandbits(32), None]
+        counter, stamp = bucket
+        nowj = now // JIFFY
+        delta = 0
+        if stamp is not None and nowj != stamp:
+            delta = self.rng.randrange(nowj - stamp)
+        bucket[0] = (counter + segs + delta) & U32
+        bucket[1] = nowj
+        return (bucket[0] - segs) & U16
+
+
+def inet_id_follows(prev_id: int, next_id: int, segments: int = 1) -> bool:
+    """Is `next_id` what a connected TCP socket puts on its `segments`-th segment after the
+    one that carried `prev_id`? ip_select_ident_segs: iph->id = inet_id; inet_id += segs
+    (a GSO packet reserves one ID per segment and inet_gso_segment numbers them in order),
+    so consecutive segments of a socket, retransmissions and pure ACKs included, count up
+    by one. Control-socket packets of the same flow (tcp_v4_send_reset, TIME_WAIT ACKs)
+    carry ID 0 and take no ID from the socket."""
+    return (next_id - prev_id) & U16 == segments & U16
+
+
+def ip_idents_follows(prev_id: int, prev_t: int, next_id: int, next_t: int, packets: int = 1,
+                      jiffy: int = JIFFY) -> bool:
+    """Can ip_idents_reserve() give `next_id` to the `packets`-th packet of a bucket after
+    the one that got `prev_id` at `prev_t` (times in ns)? Each packet adds 1 and a random
+    step below the jiffies since the previous one; over the whole gap the steps add up to
+    less than the jiffies that passed (each is below its own gap; a gap of 0 jiffies adds
+    0). The jiffies between two times `d` ns apart are floor(d / JIFFY) or one more,
+    depending on where the ticks fall, so the steps add up to at most floor(d / JIFFY).
+    Past 2^16 - 1 possible steps, any ID can follow. `jiffy`: the tick of another HZ."""
+    if next_t < prev_t:
+        return False
+    most = (next_t - prev_t) // jiffy   # jiffies passed, less the one a step stays below
+    return most >= U16 or (next_id - prev_id - packets) & U16 <= most
 
 
 @dataclass(slots=True)  # not frozen: frozen __init__ costs ~0.7 us per packet; treat as immutable
@@ -107,6 +207,7 @@ class Ipv4Layer:
         self.mtu = mtu
         self.ttl = ttl
         self.rng = rng or random.Random(0)
+        self.ip_idents = IpIdents(self.rng)
         self.drops: list[IpDrop] = []
         self.udp_ports: set[int] = set()
 
@@ -120,20 +221,23 @@ class Ipv4Layer:
         return self.addr
 
     # -- output --------------------------------------------------------------------------
-    def ip_queue_xmit(self, now: int, dst: int, protocol: int, payload: bytes, ident: int | None,
-                      df: bool = True) -> list[tuple[int, bytes]]:
-        """Route, build the header (TTL, DF, ID, checksum) and fragment above the MTU.
+    def ip_queue_xmit(self, now: int, dst: int, protocol: int, payload: bytes, ident: int | InetTx | None,
+                      df: bool = True, tos: int = 0) -> list[tuple[int, bytes]]:
+        """Route, build the header (TOS, TTL, DF, ID, checksum) and fragment above the MTU.
 
-        `ident` None means "no connected socket": a DF packet gets ID 0 (ip_select_ident_segs),
-        a non-DF one a random ID from the ip_idents hash.
+        `ident` is the sender's InetTx (its TOS, DF and ID), or just an ID with `df` and
+        `tos` beside it. An ID of None means "no connected socket" (ip_select_ident_segs):
+        a DF packet gets ID 0, one without DF an ID from ip_idents.
         """
+        if isinstance(ident, InetTx):
+            ident, df, tos = ident.ident, ident.df, ident.tos
         nh = self.fib.next_hop(dst)
         if nh is None:
             self.drops.append(IpDrop(now, "SKB_DROP_REASON_IP_OUTNOROUTES", f"no route to {dst:#x}"))
             return []
         if ident is None:
-            ident = 0 if df else self.rng.getrandbits(16)
-        ip = Ipv4Repr(self.addr, dst, protocol, len(payload), self.ttl, ident & 0xFFFF, df)
+            ident = 0 if df else self.ip_idents.reserve(now, dst, self.addr, protocol)
+        ip = Ipv4Repr(self.addr, dst, protocol, len(payload), self.ttl, ident & 0xFFFF, df, tos=tos)
         if ip.buffer_len <= self.mtu:
             return [(nh, ip.emit(payload))]
         if df:
@@ -179,6 +283,7 @@ class Ipv4Layer:
             except WireError as err:
                 self.drops.append(IpDrop(now, err.reason, err.detail))
                 return [], []
+            tcp.ip_dsfield = ip.tos   # tcp_v4_fill_cb(): TCP_SKB_CB(skb)->ip_dsfield
             return [Delivered(ip.src, ip.dst, tcp, data)], []
         if ip.protocol == IPPROTO_ICMP:
             return [], self.icmp_rcv(now, ip, payload)
@@ -203,8 +308,10 @@ class Ipv4Layer:
         if icmp.type != ICMP_ECHO:
             return []
         reply = IcmpRepr(ICMP_ECHOREPLY, 0, icmp.ident, icmp.sequence, icmp.data)
-        # icmp_reply() uses the ICMP control socket: no DF, an ip_idents ID
-        return self.ip_queue_xmit(now, ip.src, IPPROTO_ICMP, reply.emit(), None, df=False)
+        # icmp_reply(): `inet->tos = ip_hdr(skb)->tos` on the per-cpu ICMP socket, ECN bits and
+        # all; that socket is IP_PMTUDISC_DONT (icmp_sk_init) and has no destination, so
+        # __ip_make_skb sets no DF and ip_select_ident takes the ID from ip_idents
+        return self.ip_queue_xmit(now, ip.src, IPPROTO_ICMP, reply.emit(), InetTx(None, ip.tos, df=False))
 
     def udp_rcv(self, now: int, ip: Ipv4Repr, packet: bytes, payload: bytes) -> list[tuple[int, bytes]]:
         """__udp4_lib_rcv(): no socket on the port -> ICMP port unreachable (unicast only)."""
@@ -225,4 +332,6 @@ class Ipv4Layer:
         room = 576 - 20 - 8
         quoted = packet[:min(ip.buffer_len, room)]
         msg = IcmpRepr(type_, code, data=quoted)
-        return self.ip_queue_xmit(now, ip.src, IPPROTO_ICMP, msg.emit(), None, df=False)
+        # an error's TOS: RT_TOS(iph->tos) | IPTOS_PREC_INTERNETCONTROL; no DF, ip_idents ID
+        tos = (ip.tos & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL
+        return self.ip_queue_xmit(now, ip.src, IPPROTO_ICMP, msg.emit(), InetTx(None, tos, df=False))

@@ -29,7 +29,7 @@ from .tcp import (
     tcp_v4_send_reset,
 )
 from .wire.icmp import ICMP_HOST_UNREACH, ICMP_NET_UNREACH
-from .wire.ipv4 import tcp_quote
+from .wire.ipv4 import INET_ECN_MASK, tcp_quote
 from .wire.tcp import ACK, FIN, RST, SYN, TcpRepr
 
 __all__ = ["SocketLayer", "Drop", "SOMAXCONN_DEFAULT"]
@@ -53,6 +53,8 @@ class _Socket:
     reuseaddr: bool = False
     keepalive: bool = False
     nodelay: bool = False
+    tos: int = 0                  # inet->tos (IP_TOS)
+    dont_fragment: bool = True    # inet->pmtudisc is IP_PMTUDISC_WANT (inet_create)
     sk: TcpSock | None = None
     listener: Listener | None = None
 
@@ -87,7 +89,8 @@ class SocketLayer:
         """socket(AF_INET, SOCK_STREAM, 0)."""
         fd = self._next_fd
         self._next_fd += 1
-        self._fds[fd] = _Socket(fd)
+        # inet_create(): ip_no_pmtu_disc makes new sockets IP_PMTUDISC_DONT
+        self._fds[fd] = _Socket(fd, dont_fragment=not self.params.no_pmtu_disc)
         return fd
 
     def _get(self, fd: int) -> _Socket:
@@ -96,10 +99,16 @@ class SocketLayer:
         except KeyError:
             raise SocketError("EBADF", f"fd {fd}") from None
 
-    def setsockopt(self, now: int, fd: int, option: str, value: bool) -> None:
-        """SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY."""
+    def setsockopt(self, now: int, fd: int, option: str, value: bool | int) -> None:
+        """SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY, IP_TOS."""
         s = self._get(fd)
-        if option == "SO_REUSEADDR":
+        if option == "IP_TOS":
+            # do_ip_setsockopt -> __ip_sock_set_tos(): stored in a u8; on a TCP socket the
+            # ECN bits stay the socket's own (TCP sets them itself when ECN is negotiated)
+            s.tos = (int(value) & 0xFF & ~INET_ECN_MASK) | (s.tos & INET_ECN_MASK)
+            if s.sk:
+                s.sk.tos = (s.tos & ~INET_ECN_MASK) | (s.sk.tos & INET_ECN_MASK)
+        elif option == "SO_REUSEADDR":
             s.reuseaddr = bool(value)
         elif option == "SO_KEEPALIVE":
             s.keepalive = bool(value)
@@ -184,6 +193,7 @@ class SocketLayer:
         sk = TcpSock(self.params, self.rng, name=f"{self.name}:fd{fd}")
         sk.host_queued = self.host_queued
         sk.nodelay, sk.keepalive = s.nodelay, s.keepalive
+        sk.tos, sk.dont_fragment = s.tos, s.dont_fragment
         s.sk = sk
         out = sk.connect(now, (src, s.bound[1]), (addr, port))
         self.established[(src, s.bound[1], addr, port)] = sk
@@ -201,6 +211,7 @@ class SocketLayer:
         c = self._fds[child]
         c.bound, c.sk = sk.local, sk
         c.nodelay, c.keepalive = s.nodelay, s.keepalive
+        c.tos, c.dont_fragment = sk.tos, sk.dont_fragment
         sk.nodelay = s.nodelay
         return child
 
@@ -293,11 +304,12 @@ class SocketLayer:
         if not seg.flags & SYN or seg.flags & FIN:
             self.drops.append(Drop(now, "SKB_DROP_REASON_TCP_FLAGS", "not a SYN"))
             return []
-        return self._conn_request(now, listener, (dst, seg.dst_port), remote, seg)
+        return self._conn_request(now, lst, (dst, seg.dst_port), remote, seg)
 
-    def _conn_request(self, now: int, listener: Listener, local: tuple[int, int], remote: tuple[int, int],
+    def _conn_request(self, now: int, lst: _Socket, local: tuple[int, int], remote: tuple[int, int],
                       seg: TcpRepr) -> list[OutSegment]:
         """tcp_conn_request(): a request sock and its SYN-ACK."""
+        listener = lst.listener
         if len(listener.accept_queue) > listener.backlog:
             self.drops.append(Drop(now, "SKB_DROP_REASON_NOT_SPECIFIED", "accept queue full (ListenOverflows)"))
             return []
@@ -315,10 +327,10 @@ class SocketLayer:
             snd_wscale=None if wscale is None else min(wscale, 14),
             ts_recent=ts[0] if ts_ok else 0, ts_offset=self.rng.getrandbits(32) if ts_ok else 0,
             peer_window=seg.window, rcv_wnd=rcv_wnd, window_clamp=clamp, rcv_wscale=rcv_wscale,
-            snt_synack=now, expires_at=now + TCP_TIMEOUT_INIT,
+            snt_synack=now, expires_at=now + TCP_TIMEOUT_INIT, syn_tos=seg.ip_dsfield,
         )
         listener.syn_queue[remote] = req
-        return [req.synack(now, p, "synack")]
+        return [req.synack(now, p, "synack", lst.tos)]
 
     def _check_req(self, now: int, lst: _Socket, req: RequestSock, seg: TcpRepr,
                    payload: bytes) -> list[OutSegment]:
@@ -332,7 +344,7 @@ class SocketLayer:
             # the peer did not hear our SYN-ACK: resend it and restart the timer
             req.num_retrans += 1
             req.expires_at = now + min(TCP_TIMEOUT_INIT << req.num_timeout, TCP_RTO_MAX)
-            return [req.synack(now, self.params, "synack-for-retransmitted-syn")]
+            return [req.synack(now, self.params, "synack-for-retransmitted-syn", lst.tos)]
         if not seg.flags & ACK:
             return []
         if seg.ack != (req.iss + 1) % MOD32:
@@ -341,7 +353,8 @@ class SocketLayer:
             self.drops.append(Drop(now, "SKB_DROP_REASON_NOT_SPECIFIED", "accept queue full at third ACK"))
             return []
         del listener.syn_queue[req.remote]
-        child = TcpSock.from_request(now, self.params, self.rng, req, seg, name=f"{self.name}:child")
+        child = TcpSock.from_request(now, self.params, self.rng, req, seg, name=f"{self.name}:child",
+                                     listener_tos=lst.tos, listener_dont_fragment=lst.dont_fragment)
         child.host_queued = self.host_queued
         child.keepalive = lst.keepalive
         if child.keepalive:
@@ -377,15 +390,16 @@ class SocketLayer:
         for s in list(self.listeners.values()):
             for req in list(s.listener.syn_queue.values()):
                 if req.expires_at <= now:
-                    out += self._reqsk_timer(now, s.listener, req)
+                    out += self._reqsk_timer(now, s, req)
         return out
 
-    def _reqsk_timer(self, now: int, listener: Listener, req: RequestSock) -> list[OutSegment]:
+    def _reqsk_timer(self, now: int, lst: _Socket, req: RequestSock) -> list[OutSegment]:
         """reqsk_timer_handler() (net/ipv4/inet_connection_sock.c): resend the SYN-ACK with
         backoff, or drop the request once num_timeout reaches max_syn_ack_retries
         (tcp_synack_retries; syn_ack_recalc without TCP_DEFER_ACCEPT). When the SYN queue is
         over half full, old requests get fewer retries (never below 2) unless young ones
         (never timed out) are at least half of it: the "young embrions" pruning."""
+        listener = lst.listener
         max_retries = self.params.synack_retries
         qlen = len(listener.syn_queue)
         if (qlen << 1) > max(8, listener.backlog):
@@ -400,7 +414,7 @@ class SocketLayer:
             self.drops.append(Drop(now, "REQSK_EXPIRED", f"SYN-ACK to {req.remote} unanswered"))
             return []
         req.num_retrans += 1
-        seg = req.synack(now, self.params, "synack-retransmit")
+        seg = req.synack(now, self.params, "synack-retransmit", lst.tos)
         req.num_timeout += 1
         req.expires_at = now + min(TCP_TIMEOUT_INIT << req.num_timeout, TCP_RTO_MAX)
         return [seg]

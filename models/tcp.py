@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from .clock import HZ, JIFFY, NSEC_PER_MSEC, Window, jiffies, sec
 from .config import SYSCTL_DEFAULTS, rmem_triple
 from .errors import ModelUsageError, SocketError
+from .ipv4 import InetTx
 from .wire.icmp import ICMP_HOST_UNREACH, ICMP_NET_UNREACH
+from .wire.ipv4 import INET_ECN_MASK
 from .wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, linux_options
 
 __all__ = [
@@ -116,6 +118,8 @@ class TcpParams:
     rmem_max: int = int(SYSCTL_DEFAULTS["net.core.rmem_max"])
     adv_win_scale: int = int(SYSCTL_DEFAULTS["net.ipv4.tcp_adv_win_scale"])
     workaround_signed_windows: bool = False
+    reflect_tos: bool = False     # net.ipv4.tcp_reflect_tos
+    no_pmtu_disc: bool = False    # net.ipv4.ip_no_pmtu_disc: new sockets IP_PMTUDISC_DONT (inet_create)
 
     @classmethod
     def from_config(cls, config) -> TcpParams:
@@ -136,6 +140,8 @@ class TcpParams:
             tcp_rmem=rmem_triple(s("net.ipv4.tcp_rmem")),
             rmem_max=int(s("net.core.rmem_max")),
             adv_win_scale=int(s("net.ipv4.tcp_adv_win_scale")),
+            reflect_tos=bool(s("net.ipv4.tcp_reflect_tos")),
+            no_pmtu_disc=bool(s("net.ipv4.ip_no_pmtu_disc")),
         )
 
     @property
@@ -182,7 +188,8 @@ def tcp_model_timeout(boundary: int, rto_base: int) -> int:
 @dataclass(slots=True)
 class OutSegment:
     """A segment TCP hands to ip_queue_xmit. `cause` says which rule sent it; `window`
-    is the time window when Linux may send it, if that is not a point."""
+    is the time window when Linux may send it, if that is not a point; `ip` is what its
+    sender puts in the IPv4 header (TOS, DF, and the socket's inet_id or none)."""
 
     src: int
     dst: int
@@ -190,7 +197,13 @@ class OutSegment:
     payload: bytes
     cause: str
     window: Window | None = None
-    ip_id: int | None = None   # the socket's inet_id; None: no socket (ID 0 with DF)
+    ip: InetTx = InetTx()
+
+    @property
+    def ip_id(self) -> InetTx:
+        """What Board._tcp_out passes to ip_queue_xmit as the segment's ID: the whole
+        InetTx, so the TOS and DF travel with the ID."""
+        return self.ip
 
 
 @dataclass(slots=True)
@@ -246,16 +259,24 @@ class RequestSock:
     expires_at: int
     num_timeout: int = 0
     num_retrans: int = 0
+    syn_tos: int = 0   # tcp_conn_request: the SYN's TOS byte (TCP_SKB_CB(skb)->ip_dsfield)
 
-    def synack(self, now: int, params: TcpParams, cause: str) -> OutSegment:
-        """tcp_make_synack(): options in tcp_synack_options() order, window not scaled."""
+    def synack(self, now: int, params: TcpParams, cause: str, listener_tos: int = 0) -> OutSegment:
+        """tcp_make_synack(): options in tcp_synack_options() order, window not scaled.
+
+        tcp_v4_send_synack -> ip_build_and_send_pkt(sk = the listener): the TOS is the
+        listener's inet->tos when it is sent (a retransmission reads it again), or with
+        tcp_reflect_tos the SYN's DSCP and the listener's ECN bits. A SYN-ACK is never more
+        than IPV4_MIN_MTU bytes, so it has DF and ID 0 whatever the listener's pmtudisc."""
         tsval = (now // NSEC_PER_MSEC + self.ts_offset) % MOD32
         opts = linux_options(mss=params.advmss, ts=(tsval, self.ts_recent) if self.ts_ok else None,
                              sack_perm=self.sack_ok,
                              wscale=self.rcv_wscale if self.snd_wscale is not None else None)
         tcp = TcpRepr(self.local[1], self.remote[1], self.iss, (self.irs + 1) % MOD32, SYN | ACK,
                       min(self.rcv_wnd, U16_MAX), opts)
-        return OutSegment(self.local[0], self.remote[0], tcp, b"", cause)
+        tos = ((self.syn_tos & ~INET_ECN_MASK) | (listener_tos & INET_ECN_MASK)) if params.reflect_tos \
+            else listener_tos
+        return OutSegment(self.local[0], self.remote[0], tcp, b"", cause, ip=InetTx(None, tos, df=True))
 
 
 class TcpSock:
@@ -348,6 +369,12 @@ class TcpSock:
         self.rcv_tstamp = 0
         self.probes_out = 0
         self.timers: dict[TimerKind, int] = {}
+        # struct inet_sock: what ip_queue_xmit puts in the IPv4 header of this socket's
+        # segments. inet_create(): TOS 0, IP_PMTUDISC_WANT (DF) unless ip_no_pmtu_disc, inet_id 0.
+        # ECN is not modelled: with tcp_ecn 2 the board never asks for it, and a peer that
+        # does would get ECE in Linux's SYN-ACK and ECT(0) in the TOS of its data, not here.
+        self.tos = 0
+        self.dont_fragment = not params.no_pmtu_disc
         self.inet_id = 0
         self._tx: list[OutSegment] = []
 
@@ -440,9 +467,14 @@ class TcpSock:
             flags |= ACK
         tcp = TcpRepr(self.local[1], self.remote[1], seq, self.rcv_nxt if flags & ACK else 0, flags,
                       self._select_window(), self._options(now))
-        # TIME_WAIT answers come from the per-netns control socket (tcp_v4_send_ack): ID 0
-        ip_id = None if self.state is TcpState.TIME_WAIT else self._next_ip_id()
-        self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, bytes(payload), cause, window, ip_id))
+        if self.state is TcpState.TIME_WAIT:
+            # tcp_v4_timewait_ack -> tcp_v4_send_ack on the control socket (ipv4_tcp_sk,
+            # IP_PMTUDISC_DO, no destination): DF, ID 0, TOS tw_tos less ECN
+            # (ip_send_unicast_reply)
+            ip = InetTx(None, self.tos & ~INET_ECN_MASK, df=True)
+        else:
+            ip = InetTx(self._next_ip_id(), self.tos, self.dont_fragment)   # ip_queue_xmit
+        self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, bytes(payload), cause, window, ip))
         if flags & ACK:
             self.ack_pending = False
             self.timers.pop(TimerKind.DELACK, None)
@@ -601,10 +633,13 @@ class TcpSock:
         opts = linux_options(mss=self.advmss, ts=(self._tsval(now), 0) if self.ts_ok else None,
                              sack_perm=self.sack_ok, wscale=self.rcv_wscale if self.wscale_ok else None)
         tcp = TcpRepr(self.local[1], self.remote[1], self.iss, 0, SYN, min(self.rcv_wnd, U16_MAX), opts)
-        self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, b"", cause, window, self._next_ip_id()))
+        ip = InetTx(self._next_ip_id(), self.tos, self.dont_fragment)
+        self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, b"", cause, window, ip))
 
     def _next_ip_id(self) -> int:
-        """ip_select_ident_segs() for a connected socket: inet_id, then one more."""
+        """ip_select_ident_segs() for a connected socket (inet_daddr set): the ID is inet_id,
+        which then counts on by the segment's GSO segments (one each here: what the wire
+        shows after software GSO)."""
         ident = self.inet_id
         self.inet_id = (ident + 1) & 0xFFFF
         return ident
@@ -683,12 +718,18 @@ class TcpSock:
     # -- passive open ------------------------------------------------------------------
     @classmethod
     def from_request(cls, now: int, params: TcpParams, rng: random.Random, req: RequestSock, seg: TcpRepr,
-                     name: str = "tcp") -> TcpSock:
-        """tcp_create_openreq_child(): the child socket, born ESTABLISHED by the third ACK."""
+                     name: str = "tcp", listener_tos: int = 0, listener_dont_fragment: bool = True) -> TcpSock:
+        """tcp_create_openreq_child(): the child socket, born ESTABLISHED by the third ACK.
+
+        sk_clone_lock copies the listener, so the child has its TOS and pmtudisc;
+        tcp_v4_syn_recv_sock then picks a random inet_id and, with tcp_reflect_tos, takes
+        the SYN's DSCP as its TOS."""
         sk = cls(params, rng, req.local, req.remote, name)
         sk.set_state(now, TcpState.SYN_RECV)
         sk.iss, sk.irs, sk.ts_offset = req.iss, req.irs, req.ts_offset
         sk.inet_id = rng.getrandbits(16)   # tcp_v4_syn_recv_sock(): get_random_u16()
+        sk.tos = (req.syn_tos & ~INET_ECN_MASK) if params.reflect_tos else listener_tos
+        sk.dont_fragment = listener_dont_fragment
         sk.snd_una = sk.snd_nxt = (req.iss + 1) % MOD32
         sk.rcv_nxt = sk.rcv_wup = (req.irs + 1) % MOD32
         sk.ts_ok, sk.sack_ok = req.ts_ok, req.sack_ok
@@ -1209,13 +1250,17 @@ class TcpSock:
 
 def _reset_for(local: tuple[int, int], remote: tuple[int, int], seg: TcpRepr, payload_len: int,
                cause: str) -> OutSegment:
-    """tcp_v4_send_reset(): seq from the ACK field if any, else ACK what the segment occupied."""
+    """tcp_v4_send_reset(): seq from the ACK field if any, else ACK what the segment occupied.
+
+    Sent on the per-cpu control socket ipv4_tcp_sk, whoever the segment was for:
+    ip_send_unicast_reply sets its TOS to the segment's (`arg.tos = ip_hdr(skb)->tos`) less
+    the ECN bits; the socket is IP_PMTUDISC_DO with no destination, so DF and ID 0."""
     if seg.flags & ACK:
         tcp = TcpRepr(local[1], remote[1], seg.ack, 0, RST, 0)
     else:
         ack = (seg.seq + payload_len + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)) % MOD32
         tcp = TcpRepr(local[1], remote[1], 0, ack, RST | ACK, 0)
-    return OutSegment(local[0], remote[0], tcp, b"", cause)
+    return OutSegment(local[0], remote[0], tcp, b"", cause, ip=InetTx(None, seg.ip_dsfield & ~INET_ECN_MASK, df=True))
 
 
 tcp_v4_send_reset = _reset_for

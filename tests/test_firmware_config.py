@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.config import DEFAULT_CONFIG, SYSCTL_DEFAULTS, ConfigError, FirmwareConfig
+from harness.errors import ImageBuildError
+from harness.image.initramfs import render_init
+from models.config import DEFAULT_CONFIG, SERVICE_IP_TOS_DEFAULTS, SYSCTL_DEFAULTS, ConfigError, FirmwareConfig
 
 
 def cfg(**over):
@@ -44,6 +46,12 @@ def test_route_table_has_the_onlink_prefix_then_the_default_route():
     ({"interface": {"address": "10.0.2.15/24", "mac": "52:54:00:12:34:56", "mtu": True}}, "interface.mtu", "expected int"),
     ({"services": {"ssh": {"port": 80}, "http": {"port": 80}}}, "services", "share a port"),
     ({"services": {"telnet": {"port": 23}}}, "services.telnet", "unknown field"),
+    ({"services": {"ssh": {"ip_tos": 256}}}, "services.ssh.ip_tos", "0..255"),
+    ({"services": {"ssh": {"ip_tos": "0x48"}}}, "services.ssh.ip_tos", "expected int"),
+    ({"services": {"http": {"ip_tos": 0x4B}}}, "services.http.ip_tos", "ECN bits"),
+    ({"services": {"ssh": {"tos": 0x48}}}, "services.ssh.tos", "unknown field"),
+    ({"sysctls": {"net.ipv4.tcp_reflect_tos": 2}}, "sysctls.net.ipv4.tcp_reflect_tos", "0..1"),
+    ({"sysctls": {"net.ipv4.ip_no_pmtu_disc": 256}}, "sysctls.net.ipv4.ip_no_pmtu_disc", "0..255"),
     ({"watchdog": {"timeout": 5, "daemon": True, "period": 5}}, "watchdog.period", "shorter than the timeout"),
     ({"watchdog": {"timeout": 0}}, "watchdog.timeout", "1..4294"),
     ({"hostname": "bad host"}, "hostname", "not a valid host name"),
@@ -52,6 +60,30 @@ def test_bad_field_is_named_with_the_source(over, field, words):
     with pytest.raises(ConfigError) as info:
         cfg(**over)
     assert str(info.value).startswith("fw.yaml: ") and field in str(info.value) and words in str(info.value)
+
+
+def test_service_ip_tos_defaults_are_what_the_emulated_images_daemons_set():
+    # dropbear's listensockets() -> set_sock_priority(LOWDELAY): IPTOS_DSCP_AF21; busybox httpd: none
+    c = FirmwareConfig.default()
+    assert (c.service("ssh").ip_tos, c.service("http").ip_tos) == (0x48, 0x00) == tuple(SERVICE_IP_TOS_DEFAULTS.values())
+
+
+def test_declared_service_ip_tos_is_kept_and_round_trips():
+    c = cfg(services={"ssh": {"port": 22, "ip_tos": 0x10}, "http": False})
+    assert c.service("ssh").ip_tos == 0x10 and c.service("http").ip_tos == 0
+    assert FirmwareConfig.from_dict(c.to_dict()) == c
+
+
+def test_image_applies_ssh_ip_tos_zero_with_dropbears_z_flag():
+    assert "dropbear -R -E -p 22 " in render_init(cfg())
+    assert "dropbear -R -E -z -p 22 " in render_init(cfg(services={"ssh": {"ip_tos": 0}}))
+
+
+@pytest.mark.parametrize("services, field", [({"ssh": {"ip_tos": 0x10}}, "services.ssh.ip_tos"),
+                                             ({"http": {"ip_tos": 0x48}}, "services.http.ip_tos")])
+def test_image_refuses_an_ip_tos_its_daemon_cannot_set(services, field):
+    with pytest.raises(ImageBuildError, match=field):
+        render_init(cfg(services=services))
 
 
 def test_missing_interface_is_named():

@@ -22,13 +22,16 @@ import yaml
 from harness.errors import ImageBuildError
 from harness.paths import cache_dir
 from harness.sysdeps import BOARD_ARCH, BOARD_PACKAGES
-from models.config import FirmwareConfig
+from models.config import SERVICE_IP_TOS_DEFAULTS, FirmwareConfig
 
 INITRAMFS_RECIPE_VERSION = 1
 # Printed by /init so the harness can follow the boot; a real firmware prints its own
 # lines and the strategy never depends on these (it asks the shell).
 MARK_CONFIG = "bmc-hil: firmware config"
 MARK_READY = "bmc-hil: services started"
+# What Debian 12's dropbear (2022.83) sets with IP_TOS on its listening sockets
+# (set_sock_priority(DROPBEAR_PRIO_LOWDELAY): IPTOS_DSCP_AF21); models.config's default.
+DROPBEAR_IP_TOS = SERVICE_IP_TOS_DEFAULTS["ssh"]
 
 
 @dataclass(frozen=True)
@@ -276,8 +279,16 @@ def render_init(config: FirmwareConfig) -> str:
             continue
         if svc.name == "ssh":
             # -R: make host keys on first use; -E: log to stderr (kept off the console).
-            lines.append(f"dropbear -R -E -p {svc.port} 2>/var/log/dropbear.log")
+            # dropbear sets IP_TOS 0x48 on its listening sockets; -z: none (it stays 0).
+            qos = {DROPBEAR_IP_TOS: "", 0: " -z"}.get(svc.ip_tos)
+            if qos is None:
+                raise ImageBuildError(f"services.ssh.ip_tos: the emulated image's dropbear sets 0x{DROPBEAR_IP_TOS:02x}, "
+                                      f"or 0 with -z; it cannot set 0x{svc.ip_tos:02x}")
+            lines.append(f"dropbear -R -E{qos} -p {svc.port} 2>/var/log/dropbear.log")
         elif svc.name == "http":
+            if svc.ip_tos != 0:
+                raise ImageBuildError(f"services.http.ip_tos: busybox httpd sets no IP_TOS (0); the emulated image "
+                                      f"cannot set 0x{svc.ip_tos:02x}")
             lines.append(f"httpd -p {svc.port} -h /www")
     wd = config.watchdog
     if wd.daemon:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..errors import WireError
 from ._header import HeaderTable, internet_checksum, ip4_str, need
 
-__all__ = ["IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IP_DF", "IP_MF", "IP_OFFSET",
+__all__ = ["IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IP_DF", "IP_MF", "IP_OFFSET", "INET_ECN_MASK",
            "IPV4_HEADER", "Ipv4Repr", "tcp_quote"]
 
 IPPROTO_ICMP = 1
@@ -16,6 +16,7 @@ IPPROTO_UDP = 17
 IP_DF = 0x4000
 IP_MF = 0x2000
 IP_OFFSET = 0x1FFF
+INET_ECN_MASK = 0x03   # include/net/inet_ecn.h: the TOS byte's two ECN bits (RFC 3168)
 
 IPV4_HEADER = HeaderTable(
     ("version_ihl", "B"), ("tos", "B"), ("tot_len", "H"), ("id", "H"), ("frag_off", "H"),

@@ -9,7 +9,7 @@ there is no TS, then NOP WSCALE, then NOP NOP SACK blocks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import WireError
 from ._header import HeaderTable, internet_checksum, need, pseudo_header_sum
@@ -133,7 +133,12 @@ def _emit_options(opts: tuple[Option, ...]) -> bytes:
 
 @dataclass(slots=True)  # not frozen: frozen __init__ costs ~0.7 us per packet; treat as immutable
 class TcpRepr:
-    """A TCP header. `flags` holds the 8 flag bits plus the 4 reserved bits above them."""
+    """A TCP header. `flags` holds the 8 flag bits plus the 4 reserved bits above them.
+
+    `ip_dsfield` is not in the header: it is TCP_SKB_CB(skb)->ip_dsfield, the TOS byte of
+    the IPv4 header a received segment came in (tcp_v4_fill_cb), which tcp_v4_send_reset
+    reflects and tcp_conn_request keeps as the request's syn_tos. ip_rcv sets it; it is 0
+    for segments the model builds, and plays no part in equality."""
 
     src_port: int
     dst_port: int
@@ -143,6 +148,7 @@ class TcpRepr:
     window: int
     options: tuple = ()
     urgent: int = 0
+    ip_dsfield: int = field(default=0, compare=False, repr=False)
 
     @classmethod
     def parse(cls, segment: bytes, src: int, dst: int, verify_checksum: bool = True) -> tuple[TcpRepr, bytes]:

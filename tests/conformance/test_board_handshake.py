@@ -19,8 +19,10 @@ pytestmark = pytest.mark.board
 INSTANT_BOOT = BootTiming(Window(0, 0), Window(0, 0))
 
 
-def board_and_model_synack(emulated_image, tmp_path) -> tuple[bytes, bytes]:
+@pytest.fixture(scope="module")
+def synacks(emulated_image, tmp_path_factory) -> tuple[bytes, bytes]:
     """The emulated board's SYN-ACK to the harness's SSH SYN, and the model's to the same SYN."""
+    tmp_path = tmp_path_factory.mktemp("handshake")
     board = QemuBoard(emulated_image, tmp_path / "board")
     pcap = tmp_path / "login.pcap"
     with board:
@@ -47,15 +49,28 @@ def board_and_model_synack(emulated_image, tmp_path) -> tuple[bytes, bytes]:
     return real.raw, synack.frame
 
 
-def test_board_synack_matches_the_models_for_the_same_syn_but_for_tos(emulated_image, tmp_path):
-    real, predicted = board_and_model_synack(emulated_image, tmp_path)
-    # the ISN is random per connection; the TOS is the next test's known divergence
-    assert without(fields(predicted), "tcp.seq", "ip.tos") == without(fields(real), "tcp.seq", "ip.tos")
+def test_board_synack_matches_the_models_for_the_same_syn_but_for_the_isn(synacks):
+    real, predicted = synacks
+    # the ISN is random per connection; everything else, TOS, DF, ID and MACs included, is Linux's choice
+    assert without(fields(predicted), "tcp.seq") == without(fields(real), "tcp.seq")
 
 
-@pytest.mark.xfail(strict=True, reason="the board's SYN-ACK on port 22 carries TOS 0x48 (DSCP AF21): dropbear "
-                   "sets IP_TOS on its listening socket, which the SYN-ACK inherits; the model's services do "
-                   "not model per-service socket options yet")
-def test_board_synack_tos_matches_the_models(emulated_image, tmp_path):
-    real, predicted = board_and_model_synack(emulated_image, tmp_path)
-    assert fields(predicted)["ip.tos"] == fields(real)["ip.tos"]
+def test_board_synack_tos_matches_the_models(synacks):
+    # dropbear sets IP_TOS 0x48 (DSCP AF21) on its listening socket, which the SYN-ACK carries
+    # (tcp_v4_send_synack); the model's ssh service declares it (models.config SERVICE_IP_TOS_DEFAULTS)
+    real, predicted = synacks
+    assert fields(predicted)["ip.tos"] == fields(real)["ip.tos"] == 0x48
+
+
+def test_image_with_ssh_ip_tos_zero_sends_synacks_with_tos_zero_as_declared(image_for, tmp_path):
+    """`services.ssh.ip_tos: 0` builds `dropbear -z`: the image applies the field."""
+    image = image_for(services={"ssh": {"port": 22, "ip_tos": 0}, "http": {"port": 80}})
+    board = QemuBoard(image, tmp_path / "board")
+    pcap = tmp_path / "login.pcap"
+    with board:
+        board.capture_start(pcap)
+        BoardStrategy(board).transition(BoardState.SSH)
+        board.capture_stop()
+    board_mac = mac_bytes(image.config.interface.mac)
+    synacks = [f for f in read_pcap_frames(pcap) if f.raw[6:12] == board_mac and fields(f.raw).get("tcp.flags") == 0x12]
+    assert synacks and {fields(f.raw)["ip.tos"] for f in synacks} == {image.config.service("ssh").ip_tos} == {0}

@@ -48,9 +48,11 @@ s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", int(sys.argv[1])))
 s.listen(128)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, int(sys.argv[2], 0))   # as dropbear does, after listen()
 print("listening", flush=True)
 time.sleep(60)
 """
+DROPBEAR_TOS = 0x48   # IPTOS_DSCP_AF21, the ssh service's default ip_tos
 CONNECT = """
 import errno, socket, sys, time
 s = socket.socket()
@@ -165,9 +167,10 @@ def first(frames, **want):
 
 
 # -- scenarios -------------------------------------------------------------------------------
-def listener_scenario(pair: NetnsPair, tmp_path: Path, port: int) -> list[CapturedFrame]:
-    """A listener on `port` in the board namespace; the peer connects, waits, closes."""
-    server = pair.popen(pair.board_ns, sys.executable, "-c", LISTENER, str(port))
+def listener_scenario(pair: NetnsPair, tmp_path: Path, port: int, tos: int = 0) -> list[CapturedFrame]:
+    """A listener on `port` (with IP_TOS `tos`) in the board namespace; the peer connects,
+    waits, closes."""
+    server = pair.popen(pair.board_ns, sys.executable, "-c", LISTENER, str(port), str(tos))
     try:
         assert server.stdout.readline().strip() == "listening", server.stderr.read()
         pcap = tmp_path / "listener.pcap"
@@ -246,9 +249,9 @@ class ListenerRun:
 @pytest.fixture(scope="module")
 def listener_run(tmp_path_factory) -> Iterator[ListenerRun]:
     with netns_pair_made() as pair:
-        captured = listener_scenario(pair, tmp_path_factory.mktemp("listener"), 22)
+        captured = listener_scenario(pair, tmp_path_factory.mktemp("listener"), 22, DROPBEAR_TOS)
         yield ListenerRun(captured, run_model(pair, captured, [], until=captured[-1].t,
-                                              services={"ssh": {"port": 22}}))
+                                              services={"ssh": {"port": 22}}))   # ip_tos: the default
 
 
 @pytest.fixture(scope="module")
@@ -291,8 +294,9 @@ def test_arp_reply_to_the_peers_request_matches_field_by_field(listener_run):
 
 def test_synack_matches_field_by_field_but_for_isn(listener_run):
     real, predicted = real_and_predicted(listener_run.captured, listener_run.model, **{"tcp.flags": 0x12})
-    # flags, options and their order, MSS, window, wscale, SACK-permitted, TSecr, TTL, DF, ID 0
+    # flags, options and their order, MSS, window, wscale, SACK-permitted, TSecr, TTL, TOS, DF, ID 0
     assert without(fields(predicted[1]), "tcp.seq") == without(fields(real[1]), "tcp.seq")
+    assert fields(real[1])["ip.tos"] == DROPBEAR_TOS
     assert within(real[0], predicted[0], 0)
 
 

@@ -20,8 +20,9 @@ HOST_RMEM = "4096 131072 33554432"   # the capturing host's net.ipv4.tcp_rmem
 
 
 def cfg(sysctls=None, **watchdog) -> FirmwareConfig:
+    # the listener of frames/capture_host_frames.py is a plain socket: no IP_TOS, unlike dropbear
     data = {"interface": {"address": "10.0.2.15/24", "gateway": "10.0.2.2", "mac": "52:54:00:12:34:56"},
-            "services": {"ssh": {"port": 22}}}
+            "services": {"ssh": {"port": 22, "ip_tos": 0}}}
     if sysctls:
         data["sysctls"] = sysctls
     if watchdog:
