@@ -134,11 +134,15 @@ class Board:
 
     def __init__(self, config, seed: int = 0, qemu: bool = True, boot: BootTiming = BootTiming(),
                  phy_phase: int | None = None,
-                 describe_frames: bool = True, linkwatch_delays: dict[int, int] | None = None):
+                 describe_frames: bool = True, linkwatch_delays: dict[int, int] | None = None,
+                 reboot: BootTiming | None = None):
         self.config = config
         self.rng = random.Random(seed)
         self.qemu = qemu
         self.boot_timing = boot
+        # the boots after a reset (None: like the first); see ifup_observed
+        self.reboot_timing = reboot or boot
+        self.boots = 0
         self.tcp_params = TcpParams.from_config(config)
         self.neigh_params = NeighParams.from_config(config)
         iface = config.interface
@@ -196,7 +200,8 @@ class Board:
         self.core = WatchdogCore(self.wdt)
         self.daemon: BusyboxWatchdog | None = None
         self.up = False
-        self.ifup_at = now + self.boot_timing.to_ifup.earliest
+        self.ifup_at = now + (self.boot_timing if self.boots == 0 else self.reboot_timing).to_ifup.earliest
+        self.boots += 1
         self.services_at = None
         self.next_phy_poll = None
         self.fds = {}
@@ -545,6 +550,14 @@ class Board:
         if self.sockets.poll_at() is not None and self.sockets.poll_at() <= now:
             self._tcp_out(now, self.sockets.on_timer(now))
         return self._flush()
+
+    def ifup_observed(self, now: int) -> list[Predicted]:
+        """The board was seen bringing eth0 up at `now` (its first Link is Up after a
+        reset): how long a boot takes is the firmware's, not the network stack's, so like
+        an ISN it is learnt; the model's eth0 comes up here if it is not up yet."""
+        if not self.up and self.ifup_at is not None and self.ifup_at > now:
+            self.ifup_at = now
+        return self.on_timer(now)
 
     def phy_poll_observed(self, now: int) -> list[Predicted]:
         """phylib was seen polling at `now` (its Link is Up/Down line): run the poll now.

@@ -601,3 +601,13 @@ def test_the_constant_table_agrees_with_the_code_that_uses_each_constant():
     t = Tolerance()
     assert (t.frame_ns, t.console_ns, t.reset_extra_ns, t.app_latency_ns) == tuple(
         CONSTANTS[k].value_ns for k in ("frame_tolerance", "console_tolerance", "reset_tolerance", "app_latency"))
+
+
+@pytest.mark.board
+def test_a_synack_tos_other_than_the_declared_services_is_a_field_mismatch(healthy_runs, tmp_path):
+    """The board's dropbear sets IP_TOS 0x48 on its listener (its SYN-ACKs carry it);
+    declared as a service that sets none, the ssh SYN-ACK's TOS differs."""
+    declared = {**DEFAULT_CONFIG, "services": {"ssh": {"port": 22, "ip_tos": 0}, "http": {"port": 80}}}
+    v = mutated(healthy_runs, "handshake", tmp_path, declared=declared)
+    tos = [r for r in v.rows if r["field"] == "ip_tos"]
+    assert tos and {(r["stream_name"], r["pred_value"], r["obs_value"]) for r in tos} == {("TCP_SYNACK", 0, 0x48)}

@@ -55,18 +55,22 @@ CONSOLE_KINDS = (EventKind.LINK_DOWN, EventKind.LINK_UP, EventKind.WATCHDOG_DID_
 _ETH = ("eth_src", "eth_dst")
 _TCP_OPTS = ("tcp_mss", "tcp_wscale", "tcp_sack_perm", "tcp_timestamps", "tcp_opt_order", "tcp_window")
 CHECKED_FIELDS = {
-    # ip_build_and_send_pkt: the listener's TOS, DF, ID 0
-    EventKind.TCP_SYNACK: field_mask("tcp_flags", *_TCP_OPTS, "tcp_rel_ack", "ip_ttl", "ip_df", *_ETH),
-    # ip_send_unicast_reply on the control socket: DF, ID 0
-    EventKind.TCP_RST: field_mask("tcp_flags", "tcp_rel_ack", "ip_ttl", *_ETH),
-    # ip_queue_xmit: inet->tos, DF; the ID is the socket's random inet_id (not compared)
-    EventKind.TCP_SYN: field_mask("tcp_flags", *_TCP_OPTS, "ip_ttl", "ip_df", *_ETH),
+    # ip_build_and_send_pkt from the listener: its TOS (dropbear's IP_TOS), DF, ID 0
+    EventKind.TCP_SYNACK: field_mask("tcp_flags", *_TCP_OPTS, "tcp_rel_ack", "ip_ttl", "ip_df", "ip_tos", "ip_id",
+                                     *_ETH),
+    # tcp_v4_send_reset -> ip_send_unicast_reply on the control socket: the segment's TOS
+    # less ECN, DF, ID 0
+    EventKind.TCP_RST: field_mask("tcp_flags", "tcp_rel_ack", "ip_ttl", "ip_df", "ip_tos", "ip_id", *_ETH),
+    # ip_queue_xmit: inet->tos, DF; the ID is the socket's inet_id, whose first value is
+    # get_random_u16() (tcp_v4_connect): not compared
+    EventKind.TCP_SYN: field_mask("tcp_flags", *_TCP_OPTS, "ip_ttl", "ip_df", "ip_tos", *_ETH),
     EventKind.ARP_REPLY: field_mask("arp_op", *_ETH),
     EventKind.ARP_REQUEST: field_mask("arp_op", *_ETH),
-    # icmp_reply: the request's TOS, no DF; the ID is from ip_idents (random, not compared)
-    EventKind.ICMP_ECHO_REPLY: field_mask("icmp_type", "icmp_code", "ip_ttl", *_ETH),
+    # icmp_reply: the request's whole TOS byte, no DF; the ID is from ip_idents, random
+    # per bucket at boot: not compared
+    EventKind.ICMP_ECHO_REPLY: field_mask("icmp_type", "icmp_code", "ip_ttl", "ip_df", "ip_tos", *_ETH),
     EventKind.LINK_UP: field_mask("detail0", "detail1"),
-    EventKind.TCP_DATA: APP_DATA_FIELDS | field_mask(*_ETH),
+    EventKind.TCP_DATA: APP_DATA_FIELDS | field_mask("ip_tos", *_ETH),
 }
 
 
