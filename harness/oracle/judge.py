@@ -45,7 +45,11 @@ from models.wire import ip4
 
 # Frame kinds the kernel sends on its own.
 KERNEL_FRAME_KINDS = (EventKind.ARP_REQUEST, EventKind.ARP_REPLY, EventKind.TCP_SYNACK, EventKind.TCP_RST,
-                      EventKind.TCP_SYN, EventKind.ICMP_ECHO_REPLY)
+                      EventKind.TCP_SYN, EventKind.ICMP_ECHO_REPLY,
+                      # the kernel's too, and never seen from a healthy board in the built-ins:
+                      # ICMP errors (__icmp_send), other ICMP, other IPv4 protocols, odd ARP
+                      EventKind.ICMP_DEST_UNREACH, EventKind.ICMP_OTHER, EventKind.IPV4_OTHER,
+                      EventKind.ARP_OTHER)
 # Lines a healthy board prints only when the model says so; the kernel-fault lines the
 # model never predicts, so each one the board prints is an EXTRA row.
 FAULT_KINDS = (EventKind.KERNEL_PANIC, EventKind.KERNEL_OOPS, EventKind.KERNEL_BUG, EventKind.KERNEL_WARNING)
@@ -69,6 +73,11 @@ CHECKED_FIELDS = {
     # icmp_reply: the request's whole TOS byte, no DF; the ID is from ip_idents, random
     # per bucket at boot: not compared
     EventKind.ICMP_ECHO_REPLY: field_mask("icmp_type", "icmp_code", "ip_ttl", "ip_df", "ip_tos", *_ETH),
+    # __icmp_send: (TOS & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL, no DF
+    EventKind.ICMP_DEST_UNREACH: field_mask("icmp_type", "icmp_code", "ip_ttl", "ip_df", "ip_tos", *_ETH),
+    EventKind.ICMP_OTHER: field_mask("icmp_type", "icmp_code", *_ETH),
+    EventKind.IPV4_OTHER: field_mask(*_ETH),
+    EventKind.ARP_OTHER: field_mask("arp_op", *_ETH),
     EventKind.LINK_UP: field_mask("detail0", "detail1"),
     EventKind.TCP_DATA: APP_DATA_FIELDS | field_mask("ip_tos", *_ETH),
 }
