@@ -5,6 +5,7 @@ config-only change rebuilds in seconds and never touches the kernel."""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import io
@@ -53,25 +54,30 @@ DEFAULT_PASSWORD = "0penBmc"
 
 def harness_key() -> tuple[Path, str]:
     """The harness's own SSH key pair for the emulated board (made once, cached)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     keydir = cache_dir() / "keys"
     keydir.mkdir(exist_ok=True, mode=0o700)
     private = keydir / "id_ed25519"
     public = keydir / "id_ed25519.pub"
-    if not private.exists() or not public.exists():
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
-        pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                            serialization.PublicFormat.OpenSSH)
-        tmp = private.with_suffix(".tmp")
-        tmp.write_bytes(pem)
-        os.chmod(tmp, 0o600)
-        tmp.rename(private)
-        public.write_text(pub.decode() + " bmc-hil\n")
+    with open(keydir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)    # two builds at once must not pair one's key with the other's
+        if not private.exists() or not public.exists():
+            _new_key(private, public)
     return private, public.read_text().strip()
+
+
+def _new_key(private: Path, public: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                            serialization.NoEncryption())
+    pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    tmp = private.with_suffix(".tmp")
+    tmp.write_bytes(pem)
+    os.chmod(tmp, 0o600)
+    tmp.rename(private)
+    public.write_text(pub.decode() + " bmc-hil\n")
 
 
 def fetch_board_debs(log=print, refresh: bool = False) -> list[Path]:
@@ -158,7 +164,7 @@ def build_initramfs(config: FirmwareConfig, password: str = DEFAULT_PASSWORD, lo
                 raise ImageBuildError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip()}")
         _populate(root, config, pubkey, password)
         data = _cpio_newc(root)
-        tmp_out = out.with_suffix(".tmp")
+        tmp_out = out.with_suffix(f".{os.getpid()}.tmp")   # two builds at once each write their own
         with open(tmp_out, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
             gz.write(data)
         tmp_out.rename(out)
