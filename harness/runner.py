@@ -45,6 +45,10 @@ def _forwards_for(scenario: Scenario, spec: BoardSpec) -> dict[str, int]:
 
 def open_scenario_board(spec: BoardSpec, scenario: Scenario, out: Path):
     """A board for one scenario run (emulated: with forwards for the ports it connects to)."""
+    if spec.kind == "model":
+        from harness.board.modelboard import open_model_board
+
+        return open_model_board(spec, scenario, out)
     if spec.kind == "emulated":
         from harness.board.qemu import QemuBoard
         from harness.image import build_image
@@ -191,6 +195,11 @@ def read_kernel_counters(board) -> dict[str, dict[str, int]] | None:
 
 
 def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> ScenarioRun:
+    if spec.kind == "model":
+        # The model plays the board in virtual time: the same steps, no sleeping.
+        from harness.board.modelboard import run_model_scenario
+
+        return run_model_scenario(spec, scenario, out, log)
     out.mkdir(parents=True, exist_ok=True)
     # The logs append (a board's power cycles go on in one log); a new run starts afresh.
     for p in [*(out / n for n in RUN_FILES), *out.glob("capture*.pcap")]:

@@ -20,6 +20,16 @@ An emulated board:
     firmware: declared.yaml          # what the board is declared to be
     image: built.yaml                # what the image is built from (default: the declared config)
 
+The model as the board (harness.board.modelboard: a fast tier in virtual time, beside
+the emulated board, for seeded-fault coverage):
+
+    kind: model
+    firmware: declared.yaml          # what the board is declared to be (the oracle reads it)
+    image: seeded.yaml               # what the model playing the board is built from
+    seed: 1                          # the player's random draws (ISN, phylib phase, ...)
+    constants: {PHY_STATE_TIME: 2s}  # Linux constants seeded in the player only
+                                     # (modelboard.PLAYER_CONSTANTS; durations, or Hz)
+
 Command templates are argument lists, never shell strings; `{name}` and `{console_url}`
 may appear in an argument (`{{` and `}}` for literal braces).
 """
@@ -69,10 +79,13 @@ class BoardSpec:
     link_commands: dict[str, list[str]] = field(default_factory=dict)
     power_commands: dict[str, list[str]] = field(default_factory=dict)
     timeouts: dict[str, float] = field(default_factory=dict)
-    # emulated boards
+    # emulated boards (and the model-as-board: image_config is what the model plays)
     machine: str = "ast2500-evb"
     network: str = "user"
     image_config: FirmwareConfig | None = None
+    # the model-as-board: its random seed and its seeded Linux constants (name -> ns or Hz)
+    player_seed: int = 1
+    player_constants: dict[str, int] = field(default_factory=dict)
 
 
 def emulated_spec() -> BoardSpec:
@@ -92,11 +105,16 @@ def load_board_file(path: str | Path) -> BoardSpec:
 def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
     f = _Fields(source)
     top = f.mapping(data, "", optional={"name", "kind", "console", "ssh", "capture", "link", "power",
-                                        "firmware", "image", "machine", "network", "timeouts"})
+                                        "firmware", "image", "machine", "network", "timeouts", "seed",
+                                        "constants"})
     kind = top.get("kind", "real")
-    if kind not in ("real", "emulated"):
-        raise f.error("kind", f"expected 'real' or 'emulated', got {kind!r}")
-    default_name = kind if kind == "emulated" else Path(source).stem
+    if kind not in ("real", "emulated", "model"):
+        raise f.error("kind", f"expected 'real', 'emulated' or 'model', got {kind!r}")
+    if kind != "model":
+        for key in ("seed", "constants"):
+            if key in top:
+                raise f.error(key, "only for the model-as-board (kind: model)")
+    default_name = kind if kind in ("emulated", "model") else Path(source).stem
     name = f.str_(top.get("name", default_name), "name")
     firmware = _firmware(f, top.get("firmware"), "firmware", base) if "firmware" in top else None
     timeouts = {}
@@ -105,6 +123,16 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
                 raise f.error(f"timeouts.{k}", f"expected a positive number of seconds, got {v!r}")
             timeouts[k] = float(v)
+
+    if kind == "model":
+        for key in ("console", "ssh", "capture", "link", "power", "machine", "network"):
+            if key in top:
+                raise f.error(key, "not used by the model-as-board (the model plays the board)")
+        declared = firmware or FirmwareConfig.default()
+        image = _firmware(f, top["image"], "image", base) if "image" in top else declared
+        return BoardSpec(name=name, kind="model", firmware=declared, source=source, image_config=image,
+                         timeouts=timeouts, player_seed=f.int_(top.get("seed", 1), "seed", 0, 2**63 - 1),
+                         player_constants=_player_constants(f, top.get("constants", {})))
 
     if kind == "emulated":
         for key in ("console", "ssh", "capture", "link", "power"):
@@ -187,6 +215,28 @@ def _firmware(f: _Fields, value: Any, where: str, base: Path) -> FirmwareConfig:
         return FirmwareConfig.from_dict(value, source=f"{f.source}: {where}")
     except ConfigError as exc:
         raise BoardFileError(str(exc)) from exc
+
+
+def _player_constants(f: _Fields, value: Any) -> dict[str, int]:
+    """`constants:` of a model-as-board file: a known name -> a duration (`2s`, `200ms`) or,
+    for a clock, a frequency in Hz."""
+    from harness.board.modelboard import PLAYER_CONSTANTS
+    from harness.scenario import ScenarioError, parse_duration
+
+    out = {}
+    for name, raw in f.mapping(value, "constants", optional=set(PLAYER_CONSTANTS)).items():
+        where = f"constants.{name}"
+        if PLAYER_CONSTANTS[name].unit == "Hz":
+            out[name] = f.int_(raw, where, 1, 10**10)
+            continue
+        try:
+            ns = parse_duration(raw, where, f.source)
+        except ScenarioError as exc:
+            raise BoardFileError(str(exc)) from exc
+        if ns <= 0:
+            raise f.error(where, f"expected a positive duration, got {raw!r}")
+        out[name] = ns
+    return out
 
 
 def _commands(f: _Fields, value: Any, where: str, allowed: set[str]) -> dict[str, list[str]]:

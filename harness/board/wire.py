@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from harness.errors import BoardError
 from harness.ingest.pcapwrite import PcapWriter
@@ -141,11 +142,20 @@ class Wire:
         self.harness_path.unlink(missing_ok=True)
 
 
+class FrameTransport(Protocol):
+    """What a peer needs of a wire: the board's frames, and a way to send it one. `Wire`
+    is one; the model-as-board's virtual wire (harness.board.modelboard) is another."""
+
+    def on_frame(self, callback: Callable[[bytes], None]) -> None: ...
+
+    def inject(self, frame: bytes) -> bool: ...
+
+
 class SilentPeer:
     """A peer on the harness's wire that answers ARP for its address and nothing else:
     TCP segments to it go unanswered, so the board's own retransmission timers show."""
 
-    def __init__(self, wire: Wire, ip: str, mac: str = "52:55:0a:00:02:02"):
+    def __init__(self, wire: FrameTransport, ip: str, mac: str = "52:55:0a:00:02:02"):
         import socket as _socket
 
         self.wire = wire
@@ -171,14 +181,17 @@ class StalledPeer(SilentPeer):
     The SYN-ACK is what Linux 6.1 sends for the board's SYN (tcp_make_synack): window 65160,
     and only the options the SYN offered, in tcp_synack_options' order (MSS 1460, SACK_PERM
     with the timestamp, NOP + window scale 7). A retransmitted SYN gets the same SYN-ACK
-    again (same ISN, a fresh TSval), as from a request sock."""
+    again (same ISN, a fresh TSval), as from a request sock. `clock` (ns) stamps the TSvals:
+    the host's monotonic clock, or a virtual one where the model plays the board."""
 
     SYNACK_WINDOW = 65160
     MSS = 1460
     WSCALE = 7
 
-    def __init__(self, wire: Wire, ip: str, mac: str = "52:55:0a:00:02:02"):
+    def __init__(self, wire: FrameTransport, ip: str, mac: str = "52:55:0a:00:02:02",
+                 clock: Callable[[], int] = time.monotonic_ns):
         super().__init__(wire, ip, mac)
+        self._clock = clock
         self._isn: dict[tuple[int, int, int], int] = {}
         self._ts_offset = 0x1000_0000
         self.synacks = 0
@@ -203,7 +216,7 @@ class StalledPeer(SilentPeer):
         isn = self._isn.setdefault(key, (0x2000_0000 + 0x0100_0000 * len(self._isn)) & 0xFFFFFFFF)
         ts = None
         if syn.timestamp is not None:
-            ts = ((time.monotonic_ns() // 1_000_000 + self._ts_offset) & 0xFFFFFFFF, syn.timestamp[0])
+            ts = ((self._clock() // 1_000_000 + self._ts_offset) & 0xFFFFFFFF, syn.timestamp[0])
         opts = linux_options(mss=self.MSS, ts=ts, sack_perm=syn.sack_permitted,
                              wscale=self.WSCALE if syn.wscale is not None else None)
         tcp = TcpRepr(syn.dst_port, syn.src_port, isn, (syn.seq + 1) & 0xFFFFFFFF, SYN | ACK, self.SYNACK_WINDOW,
