@@ -79,6 +79,9 @@ class BoardSpec:
     link_commands: dict[str, list[str]] = field(default_factory=dict)
     power_commands: dict[str, list[str]] = field(default_factory=dict)
     timeouts: dict[str, float] = field(default_factory=dict)
+    # the oracle's bound on when a program the harness started gets to run (seconds; None:
+    # harness.oracle.bounds' app_latency, measured on the emulated board by bench/latency.py)
+    app_latency: float | None = None
     # emulated boards (and the model-as-board: image_config is what the model plays)
     machine: str = "ast2500-evb"
     network: str = "user"
@@ -106,7 +109,7 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
     f = _Fields(source)
     top = f.mapping(data, "", optional={"name", "kind", "console", "ssh", "capture", "link", "power",
                                         "firmware", "image", "machine", "network", "timeouts", "seed",
-                                        "constants"})
+                                        "constants", "app_latency"})
     kind = top.get("kind", "real")
     if kind not in ("real", "emulated", "model"):
         raise f.error("kind", f"expected 'real', 'emulated' or 'model', got {kind!r}")
@@ -123,6 +126,10 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
                 raise f.error(f"timeouts.{k}", f"expected a positive number of seconds, got {v!r}")
             timeouts[k] = float(v)
+    app_latency = top.get("app_latency")
+    if app_latency is not None and (isinstance(app_latency, bool) or not isinstance(app_latency, (int, float))
+                                    or not 0 < app_latency <= 600):
+        raise f.error("app_latency", f"expected seconds in (0, 600], got {app_latency!r}")
 
     if kind == "model":
         for key in ("console", "ssh", "capture", "link", "power", "machine", "network"):
@@ -131,7 +138,8 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
         declared = firmware or FirmwareConfig.default()
         image = _firmware(f, top["image"], "image", base) if "image" in top else declared
         return BoardSpec(name=name, kind="model", firmware=declared, source=source, image_config=image,
-                         timeouts=timeouts, player_seed=f.int_(top.get("seed", 1), "seed", 0, 2**63 - 1),
+                         timeouts=timeouts, app_latency=app_latency,
+                         player_seed=f.int_(top.get("seed", 1), "seed", 0, 2**63 - 1),
                          player_constants=_player_constants(f, top.get("constants", {})))
 
     if kind == "emulated":
@@ -147,7 +155,7 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
         declared = firmware or FirmwareConfig.default()
         image = _firmware(f, top["image"], "image", base) if "image" in top else declared
         return BoardSpec(name=name, kind="emulated", firmware=declared, source=source, machine=machine,
-                         network=network, image_config=image, timeouts=timeouts)
+                         network=network, image_config=image, timeouts=timeouts, app_latency=app_latency)
 
     for key in ("machine", "network", "image"):
         if key in top:
@@ -187,7 +195,7 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
     power = _commands(f, top.get("power", {}), "power", {"on", "off", "reset"})
     return BoardSpec(name=name, kind="real", firmware=firmware, source=source, console_url=url, baudrate=baud,
                      ssh=ssh, capture_interface=cap_iface, capture_filter=cap_filter, link_commands=link,
-                     power_commands=power, timeouts=timeouts)
+                     power_commands=power, timeouts=timeouts, app_latency=app_latency)
 
 
 def load_firmware_config(path: str | Path) -> FirmwareConfig:
