@@ -611,3 +611,21 @@ def test_a_synack_tos_other_than_the_declared_services_is_a_field_mismatch(healt
     v = mutated(healthy_runs, "handshake", tmp_path, declared=declared)
     tos = [r for r in v.rows if r["field"] == "ip_tos"]
     assert tos and {(r["stream_name"], r["pred_value"], r["obs_value"]) for r in tos} == {("TCP_SYNACK", 0, 0x48)}
+
+
+@pytest.mark.board
+def test_compare_exits_2_with_the_reason_when_the_model_refuses_an_input(healthy_runs, tmp_path):
+    run, _ = healthy_runs[1]["closed-port"]
+    d = run.out_dir
+    host = tmp_path / "host-events.jsonl"
+    host.write_text((d / "host-events.jsonl").read_text() + json.dumps(
+        {"event": "watchdog_stop", "host_monotonic_ns": 0, "host_wall_ns": run.start_wall_ns + 10**8}) + "\n")
+    out = subprocess.run([sys.executable, "-m", "harness", "compare", "--pcap", str(d / "capture.pcap"),
+                          "--console", str(d / "console.log"), "--host-events", str(host),
+                          "--qmp", str(d / "qmp.jsonl"), "--capture-clock", "qemu-filter-dump",
+                          "--scenario", "closed-port", "--start-wall-ns", str(run.start_wall_ns),
+                          "--end-wall-ns", str(run.end_wall_ns), "--out", str(tmp_path / "out"), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    report = json.loads(out.stdout)
+    assert not report["ok"] and "no watchdog daemon" in report["scenarios"][0]["error"]
