@@ -21,9 +21,12 @@ from harness.scenario import Scenario, ScenarioError, Step, connect_port, peer_i
 
 CONNECT_HOLD_S = 0.5
 # Peers that are the harness itself on a wire it owns (QEMU -netdev dgram).
-WIRE_PEERS = ("silent", "stalled")
+WIRE_PEERS = ("silent", "stalled", "deaf")
 # How long a board_connect with data keeps its connection open (longer than any scenario).
 BOARD_WRITE_HOLD_S = 300
+# busybox nc -w bounds its connect(): longer than Linux's own give-up (tcp_syn_retries 6:
+# ETIMEDOUT 127 s after the SYN), so the kernel, not nc, ends an unanswered connect.
+BOARD_CONNECT_WAIT_S = 300
 
 
 @dataclass
@@ -160,7 +163,7 @@ def do_step(board, step: Step, n: int = 0) -> dict:
             board.record("board_connect", addr=peer, port=port, data=step.args["data"])
         else:
             # The board's own connect(): busybox nc in its own session, left to retry on its own.
-            _shell(board, f"setsid nc -w 120 {peer} {port} </dev/null >/dev/null 2>&1 &")
+            _shell(board, f"setsid nc -w {BOARD_CONNECT_WAIT_S} {peer} {port} </dev/null >/dev/null 2>&1 &")
             board.record("board_connect", addr=peer, port=port)
     return {}
 
@@ -216,6 +219,10 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
                 from harness.board.wire import StalledPeer
 
                 StalledPeer(board.wire, peer_ip_str(board.declared))
+            elif scenario.peer == "deaf":
+                from harness.board.wire import DeafPeer
+
+                DeafPeer(board.wire, peer_ip_str(board.declared), str(board.declared.interface.address.ip))
             else:
                 SilentPeer(board.wire, peer_ip_str(board.declared))
             ports = {connect_port(s, board.declared) for s in scenario.steps if s.do == "connect"}

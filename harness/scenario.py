@@ -3,7 +3,11 @@
     name: flap-while-idle
     duration: 8s            # observe this long after the last step (default 5s)
     peer: slirp             # or silent: a harness-owned wire whose peer answers ARP only;
-                            # or stalled: that peer also answers a SYN, then acknowledges nothing
+                            # or stalled: that peer also answers a SYN, then acknowledges nothing;
+                            # or deaf: a peer that asks for the board once and answers no ARP
+    tier: ci                # or long: too long for CI (builtin_scenarios("all") has it)
+    expect: [LINK_DOWN, LINK_UP]   # what the run must provoke (EventKind names); default:
+                                   # derived from the steps (default_expect)
     steps:
       - {at: 0s,  do: connect, service: ssh}     # the peer opens a TCP connection (silent
                                                  # peer: sends the SYN, never answers the SYN-ACK)
@@ -31,9 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.ingest.events import EventKind
 from harness.yamlfile import load_yaml
 
-PEERS = ("slirp", "silent", "stalled")
+PEERS = ("slirp", "silent", "stalled", "deaf")
+TIERS = ("ci", "long")
+# EventKinds below this code are what a board does (frames, console lines, QMP events);
+# from it on they are the harness's own records, which a scenario cannot "provoke".
+_HOST_KIND_FIRST = EventKind.HOST_POWER_ON
 STEP_FIELDS: dict[str, set[str]] = {
     "link_down": set(),
     "link_up": set(),
@@ -56,6 +65,9 @@ PEER_SPORT_BASE = 40000
 # Where, in model time, the scenario starts: after the modelled boot has brought eth0 and
 # the services up (BootTiming's latest: 5 s to ifup + 3 s to services), with margin.
 MODEL_SCENARIO_START_NS = 10_000_000_000
+# How long before the first step the deaf peer joins the wire (the runner's set-up takes
+# longer; the board's entry for it stays STALE, with no timer, until it is used).
+DEAF_PEER_LEAD_NS = 1_000_000_000
 
 
 class ScenarioError(HarnessError):
@@ -80,8 +92,16 @@ class Scenario:
     # slirp: QEMU user networking (the peer answers); silent: the harness owns the wire and
     # its peer answers ARP only, so the board's own retransmission timers show; stalled:
     # that peer also answers the board's SYN with a SYN-ACK, then acknowledges nothing (the
-    # board's data retransmissions show).
+    # board's data retransmissions show); deaf: a peer that asks for the board's address
+    # once when it joins the wire and then answers no ARP (the board's neighbour entry for
+    # it goes DELAY -> PROBE -> FAILED, and later resolutions fail).
     peer: str = "slirp"
+    # What the run must provoke: each kind should be predicted or observed in the window
+    # (a scenario that provokes nothing it is about proves nothing). `expect:` in the
+    # file, else default_expect(steps).
+    expect: tuple[EventKind, ...] = ()
+    # ci: runs in CI and `bmc-hil run`; long: minutes of board time (timers' give-ups).
+    tier: str = "ci"
 
     @property
     def end_ns(self) -> int:
@@ -105,15 +125,22 @@ def parse_duration(value: Any, where: str, source: str) -> int:
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
 
 
-def builtin_scenarios() -> dict[str, Path]:
-    """The scenarios that ship with the harness, by name."""
-    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.yaml"))}
+def builtin_scenarios(tier: str = "ci") -> dict[str, Path]:
+    """The scenarios that ship with the harness, by name: those of `tier` ("ci", the
+    default, or "long"), or every one ("all")."""
+    if tier not in (*TIERS, "all"):
+        raise ScenarioError(f"tier: expected one of {', '.join(TIERS)} or all, got {tier!r}")
+    paths = {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.yaml"))}
+    if tier == "all":
+        return paths
+    return {name: p for name, p in paths.items() if load_scenario(p).tier == tier}
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """A scenario file, or a built-in scenario by name (`handshake`, `link-flap`, ...)."""
-    if str(path) in builtin_scenarios() and not Path(path).exists():
-        path = builtin_scenarios()[str(path)]
+    builtin = BUILTIN_DIR / f"{path}.yaml"
+    if not Path(path).exists() and "/" not in str(path) and builtin.exists():
+        path = builtin
     path = Path(path)
     return parse_scenario(load_yaml(path, "scenario", ScenarioError), str(path))
 
@@ -121,13 +148,16 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(data: Any, source: str) -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: expected a mapping with name and steps, got {type(data).__name__}")
-    unknown = set(data) - {"name", "description", "duration", "steps", "peer"}
+    unknown = set(data) - {"name", "description", "duration", "steps", "peer", "expect", "tier"}
     if unknown:
         raise ScenarioError(f"{source}: {sorted(unknown)[0]}: unknown field; expected name, description, "
-                            "duration, steps, peer")
+                            "duration, steps, peer, expect, tier")
     peer = data.get("peer", "slirp")
     if peer not in PEERS:
         raise ScenarioError(f"{source}: peer: expected one of {', '.join(PEERS)}, got {peer!r}")
+    tier = data.get("tier", "ci")
+    if tier not in TIERS:
+        raise ScenarioError(f"{source}: tier: expected one of {', '.join(TIERS)}, got {tier!r}")
     name = data.get("name") or Path(source).stem
     if not isinstance(name, str):
         raise ScenarioError(f"{source}: name: expected a string, got {name!r}")
@@ -151,9 +181,48 @@ def parse_scenario(data: Any, source: str) -> Scenario:
         args = {k: v for k, v in raw.items() if k not in ("at", "do")}
         _check_args(do, args, f"{where}", source)
         steps.append(Step(parse_duration(raw["at"], f"{where}.at", source), do, args, i))
-    ordered = sorted(steps, key=lambda s: (s.at_ns, s.index))
+    ordered = tuple(sorted(steps, key=lambda s: (s.at_ns, s.index)))
     duration = parse_duration(data.get("duration", "5s"), "duration", source)
-    return Scenario(name, tuple(ordered), duration, str(data.get("description", "")), source, peer)
+    expect = _parse_expect(data["expect"], source) if "expect" in data else default_expect(ordered)
+    return Scenario(name, ordered, duration, str(data.get("description", "")), source, peer, expect, tier)
+
+
+def _parse_expect(raw: Any, source: str) -> tuple[EventKind, ...]:
+    """`expect: [TCP_SYNACK, LINK_DOWN]`: EventKind names of what the board does."""
+    if not isinstance(raw, list) or not raw:
+        raise ScenarioError(f"{source}: expect: expected a non-empty list of event kinds like "
+                            f"[TCP_SYNACK, LINK_DOWN], got {raw!r}")
+    known = [k.name for k in EventKind if k < _HOST_KIND_FIRST]
+    out: list[EventKind] = []
+    for i, name in enumerate(raw):
+        kind = EventKind.__members__.get(name) if isinstance(name, str) else None
+        if kind is None:
+            raise ScenarioError(f"{source}: expect[{i}]: unknown event kind {name!r}; known: {', '.join(known)}")
+        if kind >= _HOST_KIND_FIRST:
+            raise ScenarioError(f"{source}: expect[{i}]: {name} is the harness's own record, not something "
+                                f"the board does; known: {', '.join(known)}")
+        if kind not in out:
+            out.append(kind)
+    return tuple(out)
+
+
+def step_expect(step: Step) -> tuple[EventKind, ...]:
+    """What one step provokes from a healthy board, whatever the peer: a connect to a
+    service its SYN-ACK (a `port` is one the firmware does not serve: its RST); a link
+    change its console line; a starved watchdog the reset; a reboot the Restarting line
+    and the reset; the board's own connect its SYN (and its data, if it writes)."""
+    k = EventKind
+    if step.do == "connect":
+        return (k.TCP_SYNACK,) if "service" in step.args else (k.TCP_RST,)
+    if step.do == "board_connect":
+        return (k.TCP_SYN, k.TCP_DATA) if "data" in step.args else (k.TCP_SYN,)
+    return {"link_down": (k.LINK_DOWN,), "link_up": (k.LINK_UP,), "watchdog_starve": (k.QMP_RESET,),
+            "reboot": (k.RESTARTING, k.QMP_RESET)}.get(step.do, ())
+
+
+def default_expect(steps: tuple[Step, ...] | list[Step]) -> tuple[EventKind, ...]:
+    """The union of `step_expect` over the steps, in the order they first appear."""
+    return tuple(dict.fromkeys(kind for step in steps for kind in step_expect(step)))
 
 
 def _check_args(do: str, args: dict, where: str, source: str) -> None:
@@ -234,6 +303,12 @@ def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_STAR
     board_ip = ip4(str(iface.address.ip))
     peer_mac, board_mac = mac_bytes(PEER_MAC), mac_bytes(iface.mac)
     inputs: list[dict[str, Any]] = []
+    # The peer asking for the board's address (a broadcast request): slirp before each
+    # connect; the deaf peer once, when it joins the wire (before the first step).
+    ask = EthernetRepr(b"\xff" * 6, peer_mac, ETH_P_ARP).emit(
+        ArpRepr(op=ARPOP_REQUEST, sha=peer_mac, sip=peer_ip, tha=b"\0" * 6, tip=board_ip).emit()).hex()
+    if scenario.peer == "deaf":
+        inputs.append({"t": start_ns - DEAF_PEER_LEAD_NS, "kind": "frame", "hex": ask})
     for n, step in enumerate(scenario.steps):
         t = start_ns + step.at_ns
         if step.do in ("link_down", "link_up"):
@@ -255,14 +330,13 @@ def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_STAR
         elif step.do == "connect":
             if scenario.peer == "slirp":
                 # slirp asks for the board's MAC first (the board learns the peer from it), then SYNs.
-                arp = ArpRepr(op=ARPOP_REQUEST, sha=peer_mac, sip=peer_ip, tha=b"\0" * 6, tip=board_ip)
-                frame = EthernetRepr(b"\xff" * 6, peer_mac, ETH_P_ARP).emit(arp.emit())
-                inputs.append({"t": t, "kind": "frame", "hex": frame.hex()})
-            # The harness on the wire (silent or stalled peer) sends the SYN alone; the board
-            # ARPs for it, and its answer (SilentPeer's, well within a millisecond) follows.
+                inputs.append({"t": t, "kind": "frame", "hex": ask})
+            # The harness on the wire (silent, stalled or deaf peer) sends the SYN alone; the
+            # board ARPs for it, and the silent or stalled peer's answer (well within a
+            # millisecond) follows; the deaf peer's never does.
             frame = peer_syn_frame(config, n, connect_port(step, config), linux=scenario.peer != "slirp")
             inputs.append({"t": t + 1_000_000, "kind": "frame", "hex": frame.hex()})
-            if scenario.peer != "slirp":
+            if scenario.peer in ("silent", "stalled"):
                 arp = ArpRepr(op=ARPOP_REPLY, sha=peer_mac, sip=peer_ip, tha=board_mac, tip=board_ip)
                 frame = EthernetRepr(board_mac, peer_mac, ETH_P_ARP).emit(arp.emit())
                 inputs.append({"t": t + 2_000_000, "kind": "frame", "hex": frame.hex()})

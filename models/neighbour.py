@@ -5,8 +5,14 @@ neigh_probe, neigh_rand_reach_time, neigh_carrier_down) and net/ipv4/arp.c (arp_
 arp_process, arp_solicit, arp_send_dst, arp_netdev_event). Parameters come from the net.ipv4.neigh.default.* sysctls.
 
 Linux draws reachable_time once per table (and again every 300 s) uniformly from
-[base/2, 3*base/2); the model uses one draw from its `rng` for its own run and reports
-every time that depends on it as a window over the whole range.
+[base/2, 3*base/2) (neigh_rand_reach_time). The model takes the latest value of that
+range and reports every time that depends on it as a window over the whole range. The
+latest, because an entry that expires earlier on the board shows in the model's inputs:
+the board's entry goes STALE, then DELAY and PROBE when it is used, and the peer's answer
+to its unicast probe (arp_process -> neigh_update(NUD_REACHABLE)) confirms the model's
+entry too. An entry that expired in the model first would send probes the peer never
+answers (it answers the board's), fail, and predict broadcast requests the board never
+sends.
 """
 
 from __future__ import annotations
@@ -114,8 +120,9 @@ class NeighTable:
         self.mac = mac
         self.addr = addr
         base = params.base_reachable_time
-        # neigh_rand_reach_time(): prandom_u32_max(base) + base/2
-        self.reachable_time = rng.randrange(base) + (base >> 1) if base else 0
+        # neigh_rand_reach_time(): prandom_u32_max(base) + base/2, at its latest (see the
+        # module docstring); `rng` is unused, the signature kept for the board
+        self.reachable_time = (base >> 1) + base - 1 if base else 0
         self.entries: dict[int, Neighbour] = {}
         self.drops: list[tuple[int, str, str]] = []
         # packets whose next hop failed to resolve (arp_error_report), for the caller to
@@ -146,8 +153,13 @@ class NeighTable:
         """Send `packet` (an IPv4 packet) to `next_hop`, resolving it first if needed."""
         n = self.entries.get(next_hop)
         if n is None:
-            n = self.entries[next_hop] = Neighbour(next_hop)
-        n.used = now
+            n = self.entries[next_hop] = self._create(now, next_hop)
+        if n.state is not Nud.REACHABLE:
+            # neigh_event_send_probe() stamps `used`; a NUD_CONNECTED entry never gets there:
+            # neigh_output() sends through the hh cache (neigh_hh_output) or
+            # neigh_connected_output. So neigh_timer_handler's "used within
+            # delay_first_probe_time" sees the last send made while the entry was not REACHABLE.
+            n.used = now
         out: list[TxFrame] = []
         if n.state in (Nud.REACHABLE, Nud.DELAY, Nud.PROBE):
             return [self._ip_frame(n, packet, "ip")]
@@ -174,6 +186,11 @@ class NeighTable:
         # INCOMPLETE: wait in arp_queue
         self._enqueue(now, n, packet)
         return out
+
+    def _create(self, now: int, key: int) -> Neighbour:
+        """___neigh_create(): a new entry counts as confirmed long ago (now - 2 * base
+        reachable time), so nothing it did before can keep it REACHABLE or DELAY."""
+        return Neighbour(key, confirmed=now - 2 * self.params.base_reachable_time, updated=now, used=now)
 
     def _enqueue(self, now: int, n: Neighbour, packet: bytes) -> None:
         # while (arp_queue_len_bytes + skb->truesize > QUEUE_LEN_BYTES) drop the oldest
@@ -300,7 +317,7 @@ class NeighTable:
         if arp.op == ARPOP_REQUEST and arp.tip == self.addr:
             # neigh_event_ns(): create or update to STALE, then reply
             if n is None:
-                n = self.entries[arp.sip] = Neighbour(arp.sip)
+                n = self.entries[arp.sip] = self._create(now, arp.sip)
             out += self._update(now, n, arp.sha, Nud.STALE, override=True)
             out.append(self._reply(arp.sha, arp.sip))
             return out
@@ -324,6 +341,9 @@ class NeighTable:
                 return []
             if lladdr == n.ha and new is Nud.STALE:
                 return []   # same address, weaker news: keep the state
+        if lladdr != n.ha and new is not Nud.REACHABLE:
+            # __neigh_update(): a new address not confirmed by this update is not confirmed
+            n.confirmed = now - 2 * self.params.base_reachable_time
         n.ha = lladdr
         if new is Nud.REACHABLE:
             n.confirmed = now

@@ -147,3 +147,163 @@ def test_board_write_command_writes_the_data_exactly_and_keeps_stdin_open(tmp_pa
     local = cmd.replace(f"sleep {BOARD_WRITE_HOLD_S}", "sleep 0").replace(nc, f"cat > {out}")
     subprocess.run(["sh", "-c", local], check=True, timeout=10)
     assert out.read_text() == data
+
+
+# -- expect: what a scenario must provoke ----------------------------------------------------
+@pytest.mark.parametrize("step, kinds", [
+    ({"at": 0, "do": "connect", "service": "ssh"}, ("TCP_SYNACK",)),
+    ({"at": 0, "do": "connect", "port": 81}, ("TCP_RST",)),
+    ({"at": 0, "do": "link_down"}, ("LINK_DOWN",)),
+    ({"at": 0, "do": "link_up"}, ("LINK_UP",)),
+    ({"at": 0, "do": "watchdog_starve"}, ("QMP_RESET",)),
+    ({"at": 0, "do": "reboot"}, ("RESTARTING", "QMP_RESET")),
+    ({"at": 0, "do": "board_connect", "port": 9}, ("TCP_SYN",)),
+    ({"at": 0, "do": "board_connect", "port": 7, "data": "x"}, ("TCP_SYN", "TCP_DATA")),
+    ({"at": 0, "do": "watchdog_start", "timeout": 5}, ()),
+    ({"at": 0, "do": "watchdog_stop"}, ()),
+])
+def test_each_step_kind_has_its_default_expectation(step, kinds):
+    assert tuple(k.name for k in scenario(step).expect) == kinds
+
+
+def test_default_expect_is_the_union_of_the_steps_in_first_seen_order():
+    from harness.ingest.events import EventKind as K
+
+    sc = scenario({"at": "0s", "do": "connect", "service": "ssh"}, {"at": "1s", "do": "link_down"},
+                  {"at": "2s", "do": "link_up"}, {"at": "3s", "do": "connect", "service": "http"},
+                  {"at": "4s", "do": "connect", "port": 81})
+    assert sc.expect == (K.TCP_SYNACK, K.LINK_DOWN, K.LINK_UP, K.TCP_RST)
+
+
+def test_a_silent_peers_connect_expects_the_synack():
+    from harness.ingest.events import EventKind as K
+
+    assert scenario({"at": 0, "do": "connect", "service": "ssh"}, peer="silent").expect == (K.TCP_SYNACK,)
+
+
+def test_explicit_expect_replaces_the_default_and_drops_repeats():
+    from harness.ingest.events import EventKind as K
+
+    sc = scenario({"at": 0, "do": "board_connect", "port": 9},
+                  expect=["ARP_REQUEST", "TCP_SYN", "ARP_REQUEST"], peer="deaf")
+    assert sc.expect == (K.ARP_REQUEST, K.TCP_SYN)
+
+
+@pytest.mark.parametrize("expect, message", [
+    (["TCP_SYNACK", "TCP_SYNAK"], "s.yaml: expect[1]: unknown event kind 'TCP_SYNAK'; known: TCP_SYN,"),
+    (["tcp_synack"], "s.yaml: expect[0]: unknown event kind 'tcp_synack'"),
+    ([2], "s.yaml: expect[0]: unknown event kind 2"),
+    (["HOST_LINK_DOWN"], "s.yaml: expect[0]: HOST_LINK_DOWN is the harness's own record"),
+    ("TCP_SYNACK", "s.yaml: expect: expected a non-empty list of event kinds"),
+    ([], "s.yaml: expect: expected a non-empty list of event kinds"),
+])
+def test_bad_expect_is_named_with_file_field_and_value(expect, message):
+    with pytest.raises(ScenarioError) as info:
+        scenario({"at": 0, "do": "link_down"}, expect=expect)
+    assert message in str(info.value)
+
+
+def test_every_builtin_expects_something_and_each_names_a_board_event():
+    from harness.ingest.events import EventKind as K
+    from harness.scenario import builtin_scenarios
+
+    for name in builtin_scenarios("all"):
+        sc = load_scenario(name)
+        assert sc.expect and all(k < K.HOST_POWER_ON for k in sc.expect), name
+
+
+# -- tiers -------------------------------------------------------------------------------------
+def test_tier_defaults_to_ci_and_a_bad_one_is_named():
+    assert scenario({"at": 0, "do": "link_down"}).tier == "ci"
+    assert scenario({"at": 0, "do": "link_down"}, tier="long").tier == "long"
+    with pytest.raises(ScenarioError, match=r"^s\.yaml: tier: expected one of ci, long, got 'nightly'"):
+        scenario({"at": 0, "do": "link_down"}, tier="nightly")
+
+
+def test_builtin_scenarios_are_the_ci_tier_unless_all_are_asked_for():
+    from harness.scenario import builtin_scenarios
+
+    ci, long, every = builtin_scenarios(), builtin_scenarios("long"), builtin_scenarios("all")
+    assert {"syn-giveup", "synack-giveup"} <= set(long) and not set(long) & set(ci)
+    assert set(every) == set(ci) | set(long)
+    assert all(load_scenario(p).tier == "ci" for p in ci.values())
+    assert all(load_scenario(n).end_ns <= 30_000_000_000 for n in ci)   # minutes belong in the long tier
+    with pytest.raises(ScenarioError, match="tier: expected one of ci, long or all"):
+        builtin_scenarios("nightly")
+
+
+def test_long_tier_scenarios_outlast_the_give_ups_they_are_about():
+    """Linux 6.1: a SYN unanswered gives up at 127 s (tcp_syn_retries 6, the last
+    retransmission at 63 s, level-3 timers up to 5.12 s late); a request sock at 63 s
+    (tcp_synack_retries 5): each run must watch past the moment a seventh SYN or a sixth
+    SYN-ACK retransmission would come."""
+    syn, synack = load_scenario("syn-giveup"), load_scenario("synack-giveup")
+    assert syn.peer == synack.peer == "silent"
+    assert [s.do for s in syn.steps] == ["board_connect"] and syn.end_ns >= 127_000_000_000 + 5_120_000_000
+    assert [s.do for s in synack.steps] == ["connect"] and synack.end_ns >= 63_000_000_000 + 5_000_000_000
+
+
+def test_long_tier_synack_giveup_is_five_synack_retransmissions_and_nothing_at_63_s():
+    from models.board import predict
+
+    cfg = FirmwareConfig.default()
+    sc = load_scenario("synack-giveup")
+    inputs = model_inputs(sc, cfg)
+    pred = predict(cfg, inputs, until=MODEL_SCENARIO_START_NS + sc.end_ns)
+    t0 = inputs[0]["t"]
+    synacks = [round((e.t - t0) / 1e9) for e in pred.events if e.kind == "frame" and e.detail.get("flags") == "S."]
+    assert synacks == [0, 1, 3, 7, 15, 31]
+
+
+# -- the deaf peer and arp-unanswered ---------------------------------------------------------
+def test_deaf_peer_asks_for_the_board_once_before_the_first_step_and_never_answers():
+    cfg = FirmwareConfig.default()
+    sc = scenario({"at": "1s", "do": "connect", "service": "ssh"}, {"at": "2s", "do": "connect", "service": "ssh"},
+                  peer="deaf")
+    frames = [(i["t"], bytes.fromhex(i["hex"])) for i in model_inputs(sc, cfg)]
+    (t_arp, arp), (_, syn1), (_, syn2) = frames
+    assert t_arp < MODEL_SCENARIO_START_NS
+    assert arp[:6] == b"\xff" * 6 and arp[12:14] == b"\x08\x06" and arp[20:22] == b"\x00\x01"
+    assert arp[28:32] == bytes([10, 0, 2, 2]) and arp[38:42] == bytes([10, 0, 2, 15])
+    assert all(f[12:14] == b"\x08\x00" and f[47] == 0x02 for f in (syn1, syn2))
+
+
+def test_arp_unanswered_probes_the_stale_peer_then_broadcasts_mcast_solicit_requests():
+    """The model's reading of the built-in: the SYNs of the connects at 0 and 2.5 s and
+    their retransmissions up to 7 s go to the cached address (DELAY, then PROBE:
+    neigh_timer_handler's unicast probes at 5, 6 and 7 s); the entry has FAILED by 9.5 s, so
+    the second connect's retransmission waits for a new resolution: three broadcasts 1 s
+    apart, then arp_error_report ends that connect and nothing more is sent."""
+    from models.board import predict
+
+    cfg = FirmwareConfig.default()
+    sc = load_scenario("arp-unanswered")
+    assert sc.peer == "deaf" and sc.tier == "ci" and [s.do for s in sc.steps] == ["board_connect"] * 2
+    pred = predict(cfg, model_inputs(sc, cfg), until=MODEL_SCENARIO_START_NS + sc.end_ns)
+    frames = [(round((e.t - MODEL_SCENARIO_START_NS) / 1e9, 1), e) for e in pred.events
+              if e.kind == "frame" and e.t >= MODEL_SCENARIO_START_NS]
+    syns = [(t, e.detail["dport"]) for t, e in frames if e.detail.get("flags") == "S"]
+    assert syns == [(0, 9), (1, 9), (2.5, 13), (3, 9), (3.5, 13), (5.5, 13), (7, 9)]
+    arps = [(t, e.frame[:6] == b"\xff" * 6) for t, e in frames if e.detail.get("proto") == "arp"]
+    assert arps == [(5, False), (6, False), (7, False), (9.5, True), (10.5, True), (11.5, True)]
+    assert len(frames) == len(syns) + len(arps)
+
+
+def test_link_flap_phases_shows_a_two_second_poll_whatever_its_phase():
+    """phylib at PHY_STATE_TIME (1 s) prints each Link line within a poll of its change; the
+    oracle allows one poll plus the console tolerance. A kernel polling every 2 s (the
+    period rounded up to the timer wheel's 8-jiffy granule: 2.00..2.08 s) must overrun that
+    on some change of the built-in, for every phase of its polls."""
+    from harness.oracle import Tolerance
+    from models.phy import PHY_STATE_TIME
+
+    sc = load_scenario("link-flap-phases")
+    changes = [s.at_ns for s in sc.steps if s.do in ("link_down", "link_up")]
+    allowed = PHY_STATE_TIME + Tolerance().console_ns
+    margin = 150_000_000
+    for period in range(2_000_000_000, 2_080_000_001, 10_000_000):
+        for phase in range(0, period, 5_000_000):
+            delays = [(phase - t) % period or period for t in changes]
+            assert max(delays) > allowed + margin, (period, phase, delays)
+    gaps = [b - a for a, b in zip(changes, changes[1:], strict=False)]
+    assert min(gaps) > 2_080_000_000   # each state outlasts a 2 s poll: no change goes unseen

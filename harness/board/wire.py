@@ -225,3 +225,19 @@ class StalledPeer(SilentPeer):
         hdr = Ipv4Repr(ip.dst, ip.src, IPPROTO_TCP, len(out), ttl=64, ident=0, df=True)
         self.wire.inject(EthernetRepr(eth.src, self.mac, ETH_P_IP).emit(hdr.emit(out)))
         self.synacks += 1
+
+
+class DeafPeer:
+    """A peer on the harness's wire that answers no ARP. When it joins the wire it asks for
+    the board's address once (a broadcast request: the board answers, and arp_process ->
+    neigh_event_ns keeps the peer's address in a NUD_STALE entry); after that nothing of it
+    reaches the board but the SYNs the scenario sends. The board's probes for it go
+    unanswered, so its entry goes DELAY -> PROBE -> FAILED, and a later resolution sends
+    mcast_solicit broadcasts retrans_time apart and fails (neigh_timer_handler)."""
+
+    def __init__(self, wire: FrameTransport, ip: str, board_ip: str, mac: str = "52:55:0a:00:02:02"):
+        from models.wire import ARPOP_REQUEST, ETH_P_ARP, ArpRepr, EthernetRepr, ip4, mac_bytes
+
+        me = mac_bytes(mac)
+        arp = ArpRepr(op=ARPOP_REQUEST, sha=me, sip=ip4(ip), tha=bytes(6), tip=ip4(board_ip))
+        wire.inject(EthernetRepr(b"\xff" * 6, me, ETH_P_ARP).emit(arp.emit()))   # padded to 60 bytes

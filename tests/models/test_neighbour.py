@@ -96,10 +96,34 @@ def test_broadcast_reply_only_makes_the_entry_stale():
     assert t.entries[PEER].state is Nud.STALE
 
 
-def test_reachable_time_is_drawn_from_half_to_one_and_a_half_base():
-    for seed in range(20):
-        t = NeighTable(NeighParams(), MAC, BOARD, random.Random(seed))
-        assert sec(15) <= t.reachable_time < sec(45)
+def test_reachable_time_is_the_latest_linux_may_draw():
+    """neigh_rand_reach_time(): base/2 + a draw below base; the model takes its top, and
+    every time that depends on it carries the whole range as a window."""
+    for base in (sec(30), sec(2)):
+        t = table(base_reachable_time=base)
+        assert t.reachable_time == base // 2 + base - 1
+        assert t.reachable_window == (base - 1, 0)
+
+
+def test_entry_stays_reachable_until_the_latest_reachable_time():
+    """An entry the board may already have let go STALE stays REACHABLE in the model (no
+    DELAY, no probe it would wait in vain to have answered) until 45 s after its
+    confirmation."""
+    t = reachable_table()
+    (tx,) = t.neigh_resolve_output(sec(44), PEER, b"pkt")
+    assert EthernetRepr.parse(tx.frame)[0].dst == PEER_MAC and t.entries[PEER].state is Nud.REACHABLE
+    assert t.poll_at() == ms(1) + sec(45) - 1
+
+
+def test_the_peers_answer_to_the_boards_own_probe_confirms_the_entry_again():
+    """The board's entry expired earlier and it probed; the peer's unicast reply reaches the
+    model as an input (arp_process -> neigh_update(NUD_REACHABLE)): confirmed now."""
+    t = reachable_table()
+    t.arp_rcv(sec(30), *reply_frame())
+    assert t.entries[PEER].confirmed == sec(30) and t.entries[PEER].state is Nud.REACHABLE
+    while t.poll_at() is not None and t.entries[PEER].state is Nud.REACHABLE:
+        t.on_timer(t.poll_at())
+    assert t.entries[PEER].transitions[-1][0] == sec(30) + sec(45) - 1 + ms(10)
 
 
 def test_stale_entry_used_goes_delay_then_probes_unicast_after_5_s():
@@ -123,19 +147,51 @@ def test_unanswered_unicast_probes_fail_after_ucast_solicit():
     assert probes == [sec(15), sec(16), sec(17)] and t.entries[PEER].state is Nud.FAILED
 
 
-def test_probe_after_reachable_timeout_carries_the_reachable_window():
+def test_reachable_entry_goes_stale_at_its_reachable_time_when_only_used_while_reachable():
+    """neigh_output() sends a NUD_CONNECTED entry's packets through the hh cache, which
+    leaves `used` alone; so when the reachable time runs out, neigh_timer_handler finds it
+    unused for longer than delay_first_probe_time: STALE, no timer, no probe."""
     t = table()
     t.neigh_resolve_output(0, PEER, b"pkt")
     t.arp_rcv(ms(1), *reply_frame())
     expiry = ms(1) + t.reachable_time
-    t.neigh_resolve_output(expiry - sec(1), PEER, b"more")          # used recently: DELAY, not STALE
-    out, now = [], expiry
-    while not out:
+    (tx,) = t.neigh_resolve_output(expiry - sec(1), PEER, b"more")   # sent at once, REACHABLE
+    assert EthernetRepr.parse(tx.frame)[0].dst == PEER_MAC
+    out = []
+    while t.poll_at() is not None:
+        out += t.on_timer(t.poll_at())
+    assert out == [] and t.entries[PEER].state is Nud.STALE
+    # at exactly confirmed + reachable_time the entry is "still alive" (time_before_eq);
+    # the timer comes back HZ/100 later, and then it is suspected
+    assert t.entries[PEER].transitions[-1][0] == expiry + ms(10)
+
+
+def test_probe_after_reachable_timeout_carries_the_reachable_window():
+    """With a reachable time shorter than delay_first_probe_time, the entry was last used
+    (resolved) recently enough: REACHABLE -> DELAY, and the probe's time inherits the
+    random reachable time's range (neigh_rand_reach_time: base/2 .. 3*base/2)."""
+    t = table(base_reachable_time=sec(2))
+    t.neigh_resolve_output(0, PEER, b"pkt")
+    t.arp_rcv(ms(1), *reply_frame())
+    out, now = [], 0
+    while not out and t.poll_at() is not None:
         now = t.poll_at()
         out = t.on_timer(now)
     (probe,) = out
-    assert probe.window.latest - probe.window.earliest == sec(30) - 1
+    assert t.entries[PEER].state is Nud.PROBE and now == ms(1) + t.reachable_time + ms(10) + sec(5)
+    assert probe.window.latest - probe.window.earliest == sec(2) - 1
     assert probe.window.earliest <= now <= probe.window.latest
+
+
+def test_a_new_entry_counts_as_confirmed_twice_base_reachable_time_ago():
+    """___neigh_create(); a DELAY entry whose peer never confirmed it goes PROBE even when it
+    was created less than delay_first_probe_time after the model's time 0."""
+    t = table()
+    t.arp_rcv(ms(100), *reply_frame(BROADCAST, ARPOP_REQUEST))      # STALE at 0.1 s
+    assert t.entries[PEER].confirmed == ms(100) - sec(60)
+    t.neigh_resolve_output(ms(200), PEER, b"pkt")                    # DELAY
+    t.on_timer(t.poll_at())
+    assert t.entries[PEER].state is Nud.PROBE
 
 
 # -- carrier down: arp_netdev_event(NETDEV_CHANGE) -> neigh_carrier_down -> neigh_flush_dev --

@@ -1,0 +1,97 @@
+"""Built-in scenarios that make firmware faults visible which the others let pass: seeded
+faults on the emulated board (one boot each), the deaf peer they stand on, and the
+link-flap phases checked against a player whose phylib polls every 2 s."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.board.boardfile import parse_board
+from harness.oracle import Tolerance
+from harness.runner import check_scenario, run_scenario
+from harness.scenario import MODEL_SCENARIO_START_NS, load_scenario, model_inputs
+from models.config import DEFAULT_CONFIG, FirmwareConfig
+
+
+def seeded(**image_over):
+    """An emulated board declared as the default firmware, its image built from another."""
+    return parse_board({"kind": "emulated", "image": {**DEFAULT_CONFIG, **image_over}}, "<seeded fault>")
+
+
+def verdict_of(spec, name: str, tmp_path):
+    run = run_scenario(spec, load_scenario(name), tmp_path, log=lambda m: None)
+    return check_scenario(spec, run, Tolerance())
+
+
+def rel_s(v, row) -> float:
+    t = row["pred_ns"] if row["pred_ns"] is not None else row["obs_ns"]
+    return (t - v.start_ns) / 1e9
+
+
+def test_deaf_peer_asks_for_the_board_once_as_the_model_is_told_and_listens_to_nothing():
+    from types import SimpleNamespace
+
+    from harness.board.wire import DeafPeer
+
+    cfg = FirmwareConfig.default()
+    sent: list[bytes] = []
+    # a wire with no on_frame: a peer that wanted to hear the board would fail here
+    DeafPeer(SimpleNamespace(inject=sent.append), "10.0.2.2", "10.0.2.15")
+    (frame,) = sent
+    sc = load_scenario("arp-unanswered")
+    first = model_inputs(sc, cfg)[0]
+    assert first["t"] < MODEL_SCENARIO_START_NS and frame == bytes.fromhex(first["hex"])
+    assert len(frame) == 60 and frame[:6] == b"\xff" * 6 and frame[20:22] == b"\x00\x01"   # a broadcast request
+    assert frame[28:32] == bytes([10, 0, 2, 2]) and frame[38:42] == bytes([10, 0, 2, 15])
+
+
+@pytest.mark.board
+def test_seeded_ucast_solicit_5_sends_the_9_5_s_syn_to_the_cached_address(tmp_path):
+    """arp-unanswered: with ucast_solicit 5 the entry stays NUD_PROBE (unicast probes 5..9 s
+    after the first SYN) until about 10 s, so the second connect's retransmission at 9.5 s
+    goes to the cached address instead of starting a resolution: the SYN is extra and the
+    three broadcast requests are missing."""
+    v = verdict_of(seeded(sysctls={"net.ipv4.neigh.default.ucast_solicit": 5}), "arp-unanswered", tmp_path)
+    rows = sorted((r["kind"], r["stream_name"]) for r in v.rows)
+    assert v.error is None
+    assert rows == [("EXTRA", "TCP_SYN")] + [("MISSING", "ARP_REQUEST")] * 3, json.dumps(v.rows, indent=1, default=int)
+    (syn,) = [r for r in v.rows if r["kind"] == "EXTRA"]
+    assert 9.4 < rel_s(v, syn) < 10.2
+    assert sorted(round(rel_s(v, r)) for r in v.rows if r["kind"] == "MISSING") == [10, 11, 12]
+
+
+@pytest.mark.board
+def test_seeded_tcp_sack_and_window_scaling_off_are_field_mismatches_on_every_synack(tmp_path):
+    """synack-retransmit: the silent peer's SYN offers Linux's options, so a listener whose
+    tcp_sack and tcp_window_scaling are 0 (tcp_parse_options ignores SACK_PERM and WS)
+    answers without them, and so does each retransmission (the slirp peer's SYN offers
+    neither, which is why handshake cannot tell)."""
+    v = verdict_of(seeded(sysctls={"net.ipv4.tcp_sack": 0, "net.ipv4.tcp_window_scaling": 0}), "synack-retransmit",
+                   tmp_path)
+    assert v.error is None and v.rows, json.dumps(v.rows, indent=1, default=int)
+    assert {(r["kind"], r["stream_name"]) for r in v.rows} == {("FIELD_MISMATCH", "TCP_SYNACK")}
+    by_field: dict[str, set] = {}
+    for r in v.rows:
+        by_field.setdefault(r["field"], set()).add((r["pred_value"], r["obs_value"]))
+    assert set(by_field) == {"tcp_sack_perm", "tcp_wscale", "tcp_opt_order"}
+    assert by_field["tcp_sack_perm"] == {(1, 0)}
+    assert {obs for _, obs in by_field["tcp_wscale"]} == {-1}
+    synacks = [t for kind, t in v.series["observed"] if kind == "TCP_SYNACK"]
+    assert len(synacks) == 5 and sum(r["field"] == "tcp_sack_perm" for r in v.rows) == 5
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_link_flap_phases_catches_a_player_polling_the_phy_every_2_s(tmp_path, seed):
+    """The model as the board, its phylib poll (PHY_STATE_TIME) seeded to 2 s: whatever the
+    player's poll phase, some Link line comes more than one poll after its change."""
+    spec = parse_board({"kind": "model", "seed": seed, "constants": {"PHY_STATE_TIME": "2s"}}, "<2 s phylib>")
+    v = verdict_of(spec, "link-flap-phases", tmp_path)
+    assert v.error is None
+    assert v.rows and {(r["kind"], r["stream_name"]) for r in v.rows} <= {("LATE", "LINK_DOWN"), ("LATE", "LINK_UP")}
+
+
+def test_link_flap_phases_passes_a_player_polling_every_second(tmp_path):
+    v = verdict_of(parse_board({"kind": "model", "seed": 3}, "<model>"), "link-flap-phases", tmp_path)
+    assert v.error is None and v.rows == [] and v.predicted == v.observed == 6
