@@ -7,6 +7,7 @@ from the same state. Steps run at their times on the host's monotonic clock.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import time
@@ -158,13 +159,15 @@ def do_step(board, step: Step, n: int = 0) -> dict:
         board.wire.inject(bytes.fromhex(step.args["hex"].replace(" ", "")))
     elif step.do == "board_connect":
         peer, port = peer_ip_str(board.declared), int(step.args["port"])
+        # The request is recorded before it is made: the oracle's input is the request,
+        # and when the program got to connect() is learnt within the app-latency bound.
         if "data" in step.args:
-            _shell(board, _board_write_command(peer, port, step.args["data"]))
             board.record("board_connect", addr=peer, port=port, data=step.args["data"])
+            _shell(board, _board_write_command(peer, port, step.args["data"]))
         else:
             # The board's own connect(): busybox nc in its own session, left to retry on its own.
-            _shell(board, f"setsid nc -w {BOARD_CONNECT_WAIT_S} {peer} {port} </dev/null >/dev/null 2>&1 &")
             board.record("board_connect", addr=peer, port=port)
+            _shell(board, f"setsid nc -w {BOARD_CONNECT_WAIT_S} {peer} {port} </dev/null >/dev/null 2>&1 &")
     return {}
 
 
@@ -260,4 +263,7 @@ def check_scenario(spec: BoardSpec, run: ScenarioRun, tol: Tolerance) -> Verdict
     art = Artifacts.in_dir(run.out_dir, capture_clock)
     if not art.captures:
         raise BoardError(f"{run.out_dir}: the run left no capture")
-    return check_run(art, spec.firmware, run.start_wall_ns, run.end_wall_ns, run.scenario.name, tol, run.out_dir)
+    if spec.app_latency is not None:
+        tol = dataclasses.replace(tol, app_latency_ns=int(spec.app_latency * 1e9))
+    return check_run(art, spec.firmware, run.start_wall_ns, run.end_wall_ns, run.scenario.name, tol, run.out_dir,
+                     expect=getattr(run.scenario, "expect", ()))
