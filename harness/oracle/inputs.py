@@ -247,6 +247,14 @@ def _board_connects(obs: Observation, mi: ModelInputs, end_ns: int, app_latency_
             if mi.learn(Learnt("ephemeral_port", v.sport, low, high if in_range else low - 1, where, t_syn),
                         "FIELD_MISMATCH", "TCP_SYN", "tcp_sport"):
                 sport = v.sport
+        else:
+            # No SYN reached the wire (the peer never answered ARP): the program's
+            # connect() shows as the board's first request for the peer after it asked.
+            arps = _arp_requests(obs, ip4(addr), asked, min(end_ns, asked + app_latency_ns))
+            if arps:
+                mi.learn(Learnt("app_latency", arps[0] - 1_000 - asked, 0, app_latency_ns,
+                                f"connect to {addr}:{port} (no SYN seen)", arps[0]), "TIME", "ARP_REQUEST")
+                t_call = arps[0] - 1_000
         bc = BoardConnect(fd, addr, port, asked, None if data is None else str(data).encode(), sport, observed)
         mi.connects.append(bc)
         mi.inputs.append(TimedInput(t_call, ORDER_APP, Connect(fd, addr, port, sport)))
@@ -256,16 +264,19 @@ def _board_connects(obs: Observation, mi: ModelInputs, end_ns: int, app_latency_
             _app_write(obs, mi, bc, end_ns, app_latency_ns)
 
 
+def _arp_requests(obs: Observation, peer_ip: int, t0: int, t1: int) -> list[int]:
+    """Times of the board's broadcast ARP requests for `peer_ip` in [t0, t1], in order."""
+    sel = np.flatnonzero((obs.frame_dir == FROM_BOARD) & (obs.frame_kind == EventKind.ARP_REQUEST)
+                         & ~obs.frame_probe & (obs.frames.time_ns >= t0) & (obs.frames.time_ns <= t1))
+    return sorted(int(obs.frames.time_ns[i]) for i, v in zip(sel.tolist(), obs.views(sel), strict=True)
+                  if v is not None and v.arp_tip == peer_ip)
+
+
 def _resolution_start(obs: Observation, peer_ip: int, not_before: int, syn_t: int) -> int:
     """The time of the board's broadcast ARP request for `peer_ip` that led to a SYN at
     `syn_t` (the first one after the request), or `syn_t` when it needed none."""
-    sel = np.flatnonzero((obs.frame_dir == FROM_BOARD) & (obs.frame_kind == EventKind.ARP_REQUEST)
-                         & ~obs.frame_probe & (obs.frames.time_ns >= not_before) & (obs.frames.time_ns <= syn_t))
-    best = syn_t
-    for i, v in zip(sel.tolist(), obs.views(sel), strict=True):
-        if v is not None and v.arp_tip == peer_ip:
-            best = min(best, int(obs.frames.time_ns[i]) - 1_000)
-    return best
+    arps = _arp_requests(obs, peer_ip, not_before, syn_t)
+    return arps[0] - 1_000 if arps else syn_t
 
 
 def _flow_frames(obs: Observation, key: int, t0: int) -> list[tuple[int, int, FrameView | None]]:
