@@ -41,7 +41,7 @@ def test_a_complete_real_board_file_parses():
     (real(firmware={"interface": {"address": "192.0.2.10/24", "mac": "zz"}}), "interface.mac", "expected a MAC"),
     ({"kind": "emulated", "machine": "ast2600-evb"}, "machine", "ast2500-evb or romulus-bmc"),
     ({"kind": "emulated", "console": {"url": "/dev/x"}}, "console", "not used by an emulated board"),
-    ({"kind": "virtual"}, "kind", "'real' or 'emulated'"),
+    ({"kind": "virtual"}, "kind", "'real', 'emulated' or 'model'"),
 ])
 def test_bad_field_is_named_with_the_file(data, field, expected):
     with pytest.raises(BoardFileError) as info:
