@@ -126,7 +126,6 @@ class Verdict:
     learnt: list[Learnt] = field(default_factory=list)
     error: str | None = None
     compared_kinds: list[str] = field(default_factory=list)
-    linkwatch_delays: dict[int, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -263,7 +262,7 @@ def judge(obs: Observation, mi: ModelInputs, run: ModelRun, start_ns: int, end_n
               "observed": [(names.get(int(s), "?"), int(t)) for s, t in
                            zip(seen.stream.tolist(), seen.time_ns.tolist(), strict=True)]}
     return Verdict(scenario, rows, len(pred), len(seen), obs.timeline.to_json(), start_ns, end_ns, [], series,
-                   [*mi.learnt, *run.learnt], run.error, compared, dict(run.linkwatch_delays))
+                   [*mi.learnt, *run.learnt], run.error, compared)
 
 
 def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: int, scenario: str = "",
