@@ -13,9 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Terminated
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+# Beyond this the windows are minutes wide and the oracle no longer tells timings apart.
+MAX_TOLERANCE_SCALE = 100.0
 
 
 def _stderr(msg: str) -> None:
@@ -85,7 +87,7 @@ def _boot_check(board, strategy, args) -> int:
     except HarnessError as exc:
         report = {"ok": False, "error": str(exc), "out": str(board.out_dir)}
         print(json.dumps(report, indent=2) if args.json else f"boot check FAILED: {exc}")
-        return EXIT_FAIL
+        return EXIT_ERROR  # a board that cannot be reached is an error, not a divergence
     ready = time.monotonic() - start
     report = {"ok": True, "board": board.name, "boot_to_ready_s": round(ready, 3),
               "steps_s": {k: round(v, 3) for k, v in result.seconds.items()}, "uname": uname,
@@ -159,7 +161,10 @@ def cmd_console(args) -> int:
 
     session, spec = _session_or_spec(args.board)
     url = session.console_url if session else spec.console_url
-    port = serial.serial_for_url(url, baudrate=spec.baudrate, timeout=1)
+    try:
+        port = serial.serial_for_url(url, baudrate=spec.baudrate, timeout=1)
+    except (ValueError, serial.SerialException) as exc:
+        raise HarnessError(f"console {url}: {exc}") from exc
     term = Miniterm(port, eol="lf")
     term.set_rx_encoding("utf-8")
     term.set_tx_encoding("utf-8")
@@ -278,15 +283,17 @@ def cmd_predict(args) -> int:
 def _tolerance(args):
     from harness.oracle import Tolerance
 
-    if args.tolerance_scale <= 0:
-        raise HarnessError(f"--tolerance-scale must be > 0, got {args.tolerance_scale}")
+    if not 0 < args.tolerance_scale <= MAX_TOLERANCE_SCALE:
+        raise HarnessError(f"--tolerance-scale must be a number in (0, {MAX_TOLERANCE_SCALE:g}], got "
+                           f"{args.tolerance_scale}")
     return Tolerance().scaled(args.tolerance_scale)
 
 
 def cmd_run(args) -> int:
     from harness.board import load_board_file
+    from harness.paths import unique_names
     from harness.report import write_report
-    from harness.runner import check_scenario, run_scenario
+    from harness.runner import prepare_run_dir
     from harness.scenario import builtin_scenarios, load_scenario
 
     spec = load_board_file(args.board)
@@ -294,16 +301,70 @@ def cmd_run(args) -> int:
     scenarios = [load_scenario(n) for n in names]  # all parsed before the board is touched
     out = Path(args.out) if args.out else _default_out(f"run-{spec.name}")
     tol = _tolerance(args)
-    verdicts = []
-    for sc in scenarios:
+    prepare_run_dir(out)
+    verdicts, interrupted = [], None
+    for sc, folder in zip(scenarios, unique_names([sc.name for sc in scenarios]), strict=True):
+        if interrupted is not None:
+            verdicts.append(_not_compared(sc.name, f"not run: {interrupted}"))
+            continue
         _stderr(f"scenario {sc.name} ...")
-        run = run_scenario(spec, sc, out / sc.name, log=_stderr)
-        v = check_scenario(spec, run, tol)
+        try:
+            v = _run_one(spec, sc, out / folder, tol)
+        except KeyboardInterrupt as exc:
+            interrupted = _interruption(exc)
+            v = _not_compared(sc.name, f"{interrupted} during the scenario; its artifacts so far are kept")
         verdicts.append(v)
         _stderr(f"scenario {sc.name}: " + ("pass" if v.ok else f"error: {v.error}" if v.error
                                             else f"{len(v.rows)} divergences"))
-    paths = write_report(out, verdicts, {"board": spec.name, "tolerance_scale": args.tolerance_scale})
-    return _print_verdicts(verdicts, paths, args.json)
+    paths = write_report(out, verdicts, {"board": spec.name, "tolerance_scale": args.tolerance_scale,
+                                         "interrupted": interrupted})
+    code = _print_verdicts(verdicts, paths, args.json)
+    if interrupted is not None:
+        raise Terminated() if "SIGTERM" in interrupted else KeyboardInterrupt()
+    return code
+
+
+def _not_compared(scenario: str, error: str):
+    from harness.oracle import Verdict
+
+    return Verdict.not_compared(scenario, error)
+
+
+def _interruption(exc: BaseException) -> str:
+    return "interrupted by SIGTERM" if isinstance(exc, Terminated) else "interrupted by Ctrl-C"
+
+
+def _run_one(spec, sc, folder: Path, tol):
+    """One scenario, start to verdict. Whatever goes wrong is this scenario's error verdict
+    (a board that does not boot, an emulator that dies, a harness bug with its traceback in
+    the scenario's folder); the run goes on with the next scenario on a fresh board."""
+    from harness.runner import check_scenario, run_scenario
+
+    try:
+        run = run_scenario(spec, sc, folder, log=_stderr)
+        return check_scenario(spec, run, tol)
+    except HarnessError as exc:
+        return _not_compared(sc.name, str(exc))
+    except Exception as exc:  # a harness bug: one scenario's error, with the traceback kept
+        log = _write_traceback(folder)
+        return _not_compared(sc.name, f"internal error: {type(exc).__name__}: {exc} (traceback: {log})")
+
+
+def _write_traceback(folder: Path | None) -> Path:
+    """The current exception's traceback in `folder` (else the cache's), for a bug report."""
+    import traceback
+
+    from harness.paths import cache_dir
+
+    for base in ([folder] if folder is not None else []) + [cache_dir() / "tracebacks"]:
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            path = base / f"traceback-{time.strftime('%Y%m%d-%H%M%S')}-{_pid()}.log"
+            path.write_text(traceback.format_exc())
+            return path
+        except OSError:
+            continue
+    return Path("(not written)")
 
 
 def _print_verdicts(verdicts, paths, as_json: bool) -> int:
@@ -343,12 +404,10 @@ def cmd_compare(args) -> int:
 
     spec = load_board_file(args.board)
     sc = load_scenario(args.scenario)
-    pcaps = [Path(p) for p in args.pcap]
-    art = Artifacts(pcaps, Path(args.console), Path(args.host_events), Path(args.qmp) if args.qmp else None,
-                    args.capture_clock)
-    start = args.start_wall_ns if args.start_wall_ns is not None else _wall_of_record(art.host_events,
-                                                                                      "capture_start")
-    end = start + sc.end_ns if args.end_wall_ns is None else args.end_wall_ns
+    pcaps = [_input_file(p, "--pcap") for p in args.pcap]
+    art = Artifacts(pcaps, _input_file(args.console, "--console"), _input_file(args.host_events, "--host-events"),
+                    _input_file(args.qmp, "--qmp") if args.qmp else None, args.capture_clock)
+    start, end = _compare_window(art.host_events, sc, args.start_wall_ns, args.end_wall_ns)
     out = Path(args.out) if args.out else _default_out(f"compare-{spec.name}")
     out.mkdir(parents=True, exist_ok=True)
     v = check_run(art, spec.firmware, start, end, sc.name, _tolerance(args), out,
@@ -357,7 +416,33 @@ def cmd_compare(args) -> int:
     return _print_verdicts([v], paths, args.json)
 
 
-def _wall_of_record(host_events: Path, name: str) -> int:
+def _input_file(path: str, option: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise HarnessError(f"{option} {path}: no such file")
+    if not p.is_file():
+        raise HarnessError(f"{option} {path}: not a file")
+    return p
+
+
+def _compare_window(host_events: Path, sc, start: int | None, end: int | None) -> tuple[int, int]:
+    """The window `compare` judges: by default the scenario's own, from the run's
+    scenario_start and scenario_end records (a run's records also hold the boot before
+    it, which the scenario's expectations are not about). Empty or inverted is an error."""
+    if start is None:
+        start = _wall_of_record(host_events, "scenario_start", "--start-wall-ns")
+    if end is None:
+        try:
+            end = _wall_of_record(host_events, "scenario_end", "--end-wall-ns")
+        except HarnessError:
+            end = start + sc.end_ns
+    if end <= start:
+        raise HarnessError(f"the comparison window is empty or inverted: it ends at {end} ns, "
+                           f"{(start - end) / 1e9:g} s before or at its start ({start} ns)")
+    return start, end
+
+
+def _wall_of_record(host_events: Path, name: str, option: str) -> int:
     """The host wall time of the first `name` record in a host-events.jsonl."""
     from harness.ingest.events import read_host_events
 
@@ -365,10 +450,26 @@ def _wall_of_record(host_events: Path, name: str) -> int:
     for t, event in zip(table.time_ns.tolist(), table.names, strict=True):
         if event == name:
             return int(t)
-    raise HarnessError(f"{host_events}: no {name} record; give --start-wall-ns")
+    raise HarnessError(f"{host_events}: no {name} record (a run written by `bmc-hil run` has one); give {option}")
 
 
 # -- flap ------------------------------------------------------------------------------
+# An experiment longer than a day is a soak for bench/, not a flap.
+MAX_FLAP_CYCLES, MAX_FLAP_PHASE_S = 10_000, 3600.0
+
+
+def _check_flap_args(args) -> None:
+    """Before the board boots: a bad number fails in a second, not after a minute's boot."""
+    if not 1 <= args.cycles <= MAX_FLAP_CYCLES:
+        raise HarnessError(f"--cycles must be 1..{MAX_FLAP_CYCLES}, got {args.cycles}")
+    for opt in ("down", "up"):
+        val = getattr(args, opt)
+        if not 0 < val <= MAX_FLAP_PHASE_S:
+            raise HarnessError(f"--{opt} must be seconds in (0, {MAX_FLAP_PHASE_S:g}], got {val}")
+    if not 0 <= args.tolerance_ms <= MAX_FLAP_PHASE_S * 1e3:
+        raise HarnessError(f"--tolerance-ms must be 0..{MAX_FLAP_PHASE_S * 1e3:g}, got {args.tolerance_ms}")
+
+
 def cmd_flap(args) -> int:
     from rich.console import Console
     from rich.live import Live
@@ -377,6 +478,7 @@ def cmd_flap(args) -> int:
     from harness.board import BoardState, BoardStrategy, load_board_file, open_board, timeouts_for
     from harness.flap import run_flap, write_report
 
+    _check_flap_args(args)
     spec = load_board_file(args.board)
     out = Path(args.out) if args.out else _default_out(f"flap-{spec.name}")
     term = Console(stderr=not args.json)
@@ -500,8 +602,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--qmp", help="qmp.jsonl (emulated boards)")
     cp.add_argument("--scenario", required=True, help="the scenario that was run (file or built-in name)")
     cp.add_argument("--capture-clock", default="host-wall", choices=["host-wall", "qemu-filter-dump"])
-    cp.add_argument("--start-wall-ns", type=int, help="scenario start (default: the capture start record)")
-    cp.add_argument("--end-wall-ns", type=int, help="end of the compared window (default: start + scenario)")
+    cp.add_argument("--start-wall-ns", type=int,
+                    help="start of the compared window (default: the run's scenario_start record)")
+    cp.add_argument("--end-wall-ns", type=int,
+                    help="end of the compared window (default: the run's scenario_end record, else start + "
+                         "the scenario's duration)")
     cp.add_argument("--tolerance-scale", type=float, default=1.0)
     cp.add_argument("--out", help="report folder")
     cp.add_argument("--json", action="store_true")
@@ -548,16 +653,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM (timeout(1), a cancelled CI job) unwinds as Ctrl-C does: boards powered off
+    # and recorded, reports written, no emulator or socket folder left behind.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.func(args)
     except HarnessError as exc:
         _stderr(f"bmc-hil: error: {exc}")
         return EXIT_ERROR
+    except Terminated:
+        _stderr("bmc-hil: terminated (SIGTERM)")
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         _stderr("bmc-hil: interrupted")
         return 130
+    except Exception as exc:  # never a traceback at a user: one line, the rest in a file
+        out = getattr(args, "out", None)
+        log = _write_traceback(Path(out) if out else None)
+        _stderr(f"bmc-hil: internal error: {type(exc).__name__}: {exc}\n(the traceback is in {log}; "
+                "please attach it to a bug report)")
+        return EXIT_ERROR
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

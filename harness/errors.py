@@ -91,3 +91,8 @@ class StrategyError(BoardError):
         self.step = step
         self.reason = reason
         super().__init__(f"board did not reach '{step}': {reason}", **kw)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout` and a cancelled CI job send), raised where the process is so
+    that it unwinds as Ctrl-C does: boards powered off and recorded, reports written."""

@@ -161,6 +161,7 @@ class Progress:
 def run_scenarios(spec: BoardSpec, names: list[str], out: Path, scale: float, progress: Progress,
                   result: NightlyResult) -> None:
     """Each scenario on a fresh board through the oracle; report.json and PNGs in `out`."""
+    from harness.paths import unique_names
     from harness.report import write_report
     from harness.runner import check_scenario, run_scenario
     from harness.scenario import load_scenario
@@ -169,10 +170,10 @@ def run_scenarios(spec: BoardSpec, names: list[str], out: Path, scale: float, pr
     tol = Tolerance().scaled(scale)
     progress.phase("scenarios", len(scenarios))
     verdicts = []
-    for sc in scenarios:
+    for sc, folder in zip(scenarios, unique_names([sc.name for sc in scenarios]), strict=True):
         t0 = time.monotonic()
         try:
-            run = run_scenario(spec, sc, out / sc.name, log=progress.note)
+            run = run_scenario(spec, sc, out / folder, log=progress.note)
             verdict = check_scenario(spec, run, tol)
         except BoardError as exc:
             # The board died under the scenario: a finding about the firmware; go on.

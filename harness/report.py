@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from harness.oracle import Verdict
+from harness.paths import unique_names
 
 
 def timeline_plot(verdict: Verdict, path: Path) -> Path:
@@ -37,12 +38,18 @@ def timeline_plot(verdict: Verdict, path: Path) -> Path:
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("seconds from scenario start (green: model window, blue: board, red: divergence, "
                   "grey: link down)")
-    ax.set_title(f"{verdict.scenario}: {'no divergence' if verdict.ok else f'{len(verdict.rows)} divergences'}")
+    ax.set_title(f"{verdict.scenario}: {_word(verdict)}")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _word(v: Verdict) -> str:
+    if v.error:
+        return "ERROR"
+    return "pass" if v.ok else f"FAIL ({len(v.rows)} divergences)"
 
 
 def _rel(t, t0):
@@ -55,9 +62,9 @@ def _ms(ns) -> str:
 
 def write_report(out_dir: Path, verdicts: list[Verdict], meta: dict) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = {}
-    for v in verdicts:
-        plots[v.scenario] = timeline_plot(v, out_dir / f"{v.scenario}.timeline.png")
+    # A scenario's name is the user's text: its plot's file name is made safe and unique.
+    names = unique_names([v.scenario for v in verdicts])
+    plots = [timeline_plot(v, out_dir / f"{name}.timeline.png") for v, name in zip(verdicts, names, strict=True)]
     data = {**meta, "ok": all(v.ok for v in verdicts), "scenarios": [v.to_json() for v in verdicts]}
     (out_dir / "report.json").write_text(json.dumps(data, indent=1, default=int) + "\n")
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>bmc-hil report</title>"
@@ -70,12 +77,12 @@ def write_report(out_dir: Path, verdicts: list[Verdict], meta: dict) -> dict[str
     for v in verdicts:
         cls = "ok" if v.ok else "bad"
         parts.append(f"<tr class='scenario'><td><a href='#{html.escape(v.scenario)}'>{html.escape(v.scenario)}</a>"
-                     f"</td><td class='{cls}'>{'pass' if v.ok else 'FAIL'}</td><td>{v.predicted}</td>"
+                     f"</td><td class='{cls}'>{_word(v)}</td><td>{v.predicted}</td>"
                      f"<td>{v.observed}</td><td>{len(v.rows)}</td></tr>")
     parts.append("</table>")
-    for v in verdicts:
+    for v, plot in zip(verdicts, plots, strict=True):
         parts.append(f"<h2 id='{html.escape(v.scenario)}'>{html.escape(v.scenario)}</h2>")
-        parts.append(f"<img src='{html.escape(plots[v.scenario].name)}' alt='timeline of {html.escape(v.scenario)}'>")
+        parts.append(f"<img src='{html.escape(plot.name)}' alt='timeline of {html.escape(v.scenario)}'>")
         if v.rows:
             parts.append("<table class='divergences'><tr><th>kind</th><th>field</th><th>stream</th>"
                          "<th>predicted (ms)</th><th>observed (ms)</th><th>frame</th><th>delta (ms)</th>"
@@ -87,10 +94,13 @@ def write_report(out_dir: Path, verdicts: list[Verdict], meta: dict) -> dict[str
                     r.get("pred_value") if r.get("field") else "", r.get("obs_value") if r.get("field") else "",
                 )) + "</tr>")
             parts.append("</table>")
-        else:
+        if v.error:
+            parts.append(f"<p class='bad'>error: {html.escape(v.error)}</p>")
+        elif not v.rows:
             parts.append("<p class='ok'>The board did what Linux 6.1 would have done.</p>")
         for note in v.notes:
             parts.append(f"<p>note: {html.escape(note)}</p>")
     parts.append("</body></html>")
     (out_dir / "report.html").write_text("\n".join(parts))
-    return {"json": out_dir / "report.json", "html": out_dir / "report.html", **{f"png:{k}": p for k, p in plots.items()}}
+    return {"json": out_dir / "report.json", "html": out_dir / "report.html",
+            **{f"png:{v.scenario}": p for v, p in zip(verdicts, plots, strict=True)}}

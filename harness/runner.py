@@ -37,6 +37,7 @@ class ScenarioRun:
     start_wall_ns: int
     end_wall_ns: int
     step_log: list[dict]
+    error: str | None = None     # a step that failed (the steps after it did not run)
 
 
 def _forwards_for(scenario: Scenario, spec: BoardSpec) -> dict[str, int]:
@@ -171,8 +172,6 @@ def do_step(board, step: Step, n: int = 0) -> dict:
     return {}
 
 
-RUN_FILES = ("console.log", "host-events.jsonl", "qmp.jsonl", "qemu.log", "steps.json", "verdict.json",
-             "predicted.pcap", "kernel-counters.json")
 # What the board's kernel counted (SNMP and Linux MIBs), read on the console before the
 # first step and after the last: the triage record of what happened below the wire
 # (TCPSpuriousRtxHostQueues, TCPTimeouts, ...).
@@ -200,18 +199,61 @@ def read_kernel_counters(board) -> dict[str, dict[str, int]] | None:
     return parse_proc_net_counters(text)
 
 
+def prepare_run_dir(out: Path) -> None:
+    """A scenario run's folder: created, or empty. A run never deletes or overwrites files
+    it did not write (a previous run's, or anything else a user keeps there)."""
+    out.mkdir(parents=True, exist_ok=True)
+    kept = sorted(p.name for p in out.iterdir())
+    if kept:
+        raise HarnessError(f"{out}: the run folder is not empty ({', '.join(kept[:5])}"
+                           f"{', ...' if len(kept) > 5 else ''}); a run never overwrites files: "
+                           "give a new or empty folder")
+
+
+# After the window, how long a board that is rebooting (a watchdog reset, a reboot step near
+# the end) may take to answer on its console again: the emulated board's boot to a shell is
+# 5-7 s on a loaded machine (bench/latency.py, reboot lag); four times that.
+LIVENESS_TIMEOUT_S = 30.0
+
+
+def check_liveness(board, timeout: float = LIVENESS_TIMEOUT_S) -> dict:
+    """After the scenario: is the board alive? Its emulator (if any) still runs, and its
+    console shell answers a command within `timeout`. Recorded as `liveness` in the host
+    events, so the oracle (and a later `bmc-hil compare`) sees a board that died or hung as
+    an error, never as a pass; the answer also proves the console log ran to the end."""
+    start = time.monotonic()
+    last = "no answer"
+    while True:
+        try:
+            board.check_alive()
+        except BoardError as exc:
+            return {"alive": False, "reason": str(exc).splitlines()[0]}
+        try:
+            out, status = board.console.run("echo alive", timeout=5)
+            if status == 0 and "alive" in out:
+                return {"alive": True, "answered_after_s": round(time.monotonic() - start, 3)}
+            last = f"`echo alive` gave status {status}: {out.strip()[:80]!r}"
+        except HarnessError as exc:
+            last = str(exc).splitlines()[0]
+        if time.monotonic() - start > timeout:
+            return {"alive": False, "reason": f"the console did not answer within {timeout:g} s after the "
+                                              f"scenario ({last})"}
+        time.sleep(1.0)
+
+
 def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> ScenarioRun:
+    """One scenario on a fresh board. A step that fails (the board died, a command timed
+    out) ends the steps, not the run: the artifacts so far are kept and the failure is the
+    run's `error`, which makes the verdict an error."""
     if spec.kind == "model":
         # The model plays the board in virtual time: the same steps, no sleeping.
         from harness.board.modelboard import run_model_scenario
 
         return run_model_scenario(spec, scenario, out, log)
-    out.mkdir(parents=True, exist_ok=True)
-    # The logs append (a board's power cycles go on in one log); a new run starts afresh.
-    for p in [*(out / n for n in RUN_FILES), *out.glob("capture*.pcap")]:
-        p.unlink(missing_ok=True)
+    prepare_run_dir(out)
     board = open_scenario_board(spec, scenario, out)
     steps = []
+    error = None
     with board:
         board.capture_start(out / "capture.pcap")
         if _wired(board):
@@ -236,25 +278,35 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
             board.ssh.close()
         counters = {"before": read_kernel_counters(board)}
         time.sleep(0.5)
-        start_wall = time.time_ns()
+        start_wall = board.record("scenario_start", scenario=scenario.name).host_wall_ns
         t0 = time.monotonic()
-        for n, step in enumerate(scenario.steps):
-            delay = t0 + step.at_ns / 1e9 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            info = do_step(board, step, n)
-            steps.append({"at_s": step.at_ns / 1e9, "do": step.do, **step.args, **info,
-                          "late_s": round(max(0.0, -delay), 3)})
-            log(f"  {scenario.name}: {step.do} {step.args or ''}")
-        rest = t0 + scenario.end_ns / 1e9 - time.monotonic()
-        if rest > 0:
-            time.sleep(rest)
-        end_wall = time.time_ns()
+        try:
+            for n, step in enumerate(scenario.steps):
+                delay = t0 + step.at_ns / 1e9 - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                try:
+                    info = do_step(board, step, n)
+                except HarnessError as exc:
+                    error = f"step {n} ({step.do} at {step.at_ns / 1e9:g} s) failed: {exc}"
+                    board.record("step_error", step=n, do=step.do, error=str(exc))
+                    steps.append({"at_s": step.at_ns / 1e9, "do": step.do, **step.args, "error": str(exc)})
+                    break
+                steps.append({"at_s": step.at_ns / 1e9, "do": step.do, **step.args, **info,
+                              "late_s": round(max(0.0, -delay), 3)})
+                log(f"  {scenario.name}: {step.do} {step.args or ''}")
+            rest = t0 + scenario.end_ns / 1e9 - time.monotonic()
+            if rest > 0 and error is None:
+                time.sleep(rest)
+        finally:
+            end_wall = board.record("scenario_end", scenario=scenario.name).host_wall_ns
+            (out / "steps.json").write_text(json.dumps(steps, indent=1) + "\n")
+        liveness = check_liveness(board)
+        board.record("liveness", **liveness)
         board.capture_stop()
-        counters["after"] = read_kernel_counters(board)
-    (out / "steps.json").write_text(json.dumps(steps, indent=1) + "\n")
+        counters["after"] = read_kernel_counters(board) if liveness["alive"] else None
     (out / "kernel-counters.json").write_text(json.dumps(counters, indent=1) + "\n")
-    return ScenarioRun(scenario, out, start_wall, end_wall, steps)
+    return ScenarioRun(scenario, out, start_wall, end_wall, steps, error)
 
 
 def check_scenario(spec: BoardSpec, run: ScenarioRun, tol: Tolerance) -> Verdict:
@@ -265,5 +317,6 @@ def check_scenario(spec: BoardSpec, run: ScenarioRun, tol: Tolerance) -> Verdict
         raise BoardError(f"{run.out_dir}: the run left no capture")
     if spec.app_latency is not None:
         tol = dataclasses.replace(tol, app_latency_ns=int(spec.app_latency * 1e9))
+    # A failed step is in the host events (step_error), so the judge makes it an error.
     return check_run(art, spec.firmware, run.start_wall_ns, run.end_wall_ns, run.scenario.name, tol, run.out_dir,
                      expect=getattr(run.scenario, "expect", ()))

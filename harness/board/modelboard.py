@@ -44,7 +44,7 @@ from harness.board.base import Board, HostEvent
 from harness.board.strategy import Timeouts
 from harness.errors import BoardError, StrategyError
 from harness.ingest.pcapwrite import PcapWriter
-from harness.runner import CONNECT_HOLD_S, RUN_FILES, WIRE_PEERS, ScenarioRun, do_step
+from harness.runner import CONNECT_HOLD_S, WIRE_PEERS, ScenarioRun, do_step, prepare_run_dir
 from harness.scenario import ScenarioError, connect_port, peer_ip_str
 from models.board import Board as StackModel
 from models.board import BootTiming
@@ -843,23 +843,23 @@ def run_model_scenario(spec, scenario, out: Path, log=print):
     """A scenario on the model-as-board, as harness.runner.run_scenario does it on a board,
     in virtual time; returns the runner's ScenarioRun (its wall times are the synthetic
     clock's)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for p in [*(out / n for n in RUN_FILES), *out.glob("capture*.pcap")]:
-        p.unlink(missing_ok=True)
+    prepare_run_dir(out)
     steps = []
     with open_model_board(spec, scenario, out) as board:
         board.capture_start(out / "capture.pcap")
         board.power_on()
         _bring_up(board, scenario)
         board.advance_to(board.clock.now + SETTLE_NS)
-        start_wall, t0 = board.clock.wall_ns(), board.clock.now
+        start_wall, t0 = board.record("scenario_start", scenario=scenario.name).host_wall_ns, board.clock.now
         for n, step in enumerate(scenario.steps):
             board.advance_to(t0 + step.at_ns)
             info = do_model_step(board, step, n)
             steps.append({"at_s": step.at_ns / 1e9, "do": step.do, **step.args, **info, "late_s": 0.0})
             log(f"  {scenario.name}: {step.do} {step.args or ''}")
         board.advance_to(t0 + scenario.end_ns)
-        end_wall = board.clock.wall_ns()
+        end_wall = board.record("scenario_end", scenario=scenario.name).host_wall_ns
+        # The model plays on for as long as it is asked: it is alive by construction.
+        board.record("liveness", alive=True, answered_after_s=0.0)
         board.capture_stop()
     (out / "steps.json").write_text(json.dumps(steps, indent=1) + "\n")
     return ScenarioRun(scenario, out, start_wall, end_wall, steps)

@@ -53,6 +53,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A powered-on board's QMP, console and wire sockets live in a folder named after the pid
+# of the harness that made it, so one left by a harness killed with SIGKILL is swept away by
+# the next one to power on a board.
+SOCKDIR_PREFIX = "bmc-hil-"
+
+
+def sweep_socket_dirs() -> list[Path]:
+    """Remove socket folders whose harness process is gone; return what was removed."""
+    removed = []
+    for d in Path(tempfile.gettempdir()).glob(f"{SOCKDIR_PREFIX}*-*"):
+        pid = d.name[len(SOCKDIR_PREFIX):].split("-", 1)[0]
+        try:
+            if not d.is_dir() or not pid.isdigit() or d.stat().st_uid != os.getuid():
+                continue                   # not one of ours
+        except OSError:
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                       # its harness still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue                       # someone else's, alive
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
 class QemuBoard(Board):
     """An emulated AST2500 running `image`, declared to be `declared` (default: the image's config)."""
 
@@ -162,7 +190,8 @@ class QemuBoard(Board):
             raise BoardError("the emulated board is already powered on")
         if shutil.which(QEMU_BINARY) is None:
             raise QemuError(f"{QEMU_BINARY} not found on PATH; run `bmc-hil setup`", artifacts=self.out_dir)
-        self._sockdir = Path(tempfile.mkdtemp(prefix="bmc-hil-"))
+        sweep_socket_dirs()
+        self._sockdir = Path(tempfile.mkdtemp(prefix=f"{SOCKDIR_PREFIX}{os.getpid()}-"))
         self.console_port = free_port()
         self.forwards = {name: (gport, free_port()) for name, gport in self._wanted_forwards().items()}
         if self.network == "wire":

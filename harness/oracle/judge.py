@@ -131,6 +131,17 @@ class Verdict:
     def ok(self) -> bool:
         return not self.rows and self.error is None and (self.predicted + self.observed) > 0
 
+    @classmethod
+    def not_compared(cls, scenario: str, error: str) -> Verdict:
+        """The verdict of a scenario the oracle never got to judge (the board did not boot,
+        the run was interrupted, the harness failed): an error, never a pass."""
+        return cls(scenario, [], 0, 0, {}, 0, 0, error=error)
+
+    def write(self, out_dir: Path) -> Path:
+        path = out_dir / "verdict.json"
+        path.write_text(json.dumps(self.to_json(), indent=1, default=int) + "\n")
+        return path
+
     def to_json(self) -> dict:
         return {"scenario": self.scenario, "ok": self.ok, "error": self.error, "divergences": self.rows,
                 "predicted": self.predicted, "observed": self.observed, "compared_kinds": self.compared_kinds,
@@ -289,7 +300,7 @@ def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: i
         verdict = _linkwatch_cases(verdict, run, attempt, end_ns, out_dir, trial)
     trial.unlink(missing_ok=True)
     _errors(verdict, obs, expect)
-    (out_dir / "verdict.json").write_text(json.dumps(verdict.to_json(), indent=1, default=int) + "\n")
+    verdict.write(out_dir)
     return verdict
 
 
@@ -337,10 +348,27 @@ def _linkwatch_cases(base: Verdict, base_run: ModelRun, attempt, end_ns: int, ou
     return base
 
 
+def _run_problems(v: Verdict, obs: Observation) -> list[str]:
+    """What the harness recorded going wrong with the run itself: a step that failed (the
+    steps after it never ran), and the board's liveness after the window (its emulator
+    still running, its console answering: harness.runner.check_liveness). A board that
+    died or hung makes the run an error whatever the rows say: the model predicts what a
+    live board does, and a dead one sends nothing to contradict a short prediction."""
+    problems = [f"step {r.get('step')} ({r.get('do')}) failed: {r.get('error')}; the steps after it did not run"
+                for r in obs.records("step_error")]
+    live = obs.records("liveness")
+    if not live:
+        v.notes.append("no liveness record after the window (artifacts not written by bmc-hil run): whether "
+                       "the board stayed alive is not known")
+    problems += [f"the board did not stay alive: {r.get('reason')}" for r in live if not r.get("alive")]
+    return problems
+
+
 def _errors(v: Verdict, obs: Observation, expect: Sequence[EventKind]) -> None:
     """What makes a verdict an error rather than a pass or a fail."""
     problems = [v.error] if v.error else []
     problems += [f"damaged capture: {e}" for e in obs.capture_errors]
+    problems += _run_problems(v, obs)
     if v.predicted + v.observed == 0:
         problems.append("nothing was compared: the model predicted nothing and the board did nothing the oracle "
                         "compares in the window")
