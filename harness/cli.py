@@ -291,9 +291,8 @@ def _tolerance(args):
 
 def cmd_run(args) -> int:
     from harness.board import load_board_file
-    from harness.paths import unique_names
+    from harness.paths import prepare_run_dir, unique_names
     from harness.report import write_report
-    from harness.runner import prepare_run_dir
     from harness.scenario import builtin_scenarios, load_scenario
 
     spec = load_board_file(args.board)
@@ -399,6 +398,7 @@ def _print_verdicts(verdicts, paths, as_json: bool) -> int:
 def cmd_compare(args) -> int:
     from harness.board import load_board_file
     from harness.oracle import Artifacts, check_run
+    from harness.paths import prepare_run_dir
     from harness.report import write_report
     from harness.scenario import load_scenario
 
@@ -409,7 +409,7 @@ def cmd_compare(args) -> int:
                     _input_file(args.qmp, "--qmp") if args.qmp else None, args.capture_clock)
     start, end = _compare_window(art.host_events, sc, args.start_wall_ns, args.end_wall_ns)
     out = Path(args.out) if args.out else _default_out(f"compare-{spec.name}")
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(out)
     v = check_run(art, spec.firmware, start, end, sc.name, _tolerance(args), out,
                   expect=getattr(sc, "expect", ()))
     paths = write_report(out, [v], {"board": spec.name})
@@ -479,8 +479,11 @@ def cmd_flap(args) -> int:
     from harness.flap import run_flap, write_report
 
     _check_flap_args(args)
+    from harness.paths import prepare_run_dir
+
     spec = load_board_file(args.board)
     out = Path(args.out) if args.out else _default_out(f"flap-{spec.name}")
+    prepare_run_dir(out)
     term = Console(stderr=not args.json)
     board = open_board(spec, out, log=_stderr)
     rows = []

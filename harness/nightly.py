@@ -32,6 +32,7 @@ from pathlib import Path
 from harness.board.boardfile import BoardSpec
 from harness.errors import BoardError, HarnessError
 from harness.oracle import Tolerance
+from harness.paths import prepare_run_dir
 from harness.proc import die_with_parent
 
 # How long a child gets to write its results after Ctrl-C before it is terminated, then killed.
@@ -484,7 +485,7 @@ def nightly(board: str, out: Path, tolerance_scale: float = 1.0, scenarios: list
     if not (suites / "robot").is_dir():
         raise NightlyError(f"{suites}: no suites here (expected pytest suites and a robot/ folder)")
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(out)   # a night never overwrites another's results
     progress = progress or Progress()
     result = NightlyResult(spec.name, out, time.time())
     previous = signal.signal(signal.SIGTERM, _interrupt)

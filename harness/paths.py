@@ -6,6 +6,8 @@ import os
 import re
 from pathlib import Path
 
+from harness.errors import HarnessError
+
 
 def cache_dir() -> Path:
     """`$BMC_HIL_CACHE`, else `$XDG_CACHE_HOME/bmc-hil`, else `~/.cache/bmc-hil`."""
@@ -46,3 +48,14 @@ def unique_names(names: list[str]) -> list[str]:
         seen.add(cand.lower())
         out.append(cand)
     return out
+
+
+def prepare_run_dir(out: Path) -> None:
+    """A scenario run's folder: created, or empty. A run never deletes or overwrites files
+    it did not write (a previous run's, or anything else a user keeps there)."""
+    out.mkdir(parents=True, exist_ok=True)
+    kept = sorted(p.name for p in out.iterdir())
+    if kept:
+        raise HarnessError(f"{out}: the run folder is not empty ({', '.join(kept[:5])}"
+                           f"{', ...' if len(kept) > 5 else ''}); a run never overwrites files: "
+                           "give a new or empty folder")

@@ -18,6 +18,7 @@ from harness.board import BoardState, BoardStrategy, timeouts_for
 from harness.board.boardfile import BoardSpec
 from harness.errors import BoardError, HarnessError
 from harness.oracle import Artifacts, Tolerance, Verdict, check_run
+from harness.paths import prepare_run_dir
 from harness.scenario import Scenario, ScenarioError, Step, connect_port, peer_ip_str, peer_syn_frame
 
 CONNECT_HOLD_S = 0.5
@@ -197,17 +198,6 @@ def read_kernel_counters(board) -> dict[str, dict[str, int]] | None:
     except HarnessError:
         return None
     return parse_proc_net_counters(text)
-
-
-def prepare_run_dir(out: Path) -> None:
-    """A scenario run's folder: created, or empty. A run never deletes or overwrites files
-    it did not write (a previous run's, or anything else a user keeps there)."""
-    out.mkdir(parents=True, exist_ok=True)
-    kept = sorted(p.name for p in out.iterdir())
-    if kept:
-        raise HarnessError(f"{out}: the run folder is not empty ({', '.join(kept[:5])}"
-                           f"{', ...' if len(kept) > 5 else ''}); a run never overwrites files: "
-                           "give a new or empty folder")
 
 
 # After the window, how long a board that is rebooting (a watchdog reset, a reboot step near

@@ -44,7 +44,8 @@ from harness.board.base import Board, HostEvent
 from harness.board.strategy import Timeouts
 from harness.errors import BoardError, StrategyError
 from harness.ingest.pcapwrite import PcapWriter
-from harness.runner import CONNECT_HOLD_S, WIRE_PEERS, ScenarioRun, do_step, prepare_run_dir
+from harness.paths import prepare_run_dir
+from harness.runner import CONNECT_HOLD_S, WIRE_PEERS, ScenarioRun, do_step
 from harness.scenario import ScenarioError, connect_port, peer_ip_str
 from models.board import Board as StackModel
 from models.board import BootTiming
