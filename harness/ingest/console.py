@@ -10,6 +10,12 @@ its boot: a new boot starts at each `Linux version` banner (and, should the bann
 lost in noise, wherever the printk clock runs backwards by more than a second; that is
 also where a boot's first line, stamped 0.000000 before its banner, starts it).
 
+A board that booted always prints, and the harness's console driver stamps every line it
+writes, in order: a log that is missing or empty, a line without the stamp (binary noise,
+a line cut by a crash, another writer), or stamps that go backwards is damaged input, and
+each is a `ConsoleFormatError` naming the file, the line and its byte offset. Odd bytes
+inside a stamped line are what the board printed: kept, decoded with replacement.
+
 Sans-IO: `parse_console` takes the bytes (or text) and the name of their source.
 """
 
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -119,17 +126,32 @@ def link_speed_mbps(text: str) -> int:
     return round(float(m.group(1)) * (1000 if m.group(2) == "G" else 1))
 
 
-class ConsoleFormatError(HarnessError):
-    """A console log line without the host stamp the harness writes. Names the file and
-    line; `partial` holds the lines read before it."""
+class ConsoleFault(Enum):
+    """What is wrong with a console log (the value says it for a reader)."""
 
-    def __init__(self, source: str, line: int, problem: str, partial: ConsoleLog | None = None):
+    MISSING = "missing"
+    EMPTY = "empty"
+    NO_HOST_STAMP = "no host time stamp"
+    UNDECODABLE = "undecodable bytes"
+    STAMP_BACKWARDS = "host time stamp goes backwards"
+
+
+class ConsoleFormatError(HarnessError):
+    """A console log that is not what the harness's console driver writes. Names the file,
+    the line (1-based; 0 for the whole file) and its byte offset; `partial` holds the lines
+    read before it."""
+
+    def __init__(self, source: str, line: int, problem: str, partial: ConsoleLog | None = None, *,
+                 offset: int = 0, fault: ConsoleFault = ConsoleFault.NO_HOST_STAMP):
         self.source = source
         self.line = line
+        self.offset = offset
+        self.fault = fault
         self.problem = problem
         self.partial = partial
+        where = f"line {line} (byte offset {offset}): " if line else ""
         kept = f"; {len(partial)} lines read before it" if partial is not None else ""
-        super().__init__(f"{source}: line {line}: {problem}{kept}")
+        super().__init__(f"{source}: {where}{problem}{kept}")
 
 
 @dataclass
@@ -151,7 +173,7 @@ class ConsoleLog:
     detail2: np.ndarray
     text: list[str]
     source: str = ""
-    errors: list[ConsoleFormatError] = field(default_factory=list)  # lines skipped (strict=False)
+    errors: list[ConsoleFormatError] = field(default_factory=list)  # what strict=False read past
 
     def __len__(self) -> int:
         return self.line.shape[0]
@@ -195,10 +217,23 @@ def _classify(message: str) -> tuple[int, int, int, int]:
     return NOT_OF_INTEREST, 0, 0, 0
 
 
+def _bad_line(b: bytes) -> tuple[ConsoleFault, str]:
+    """Why a line without its host stamp is not one: binary noise, or text with no stamp."""
+    shown = b[:40].decode("utf-8", errors="replace")
+    try:
+        text = b.decode("utf-8")
+    except UnicodeDecodeError:
+        return ConsoleFault.UNDECODABLE, f"undecodable bytes and no host time stamp: {shown!r}"
+    if any(not c.isprintable() and c not in "\t\r" for c in text):
+        return ConsoleFault.UNDECODABLE, f"binary bytes and no host time stamp: {shown!r}"
+    return ConsoleFault.NO_HOST_STAMP, f"no host time stamp at the start of the line: {shown!r}"
+
+
 def parse_console(data: bytes | str, source: str = "console.log", strict: bool = True) -> ConsoleLog:
-    """Parse a console log. Non-UTF-8 bytes and terminal noise in the text are replaced,
-    never fatal. A line without its host stamp raises `ConsoleFormatError` (strict) or is
-    skipped and listed in `ConsoleLog.errors` (strict=False)."""
+    """Parse a console log. Odd bytes and terminal noise inside a stamped line are replaced,
+    never fatal. An empty log, a line without its host stamp, and a stamp earlier than the
+    line before it raise `ConsoleFormatError` (strict) or are listed in `ConsoleLog.errors`
+    (strict=False: an unstamped line is skipped, a line stamped backwards is kept)."""
     raw = data.encode("utf-8", errors="surrogateescape") if isinstance(data, str) else bytes(data)
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
@@ -206,16 +241,29 @@ def parse_console(data: bytes | str, source: str = "console.log", strict: bool =
     host, guest, line_no, kind, boot, d0, d1, d2 = ([] for _ in range(8))
     texts: list[str] = []
     errors: list[ConsoleFormatError] = []
+
+    def fault(n: int, offset: int, what: ConsoleFault, problem: str) -> None:
+        if strict:
+            read = _columns(host, guest, line_no, kind, boot, d0, d1, d2, texts, source, errors)
+            raise ConsoleFormatError(source, n, problem, read, offset=offset, fault=what)
+        errors.append(ConsoleFormatError(source, n, problem, offset=offset, fault=what))
+
+    if not raw:
+        fault(1, 0, ConsoleFault.EMPTY, "empty: a board that booted always prints")
     cur_boot, boot_max_guest, boot_seen_banner = 0, -1, False
+    offset, last_host, last_line = 0, -1, 0
     for n, b in enumerate(lines, start=1):
+        at, offset = offset, offset + len(b) + 1
         m = _HOST_STAMP.match(b)
         if not m:
-            problem = f"no host time stamp at the start of the line: {b[:40].decode('utf-8', errors='replace')!r}"
-            if strict:
-                raise ConsoleFormatError(source, n, problem,
-                                         _columns(host, guest, line_no, kind, boot, d0, d1, d2, texts, source, errors))
-            errors.append(ConsoleFormatError(source, n, problem))
+            fault(n, at, *_bad_line(b))
             continue
+        host_ns = int(m.group(1)) * 1_000_000_000 + int(m.group(2)) * 1_000
+        if host_ns < last_host:
+            fault(n, at, ConsoleFault.STAMP_BACKWARDS,
+                  f"host time stamp {host_ns / 1e9:.6f} is {(last_host - host_ns) / 1e9:.6f} s before line "
+                  f"{last_line}'s: the log is not one writer's, in order")
+        last_host, last_line = max(last_host, host_ns), n
         text = b[m.end():].rstrip(b"\r").decode("utf-8", errors="replace")
         ps = _PRINTK_STAMP.search(text)
         g = int(ps.group(1)) * 1_000_000_000 + int(ps.group(2)) * 1_000 if ps else -1
@@ -230,7 +278,7 @@ def parse_console(data: bytes | str, source: str = "console.log", strict: bool =
             boot_max_guest, boot_seen_banner = -1, False
         boot_max_guest = max(boot_max_guest, g)
         boot_seen_banner |= k == EventKind.BOOT
-        host.append(int(m.group(1)) * 1_000_000_000 + int(m.group(2)) * 1_000)
+        host.append(host_ns)
         guest.append(g)
         line_no.append(n)
         kind.append(k)
@@ -250,6 +298,15 @@ def _columns(host, guest, line_no, kind, boot, d0, d1, d2, texts, source, errors
 
 
 def read_console(path: str | Path, strict: bool = True) -> ConsoleLog:
-    """`parse_console` on a file (an unreadable file raises its OSError)."""
+    """`parse_console` on a file. A missing file is a `ConsoleFormatError` (strict) or an
+    empty log listing it (strict=False); any other unreadable file raises its OSError."""
     p = Path(path)
-    return parse_console(p.read_bytes(), str(p), strict)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError as exc:
+        err = ConsoleFormatError(str(p), 0, "missing: a board that booted always prints, and the harness keeps "
+                                 "its console log", fault=ConsoleFault.MISSING)
+        if strict:
+            raise err from exc
+        return _columns(*([] for _ in range(9)), str(p), [err])
+    return parse_console(data, str(p), strict)

@@ -4,6 +4,12 @@ Reads the capture(s), the console log, the harness's host-event records and QEMU
 log, maps their clocks onto the host wall clock (harness.ingest.timeline) and keys every
 frame into streams (harness.ingest.streams). Frame fields the later stages need are read
 through models.wire's Reprs (`FrameView`), never by byte offset.
+
+Damaged input is never a silent pass: a capture cut short or malformed, a capture with no
+frame, a console log that is missing, empty, has lines without the console driver's stamp
+or stamps going backwards, each is listed in `Observation.input_errors`, which makes the
+verdict an error. With `Artifacts.salvage` a damaged capture's frames before the fault are
+compared instead, and the cut is listed in `Observation.salvaged`.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ import numpy as np
 
 from harness.compare.events import ObservedEvents
 from harness.errors import HarnessError
-from harness.ingest.console import parse_console
+from harness.ingest.console import ConsoleLog, read_console
 from harness.ingest.events import Clock, EventKind, EventTable, read_host_events, read_qmp_log
-from harness.ingest.pcap import read_capture
+from harness.ingest.pcap import Capture, read_capture
 from harness.ingest.pcap_reference import frame_bytes
 from harness.ingest.streams import STREAM_FIELDS, TO_BOARD, concat_observed, frame_events, nonframe_events
 from harness.ingest.timeline import build_timeline
@@ -32,20 +38,23 @@ class OracleError(HarnessError):
 
 @dataclass
 class Artifacts:
-    """Where a run's records are. `capture_clock`: 'qemu-filter-dump' or 'host-wall'."""
+    """Where a run's records are. `capture_clock`: 'qemu-filter-dump' or 'host-wall'.
+    `salvage`: compare a damaged capture's frames before the fault (and say so) instead of
+    making the verdict an error."""
 
     captures: list[Path]
     console: Path
     host_events: Path
     qmp: Path | None = None
     capture_clock: str = "host-wall"
+    salvage: bool = False
 
     @classmethod
-    def in_dir(cls, out: Path, capture_clock: str) -> Artifacts:
+    def in_dir(cls, out: Path, capture_clock: str, salvage: bool = False) -> Artifacts:
         caps = sorted(out.glob("capture*.pcap"), key=lambda p: (len(p.name), p.name))
         qmp = out / "qmp.jsonl"
         return cls(caps, out / "console.log", out / "host-events.jsonl", qmp if qmp.exists() else None,
-                   capture_clock)
+                   capture_clock, salvage)
 
 
 @dataclass(frozen=True)
@@ -117,10 +126,18 @@ class Observation:
     host_events: Path
     boot_ns: int                     # model time 0: the VM's first run, else power-on (harness records)
     ifup_ns: int                     # the first "Link is Up" after that boot (eth0 up)
-    capture_errors: list[str] = field(default_factory=list)
+    input_errors: list[str] = field(default_factory=list)   # damaged captures and console log: an error
+    salvaged: list[str] = field(default_factory=list)       # damaged captures compared up to their cut
+    salvaged_until_ns: int | None = None  # common time of the last frame before the earliest salvaged cut
 
     _bytes: dict[int, bytes] = field(default_factory=dict, repr=False)   # capture file -> contents
     _records: list[dict] | None = field(default=None, repr=False)
+
+    @property
+    def capture_errors(self) -> list[str]:
+        """The former name of `input_errors`, without its "damaged capture: " prefix (until
+        every reader says input_errors)."""
+        return [e.removeprefix("damaged capture: ") for e in self.input_errors]
 
     def raw_frames(self, sel: np.ndarray) -> list[bytes]:
         """The bytes of the frames at indices `sel`, in that order (each capture read once)."""
@@ -161,20 +178,27 @@ class Observation:
 
 
 def observe(art: Artifacts, declared: FirmwareConfig) -> Observation:
-    """Read and align a run's records; `OracleError` names the file that does not fit."""
-    for p in [*art.captures, art.console, art.host_events]:
+    """Read and align a run's records. Damaged captures and console logs are listed in
+    `input_errors` (or, salvaged captures, in `salvaged`); `OracleError` names a capture or
+    host-event file that is missing."""
+    for p in [*art.captures, art.host_events]:
         if not p.exists():
             raise OracleError(f"{p}: missing (a run keeps its capture, console log and host events)")
-    console = parse_console(art.console.read_bytes(), str(art.console), strict=False)
+    console = read_console(art.console, strict=False)
+    errors = console_errors(console)
     host = read_host_events(art.host_events)
     qmp = read_qmp_log(art.qmp) if art.qmp is not None else None
-    tables, errors = [], []
-    for p in art.captures:
+    tables, salvaged, cuts = [], [], []
+    for f, p in enumerate(art.captures):
         cap = read_capture(p, strict=False)
-        if cap.error is not None:
-            if len(cap.packets) == 0:
-                raise OracleError(str(cap.error)) from cap.error
-            errors.append(str(cap.error))
+        problem = capture_problem(cap, p)
+        if problem and cap.error is not None and art.salvage and len(cap.packets):
+            salvaged.append(f"salvaged: {p} cut at byte offset {cap.error.offset}; frames after it are not "
+                            f"compared ({cap.error.fault.name.lower().replace('_', ' ')}; {len(cap.packets)} "
+                            "frames read before it)")
+            cuts.append((f, int(cap.packets.time_ns[-1])))
+        elif problem:
+            errors.append(problem)
         tables.append(cap.packets)
     timeline = build_timeline(console, host, [t.time_ns for t in tables], art.capture_clock, qmp)
     if art.capture_clock == "qemu-filter-dump" and qmp is not None:
@@ -213,10 +237,36 @@ def observe(art: Artifacts, declared: FirmwareConfig) -> Observation:
     def cat(xs, dt):
         return np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
 
+    whole_until = min((int(timeline.to_common(Clock.CAPTURE, np.array([t], np.int64), f)[0]) for f, t in cuts),
+                      default=None)
     return Observation(declared, frames, cat(kinds, np.int16), cat(dirs, np.int8), cat(files, np.int64),
                        cat(numbers, np.int64), cat(probes, bool), cat(peer_ips, np.int64), cat(peer_ports, np.int64),
                        events, ev.kind.astype(np.int16), ev, timeline,
-                       list(art.captures), art.host_events, boot_ns, ifup_ns, errors)
+                       list(art.captures), art.host_events, boot_ns, ifup_ns, errors, salvaged, whole_until)
+
+
+# How many of one console log's damaged lines a verdict lists before it counts the rest.
+CONSOLE_ERRORS_LISTED = 3
+
+
+def console_errors(console: ConsoleLog) -> list[str]:
+    """The console log's damage as input errors: the first few lines, then a count."""
+    out = [f"damaged console log: {e}" for e in console.errors[:CONSOLE_ERRORS_LISTED]]
+    more = len(console.errors) - CONSOLE_ERRORS_LISTED
+    if more > 0:
+        out.append(f"damaged console log: {console.source}: and {more} more damaged lines")
+    return out
+
+
+def capture_problem(cap: Capture, path: Path) -> str | None:
+    """What is wrong with one capture file, or None. A file with no frame at all is damaged
+    too: a run's capture holds at least the harness's own traffic with the board."""
+    if cap.error is not None:
+        return f"damaged capture: {cap.error}"
+    if len(cap.packets) == 0:
+        return (f"damaged capture: {path}: no frame: the file ends at byte offset {path.stat().st_size}, after "
+                "its header (a run's capture holds at least the harness's own traffic with the board)")
+    return None
 
 
 def _pin_filter_dump(timeline, host_events: Path, qmp: EventTable, n_files: int) -> None:

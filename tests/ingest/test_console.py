@@ -15,9 +15,11 @@ from harness.ingest.console import (
     LINUX_6_1_CONSOLE_MESSAGES,
     NOT_OF_INTEREST,
     PAUSE_CODES,
+    ConsoleFault,
     ConsoleFormatError,
     link_speed_mbps,
     parse_console,
+    read_console,
 )
 from harness.ingest.events import Clock, EventKind
 
@@ -144,9 +146,58 @@ def test_events_use_the_guest_clock_when_stamped_else_host_wall():
     assert ev.line.tolist() == [2, 3, 4, 6]
 
 
-def test_empty_log_has_no_lines_and_no_boots():
-    c = parse_console(b"", "c")
-    assert len(c) == 0 and c.boots == 0 and len(c.events()) == 0
+def test_line_without_host_stamp_is_reported_at_its_byte_offset():
+    with pytest.raises(ConsoleFormatError) as info:
+        parse_console(BOOT + b"garbage without a stamp\n", "run/console.log")
+    assert (info.value.line, info.value.offset, info.value.fault) == (6, len(BOOT), ConsoleFault.NO_HOST_STAMP)
+    assert f"line 6 (byte offset {len(BOOT)})" in str(info.value)
+
+
+def test_binary_line_without_stamp_is_undecodable():
+    c = parse_console(BOOT + b"\x00\x00\xff\xfe\x00\n", "c", strict=False)
+    assert len(c) == 5 and [(e.line, e.offset, e.fault) for e in c.errors] == [(6, len(BOOT), ConsoleFault.UNDECODABLE)]
+
+
+def test_control_bytes_without_stamp_are_binary_not_text():
+    c = parse_console(BOOT + b"\x1b[6n\x07\n", "c", strict=False)
+    assert [e.fault for e in c.errors] == [ConsoleFault.UNDECODABLE]
+
+
+def test_odd_bytes_inside_a_stamped_line_are_kept_not_an_error():
+    c = parse_console(BOOT + b"1002.000000 [    2.000000] eth0: \xff\x00\x1b odd\n", "c")
+    assert c.errors == [] and len(c) == 6 and "\ufffd" in c.text[-1]
+
+
+def test_host_stamp_going_backwards_is_an_error_naming_the_line():
+    with pytest.raises(ConsoleFormatError) as info:
+        parse_console(BOOT + b"1000.500000 [    2.000000] late writer\n", "c")
+    assert (info.value.line, info.value.offset, info.value.fault) == (6, len(BOOT), ConsoleFault.STAMP_BACKWARDS)
+    assert "before line 5's" in str(info.value) and len(info.value.partial) == 5
+
+
+def test_lenient_parse_keeps_a_line_stamped_backwards_and_lists_it():
+    c = parse_console(BOOT + b"1000.500000 [    2.000000] late\n1002.000000 next\n", "c", strict=False)
+    assert len(c) == 7 and [e.line for e in c.errors] == [6]
+
+
+def test_equal_host_stamps_are_in_order():
+    assert parse_console(log("1.000000 a", "1.000000 b"), "c").errors == []
+
+
+def test_empty_log_is_an_error_a_booted_board_always_prints():
+    with pytest.raises(ConsoleFormatError) as info:
+        parse_console(b"", "run/console.log")
+    assert (info.value.line, info.value.offset, info.value.fault) == (1, 0, ConsoleFault.EMPTY)
+    c = parse_console(b"", "c", strict=False)
+    assert len(c) == 0 and c.boots == 0 and len(c.events()) == 0 and [e.fault for e in c.errors] == [ConsoleFault.EMPTY]
+
+
+def test_missing_log_is_an_error_naming_the_file(tmp_path):
+    with pytest.raises(ConsoleFormatError, match="console.log: missing") as info:
+        read_console(tmp_path / "console.log")
+    assert info.value.fault == ConsoleFault.MISSING
+    c = read_console(tmp_path / "console.log", strict=False)
+    assert len(c) == 0 and [e.fault for e in c.errors] == [ConsoleFault.MISSING]
 
 
 # --- kernel faults ------------------------------------------------------------------------

@@ -28,8 +28,9 @@ T0 = 1_795_305_410 * S  # a wall-clock epoch like the real runs'
 
 def console_text(guest_ns, offset_ns, rng, batch_ns=100 * MS):
     """Console lines as the board's reader stamps them: each line reaches the host at the
-    end of the 100 ms read batch it was printed in."""
+    end of the 100 ms read batch it was printed in, stamped in arrival order."""
     host = (guest_ns + offset_ns + batch_ns - 1) // batch_ns * batch_ns + rng.integers(0, 50_000, guest_ns.size)
+    host = np.maximum.accumulate(host)
     return "".join(f"{h // 1000 / 1e6:.6f} [{g // 1000 / 1e6:12.6f}] line\n" for h, g in zip(host, guest_ns, strict=True))
 
 
