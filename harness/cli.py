@@ -406,7 +406,7 @@ def cmd_compare(args) -> int:
     sc = load_scenario(args.scenario)
     pcaps = [_input_file(p, "--pcap") for p in args.pcap]
     art = Artifacts(pcaps, _input_file(args.console, "--console"), _input_file(args.host_events, "--host-events"),
-                    _input_file(args.qmp, "--qmp") if args.qmp else None, args.capture_clock)
+                    _input_file(args.qmp, "--qmp") if args.qmp else None, args.capture_clock, salvage=args.salvage)
     start, end = _compare_window(art.host_events, sc, args.start_wall_ns, args.end_wall_ns)
     out = Path(args.out) if args.out else _default_out(f"compare-{spec.name}")
     prepare_run_dir(out)
@@ -611,6 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="end of the compared window (default: the run's scenario_end record, else start + "
                          "the scenario's duration)")
     cp.add_argument("--tolerance-scale", type=float, default=1.0)
+    cp.add_argument("--salvage", action="store_true",
+                    help="compare a damaged capture up to its cut (the verdict names the cut) instead of "
+                         "making it an error")
     cp.add_argument("--out", help="report folder")
     cp.add_argument("--json", action="store_true")
     cp.set_defaults(func=cmd_compare)

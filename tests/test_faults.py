@@ -332,3 +332,32 @@ def test_sigterm_unwinds_as_ctrl_c(lab, emulated_image):
     assert "interrupted by SIGTERM during the scenario" in a["error"]
     assert b["error"] == "not run: interrupted by SIGTERM"
     assert (lab / "out" / "report.html").exists()
+
+
+def test_compare_salvage_judges_a_cut_capture_up_to_its_cut(model_run, lab):
+    """A capture cut inside the record of the scenario's second SYN-ACK: an error naming
+    the offset without --salvage; with it, the window ends at the last whole frame, the
+    first SYN-ACK is still compared, nothing after the cut is MISSING, and the verdict
+    names the cut."""
+    from harness.ingest.pcap import read_pcap
+    from harness.ingest.streams import TCP_ACK, TCP_SYN
+
+    pcap = model_run / "capture.pcap"
+    table = read_pcap(pcap)
+    synacks = [i for i, f in enumerate(table.tcp_flags.tolist()) if f & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK]
+    data = pcap.read_bytes()
+    off, n = 24, 0
+    while n < synacks[-1]:           # the offset of the last SYN-ACK's record
+        off += 16 + int.from_bytes(data[off + 8: off + 12], "little")
+        n += 1
+    cut = lab / "cut.pcap"
+    cut.write_bytes(data[:off + 20])
+    args = compare_args(model_run)
+    args[args.index("--pcap") + 1] = str(cut)
+    p = bmc_hil(*args, "--out", "plain", cwd=lab)
+    assert p.returncode == 2 and f"byte offset {off}" in json.loads(p.stdout)["scenarios"][0]["error"]
+    p = bmc_hil(*args, "--salvage", "--out", "salvaged", cwd=lab)
+    v = json.loads(p.stdout)["scenarios"][0]
+    assert p.returncode == 0, v
+    assert v["predicted"] == v["observed"] == 1 and not v["divergences"]
+    assert any(n.startswith(f"salvaged: {cut} cut at byte offset {off}") for n in v["notes"]), v["notes"]

@@ -87,6 +87,10 @@ STREAM_FIELDS: tuple[str, ...] = (
     "ip_id",  # IPv4 identification
     "eth_src",  # source MAC, 48 bits
     "eth_dst",  # destination MAC, 48 bits
+    # ip_id - the connection's first: the board's TCP socket frames (not its SYN-ACKs,
+    # which the listener sends with ID 0, nor RSTs, which may come from the control
+    # socket); -1 on every other frame. See _ip_id_rel.
+    "ip_id_rel",
 )
 FIELD = {name: i for i, name in enumerate(STREAM_FIELDS)}
 
@@ -311,7 +315,43 @@ def _fields(t: PacketTable, kind: np.ndarray, direction: np.ndarray, stream: np.
         rel_ack[theirs] = (ack[theirs] - isn[theirs]) & 0xFFFFFFFF
     f[:, FIELD["tcp_rel_seq"]] = rel_seq
     f[:, FIELD["tcp_rel_ack"]] = rel_ack
+    f[:, FIELD["ip_id_rel"]] = _ip_id_rel(flow, is_tcp & (direction == FROM_BOARD) & is_ip, flags, seq,
+                                          _i64(t.ip_id), order)
     return f
+
+
+def _ip_id_rel(flow: np.ndarray, sel: np.ndarray, flags: np.ndarray, seq: np.ndarray, ip_id: np.ndarray,
+               order: np.ndarray) -> np.ndarray:
+    """The IPv4 ID of each of the board's TCP socket frames relative to its connection's
+    first. ip_select_ident_segs (include/net/ip.h): a connected socket's frames carry
+    inet_id, which then counts on by the frame's segments; inet_id starts at
+    get_random_u16() (tcp_v4_connect for an active open, tcp_v4_syn_recv_sock for a
+    passive one), which Linux leaves open, so only the count from the first is compared.
+    A connection begins at the board's SYN-ACK in the flow, or at a SYN that is not a
+    retransmission (same seq) of the SYN just before it; its SYN-ACKs
+    (ip_build_and_send_pkt: ID 0 with DF) and RSTs (the control socket's, or the
+    socket's own) are not socket frames here. -1 where not a socket frame."""
+    n = flow.size
+    out = np.full(n, -1, np.int64)
+    o = order[sel[order]]                  # the board's TCP frames, by flow then capture order
+    if o.size == 0:
+        return out
+    f, fl, sq = flow[o], flags[o], seq[o]
+    syn = (fl & TCP_SYN) != 0
+    synack = syn & ((fl & TCP_ACK) != 0)
+    new_flow = np.ones(o.size, bool)
+    new_flow[1:] = f[1:] != f[:-1]
+    resent = np.zeros(o.size, bool)        # a SYN again, same ISN: the same socket's retransmission
+    resent[1:] = syn[1:] & ~synack[1:] & syn[:-1] & ~synack[:-1] & (sq[1:] == sq[:-1]) & ~new_flow[1:]
+    epoch = np.cumsum(new_flow | synack | (syn & ~resent))
+    socket = ~synack & ((fl & TCP_RST) == 0)
+    first = _first_of_each(epoch, socket)
+    base = np.full(int(epoch[-1]) + 1, -1, np.int64)
+    base[epoch[first]] = ip_id[o[first]]
+    b = base[epoch]
+    ok = socket & (b >= 0)
+    out[o[ok]] = (ip_id[o[ok]] - b[ok]) & 0xFFFF
+    return out
 
 
 def nonframe_events(events: EventTable, timeline: Timeline) -> ObservedEvents:

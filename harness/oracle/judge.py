@@ -66,8 +66,8 @@ CHECKED_FIELDS = {
     # less ECN, DF, ID 0
     EventKind.TCP_RST: field_mask("tcp_flags", "tcp_rel_ack", "ip_ttl", "ip_df", "ip_tos", "ip_id", *_ETH),
     # ip_queue_xmit: inet->tos, DF; the ID is the socket's inet_id, whose first value is
-    # get_random_u16() (tcp_v4_connect): not compared
-    EventKind.TCP_SYN: field_mask("tcp_flags", *_TCP_OPTS, "ip_ttl", "ip_df", "ip_tos", *_ETH),
+    # get_random_u16() (tcp_v4_connect): compared from the connection's first (ip_id_rel)
+    EventKind.TCP_SYN: field_mask("tcp_flags", *_TCP_OPTS, "ip_ttl", "ip_df", "ip_tos", "ip_id_rel", *_ETH),
     EventKind.ARP_REPLY: field_mask("arp_op", *_ETH),
     EventKind.ARP_REQUEST: field_mask("arp_op", *_ETH),
     # icmp_reply: the request's whole TOS byte, no DF; the ID is from ip_idents, random
@@ -79,7 +79,7 @@ CHECKED_FIELDS = {
     EventKind.IPV4_OTHER: field_mask(*_ETH),
     EventKind.ARP_OTHER: field_mask("arp_op", *_ETH),
     EventKind.LINK_UP: field_mask("detail0", "detail1"),
-    EventKind.TCP_DATA: APP_DATA_FIELDS | field_mask("ip_tos", *_ETH),
+    EventKind.TCP_DATA: APP_DATA_FIELDS | field_mask("ip_tos", "ip_id_rel", *_ETH),
 }
 
 
@@ -286,6 +286,11 @@ def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: i
     if end_ns <= start_ns:
         raise ValueError(f"the comparison window ends ({end_ns}) before it starts ({start_ns})")
     obs = observe(art, declared)
+    if obs.salvaged_until_ns is not None:
+        # A salvaged capture is compared up to its cut, less a frame tolerance: past it
+        # the board's frames are unknown (a reply just after the last whole frame may have
+        # been in the lost bytes), and the model's would all be MISSING.
+        end_ns = max(start_ns + 1, min(end_ns, obs.salvaged_until_ns - tol.frame_ns))
     mi = model_inputs(obs, end_ns, tol.app_latency_ns)
     use_qmp = art.qmp is not None
     trial = out_dir / "predicted-trial.pcap"
@@ -299,6 +304,7 @@ def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: i
     if verdict.rows and run.carrier_losses and verdict.error is None:
         verdict = _linkwatch_cases(verdict, run, attempt, end_ns, out_dir, trial)
     trial.unlink(missing_ok=True)
+    verdict.notes += obs.salvaged
     _errors(verdict, obs, expect)
     verdict.write(out_dir)
     return verdict
@@ -367,7 +373,7 @@ def _run_problems(v: Verdict, obs: Observation) -> list[str]:
 def _errors(v: Verdict, obs: Observation, expect: Sequence[EventKind]) -> None:
     """What makes a verdict an error rather than a pass or a fail."""
     problems = [v.error] if v.error else []
-    problems += [f"damaged capture: {e}" for e in obs.capture_errors]
+    problems += obs.input_errors
     problems += _run_problems(v, obs)
     if v.predicted + v.observed == 0:
         problems.append("nothing was compared: the model predicted nothing and the board did nothing the oracle "

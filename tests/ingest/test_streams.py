@@ -157,7 +157,38 @@ FIELDS_BEFORE_ISSUE_9 = ("tcp_flags", "tcp_window", "tcp_mss", "tcp_wscale", "tc
 def test_ip_and_ethernet_fields_are_appended_after_the_existing_ones():
     n = len(FIELDS_BEFORE_ISSUE_9)
     assert STREAM_FIELDS[:n] == FIELDS_BEFORE_ISSUE_9
-    assert STREAM_FIELDS[n:] == ("ip_tos", "ip_id", "eth_src", "eth_dst")
+    assert STREAM_FIELDS[n:] == ("ip_tos", "ip_id", "eth_src", "eth_dst", "ip_id_rel")
+
+
+def board_seg(flags: int, seq: int, ip_id: int, sport: int = 40000, dport: int = 22) -> bytes:
+    return w.ether(PMAC, BMAC, ETHERTYPE_IPV4, w.ipv4(BIP, PIP, IPPROTO_TCP, w.tcp(dport, sport, seq, 1, flags, 64240),
+                                                      ip_id=ip_id))
+
+
+def test_ip_id_rel_counts_a_connections_ids_from_its_first(tmp_path):
+    """ip_select_ident_segs: the socket's inet_id (random start) then +1 per frame. A
+    passive connection: the SYN-ACK (ID 0) is not a socket frame, the child's first frame
+    sets the base. An active one: its SYN sets the base and its retransmissions (same
+    seq) count on; a SYN with a new ISN is a new socket; RSTs are left out."""
+    frames = [
+        board_seg(0x012, 500, 0),                     # SYN-ACK from the listener
+        board_seg(0x010, 501, 0xFFFE),                # the child's first frame: base
+        board_seg(0x018, 501, 0xFFFF),
+        board_seg(0x018, 511, 0x0001),                # one ID skipped: rel 3
+        board_seg(0x004, 521, 0),                     # RST: not compared
+        board_seg(0x002, 9000, 700, sport=40001),     # an active open
+        board_seg(0x002, 9000, 701, sport=40001),     # its retransmission
+        board_seg(0x002, 7777, 300, sport=40001),     # a new socket in the same flow
+        board_seg(0x010, 7778, 301, sport=40001),
+    ]
+    pcap = w.write_pcap(tmp_path / "f.pcap", [(i + 1, f) for i, f in enumerate(frames)], nanosecond=True)
+    ev = frame_events(read_pcap(pcap), BOARD)
+    assert ev.events.fields[:, FIELD["ip_id_rel"]].tolist() == [-1, 0, 1, 3, -1, 0, 1, 0, 1]
+
+
+def test_peer_frames_have_no_ip_id_rel(events):
+    f = events.events.fields
+    assert f[[2, 4, 6], FIELD["ip_id_rel"]].tolist() == [-1, -1, -1]
 
 
 def test_board_frame_carries_its_macs_ip_id_and_tos(tmp_path):
