@@ -29,6 +29,7 @@ HOST_PACKAGES: dict[str, str] = {
     "xz-utils": "unpacking the kernel source",
     "openssl": "hashing the board's root password for /etc/shadow",
     "iproute2": "network namespaces for host-kernel conformance tests",
+    "chromium": "headless rendering of the HTML reports in their tests (screenshot, links)",
 }
 # Debian armel packages unpacked into the board's initramfs (never installed on the host).
 BOARD_ARCH = "armel"
