@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .clock import HZ
 from .wire.ipv4 import INET_ECN_MASK
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "Service",
     "Watchdog",
     "SYSCTL_DEFAULTS",
+    "SYSCTL_BOUNDS",
+    "SysctlBound",
     "SERVICE_IP_TOS_DEFAULTS",
 ]
 
@@ -86,19 +89,100 @@ SYSCTL_DEFAULTS: dict[str, int | str] = {
     "net.core.somaxconn": 4096,
 }
 
-# Integer sysctls whose handler bounds them more tightly than 0..INT_MAX
-# (the .extra1/.extra2 of their ctl_table in net/ipv4/sysctl_net_ipv4.c, net/core/sysctl_net_core.c).
-_SYSCTL_INT_RANGES: dict[str, tuple[int, int]] = {
-    "net.ipv4.tcp_adv_win_scale": (-31, 31),            # tcp_adv_win_scale_min/max
-    "net.ipv4.icmp_echo_ignore_broadcasts": (0, 1),     # proc_dou8vec_minmax, ZERO..ONE
-    "net.ipv4.tcp_reflect_tos": (0, 1),                 # proc_dou8vec_minmax, ZERO..ONE
-    "net.ipv4.ip_no_pmtu_disc": (0, 255),               # proc_dou8vec_minmax, no bounds: a u8
-    "net.ipv4.tcp_early_retrans": (0, 4),               # proc_dou8vec_minmax, ZERO..FOUR
-    # SOCK_MIN_RCVBUF = 2048 + SKB_DATA_ALIGN(sizeof(struct sk_buff)): 2240 on the board
-    "net.core.rmem_max": (2240, 2**31 - 1),
+INT_MAX = 2**31 - 1
+U8_MAX = 255
+# proc_dointvec_jiffies (kernel/sysctl.c do_proc_dointvec_jiffies_conv) takes seconds and
+# refuses more than INT_MAX / HZ of them (the value is kept in jiffies, an int).
+JIFFIES_SECS_MAX = INT_MAX // HZ
+
+
+@dataclass(frozen=True)
+class SysctlBound:
+    """What Linux 6.1 lets `echo VALUE > /proc/sys/...` write: `low..high`, and the
+    ctl_table entry's proc_handler (and extra1/extra2) that enforces it."""
+
+    low: int
+    high: int
+    handler: str
+
+
+def _u8(low: int = 0, high: int = U8_MAX, extra: str = "no extra1/extra2: a u8") -> SysctlBound:
+    return SysctlBound(low, high, f"proc_dou8vec_minmax, {extra}")
+
+
+# Every integer sysctl the config may set, with Linux 6.1's own bounds: the proc_handler and
+# extra1/extra2 of its ctl_table entry in net/ipv4/sysctl_net_ipv4.c (ipv4_net_table),
+# net/core/sysctl_net_core.c (net_core_table, netns_core_table), net/core/neighbour.c
+# (neigh_sysctl_template) and net/ipv4/devinet.c (devinet_sysctl). Where a handler takes
+# any int (proc_dointvec) or a negative number of seconds (proc_dointvec_jiffies), the
+# schema takes 0 as the low end: a negative count or time means nothing to these sysctls.
+SYSCTL_BOUNDS: dict[str, SysctlBound] = {
+    "net.ipv4.tcp_syn_retries": _u8(1, 127, "tcp_syn_retries_min..tcp_syn_retries_max, MAX_TCP_SYNCNT"),
+    "net.ipv4.tcp_synack_retries": _u8(),
+    "net.ipv4.tcp_timestamps": _u8(),
+    "net.ipv4.tcp_sack": _u8(),
+    "net.ipv4.tcp_window_scaling": _u8(),
+    "net.ipv4.tcp_retries1": _u8(0, 255, "extra2 tcp_retr1_max"),
+    "net.ipv4.tcp_retries2": _u8(),
+    "net.ipv4.tcp_early_retrans": _u8(0, 4, "SYSCTL_ZERO..SYSCTL_FOUR"),
+    "net.ipv4.tcp_fin_timeout": SysctlBound(0, JIFFIES_SECS_MAX, "proc_dointvec_jiffies, at most INT_MAX / HZ s"),
+    "net.ipv4.tcp_keepalive_time": SysctlBound(0, JIFFIES_SECS_MAX, "proc_dointvec_jiffies, at most INT_MAX / HZ s"),
+    "net.ipv4.tcp_keepalive_intvl": SysctlBound(0, JIFFIES_SECS_MAX, "proc_dointvec_jiffies, at most INT_MAX / HZ s"),
+    "net.ipv4.tcp_keepalive_probes": _u8(),
+    "net.ipv4.tcp_max_syn_backlog": SysctlBound(0, INT_MAX, "proc_dointvec, an int"),
+    "net.ipv4.tcp_syncookies": _u8(),
+    "net.ipv4.tcp_reflect_tos": _u8(0, 1, "SYSCTL_ZERO..SYSCTL_ONE"),
+    "net.ipv4.ip_default_ttl": _u8(1, 255, "ip_ttl_min..ip_ttl_max"),
+    "net.ipv4.ip_no_pmtu_disc": _u8(),
+    "net.ipv4.tcp_adv_win_scale": SysctlBound(-31, 31, "proc_dointvec_minmax, tcp_adv_win_scale_min..max"),
+    "net.ipv4.icmp_echo_ignore_broadcasts": _u8(0, 1, "SYSCTL_ZERO..SYSCTL_ONE"),
+    # extra1 min_rcvbuf: SOCK_MIN_RCVBUF = 2048 + SKB_DATA_ALIGN(sizeof(struct sk_buff)), 2240 on the board
+    "net.core.rmem_max": SysctlBound(2240, INT_MAX, "proc_dointvec_minmax, extra1 min_rcvbuf (SOCK_MIN_RCVBUF)"),
+    "net.core.somaxconn": SysctlBound(0, INT_MAX, "proc_dointvec_minmax, extra1 SYSCTL_ZERO"),
+    "net.ipv4.neigh.default.unres_qlen_bytes": SysctlBound(0, INT_MAX, "neigh_proc_dointvec_zero_intmax"),
+    # neigh_proc_dointvec_ms_jiffies: msecs_to_jiffies(ms) must fit an int, which any
+    # int of ms does at HZ=100 (base_reachable_time_ms: via neigh_proc_base_reachable_time)
+    "net.ipv4.neigh.default.base_reachable_time_ms": SysctlBound(0, INT_MAX, "neigh_proc_dointvec_ms_jiffies"),
+    "net.ipv4.neigh.default.retrans_time_ms": SysctlBound(0, INT_MAX, "neigh_proc_dointvec_ms_jiffies"),
+    "net.ipv4.neigh.default.delay_first_probe_time": SysctlBound(0, JIFFIES_SECS_MAX,
+                                                                 "neigh_proc_dointvec_jiffies, at most INT_MAX / HZ s"),
+    "net.ipv4.neigh.default.gc_stale_time": SysctlBound(0, JIFFIES_SECS_MAX,
+                                                        "neigh_proc_dointvec_jiffies, at most INT_MAX / HZ s"),
+    "net.ipv4.neigh.default.mcast_solicit": SysctlBound(0, INT_MAX, "neigh_proc_dointvec_zero_intmax"),
+    "net.ipv4.neigh.default.ucast_solicit": SysctlBound(0, INT_MAX, "neigh_proc_dointvec_zero_intmax"),
+    "net.ipv4.neigh.default.app_solicit": SysctlBound(0, INT_MAX, "neigh_proc_dointvec_zero_intmax"),
+    "net.ipv4.conf.all.arp_evict_nocarrier": SysctlBound(0, INT_MAX, "devinet_conf_proc (proc_dointvec), an int"),
 }
 # tcp_rmem's ctl_table: proc_dointvec_minmax with extra1 = &tcp_min_rcvbuf (4096) per value
 TCP_MIN_RCVBUF = 4096
+# ip_local_port_range's own handler, ipv4_local_port_range: each end in
+# ip_local_port_range_min..max (1..65535), the high end not below the low, and the low end
+# not below ip_unprivileged_port_start (sysctl_ip_prot_sock: PROT_SOCK, 1024, which the
+# config cannot change).
+PROT_SOCK = 1024
+
+# interface.mtu: ftgmac100 sets no min_mtu/max_mtu of its own, so alloc_etherdev's
+# ether_setup (net/ethernet/eth.c) leaves ETH_MIN_MTU..ETH_DATA_LEN, which dev_validate_mtu
+# (net/core/dev.c) enforces on `ip link set eth0 mtu N`.
+ETH_MIN_MTU = 68
+ETH_DATA_LEN = 1500
+# interface.name: dev_valid_name (net/core/dev.c): not empty, shorter than IFNAMSIZ (16,
+# with the NUL), not "." or "..", and no '/', ':' or isspace() byte (lib/ctype.c: \t \n
+# \v \f \r, space and 0xa0).
+IFNAMSIZ = 16
+_IFNAME_BAD_BYTES = frozenset(b"/:\t\n\v\f\r \xa0\0")
+# watchdog.timeout: aspeed_wdt (drivers/watchdog/aspeed_wdt.c) sets max_hw_heartbeat_ms to
+# WDT_MAX_TIMEOUT_MS, 4294967 (a 32-bit reload counter at 1 MHz): 4294 whole seconds. A
+# longer timeout would be the watchdog core's software keepalive, not the counter the model
+# reads. It sets no min_timeout; a timeout of 0 reloads the counter with 0 and resets the
+# board at once, so the schema asks for 1 s at least. The kick period (busybox `watchdog
+# -t`) is kept in the same range, and below the timeout.
+WDT_TIMEOUT_MIN = 1
+WDT_TIMEOUT_MAX = 4294967 // 1000
+PORT_MIN, PORT_MAX = 1, 65535
+
+# What YAML 1.1 took for booleans and YAML 1.2 (how the harness reads files) takes for text.
+_YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n"}
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _KNOWN_SERVICES = {"ssh": 22, "http": 80}
@@ -220,13 +304,21 @@ class FirmwareConfig:
             if gateway not in address.network:
                 raise ConfigError(source, "interface.gateway",
                                   f"{gateway} is not on the interface's network {address.network}")
+        if isinstance(iface["mac"], (int, float)) and not isinstance(iface["mac"], bool):
+            raise ConfigError(source, "interface.mac",
+                              f"got the number {iface['mac']!r}, not a MAC: write it quoted, like "
+                              f"mac: \"52:54:00:12:34:56\" (YAML 1.1 reads an unquoted MAC of digits as a "
+                              f"base-60 integer)")
         mac = r.typed(iface["mac"], "interface.mac", str).lower()
         if not _MAC_RE.match(mac):
             raise ConfigError(source, "interface.mac", f"expected a MAC like 52:54:00:12:34:56, got {mac!r}")
         if int(mac[:2], 16) & 1:
             raise ConfigError(source, "interface.mac", f"{mac} is a multicast address")
-        mtu = r.int_range(iface.get("mtu", 1500), "interface.mtu", 68, 9000)
-        name = r.typed(iface.get("name", "eth0"), "interface.name", str)
+        if mac == "00:00:00:00:00:00":   # eth_prepare_mac_addr_change: !is_valid_ether_addr
+            raise ConfigError(source, "interface.mac", f"{mac} is not a MAC Linux takes (is_valid_ether_addr)")
+        mtu = r.int_range(iface.get("mtu", ETH_DATA_LEN), "interface.mtu", ETH_MIN_MTU, ETH_DATA_LEN,
+                          "ftgmac100's ether_setup range, ETH_MIN_MTU..ETH_DATA_LEN")
+        name = _ifname(r.typed(iface.get("name", "eth0"), "interface.name", str), source, "interface.name")
         interface = Interface(address=address, gateway=gateway, mac=mac, mtu=mtu, name=name)
 
         routes = []
@@ -238,7 +330,7 @@ class FirmwareConfig:
             gw = None
             if rt.get("gateway") is not None:
                 gw = r.parse(rt["gateway"], f"{where}.gateway", ipaddress.IPv4Address, "an IPv4 address")
-            routes.append(Route(dest, gw, r.int_range(rt.get("metric", 0), f"{where}.metric", 0, 2**31 - 1)))
+            routes.append(Route(dest, gw, r.int_range(rt.get("metric", 0), f"{where}.metric", 0, INT_MAX)))
 
         sysctls: dict[str, int | str] = {}
         for key, value in r.mapping(top.get("sysctls", {}), "sysctls", optional=None).items():
@@ -247,8 +339,8 @@ class FirmwareConfig:
                 raise ConfigError(source, where, "unknown sysctl; known: " + ", ".join(sorted(SYSCTL_DEFAULTS)))
             default = SYSCTL_DEFAULTS[key]
             if isinstance(default, int):
-                low, high = _SYSCTL_INT_RANGES.get(key, (0, 2**31 - 1))
-                sysctls[key] = r.int_range(value, where, low, high)
+                bound = SYSCTL_BOUNDS[key]
+                sysctls[key] = r.int_range(value, where, bound.low, bound.high, f"Linux 6.1: {bound.handler}")
             elif key == "net.ipv4.tcp_rmem":
                 sysctls[key] = _rmem_triple(r.typed(value, where, str), source, where)
             else:
@@ -261,6 +353,9 @@ class FirmwareConfig:
                 continue
             where = f"services.{sname}"
             spec = raw_services[sname]
+            if isinstance(spec, str) and spec.lower() in _YAML11_BOOLS:
+                raise ConfigError(source, where, f"got the text {spec!r}: write false to leave the service out, "
+                                                 f"or a mapping like {{port: {_KNOWN_SERVICES[sname]}}}")
             if spec is False or spec is None:
                 services.append(Service(sname, _KNOWN_SERVICES[sname], enabled=False,
                                         ip_tos=SERVICE_IP_TOS_DEFAULTS[sname]))
@@ -273,7 +368,7 @@ class FirmwareConfig:
                                   f"socket (__ip_sock_set_tos); the socket would send 0x{ip_tos & ~INET_ECN_MASK:02x}")
             services.append(Service(
                 sname,
-                r.int_range(sv.get("port", _KNOWN_SERVICES[sname]), f"{where}.port", 1, 65535),
+                r.int_range(sv.get("port", _KNOWN_SERVICES[sname]), f"{where}.port", PORT_MIN, PORT_MAX),
                 r.typed(sv.get("enabled", True), f"{where}.enabled", bool),
                 ip_tos,
             ))
@@ -282,11 +377,11 @@ class FirmwareConfig:
             raise ConfigError(source, "services", f"two services share a port: {ports}")
 
         wd = r.mapping(top.get("watchdog", {}), "watchdog", optional={"timeout", "daemon", "period"})
-        # aspeed_wdt: max_hw_heartbeat_ms is 4294967 (32-bit counter at 1 MHz).
         watchdog = Watchdog(
-            timeout=r.int_range(wd.get("timeout", 30), "watchdog.timeout", 1, 4294),
+            timeout=r.int_range(wd.get("timeout", 30), "watchdog.timeout", WDT_TIMEOUT_MIN, WDT_TIMEOUT_MAX,
+                                "seconds within aspeed_wdt's max_hw_heartbeat_ms"),
             daemon=r.typed(wd.get("daemon", False), "watchdog.daemon", bool),
-            period=r.int_range(wd.get("period", 1), "watchdog.period", 1, 4294),
+            period=r.int_range(wd.get("period", 1), "watchdog.period", WDT_TIMEOUT_MIN, WDT_TIMEOUT_MAX),
         )
         if watchdog.daemon and watchdog.period >= watchdog.timeout:
             raise ConfigError(source, "watchdog.period",
@@ -336,21 +431,34 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 
 def _port_range(text: str, source: str, where: str) -> str:
+    """'LOW HIGH' as ipv4_local_port_range takes it (see PROT_SOCK)."""
     parts = text.split()
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 0 < int(parts[0]) <= int(parts[1]) <= 65535:
-        raise ConfigError(source, where, f"expected two ports 'LOW HIGH', got {text!r}")
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts) \
+            or not PROT_SOCK <= int(parts[0]) <= int(parts[1]) <= PORT_MAX:
+        raise ConfigError(source, where, f"expected two ports 'LOW HIGH' with {PROT_SOCK} <= LOW <= HIGH <= {PORT_MAX} "
+                                         f"(Linux 6.1: ipv4_local_port_range; LOW not below ip_unprivileged_port_start), "
+                                         f"got {text!r}")
     return f"{int(parts[0])} {int(parts[1])}"
+
+
+def _ifname(name: str, source: str, where: str) -> str:
+    """An interface name Linux takes (dev_valid_name; see IFNAMSIZ)."""
+    raw = name.encode("utf-8", "surrogatepass")
+    if not raw or len(raw) >= IFNAMSIZ or name in (".", "..") or _IFNAME_BAD_BYTES & set(raw):
+        raise ConfigError(source, where, f"not an interface name Linux takes (dev_valid_name: 1..{IFNAMSIZ - 1} bytes, "
+                                         f"not . or .., no '/', ':' or white space), got {name!r}")
+    return name
 
 
 def _rmem_triple(text: str, source: str, where: str) -> str:
     """'MIN DEFAULT MAX' as proc_dointvec_minmax takes it: three integers, each at least
     tcp_min_rcvbuf. Like the kernel, it does not require them to be in order."""
     parts = text.split()
-    if len(parts) != 3 or not all(p.isdigit() for p in parts) or \
-            not all(TCP_MIN_RCVBUF <= int(p) <= 2**31 - 1 for p in parts):
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts) or \
+            not all(TCP_MIN_RCVBUF <= int(p) <= INT_MAX for p in parts):
         raise ConfigError(source, where,
-                          f"expected three byte counts 'MIN DEFAULT MAX', each {TCP_MIN_RCVBUF}..{2**31 - 1}, "
-                          f"got {text!r}")
+                          f"expected three byte counts 'MIN DEFAULT MAX', each {TCP_MIN_RCVBUF}..{INT_MAX} "
+                          f"(Linux 6.1: proc_dointvec_minmax, extra1 tcp_min_rcvbuf), got {text!r}")
     return " ".join(str(int(p)) for p in parts)
 
 
@@ -391,13 +499,18 @@ class _Reader:
 
     def typed(self, value: Any, where: str, kind: type):
         if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
-            raise self.fail(where, f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+            hint = ""
+            if kind is str and isinstance(value, (bool, int, float)):
+                hint = " (write it quoted to keep it as text)"
+            elif kind is bool and isinstance(value, str) and value.lower() in _YAML11_BOOLS:
+                hint = f" (write true or false: the file is read as YAML 1.2, where {value!r} is text)"
+            raise self.fail(where, f"expected {kind.__name__}, got {type(value).__name__} {value!r}{hint}")
         return value
 
-    def int_range(self, value: Any, where: str, low: int, high: int) -> int:
+    def int_range(self, value: Any, where: str, low: int, high: int, why: str = "") -> int:
         value = self.typed(value, where, int)
         if not low <= value <= high:
-            raise self.fail(where, f"expected an integer in {low}..{high}, got {value}")
+            raise self.fail(where, f"expected an integer in {low}..{high}{f' ({why})' if why else ''}, got {value}")
         return value
 
     def parse(self, value: Any, where: str, kind, expected: str):

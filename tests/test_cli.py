@@ -114,4 +114,4 @@ def test_image_build_with_a_bad_config_exits_2_naming_file_and_field(tmp_path):
     fw.write_text("interface: {address: 10.0.2.15/24, mac: '52:54:00:12:34:56', mtu: 99999}\n")
     out = run("image", "build", "--config", str(fw), timeout=30)
     assert out.returncode == 2
-    assert "fw.yaml: interface.mtu: expected an integer in 68..9000, got 99999" in out.stderr
+    assert "fw.yaml: interface.mtu: expected an integer in 68..1500" in out.stderr and "got 99999" in out.stderr

@@ -73,7 +73,7 @@ def test_firmware_file_is_read_relative_to_the_board_file(tmp_path):
 def test_bad_field_in_a_referenced_firmware_file_names_that_file(tmp_path):
     (tmp_path / "fw.yaml").write_text("interface: {address: 192.0.2.10/24, mac: '02:00:00:00:00:01', mtu: 20}\n")
     (tmp_path / "b.yaml").write_text("kind: emulated\nfirmware: fw.yaml\n")
-    with pytest.raises(BoardFileError, match=r"fw\.yaml: interface\.mtu: expected an integer in 68\.\.9000"):
+    with pytest.raises(BoardFileError, match=r"fw\.yaml: interface\.mtu: expected an integer in 68\.\.1500"):
         load_board_file(tmp_path / "b.yaml")
 
 
