@@ -29,14 +29,17 @@ silent peer, the one SYN the harness puts on the wire (`peer_syn_frame`).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
 from harness.ingest.events import EventKind
 from harness.yamlfile import load_yaml
+from models.config import PORT_MAX, PORT_MIN, WDT_TIMEOUT_MAX, WDT_TIMEOUT_MIN
 
 PEERS = ("slirp", "silent", "stalled", "deaf")
 TIERS = ("ci", "long")
@@ -54,8 +57,21 @@ STEP_FIELDS: dict[str, set[str]] = {
     "board_connect": {"port", "data"},
     "frame": {"hex"},
 }
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min)?\s*$")
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min)?\s*$")
 _UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "min": 60_000_000_000, None: 1_000_000_000}
+# The latest a step may come and the longest a scenario may last (its last step plus its
+# duration): a day. A scenario runs in real time on a board, and the model steps through
+# every timer on the way; a day holds Linux's longest default schedules with room (the
+# keepalive probes: tcp_keepalive_time 2 h + 9 x 75 s; tcp_retries2's give-up, about
+# 15 min), and a longer time is more likely a missing unit than a test.
+SCENARIO_TIME_MAX_NS = 24 * 3600 * 1_000_000_000
+# Each step on a board is an action of its own (a link change, an SSH command); the
+# built-in scenarios have at most six. More than this is a generated file gone wrong.
+STEPS_MAX = 1000
+# A `frame` step's bytes: at least an Ethernet header (ETH_HLEN), at most what one
+# ftgmac100 receive buffer holds (RX_BUF_SIZE = MAX_PKT_SIZE, 1536; a longer frame is
+# flagged too long by the MAC, which the model does not play).
+FRAME_MIN, FRAME_MAX = 14, 1536
 
 # board_connect data: one short write (a segment well under any MSS).
 BOARD_DATA_MAX = 256
@@ -108,18 +124,37 @@ class Scenario:
         return (self.steps[-1].at_ns if self.steps else 0) + self.duration_ns
 
 
-def parse_duration(value: Any, where: str, source: str) -> int:
-    """`1.5s`, `200ms`, `2min` or a number of seconds -> ns."""
-    if isinstance(value, bool):
-        raise ScenarioError(f"{source}: {where}: expected a duration like 1.5s or 200ms, got {value!r}")
+def parse_duration(value: Any, where: str, source: str, max_ns: int = SCENARIO_TIME_MAX_NS) -> int:
+    """`1.5s`, `200ms`, `2min` or a number of seconds -> ns, at most `max_ns`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ScenarioError(f"{source}: {where}: expected a duration like 1.5s or 200ms, got {_show(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ScenarioError(f"{source}: {where}: expected a finite duration like 1.5s or 200ms, got {value!r}")
     if isinstance(value, (int, float)):
         if value < 0:
             raise ScenarioError(f"{source}: {where}: a duration cannot be negative ({value})")
-        return int(round(value * 1_000_000_000))
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ScenarioError(f"{source}: {where}: expected a duration like 1.5s or 200ms, got {value!r}")
-    return int(round(float(m.group(1)) * _UNIT_NS[m.group(2)]))
+        seconds = Decimal(value)
+        unit_ns = _UNIT_NS[None]
+    else:
+        m = _DURATION.match(value)
+        if not m:
+            raise ScenarioError(f"{source}: {where}: expected a duration like 1.5s or 200ms, got {_show(value)}")
+        seconds, unit_ns = Decimal(m.group(1)), _UNIT_NS[m.group(2)]
+    # Decimal keeps a long string exact and never overflows the way a float would.
+    if seconds * unit_ns > max_ns:
+        raise ScenarioError(f"{source}: {where}: {_show(value)} is longer than {_seconds(max_ns)} s, "
+                            f"the most it may be")
+    return int((seconds * unit_ns).to_integral_value())
+
+
+def _seconds(ns: int) -> str:
+    return f"{ns / 1_000_000_000:g}"
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """`repr(value)`, cut short: an error message quotes what was written, not all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
@@ -150,7 +185,7 @@ def parse_scenario(data: Any, source: str) -> Scenario:
         raise ScenarioError(f"{source}: expected a mapping with name and steps, got {type(data).__name__}")
     unknown = set(data) - {"name", "description", "duration", "steps", "peer", "expect", "tier"}
     if unknown:
-        raise ScenarioError(f"{source}: {sorted(unknown)[0]}: unknown field; expected name, description, "
+        raise ScenarioError(f"{source}: {sorted(map(str, unknown))[0]}: unknown field; expected name, description, "
                             "duration, steps, peer, expect, tier")
     peer = data.get("peer", "slirp")
     if peer not in PEERS:
@@ -164,25 +199,31 @@ def parse_scenario(data: Any, source: str) -> Scenario:
     raw_steps = data.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise ScenarioError(f"{source}: steps: expected a non-empty list of steps")
+    if len(raw_steps) > STEPS_MAX:
+        raise ScenarioError(f"{source}: steps: {len(raw_steps)} steps, more than the {STEPS_MAX} a scenario may have")
     steps = []
     for i, raw in enumerate(raw_steps):
         where = f"steps[{i}]"
         if not isinstance(raw, dict):
             raise ScenarioError(f"{source}: {where}: expected a mapping like {{at: 1s, do: link_down}}")
         do = raw.get("do")
-        if do not in STEP_FIELDS:
-            raise ScenarioError(f"{source}: {where}.do: unknown step {do!r}; known: {', '.join(STEP_FIELDS)}")
+        if not isinstance(do, str) or do not in STEP_FIELDS:
+            raise ScenarioError(f"{source}: {where}.do: unknown step {_show(do)}; known: {', '.join(STEP_FIELDS)}")
         if "at" not in raw:
             raise ScenarioError(f"{source}: {where}.at: missing (when the step happens, e.g. 1.5s)")
         extra = set(raw) - {"at", "do"} - STEP_FIELDS[do]
         if extra:
-            raise ScenarioError(f"{source}: {where}.{sorted(extra)[0]}: unknown field for {do}; expected "
+            raise ScenarioError(f"{source}: {where}.{sorted(map(str, extra))[0]}: unknown field for {do}; expected "
                                 + (", ".join(sorted(STEP_FIELDS[do])) or "none"))
         args = {k: v for k, v in raw.items() if k not in ("at", "do")}
         _check_args(do, args, f"{where}", source)
         steps.append(Step(parse_duration(raw["at"], f"{where}.at", source), do, args, i))
     ordered = tuple(sorted(steps, key=lambda s: (s.at_ns, s.index)))
     duration = parse_duration(data.get("duration", "5s"), "duration", source)
+    if ordered[-1].at_ns + duration > SCENARIO_TIME_MAX_NS:
+        raise ScenarioError(f"{source}: duration: the scenario would end {_seconds(ordered[-1].at_ns + duration)} s "
+                            f"after it starts (its last step plus its duration), more than the "
+                            f"{_seconds(SCENARIO_TIME_MAX_NS)} s it may last")
     expect = _parse_expect(data["expect"], source) if "expect" in data else default_expect(ordered)
     return Scenario(name, ordered, duration, str(data.get("description", "")), source, peer, expect, tier)
 
@@ -232,13 +273,13 @@ def _check_args(do: str, args: dict, where: str, source: str) -> None:
             raise ScenarioError(f"{source}: {where}.{key}: expected an integer in {low}..{high}, got {v!r}")
 
     if do == "watchdog_start":
-        need_int("timeout", 1, 4294)
+        need_int("timeout", WDT_TIMEOUT_MIN, WDT_TIMEOUT_MAX)
         if "period" in args:
-            need_int("period", 1, 4294)
+            need_int("period", WDT_TIMEOUT_MIN, WDT_TIMEOUT_MAX)
             if args["period"] >= args["timeout"]:
                 raise ScenarioError(f"{source}: {where}.period: must be shorter than the timeout")
     elif do == "board_connect":
-        need_int("port", 1, 65535)
+        need_int("port", PORT_MIN, PORT_MAX)
         if "data" in args:
             d = args["data"]
             if not isinstance(d, str) or not 1 <= len(d) <= BOARD_DATA_MAX \
@@ -249,14 +290,15 @@ def _check_args(do: str, args: dict, where: str, source: str) -> None:
         if ("service" in args) == ("port" in args):
             raise ScenarioError(f"{source}: {where}: give exactly one of service or port")
         if "port" in args:
-            need_int("port", 1, 65535)
+            need_int("port", PORT_MIN, PORT_MAX)
         elif args["service"] not in ("ssh", "http"):
             raise ScenarioError(f"{source}: {where}.service: expected ssh or http, got {args['service']!r}")
     elif do == "frame":
         h = args.get("hex")
         if not isinstance(h, str) or not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", h.replace(" ", "")) \
-                or len(h.replace(" ", "")) < 28:
-            raise ScenarioError(f"{source}: {where}.hex: expected an Ethernet frame as hex (14 bytes or more)")
+                or not FRAME_MIN <= len(h.replace(" ", "")) // 2 <= FRAME_MAX:
+            raise ScenarioError(f"{source}: {where}.hex: expected an Ethernet frame as hex "
+                                f"({FRAME_MIN}..{FRAME_MAX} bytes)")
 
 
 def peer_ip_str(config) -> str:

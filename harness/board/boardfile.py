@@ -30,12 +30,15 @@ the emulated board, for seeded-fault coverage):
     constants: {PHY_STATE_TIME: 2s}  # Linux constants seeded in the player only
                                      # (modelboard.PLAYER_CONSTANTS; durations, or Hz)
 
-Command templates are argument lists, never shell strings; `{name}` and `{console_url}`
-may appear in an argument (`{{` and `}}` for literal braces).
+Command templates are argument lists of strings, never shell strings; `{name}` and
+`{console_url}` may appear in an argument as they are (no format spec or conversion), and
+`{{` and `}}` stand for literal braces. Templates are checked when the file is read.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +49,12 @@ from harness.yamlfile import load_yaml
 from models.config import ConfigError, FirmwareConfig
 
 TEMPLATE_FIELDS = {"name", "console_url"}
+# A board strategy step (booted, shell, network, ssh) that has not finished in an hour is
+# hung, not slow; the deadline must also be a finite number (an infinite or NaN one never
+# expires).
+STEP_TIMEOUT_MAX_S = 3600
+# app_latency: a program the harness started that has not run in ten minutes is not late.
+APP_LATENCY_MAX_S = 600
 
 
 @dataclass(frozen=True)
@@ -123,13 +132,10 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
     timeouts = {}
     if "timeouts" in top:
         for k, v in f.mapping(top["timeouts"], "timeouts", optional={"booted", "shell", "network", "ssh"}).items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                raise f.error(f"timeouts.{k}", f"expected a positive number of seconds, got {v!r}")
-            timeouts[k] = float(v)
+            timeouts[k] = f.seconds(v, f"timeouts.{k}", STEP_TIMEOUT_MAX_S)
     app_latency = top.get("app_latency")
-    if app_latency is not None and (isinstance(app_latency, bool) or not isinstance(app_latency, (int, float))
-                                    or not 0 < app_latency <= 600):
-        raise f.error("app_latency", f"expected seconds in (0, 600], got {app_latency!r}")
+    if app_latency is not None:
+        app_latency = f.seconds(app_latency, "app_latency", APP_LATENCY_MAX_S)
 
     if kind == "model":
         for key in ("console", "ssh", "capture", "link", "power", "machine", "network"):
@@ -176,14 +182,15 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
         raise f.error("ssh.known_hosts", f"expected strict or auto-accept, got {policy!r}")
     if "password" not in s and "key_file" not in s:
         raise f.error("ssh", "needs a password or a key_file")
-    key_file = _path(f.str_(s["key_file"], "ssh.key_file"), base) if "key_file" in s else None
+    key_file = _path(f, f.str_(s["key_file"], "ssh.key_file"), base, "ssh.key_file") if "key_file" in s else None
     if key_file is not None and not key_file.exists():
         raise f.error("ssh.key_file", f"{key_file} does not exist")
     ssh = SSHSpec(host=f.str_(s["host"], "ssh.host"), port=f.int_(s.get("port", 22), "ssh.port", 1, 65535),
                   user=f.str_(s.get("user", "root"), "ssh.user"),
                   password=f.str_(s["password"], "ssh.password") if "password" in s else None,
                   key_file=key_file, known_hosts=policy,
-                  known_hosts_file=_path(f.str_(s["known_hosts_file"], "ssh.known_hosts_file"), base)
+                  known_hosts_file=_path(f, f.str_(s["known_hosts_file"], "ssh.known_hosts_file"), base,
+                                         "ssh.known_hosts_file")
                   if "known_hosts_file" in s else None)
 
     cap_iface = cap_filter = None
@@ -210,7 +217,7 @@ def load_firmware_config(path: str | Path) -> FirmwareConfig:
 
 def _firmware(f: _Fields, value: Any, where: str, base: Path) -> FirmwareConfig:
     if isinstance(value, str):
-        path = _path(value, base)
+        path = _path(f, value, base, where)
         try:
             data = load_yaml(path, "firmware config", BoardFileError)
         except BoardFileError as exc:
@@ -229,7 +236,7 @@ def _player_constants(f: _Fields, value: Any) -> dict[str, int]:
     """`constants:` of a model-as-board file: a known name -> a duration (`2s`, `200ms`) or,
     for a clock, a frequency in Hz."""
     from harness.board.modelboard import PLAYER_CONSTANTS
-    from harness.scenario import ScenarioError, parse_duration
+    from harness.scenario import SCENARIO_TIME_MAX_NS, ScenarioError, parse_duration
 
     out = {}
     for name, raw in f.mapping(value, "constants", optional=set(PLAYER_CONSTANTS)).items():
@@ -238,7 +245,8 @@ def _player_constants(f: _Fields, value: Any) -> dict[str, int]:
             out[name] = f.int_(raw, where, 1, 10**10)
             continue
         try:
-            ns = parse_duration(raw, where, f.source)
+            # a seeded timer longer than the longest scenario never fires in one: the same bound
+            ns = parse_duration(raw, where, f.source, SCENARIO_TIME_MAX_NS)
         except ScenarioError as exc:
             raise BoardFileError(str(exc)) from exc
         if ns <= 0:
@@ -253,21 +261,49 @@ def _commands(f: _Fields, value: Any, where: str, allowed: set[str]) -> dict[str
         field_ = f"{where}.{verb}"
         if isinstance(argv, str):
             raise f.error(field_, "expected an argument list like [pdu, port3, off], not a shell string")
-        if not isinstance(argv, list) or not argv or not all(isinstance(a, (str, int)) for a in argv):
-            raise f.error(field_, f"expected a non-empty list of arguments, got {argv!r}")
-        argv = [str(a) for a in argv]
-        for arg in argv:
-            for _, name, _, _ in string.Formatter().parse(arg):
-                if name is not None and name not in TEMPLATE_FIELDS:
-                    raise f.error(field_, f"unknown placeholder {{{name}}}; known: "
-                                  + ", ".join("{" + n + "}" for n in sorted(TEMPLATE_FIELDS))
-                                  + " (write {{ and }} for literal braces)")
-        out[verb] = argv
+        if not isinstance(argv, list) or not argv:
+            raise f.error(field_, f"expected a non-empty list of arguments like [pdu, port3, off], got {argv!r}")
+        for i, arg in enumerate(argv):
+            if not isinstance(arg, str):
+                raise f.error(f"{field_}[{i}]", f"expected a string, got {type(arg).__name__} {arg!r}: write it "
+                                                f"quoted ('{json.dumps(arg)}') so the argument is what you wrote")
+            if "\0" in arg:
+                raise f.error(f"{field_}[{i}]", "an argument cannot hold a NUL character")
+            _check_template(f, arg, f"{field_}[{i}]")
+        out[verb] = list(argv)
     return out
 
 
-def _path(text: str, base: Path) -> Path:
-    p = Path(text).expanduser()
+def _check_template(f: _Fields, arg: str, where: str) -> None:
+    """Only `{name}` and `{console_url}` as they are, and `{{`/`}}`: what str.format then
+    expands to the board's name or console URL and nothing else (a format spec such as
+    `{name:>200000}` would make an argument of any size; an attribute or index would reach
+    into the value)."""
+    known = ", ".join("{" + n + "}" for n in sorted(TEMPLATE_FIELDS))
+    try:
+        parts = list(string.Formatter().parse(arg))
+    except ValueError as exc:   # a lone { or }
+        raise f.error(where, f"not a command template: {exc} in {arg!r} (write {{{{ and }}}} for literal "
+                             f"braces; known placeholders: {known})") from exc
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS:
+            raise f.error(where, f"unknown placeholder {{{name}}}; known: {known} "
+                                 "(write {{ and }} for literal braces)")
+        if spec or conversion:
+            raise f.error(where, f"placeholder {{{name}}} with a format spec or conversion in {arg!r}; write "
+                                 f"{{{name}}} alone")
+
+
+def _path(f: _Fields, text: str, base: Path, where: str) -> Path:
+    """`text` as a path: `~` expanded, relative to the board file's folder."""
+    if "\0" in text:
+        raise f.error(where, "a path cannot hold a NUL character")
+    try:
+        p = Path(text).expanduser()
+    except RuntimeError as exc:   # ~user of no such user
+        raise f.error(where, f"cannot expand {text!r}: {exc}") from exc
     return p if p.is_absolute() else base / p
 
 
@@ -295,6 +331,13 @@ class _Fields:
         if not isinstance(value, str) or not value:
             raise self.error(where, f"expected a non-empty string, got {type(value).__name__} {value!r}")
         return value
+
+    def seconds(self, value, where, high) -> float:
+        """A number of seconds in (0, high]."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or not 0 < value <= high:
+            raise self.error(where, f"expected a number of seconds in (0, {high}], got {value!r}")
+        return float(value)
 
     def int_(self, value, where, low, high) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
