@@ -290,7 +290,8 @@ class Board:
         for seg in segs:
             payload = seg.tcp.emit(seg.payload, seg.src, seg.dst)
             for nh, packet in self.ip.ip_queue_xmit(now, seg.dst, IPPROTO_TCP, payload, seg.ip_id):
-                for tx in self.neigh.neigh_resolve_output(now, nh, packet):
+                # ip_finish_output2: sock_confirm_neigh (TCP's pending confirmation), then neigh_output
+                for tx in self.neigh.neigh_resolve_output(now, nh, packet, confirm=seg.confirm_neigh):
                     window = seg.window if tx.cause == "ip" else tx.window
                     self._wire(now, self.mac.dev_queue_xmit(now, tx.frame), seg.cause if tx.cause == "ip" else tx.cause,
                                window)

@@ -149,11 +149,31 @@ class NeighTable:
         return p.ucast_probes + p.app_probes + (p.mcast_reprobes if n.state is Nud.PROBE else p.mcast_probes)
 
     # -- output: neigh_resolve_output ---------------------------------------------------------
-    def neigh_resolve_output(self, now: int, next_hop: int, packet: bytes) -> list[TxFrame]:
-        """Send `packet` (an IPv4 packet) to `next_hop`, resolving it first if needed."""
+    def neigh_resolve_output(self, now: int, next_hop: int, packet: bytes, confirm: bool = False) -> list[TxFrame]:
+        """Send `packet` (an IPv4 packet) to `next_hop`, resolving it first if needed.
+
+        `confirm`: the packet carries its socket's pending confirmation (TCP's
+        sk_dst_confirm -> __tcp_transmit_skb's skb_set_dst_pending_confirm): ip_finish_output2
+        calls sock_confirm_neigh -> neigh_confirm (confirmed = now) before neigh_output, so
+        the entry's state machine sees the confirmation before it sees this packet."""
         n = self.entries.get(next_hop)
         if n is None:
             n = self.entries[next_hop] = self._create(now, next_hop)
+        if confirm:
+            self.neigh_confirm(now, n)
+        return self._output(now, n, packet)
+
+    def neigh_confirm(self, now: int, n: Neighbour) -> None:
+        """neigh_confirm() (include/net/neighbour.h): only `confirmed` moves. A REACHABLE
+        entry's timer then finds it still alive, a DELAY entry's timer makes it REACHABLE
+        again if the confirmation came within delay_first_probe_time of it; STALE, PROBE
+        and INCOMPLETE entries do not look at it (neigh_timer_handler)."""
+        n.confirmed = now
+
+    def _output(self, now: int, n: Neighbour, packet: bytes) -> list[TxFrame]:
+        """n->output: neigh_resolve_output (neigh_event_send, then the cached address), or
+        for a NUD_CONNECTED entry neigh_connected_output / neigh_hh_output."""
+        next_hop = n.key
         if n.state is not Nud.REACHABLE:
             # neigh_event_send_probe() stamps `used`; a NUD_CONNECTED entry never gets there:
             # neigh_output() sends through the hh cache (neigh_hh_output) or
@@ -335,23 +355,46 @@ class NeighTable:
         return TxFrame(EthernetRepr(tha, self.mac, ETH_P_ARP).emit(arp.emit()), "arp-reply")
 
     def _update(self, now: int, n: Neighbour, lladdr: bytes, new: Nud, override: bool) -> list[TxFrame]:
-        """neigh_update(): the state and address, then the arp_queue goes out."""
-        if n.state is not Nud.INCOMPLETE and n.state is not Nud.NONE and n.state is not Nud.FAILED:
+        """__neigh_update() for an address ARP learnt (no NEIGH_UPDATE_F_ADMIN): the state,
+        the address and `confirmed`; then, if the entry was not valid before, its arp_queue
+        goes out through the entry's new n->output.
+
+        A REACHABLE entry's output is neigh_connected_output (neigh_connect), so the queue
+        leaves as it is. A STALE one's is neigh_resolve_output (neigh_suspect): the first
+        queued packet's neigh_event_send makes the entry DELAY, with its timer
+        delay_first_probe_time away (__neigh_event_send), as any packet sent to a STALE
+        entry does."""
+        old = n.state
+        valid = old in (Nud.REACHABLE, Nud.STALE, Nud.DELAY, Nud.PROBE)
+        if new is Nud.REACHABLE:
+            # "Update confirmed timestamp for neighbour entry after we received ARP packet
+            # even if it doesn't change IP to MAC binding": before the override check
+            n.confirmed = now
+        if valid:
             if lladdr != n.ha and not override:
                 return []
             if lladdr == n.ha and new is Nud.STALE:
-                return []   # same address, weaker news: keep the state
-        if lladdr != n.ha and new is not Nud.REACHABLE:
-            # __neigh_update(): a new address not confirmed by this update is not confirmed
-            n.confirmed = now - 2 * self.params.base_reachable_time
-        n.ha = lladdr
-        if new is Nud.REACHABLE:
-            n.confirmed = now
-            n.timer = now + self.reachable_time
+                new = old   # same address, weaker news: keep the state
+        # an entry that was not valid takes the address whatever it was (neigh->ha is not
+        # compared then), so its confirmation is reset below unless this one confirms it
+        new_ha = not valid or lladdr != n.ha
+        if new_ha:
+            n.updated = now
+        if new is not old:
+            # neigh_del_timer; NUD_IN_TIMER: a REACHABLE entry's timer reachable_time away
+            n.timer = now + self.reachable_time if new is Nud.REACHABLE else None
             n.slack = (0, 0)
-        else:
-            n.timer = None
-        self._set(now, n, new)
-        out = [self._ip_frame(n, pkt, "arp-queue-release") for pkt in n.arp_queue]
+            self._set(now, n, new)
+        if new_ha:
+            n.ha = lladdr
+            if new is not Nud.REACHABLE:
+                n.confirmed = now - 2 * self.params.base_reachable_time
+        if new is old or valid:
+            return []
+        out: list[TxFrame] = []
+        while n.arp_queue and n.state in (Nud.REACHABLE, Nud.STALE, Nud.DELAY, Nud.PROBE):
+            for tx in self._output(now, n, n.arp_queue.pop(0)):
+                tx.cause = "arp-queue-release"
+                out.append(tx)
         n.arp_queue.clear()
         return out

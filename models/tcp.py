@@ -8,7 +8,14 @@ tcp_send_delayed_ack), tcp_timer.c (tcp_retransmit_timer, tcp_write_timeout,
 tcp_keepalive_timer, tcp_delack_timer) and inet_connection_sock.c (reqsk_timer_handler).
 
 Every method that can emit returns the list of `OutSegment`s; `poll_at()` is the next
-deadline and `on_timer(now)` runs whatever is due. Where Linux randomises (ISN, TSval
+deadline and `on_timer(now)` runs whatever is due.
+
+Neighbour confirmation: what tells the board's neighbour entry its peer is alive is TCP's
+progress. tcp_ack (forward progress, or a duplicate ACK while data is out),
+tcp_init_transfer (tcp_init_metrics) and the FIN_WAIT1 -> FIN_WAIT2 step call
+sk_dst_confirm, which only sets sk_dst_pending_confirm; __tcp_transmit_skb copies that flag
+onto the next segment the socket sends (`OutSegment.confirm_neigh`) and ip_finish_output2's
+sock_confirm_neigh clears it and confirms the neighbour when that segment goes out. Where Linux randomises (ISN, TSval
 offset) the values come from the `random.Random` the caller passes in.
 """
 
@@ -198,6 +205,9 @@ class OutSegment:
     cause: str
     window: Window | None = None
     ip: InetTx = InetTx()
+    # skb->dst_pending_confirm: ip_finish_output2 -> sock_confirm_neigh confirms the next
+    # hop's neighbour entry as this segment goes out (a TCP socket's sk_dst_pending_confirm)
+    confirm_neigh: bool = False
 
     @property
     def ip_id(self) -> InetTx:
@@ -376,6 +386,8 @@ class TcpSock:
         self.tos = 0
         self.dont_fragment = not params.no_pmtu_disc
         self.inet_id = 0
+        # sk_dst_pending_confirm: a neighbour confirmation waiting for the next segment sent
+        self.dst_pending_confirm = False
         self._tx: list[OutSegment] = []
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -387,6 +399,19 @@ class TcpSock:
         log.debug("%s %s:%d state %s=>%s", self.name, self.local[0], self.local[1], old.value, new.value)
         self.transitions.append((now, old, new))
         self.state = new
+
+    def sk_dst_confirm(self) -> None:
+        """sk_dst_confirm() (include/net/sock.h): set sk_dst_pending_confirm; the next
+        segment this socket sends carries it to the neighbour (see `_take_confirm`)."""
+        self.dst_pending_confirm = True
+
+    def _take_confirm(self) -> bool:
+        """__tcp_transmit_skb's skb_set_dst_pending_confirm(skb, sk_dst_pending_confirm),
+        then sock_confirm_neigh in ip_finish_output2, which clears the socket's flag as the
+        segment goes out. (Linux clears it only once the segment reaches
+        ip_finish_output2; the model's segments always get there, a route being there.)"""
+        pending, self.dst_pending_confirm = self.dst_pending_confirm, False
+        return pending
 
     def _flush(self) -> list[OutSegment]:
         out, self._tx = self._tx, []
@@ -472,9 +497,11 @@ class TcpSock:
             # IP_PMTUDISC_DO, no destination): DF, ID 0, TOS tw_tos less ECN
             # (ip_send_unicast_reply)
             ip = InetTx(None, self.tos & ~INET_ECN_MASK, df=True)
+            confirm = False   # the control socket's skb: no dst_pending_confirm
         else:
             ip = InetTx(self._next_ip_id(), self.tos, self.dont_fragment)   # ip_queue_xmit
-        self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, bytes(payload), cause, window, ip))
+            confirm = self._take_confirm()
+        self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, bytes(payload), cause, window, ip, confirm))
         if flags & ACK:
             self.ack_pending = False
             self.timers.pop(TimerKind.DELACK, None)
@@ -634,7 +661,7 @@ class TcpSock:
                              sack_perm=self.sack_ok, wscale=self.rcv_wscale if self.wscale_ok else None)
         tcp = TcpRepr(self.local[1], self.remote[1], self.iss, 0, SYN, min(self.rcv_wnd, U16_MAX), opts)
         ip = InetTx(self._next_ip_id(), self.tos, self.dont_fragment)
-        self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, b"", cause, window, ip))
+        self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, b"", cause, window, ip, self._take_confirm()))
 
     def _next_ip_id(self) -> int:
         """ip_select_ident_segs() for a connected socket (inet_daddr set): the ID is inet_id,
@@ -676,7 +703,8 @@ class TcpSock:
             self.sack_ok = self.sack_ok and seg.sack_permitted
             self.peer_mss = seg.mss or TCP_MSS_DEFAULT
             self._sync_mss()
-            self._ack_rtx_queue(now, seg)
+            if self._ack_rtx_queue(now, seg):
+                self.sk_dst_confirm()   # tcp_ack: FLAG_SYN_ACKED is forward progress
             self.rcv_tstamp = now
             self.set_state(now, TcpState.ESTABLISHED)
             self._init_transfer(now)
@@ -705,7 +733,10 @@ class TcpSock:
 
     def _init_transfer(self, now: int) -> None:
         """tcp_init_transfer()/tcp_init_metrics(): no RTT sample from the handshake means
-        RFC 6298 5.7's 3 s fallback RTO."""
+        RFC 6298 5.7's 3 s fallback RTO. tcp_init_metrics() begins with sk_dst_confirm():
+        an accepted connection's first segment (its ACK or data after the third ACK)
+        confirms the neighbour, as the handshake ACK does on a connect."""
+        self.sk_dst_confirm()
         if self.srtt_us == 0:
             self.rttvar_us = self.mdev_us = self.mdev_max_us = TCP_TIMEOUT_FALLBACK // 1000
             self.rto = TCP_TIMEOUT_FALLBACK
@@ -832,13 +863,14 @@ class TcpSock:
             return self._flush()
         if self.ts_ok and seg.timestamp and seq_le(seg.seq, self.rcv_nxt):
             self.ts_recent = seg.timestamp[0]   # tcp_store_ts_recent()
-        if not self._ack(now, seg):
+        if not self._ack(now, seg, seg_len):
             return self._flush()
         st = self.state
         if st is TcpState.SYN_RECV:
             self.set_state(now, TcpState.ESTABLISHED)
         elif st is TcpState.FIN_WAIT1 and self._fin_acked():
             self.set_state(now, TcpState.FIN_WAIT2)
+            self.sk_dst_confirm()   # tcp_rcv_state_process, TCP_FIN_WAIT1
             if self.orphan:
                 # tcp_rcv_state_process: an orphan waits tcp_fin_timeout in FIN_WAIT2
                 self.timers[TimerKind.FIN_WAIT2] = now + self.params.fin_timeout
@@ -858,26 +890,38 @@ class TcpSock:
     def _fin_acked(self) -> bool:
         return not self.rtx_queue and not self.write_queue and not self.fin_queued and self.snd_una == self.snd_nxt
 
-    def _ack(self, now: int, seg: TcpRepr) -> bool:
-        """tcp_ack(): advance snd_una, sample RTT, update the peer's window; False = drop."""
+    def _ack(self, now: int, seg: TcpRepr, seg_len: int = 0) -> bool:
+        """tcp_ack(): advance snd_una, sample RTT, update the peer's window; False = drop.
+
+        With data out (prior_packets), an ACK that acknowledges some of it
+        (FLAG_FORWARD_PROGRESS) or a pure duplicate (no data, no window update, nothing
+        acked: !FLAG_NOT_DUP) says the peer hears us: sk_dst_confirm(). An old ACK (before
+        snd_una) and one with nothing out (the no_queue path) confirm nothing. `seg_len`:
+        the sequence space the segment occupies (FLAG_DATA)."""
         if seq_lt(self.snd_nxt, seg.ack):
             self.send_ack(now, "ack-unsent-data")   # SKB_DROP_REASON_TCP_ACK_UNSENT_DATA
             return False
         if seq_lt(seg.ack, self.snd_una):
             return True   # old duplicate ACK: ignore the ACK field, keep the data
+        prior_packets = len(self.rtx_queue)
         window = seg.window << self.snd_wscale
+        # tcp_may_update_window(): FLAG_WIN_UPDATE
+        win_update = seq_lt(self.snd_una, seg.ack) or seq_lt(self.snd_wl1, seg.seq) or \
+            (seg.seq == self.snd_wl1 and window > self.snd_wnd)
         if seq_lt(self.snd_wl1, seg.seq) or seg.seq == self.snd_wl1 or seg.ack != self.snd_una:
             self.snd_wnd = window
             self.snd_wl1 = seg.seq
             self.max_window = max(self.max_window, window)
         self.rcv_tstamp = now
         self.probes_out = 0
-        if seg.ack != self.snd_una:
-            self._ack_rtx_queue(now, seg)
+        acked = self._ack_rtx_queue(now, seg) if seg.ack != self.snd_una else 0
+        if prior_packets and (acked or not (seg_len or win_update)):
+            self.sk_dst_confirm()
         return True
 
-    def _ack_rtx_queue(self, now: int, seg: TcpRepr) -> None:
-        """tcp_clean_rtx_queue() + tcp_ack_update_rtt() + slow start."""
+    def _ack_rtx_queue(self, now: int, seg: TcpRepr) -> int:
+        """tcp_clean_rtx_queue() + tcp_ack_update_rtt() + slow start; returns how many
+        segments the ACK took off the queue (FLAG_ACKED when not 0)."""
         acked_segs = 0
         rtt_us = -1
         while self.rtx_queue and seq_le(self.rtx_queue[0].end_seq, seg.ack):
@@ -909,6 +953,7 @@ class TcpSock:
             else:
                 self.timers.pop(TimerKind.RETRANSMIT, None)
                 self.probe_pending = False
+        return acked_segs
 
     def _data_queue(self, now: int, seg: TcpRepr, payload: bytes) -> None:
         """tcp_data_queue(): in-order data to the reader, out-of-order to the ofo queue."""

@@ -90,10 +90,13 @@ def test_gratuitous_arp_updates_an_existing_entry_but_creates_none():
 
 
 def test_broadcast_reply_only_makes_the_entry_stale():
+    """arp_process: a reply that is not PACKET_HOST does not assert reachability (the
+    queued packet's send then makes the STALE entry DELAY: test_neigh_confirm.py)."""
     t = table()
     t.neigh_resolve_output(0, PEER, b"pkt")
     t.arp_rcv(ms(1), *reply_frame(dst=BROADCAST))
-    assert t.entries[PEER].state is Nud.STALE
+    assert (ms(1), Nud.INCOMPLETE, Nud.STALE) in t.entries[PEER].transitions
+    assert t.entries[PEER].state is not Nud.REACHABLE
 
 
 def test_reachable_time_is_the_latest_linux_may_draw():
