@@ -27,11 +27,15 @@ A test using `hil_oracle` does not boot the session board: each scenario gets a 
 of its own, captured from power-on, and the session board is powered off meanwhile and
 brought back before the next test that uses it. The scenario's artifacts, its divergence
 table (`report.json`, `report.html`) and timeline plot go into the test's folder and are
-named in the JUnit XML (`hil_report`, `hil_divergences`, `hil_timeline:<scenario>`).
+named in the JUnit XML (`hil_report`, `hil_divergences`, `hil_timeline:<scenario>`). With
+pytest-html (`--html FILE`) the test's row gets each scenario's timeline plot and links to
+its report, capture.pcap, predicted.pcap, console.log and verdict.json.
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 import sys
 import time
@@ -68,6 +72,7 @@ _OPTIONS = pytest.StashKey[HilOptions]()
 _UNDER_TEST = pytest.StashKey[object]()      # the BoardUnderTest of a running hil test
 _ARTIFACTS = pytest.StashKey[Path]()
 _USED = pytest.StashKey[bool]()
+_SCENARIOS = pytest.StashKey[list]()           # a test's oracle runs: (verdict, run folder, report.html, plot)
 
 
 def hil_options(config: pytest.Config) -> HilOptions:
@@ -199,6 +204,7 @@ class Oracle:
         self.folder = folder
         self._item = item
         self.verdicts: list = []
+        self.run_dirs: list[Path] = []
 
     def run(self, scenario: str | Path):
         """Run `scenario` (built-in name or YAML file) and return the oracle's `Verdict`.
@@ -206,17 +212,21 @@ class Oracle:
         The report (divergence table and timeline plot) of every scenario this test ran
         is rewritten in the test's folder after each run, so a later failure keeps it.
         """
-        from harness.report import write_report
+        from harness.report import timeline_paths, write_report
 
         run_dir = self.folder / f"{len(self.verdicts) + 1:02d}-{Path(str(scenario)).stem}"
         verdict = self._under_test.run_scenario(scenario, run_dir)
         self.verdicts.append(verdict)
+        self.run_dirs.append(run_dir)
         paths = write_report(self.folder, self.verdicts, {"board": self._under_test.spec.name,
-                                                         "tolerance_scale": self._under_test.tolerance_scale})
+                                                         "tolerance_scale": self._under_test.tolerance_scale},
+                             folders=self.run_dirs, declared=self._under_test.spec.firmware)
+        plot = timeline_paths(self.folder, self.verdicts)[-1]
+        self._item.stash.setdefault(_SCENARIOS, []).append((verdict, run_dir, paths["html"], plot))
         props = self._item.user_properties
         if not any(name == "hil_report" for name, _ in props):
             props += [("hil_report", str(paths["html"])), ("hil_divergences", str(paths["json"]))]
-        props += [(f"hil_timeline:{verdict.scenario}", str(paths[f"png:{verdict.scenario}"])),
+        props += [(f"hil_timeline:{verdict.scenario}", str(plot)),
                   (f"hil_verdict:{verdict.scenario}", "pass" if verdict.ok else f"error: {verdict.error}" if verdict.error
                    else f"{len(verdict.rows)} divergences")]
         return verdict
@@ -298,6 +308,47 @@ def _check_board_after(item: pytest.Item, under_test, test_failed: bool):
         item.add_report_section("call", "board", str(error))
         return None
     return error
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    """With pytest-html writing a report: the scenarios this test ran, in its row."""
+    report = yield
+    runs = item.stash.get(_SCENARIOS, None)
+    html_path = item.config.getoption("htmlpath", None)
+    if report.when == "call" and runs and html_path:
+        page_dir = (Path.cwd() / Path(os.path.expandvars(html_path)).expanduser()).parent
+        report.extras = [*getattr(report, "extras", []), *html_extras(runs, page_dir)]
+    return report
+
+
+def html_extras(runs: list, page_dir: Path) -> list[dict]:
+    """pytest-html extras for a test's oracle runs: each scenario's timeline plot (embedded,
+    so it shows in a self-contained page too), its verdict with links to its report and
+    artifacts (relative to the page), and the same links in the Links column."""
+    from pytest_html import extras
+
+    from harness.report import ScenarioFiles, relative_href
+
+    out = []
+    for verdict, run_dir, report, plot in runs:
+        word = "pass" if verdict.ok else f"ERROR: {verdict.error}" if verdict.error \
+            else f"FAIL: {len(verdict.rows)} divergences"
+        kept = ScenarioFiles.in_dir(run_dir)
+        main = {report, *kept.captures, kept.predicted, kept.console, kept.verdict}   # the Links column
+        links = [(p.name if p != report else "report", relative_href(p, page_dir), p in main)
+                 for p in [report, *kept.links()] if p.is_file()]
+        out.append(extras.png(base64.b64encode(plot.read_bytes()).decode("ascii"), f"timeline: {verdict.scenario}"))
+        anchors = " · ".join(f"<a href='{_attr(href)}'>{_attr(name)}</a>" for name, href, _ in links)
+        out.append(extras.html(f"<p class='bmc-hil'><b>{_attr(verdict.scenario)}</b>: {_attr(word)} — {anchors}</p>"))
+        out += [extras.url(href, name=f"{verdict.scenario}: {name}") for name, href, primary in links if primary]
+    return out
+
+
+def _attr(text) -> str:
+    import html
+
+    return html.escape(str(text), quote=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:

@@ -820,6 +820,12 @@ def _scenario_html(view: ScenarioView, plot: Path, base: Path) -> str:
     return "\n".join(parts)
 
 
+def timeline_paths(out_dir: Path, verdicts: Sequence[Verdict]) -> list[Path]:
+    """Where write_report puts each verdict's plot. A scenario's name is the user's text:
+    its plot's file name is made safe and unique."""
+    return [out_dir / f"{name}.timeline.png" for name in unique_names([v.scenario for v in verdicts])]
+
+
 def write_report(out_dir: Path, verdicts: list[Verdict], meta: dict,
                  folders: Sequence[Path | ScenarioFiles | None] | Mapping[str, Path | ScenarioFiles | None] | None = None,
                  declared=None) -> dict[str, Path]:
@@ -831,11 +837,10 @@ def write_report(out_dir: Path, verdicts: list[Verdict], meta: dict,
     `compare` does). `declared`: the firmware config, whose services name the flows
     (default: the services the scenario's steps connected to)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    # A scenario's name is the user's text: its plot's file name is made safe and unique.
     names = unique_names([v.scenario for v in verdicts])
     files = _scenario_files(out_dir, verdicts, names, folders)
     views = [ScenarioView.build(v, n, f, declared) for v, n, f in zip(verdicts, names, files, strict=True)]
-    plots = [timeline_plot(v.verdict, out_dir / f"{v.name}.timeline.png", v) for v in views]
+    plots = [timeline_plot(v.verdict, p, v) for v, p in zip(views, timeline_paths(out_dir, verdicts), strict=True)]
     data = {**meta, "ok": all(v.ok for v in verdicts), "scenarios": [v.to_json() for v in verdicts]}
     (out_dir / "report.json").write_text(json.dumps(data, indent=1, default=int) + "\n")
     errors = [v for v in verdicts if v.error]

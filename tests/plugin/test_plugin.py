@@ -11,6 +11,7 @@ import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -268,3 +269,48 @@ def test_oracle_fixture_keeps_its_report_in_the_tests_folder_and_junit_and_the_s
     assert Path(props["hil_timeline:closed-port"]).read_bytes()[:4] == b"\x89PNG"
     assert props["hil_verdict:closed-port"] == "pass"
     assert (folder / "01-closed-port" / "capture.pcap").stat().st_size > 24
+
+
+# -- pytest-html: the scenarios a test ran, in its row ------------------------------------
+HTML_TESTS = """
+    from harness.pytest_plugin import assert_board_matches_model
+
+    def test_handshake_twice(hil_oracle):
+        hil_oracle.run("handshake")
+        assert_board_matches_model(hil_oracle.run("handshake"))
+
+    def test_plain():
+        pass
+"""
+SEEDED_MTU_BOARD = """kind: model
+image:
+  hostname: bmc
+  interface: {address: 10.0.2.15/24, gateway: 10.0.2.2, mac: "52:54:00:12:34:56", mtu: 1400}
+  services: {ssh: {port: 22}, http: {port: 80}}
+"""
+
+
+@pytest.mark.parametrize("self_contained", [False, True], ids=["assets", "self-contained"])
+def test_pytest_html_rows_show_each_scenarios_timeline_and_artifact_links(tmp_path, self_contained):
+    from tests.test_report import Page, broken_links, render
+
+    write_tests(tmp_path, HTML_TESTS)
+    (tmp_path / "board.yaml").write_text(SEEDED_MTU_BOARD)
+    page = tmp_path / "html" / "report.html"
+    proc = run_pytest("test_inline.py", "--board", "board.yaml", "--hil-out", "out", "--html", page,
+                      *(["--self-contained-html"] if self_contained else []), cwd=tmp_path)
+    assert proc.returncode == 1 and "1 failed, 1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
+    dom = Page(render(page, tmp_path / "profile"))   # pytest-html draws its rows with scripts
+    runs = tmp_path / "out" / "tests" / "test_inline.py_test_handshake_twice"
+    linked = {(page.parent / unquote(x)).resolve() for x in dom.links if "out/tests" in x}
+    for run in ("01-handshake", "02-handshake"):
+        for name in ("capture.pcap", "predicted.pcap", "console.log", "verdict.json"):
+            assert runs / run / name in linked, (run, name)
+    assert runs / "report.html" in linked
+    assert not broken_links(page.parent, dom.links, dom.ids)
+    text = page.read_text()
+    assert text.count("timeline: handshake") >= 2 and "FAIL: 4 divergences" in text
+    if self_contained:
+        assert "data:image/png;base64," in text
+    else:
+        assert len(list((page.parent / "assets").glob("*.png"))) == 2
