@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 import time
@@ -82,6 +83,7 @@ class BmcHil:
         self._captures = itertools.count(1)
         self._scenario_runs = itertools.count(1)
         self._last_verdict: Verdict | None = None
+        self._verdict_runs: dict[int, tuple[Path, Path]] = {}   # id(verdict) -> (run folder, report.html)
 
     def _close(self) -> None:
         """Listener hook: the run is over; power the board off and keep its logs."""
@@ -409,8 +411,10 @@ class BmcHil:
         # The steps go to the log, not the console, where they would split Robot's status lines.
         verdict = under_test.run_scenario(scenario, folder / "run", log=logger.info)
         paths = write_report(folder, [verdict], {"board": under_test.spec.name,
-                                                 "tolerance_scale": under_test.tolerance_scale})
+                                                 "tolerance_scale": under_test.tolerance_scale},
+                             folders=[folder / "run"], declared=under_test.spec.firmware)
         self._last_verdict = verdict
+        self._verdict_runs[id(verdict)] = (folder / "run", paths["html"])
         plot = paths[f"png:{verdict.scenario}"]
         summary = "no divergence" if verdict.ok else f"error: {verdict.error}" if verdict.error \
             else f"{len(verdict.rows)} divergences"
@@ -419,6 +423,7 @@ class BmcHil:
         logger.info(f'<img src="{_log_relative(plot)}" alt="timeline of {verdict.scenario}" width="800">', html=True)
         if not verdict.ok:
             logger.info(divergence_table(verdict))
+            self._log_artifacts(verdict)
         return verdict
 
     @keyword
@@ -436,7 +441,21 @@ class BmcHil:
         if verdict is None:
             raise BoardError("no scenario was run yet: call `Run Scenario` first")
         if not verdict.ok:
+            self._log_artifacts(verdict)
             raise AssertionError(mismatch_message(verdict))
+
+    def _log_artifacts(self, verdict: Verdict) -> None:
+        """Links in the log to a failed scenario's report, capture, console and verdict."""
+        from harness.report import ScenarioFiles
+
+        run = self._verdict_runs.get(id(verdict))
+        if run is None:
+            return
+        run_dir, report = run
+        files = [report, *ScenarioFiles.in_dir(run_dir).links()]
+        links = " · ".join(f'<a href="{html.escape(_log_relative(p))}">{html.escape(p.name if p != report else "report")}'
+                           "</a>" for p in files if p.is_file())
+        logger.info(f"scenario {html.escape(verdict.scenario)}: {links}", html=True)
 
     @keyword
     def handshake_should_match_model(self) -> Verdict:

@@ -83,3 +83,48 @@ def test_board_should_match_model_before_any_scenario_says_so(tmp_path):
 
     with pytest.raises(BoardError, match="call `Run Scenario` first"):
         BmcHil(board="emulated", out=str(tmp_path)).board_should_match_model()
+
+
+SEEDED_SUITE = """*** Settings ***
+Library    harness.robot.BmcHil    board=${CURDIR}/board.yaml    out=${OUTPUT DIR}/bmc-hil
+
+*** Test Cases ***
+Seeded MTU Fault Fails With Links To Its Artifacts
+    ${verdict}=    Run Scenario    handshake
+    Run Keyword And Expect Error    *departed from the model*    Board Should Match Model    ${verdict}
+"""
+SEEDED_MTU_BOARD = """kind: model
+image:
+  hostname: bmc
+  interface: {address: 10.0.2.15/24, gateway: 10.0.2.2, mac: "52:54:00:12:34:56", mtu: 1400}
+  services: {ssh: {port: 22}, http: {port: 80}}
+"""
+
+
+def test_a_failed_scenario_logs_links_to_its_capture_console_and_verdict(tmp_path):
+    import re
+
+    from robot.api import ExecutionResult, ResultVisitor
+
+    (tmp_path / "board.yaml").write_text(SEEDED_MTU_BOARD)
+    (tmp_path / "seeded.robot").write_text(SEEDED_SUITE)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "robot", "--outputdir", str(out), "--console", "dotted",
+                           str(tmp_path / "seeded.robot")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+
+    class Messages(ResultVisitor):
+        html: list[str] = []
+
+        def visit_message(self, msg):
+            if msg.html:
+                self.html.append(msg.message)
+
+    result = ExecutionResult(str(out / "output.xml"))
+    result.visit(Messages())
+    links = [m for m in Messages.html if "capture.pcap" in m]
+    assert links, Messages.html
+    hrefs = re.findall(r'href="([^"]+)"', links[-1])
+    names = {Path(h).name for h in hrefs}
+    assert {"capture.pcap", "console.log", "verdict.json", "predicted.pcap", "report.html"} <= names
+    assert all(not Path(h).is_absolute() and (out / h).is_file() for h in hrefs), hrefs   # relative to the log
