@@ -159,6 +159,15 @@ def do_step(board, step: Step, n: int = 0) -> dict:
         return _do_connect(board, step, n)
     elif step.do == "frame":
         board.wire.inject(bytes.fromhex(step.args["hex"].replace(" ", "")))
+    elif step.do == "ping":
+        # The harness is the peer on the wire: an echo request made from the declared config.
+        # The board answers (or not) by itself; its ARP for the reply's next hop is the
+        # wire peer's to answer (SilentPeer answers for the peer's address only).
+        from harness.scenario import ping_addresses, ping_frame
+
+        src, dst, eth_dst = ping_addresses(board.declared, step)
+        board.wire.inject(ping_frame(board.declared, step, n))
+        return {"src": src, "dst": dst, "eth_dst": eth_dst}
     elif step.do == "board_connect":
         peer, port = peer_ip_str(board.declared), int(step.args["port"])
         # The request is recorded before it is made: the oracle's input is the request,

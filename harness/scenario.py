@@ -20,15 +20,22 @@
       - {at: 22s, do: board_connect, port: 9}    # the board connects out to the peer
       - {at: 23s, do: board_connect, port: 7, data: "hello"}   # ... and writes once connected
       - {at: 22s, do: frame, hex: "ffff..."}     # raw frame from the peer (wire mode, predict)
+      - {at: 24s, do: ping}                      # an ICMP echo request from the peer to the board
+      - {at: 25s, do: ping, to: subnet-broadcast}   # ... or limited-broadcast (255.255.255.255)
+      - {at: 26s, do: ping, from: 10.0.3.7, id: 7, seq: 1, size: 56}   # from an off-link
+                                                 # source (the reply goes via the gateway)
 
 The same file drives a board (`bmc-hil run`) and the model (`bmc-hil predict`):
 `model_inputs()` turns it into the stack model's input timeline, synthesising the frames a
 QEMU-slirp-like peer sends for a `connect` (its ARP request, then its SYN), or, for a
-silent peer, the one SYN the harness puts on the wire (`peer_syn_frame`).
+silent peer, the one SYN the harness puts on the wire (`peer_syn_frame`). A `ping` is an
+ICMP echo request the harness makes from the declared config (`ping_frame`), so it fits
+any declared address and MAC; it needs a peer on the harness's own wire.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
@@ -42,6 +49,9 @@ from harness.yamlfile import load_yaml
 from models.config import PORT_MAX, PORT_MIN, WDT_TIMEOUT_MAX, WDT_TIMEOUT_MIN
 
 PEERS = ("slirp", "silent", "stalled", "deaf")
+# The peers that are the harness itself on a wire it owns (harness.runner.WIRE_PEERS): only
+# there can the harness put a frame of its own making on the board's wire.
+WIRE_PEER_NAMES = ("silent", "stalled", "deaf")
 TIERS = ("ci", "long")
 # EventKinds below this code are what a board does (frames, console lines, QMP events);
 # from it on they are the harness's own records, which a scenario cannot "provoke".
@@ -56,7 +66,15 @@ STEP_FIELDS: dict[str, set[str]] = {
     "connect": {"service", "port"},
     "board_connect": {"port", "data"},
     "frame": {"hex"},
+    "ping": {"to", "from", "id", "seq", "size"},
 }
+# Where a `ping` goes: the board's own address (to its MAC), or the declared subnet's
+# broadcast or 255.255.255.255 (to ff:ff:ff:ff:ff:ff), which Linux routes as RTCF_BROADCAST
+# (ip_route_input_slow), so icmp_rcv drops the echo unless icmp_echo_ignore_broadcasts is 0.
+PING_TO = ("board", "subnet-broadcast", "limited-broadcast")
+# The echo's data: 56 bytes by default, as iputils ping sends; at most what one 1500-byte
+# IPv4 packet carries unfragmented (1500 - 20 - 8): the harness sends no fragments.
+PING_SIZE_DEFAULT, PING_SIZE_MAX = 56, 1472
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min)?\s*$")
 _UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "min": 60_000_000_000, None: 1_000_000_000}
 # The latest a step may come and the longest a scenario may last (its last step plus its
@@ -217,6 +235,9 @@ def parse_scenario(data: Any, source: str) -> Scenario:
                                 + (", ".join(sorted(STEP_FIELDS[do])) or "none"))
         args = {k: v for k, v in raw.items() if k not in ("at", "do")}
         _check_args(do, args, f"{where}", source)
+        if do == "ping" and peer not in WIRE_PEER_NAMES:
+            raise ScenarioError(f"{source}: {where}: a ping is a frame the harness puts on the board's wire: it "
+                                f"needs peer: {', '.join(WIRE_PEER_NAMES)} (the scenario's peer is {peer})")
         steps.append(Step(parse_duration(raw["at"], f"{where}.at", source), do, args, i))
     ordered = tuple(sorted(steps, key=lambda s: (s.at_ns, s.index)))
     duration = parse_duration(data.get("duration", "5s"), "duration", source)
@@ -251,8 +272,12 @@ def step_expect(step: Step) -> tuple[EventKind, ...]:
     """What one step provokes from a healthy board, whatever the peer: a connect to a
     service its SYN-ACK (a `port` is one the firmware does not serve: its RST); a link
     change its console line; a starved watchdog the reset; a reboot the Restarting line
-    and the reset; the board's own connect its SYN (and its data, if it writes)."""
+    and the reset; the board's own connect its SYN (and its data, if it writes); an echo
+    request to the board's own address its reply (one to a broadcast address none: Linux's
+    icmp_echo_ignore_broadcasts is 1 by default)."""
     k = EventKind
+    if step.do == "ping":
+        return (k.ICMP_ECHO_REPLY,) if step.args.get("to", "board") == "board" else ()
     if step.do == "connect":
         return (k.TCP_SYNACK,) if "service" in step.args else (k.TCP_RST,)
     if step.do == "board_connect":
@@ -293,12 +318,42 @@ def _check_args(do: str, args: dict, where: str, source: str) -> None:
             need_int("port", PORT_MIN, PORT_MAX)
         elif args["service"] not in ("ssh", "http"):
             raise ScenarioError(f"{source}: {where}.service: expected ssh or http, got {args['service']!r}")
+    elif do == "ping":
+        _check_ping_args(args, where, source, need_int)
     elif do == "frame":
         h = args.get("hex")
         if not isinstance(h, str) or not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", h.replace(" ", "")) \
                 or not FRAME_MIN <= len(h.replace(" ", "")) // 2 <= FRAME_MAX:
             raise ScenarioError(f"{source}: {where}.hex: expected an Ethernet frame as hex "
                                 f"({FRAME_MIN}..{FRAME_MAX} bytes)")
+
+
+def _check_ping_args(args: dict, where: str, source: str, need_int) -> None:
+    """`to` one of PING_TO; `from` peer or an IPv4 address Linux takes as a source; `id`,
+    `seq` 16-bit; `size` the echo's data, 0..PING_SIZE_MAX bytes."""
+    to = args.get("to", "board")
+    if to not in PING_TO:
+        raise ScenarioError(f"{source}: {where}.to: expected one of {', '.join(PING_TO)}, got {_show(to)}")
+    src = args.get("from", "peer")
+    if src != "peer":
+        try:
+            addr = ipaddress.IPv4Address(src) if isinstance(src, str) else None
+        except ValueError:
+            addr = None
+        if addr is None:
+            raise ScenarioError(f"{source}: {where}.from: expected peer or an IPv4 address like 10.0.3.7, "
+                                f"got {_show(src)}")
+        # ip_route_input_slow: a multicast, limited-broadcast, zeronet or loopback source is a
+        # martian (dropped before icmp_rcv); the model does not play martians
+        if addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255") \
+                or addr in ipaddress.IPv4Network("0.0.0.0/8") or addr.is_loopback:
+            raise ScenarioError(f"{source}: {where}.from: {src} is a martian source to Linux "
+                                "(ip_route_input_slow drops it); expected a unicast address")
+    for key in ("id", "seq"):
+        if key in args:
+            need_int(key, 0, 0xFFFF)
+    if "size" in args:
+        need_int("size", 0, PING_SIZE_MAX)
 
 
 def peer_ip_str(config) -> str:
@@ -336,6 +391,61 @@ def peer_syn_frame(config, n: int, port: int, linux: bool = True) -> bytes:
     return EthernetRepr(mac_bytes(iface.mac), mac_bytes(PEER_MAC), ETH_P_IP).emit(ip.emit(seg))
 
 
+def ping_addresses(config, step: Step) -> tuple[str, str, str]:
+    """A `ping` step's (source IP, destination IP, Ethernet destination) from the declared
+    config: `to: board` is the board's address at its MAC; `subnet-broadcast` the declared
+    prefix's broadcast (fib_add_ifaddr's RTN_BROADCAST route, prefix | ~mask) and
+    `limited-broadcast` 255.255.255.255, both at ff:ff:ff:ff:ff:ff, where a Linux sender on
+    the link puts a broadcast route's packets (arp_constructor: an RTN_BROADCAST neighbour is
+    NUD_NOARP with dev->broadcast)."""
+    iface = config.interface
+    board = iface.address.ip
+    src = peer_ip_str(config) if step.args.get("from", "peer") == "peer" else str(step.args["from"])
+    if ipaddress.IPv4Address(src) == board:
+        raise ScenarioError(f"step {step.index}: from: {src} is the board's own address, a martian source to "
+                            "Linux (fib_validate_source refuses a local source)")
+    to = step.args.get("to", "board")
+    if to == "board":
+        return src, str(board), str(iface.mac)
+    if to == "subnet-broadcast":
+        if iface.address.network.prefixlen >= 31:
+            raise ScenarioError(f"step {step.index}: to: subnet-broadcast: a /{iface.address.network.prefixlen} "
+                                "has no broadcast address (fib_add_ifaddr adds one below /31)")
+        return src, str(iface.address.network.broadcast_address), "ff:ff:ff:ff:ff:ff"
+    return src, "255.255.255.255", "ff:ff:ff:ff:ff:ff"
+
+
+def ping_frame(config, step: Step, n: int) -> bytes:
+    """The ICMP echo request a `ping` step puts on the board's wire (the scenario's `n`-th
+    step), made from the declared config: from PEER_MAC, addresses as `ping_addresses`;
+    as Linux's ping sends it (TTL 64, DF, TOS 0), IPv4 ID n + 1, echo id `id` (default
+    n + 1), sequence `seq` (default 1) and `size` bytes of data counting up from 0."""
+    from models.wire import ETH_P_IP, EthernetRepr, Ipv4Repr, ip4, mac_bytes
+    from models.wire.icmp import ICMP_ECHO, IcmpRepr
+    from models.wire.ipv4 import IPPROTO_ICMP
+
+    src, dst, eth_dst = ping_addresses(config, step)
+    size = int(step.args.get("size", PING_SIZE_DEFAULT))
+    echo = IcmpRepr(ICMP_ECHO, 0, int(step.args.get("id", n + 1)), int(step.args.get("seq", 1)),
+                    bytes(i & 0xFF for i in range(size))).emit()
+    ip = Ipv4Repr(ip4(src), ip4(dst), IPPROTO_ICMP, len(echo), ttl=64, ident=n + 1, df=True)
+    return EthernetRepr(mac_bytes(eth_dst), mac_bytes(PEER_MAC), ETH_P_IP).emit(ip.emit(echo))
+
+
+def ping_reply_next_hop(config, step: Step) -> str | None:
+    """Where a healthy board of `config` sends the reply to a `ping` step: the neighbour it
+    resolves for the echo's source (the gateway for an off-link source), or None when it
+    does not reply (an echo to a broadcast address with icmp_echo_ignore_broadcasts 1,
+    icmp_rcv; or no route back)."""
+    from models.ipv4 import Fib
+
+    if step.args.get("to", "board") != "board" and int(config.sysctl("net.ipv4.icmp_echo_ignore_broadcasts")):
+        return None
+    src, _, _ = ping_addresses(config, step)
+    nh = Fib.from_config(config).next_hop(int(ipaddress.IPv4Address(src)))
+    return None if nh is None else str(ipaddress.IPv4Address(nh))
+
+
 def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_START_NS) -> list[dict[str, Any]]:
     """The scenario as the stack model's input timeline (models.board.predict's format)."""
     from models.wire import ARPOP_REPLY, ARPOP_REQUEST, ETH_P_ARP, ArpRepr, EthernetRepr, ip4, mac_bytes
@@ -349,6 +459,9 @@ def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_STAR
     # connect; the deaf peer once, when it joins the wire (before the first step).
     ask = EthernetRepr(b"\xff" * 6, peer_mac, ETH_P_ARP).emit(
         ArpRepr(op=ARPOP_REQUEST, sha=peer_mac, sip=peer_ip, tha=b"\0" * 6, tip=board_ip).emit()).hex()
+    # The silent or stalled peer answering the board's ARP request for it (SilentPeer).
+    answer = EthernetRepr(board_mac, peer_mac, ETH_P_ARP).emit(
+        ArpRepr(op=ARPOP_REPLY, sha=peer_mac, sip=peer_ip, tha=board_mac, tip=board_ip).emit()).hex()
     if scenario.peer == "deaf":
         inputs.append({"t": start_ns - DEAF_PEER_LEAD_NS, "kind": "frame", "hex": ask})
     for n, step in enumerate(scenario.steps):
@@ -366,6 +479,11 @@ def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_STAR
             inputs.append({"t": t, "kind": "reboot"})
         elif step.do == "frame":
             inputs.append({"t": t, "kind": "frame", "hex": step.args["hex"].replace(" ", "")})
+        elif step.do == "ping":
+            inputs.append({"t": t + 1_000_000, "kind": "frame", "hex": ping_frame(config, step, n).hex()})
+            # the board ARPs for the reply's next hop; the silent or stalled peer answers for its own
+            if scenario.peer in ("silent", "stalled") and ping_reply_next_hop(config, step) == peer_ip_str(config):
+                inputs.append({"t": t + 2_000_000, "kind": "frame", "hex": answer})
         elif step.do == "board_connect":
             inputs.append({"t": t, "kind": "connect", "fd": f"board{n}", "addr": peer_ip_str(config),
                            "port": step.args["port"]})
@@ -379,7 +497,5 @@ def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_STAR
             frame = peer_syn_frame(config, n, connect_port(step, config), linux=scenario.peer != "slirp")
             inputs.append({"t": t + 1_000_000, "kind": "frame", "hex": frame.hex()})
             if scenario.peer in ("silent", "stalled"):
-                arp = ArpRepr(op=ARPOP_REPLY, sha=peer_mac, sip=peer_ip, tha=board_mac, tip=board_ip)
-                frame = EthernetRepr(board_mac, peer_mac, ETH_P_ARP).emit(arp.emit())
-                inputs.append({"t": t + 2_000_000, "kind": "frame", "hex": frame.hex()})
+                inputs.append({"t": t + 2_000_000, "kind": "frame", "hex": answer})
     return inputs

@@ -307,3 +307,129 @@ def test_link_flap_phases_shows_a_two_second_poll_whatever_its_phase():
             assert max(delays) > allowed + margin, (period, phase, delays)
     gaps = [b - a for a, b in zip(changes, changes[1:], strict=False)]
     assert min(gaps) > 2_080_000_000   # each state outlasts a 2 s poll: no change goes unseen
+
+
+# -- ping: an ICMP echo request the harness makes from the declared config -------------------
+def ping(**args):
+    return scenario({"at": 0, "do": "ping", **args}, peer="silent").steps[0]
+
+
+def parsed_echo(frame: bytes):
+    from models.wire import EthernetRepr, Ipv4Repr
+    from models.wire.icmp import IcmpRepr
+
+    eth, payload = EthernetRepr.parse(frame)
+    ip, data = Ipv4Repr.parse(payload)
+    return eth, ip, IcmpRepr.parse(data)
+
+
+@pytest.mark.parametrize("args, src, dst, eth_dst", [
+    ({}, "10.0.2.2", "10.0.2.15", "52:54:00:12:34:56"),
+    ({"to": "board"}, "10.0.2.2", "10.0.2.15", "52:54:00:12:34:56"),
+    ({"to": "subnet-broadcast"}, "10.0.2.2", "10.0.2.255", "ff:ff:ff:ff:ff:ff"),
+    ({"to": "limited-broadcast"}, "10.0.2.2", "255.255.255.255", "ff:ff:ff:ff:ff:ff"),
+    ({"from": "10.0.3.7"}, "10.0.3.7", "10.0.2.15", "52:54:00:12:34:56"),
+])
+def test_ping_is_an_echo_request_from_the_peers_mac_addressed_from_the_declared_config(args, src, dst, eth_dst):
+    from harness.scenario import PEER_MAC, ping_frame
+    from models.wire import ip4_str, mac_str
+    from models.wire.icmp import ICMP_ECHO
+
+    eth, ip, icmp = parsed_echo(ping_frame(FirmwareConfig.default(), ping(**args), 3))
+    assert (mac_str(eth.src), mac_str(eth.dst)) == (PEER_MAC, eth_dst)
+    assert (ip4_str(ip.src), ip4_str(ip.dst), ip.ttl, ip.df, ip.tos) == (src, dst, 64, True, 0)
+    assert (icmp.type, icmp.code, icmp.ident, icmp.sequence, len(icmp.data)) == (ICMP_ECHO, 0, 4, 1, 56)
+
+
+def test_ping_follows_any_declared_address_and_mac():
+    from harness.scenario import ping_frame
+    from models.wire import ip4_str, mac_str
+
+    cfg = FirmwareConfig.from_dict({"interface": {"address": "192.168.7.20/26", "gateway": "192.168.7.1",
+                                                  "mac": "02:00:00:00:00:07"}})
+    eth, ip, _ = parsed_echo(ping_frame(cfg, ping(), 0))
+    assert (mac_str(eth.dst), ip4_str(ip.src), ip4_str(ip.dst)) == ("02:00:00:00:00:07", "192.168.7.1", "192.168.7.20")
+    _, ip, _ = parsed_echo(ping_frame(cfg, ping(to="subnet-broadcast"), 0))
+    assert ip4_str(ip.dst) == "192.168.7.63"
+
+
+def test_ping_id_seq_and_size_are_the_echos():
+    from harness.scenario import ping_frame
+
+    _, _, icmp = parsed_echo(ping_frame(FirmwareConfig.default(), ping(id=7, seq=300, size=0), 0))
+    assert (icmp.ident, icmp.sequence, icmp.data) == (7, 300, b"")
+    _, _, icmp = parsed_echo(ping_frame(FirmwareConfig.default(), ping(size=1472), 0))
+    assert len(icmp.data) == 1472
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"to": "everyone"}, "steps[0].to: expected one of board, subnet-broadcast, limited-broadcast"),
+    ({"from": "10.0.3"}, "steps[0].from: expected peer or an IPv4 address"),
+    ({"from": 7}, "steps[0].from: expected peer or an IPv4 address"),
+    ({"from": "224.0.0.1"}, "steps[0].from: 224.0.0.1 is a martian source"),
+    ({"from": "255.255.255.255"}, "is a martian source"),
+    ({"from": "0.1.2.3"}, "is a martian source"),
+    ({"from": "127.0.0.1"}, "is a martian source"),
+    ({"id": 65536}, "steps[0].id: expected an integer in 0..65535"),
+    ({"seq": -1}, "steps[0].seq: expected an integer in 0..65535"),
+    ({"size": 1473}, "steps[0].size: expected an integer in 0..1472"),
+    ({"size": True}, "steps[0].size: expected an integer"),
+    ({"port": 1}, "steps[0].port: unknown field for ping"),
+])
+def test_bad_ping_is_named_with_file_step_and_field(args, message):
+    with pytest.raises(ScenarioError) as info:
+        ping(**args)
+    assert str(info.value).startswith("s.yaml: ") and message in str(info.value)
+
+
+def test_ping_needs_a_peer_on_the_harnesss_wire():
+    with pytest.raises(ScenarioError, match=r"s\.yaml: steps\[0\]: a ping .* needs peer: silent, stalled, deaf"):
+        scenario({"at": 0, "do": "ping"})
+    assert scenario({"at": 0, "do": "ping"}, peer="deaf").steps[0].do == "ping"
+
+
+def test_ping_from_the_boards_own_address_or_to_a_subnet_without_broadcast_is_refused():
+    from harness.scenario import ping_frame
+
+    with pytest.raises(ScenarioError, match="from: 10.0.2.15 is the board's own address"):
+        ping_frame(FirmwareConfig.default(), ping(**{"from": "10.0.2.15"}), 0)
+    cfg = FirmwareConfig.from_dict({"interface": {"address": "10.0.2.15/31", "gateway": "10.0.2.14",
+                                                  "mac": "52:54:00:12:34:56"}})
+    with pytest.raises(ScenarioError, match="a /31 has no broadcast address"):
+        ping_frame(cfg, ping(to="subnet-broadcast"), 0)
+
+
+@pytest.mark.parametrize("to, kinds", [("board", ("ICMP_ECHO_REPLY",)), ("subnet-broadcast", ()),
+                                       ("limited-broadcast", ())])
+def test_a_ping_expects_a_reply_only_from_the_boards_own_address(to, kinds):
+    sc = scenario({"at": 0, "do": "ping", "to": to}, {"at": 1, "do": "link_down"}, peer="silent")
+    assert tuple(k.name for k in sc.expect) == (*kinds, "LINK_DOWN")
+
+
+def test_ping_inputs_are_the_echo_then_the_peers_arp_reply_where_the_reply_goes_to_the_peer():
+    from harness.scenario import peer_ip_str, ping_reply_next_hop
+
+    cfg = FirmwareConfig.default()
+    sc = scenario({"at": "0s", "do": "ping"}, {"at": "1s", "do": "ping", "to": "subnet-broadcast"},
+                  {"at": "2s", "do": "ping", "from": "10.0.3.7"}, peer="silent")
+    assert [ping_reply_next_hop(cfg, s) for s in sc.steps] == ["10.0.2.2", None, "10.0.2.2"]
+    assert peer_ip_str(cfg) == "10.0.2.2"
+    kinds = [(i["t"] - MODEL_SCENARIO_START_NS, bytes.fromhex(i["hex"])[12:14]) for i in model_inputs(sc, cfg)]
+    ip, arp = b"\x08\x00", b"\x08\x06"
+    assert kinds == [(1_000_000, ip), (2_000_000, arp), (1_001_000_000, ip), (2_001_000_000, ip),
+                     (2_002_000_000, arp)]
+
+
+def test_builtin_icmp_echo_predicts_a_reply_to_the_board_and_via_the_gateway_and_none_to_broadcasts():
+    from models.board import predict
+
+    cfg = FirmwareConfig.default()
+    sc = load_scenario("icmp-echo")
+    assert sc.peer == "silent" and sc.tier == "ci" and sc.end_ns <= 15_000_000_000
+    assert [s.args.get("to", "board") for s in sc.steps] == ["board", "subnet-broadcast", "limited-broadcast",
+                                                             "board"]
+    pred = predict(cfg, model_inputs(sc, cfg), until=MODEL_SCENARIO_START_NS + sc.end_ns)
+    frames = [e.detail for e in pred.events if e.kind == "frame" and e.t >= MODEL_SCENARIO_START_NS]
+    replies = [(d["dst_ip"], d["dst"]) for d in frames if d.get("proto") == 1]
+    assert replies == [("10.0.2.2", "52:55:0a:00:02:02"), ("10.0.3.7", "52:55:0a:00:02:02")]
+    assert [d["tip"] for d in frames if d.get("proto") == "arp"] == ["10.0.2.2"]
