@@ -22,6 +22,11 @@ from harness.errors import ConsoleError, ConsoleTimeout, KernelPanic
 # The stamp usually starts the line, but a kernel message may land after a shell prompt.
 _PRINTK_STAMP = re.compile(r"\[\s*(\d+)\.(\d{6})\] ")
 PANIC_PATTERN = re.compile(r"Kernel panic - not syncing")
+# Terminal control sequences: CSI (the shell's `ESC[6n` cursor query, colours), OSC (a
+# title), charset selection and the two-byte escapes; and the same as the console log
+# holds them, with ESC replaced by U+FFFD.
+_TERMINAL_CONTROL = re.compile(r"(?:\x1b|\ufffd)\[[0-?]*[ -/]*[@-~]"
+                               r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,18 @@ class ConsoleLine:
         """The text after the printk stamp (the whole text when it has none)."""
         m = _PRINTK_STAMP.search(self.text)
         return self.text[m.end():] if m else self.text
+
+
+def printable(text: str) -> str:
+    """`text` with binary noise and control characters visibly replaced (U+FFFD), as the
+    console log keeps it."""
+    return "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in text)
+
+
+def clean_text(text: str) -> str:
+    """Console text as shown to people: terminal control sequences left out (a raw one or
+    the console log's replaced form), other noise visibly replaced."""
+    return printable(_TERMINAL_CONTROL.sub("", text))
 
 
 def parse_guest_stamp(text: str) -> int | None:
@@ -157,16 +174,18 @@ class SerialConsole:
             self._partial = b""
 
     def _add_line(self, raw: bytes) -> None:
-        text = raw.rstrip(b"\r").decode("utf-8", errors="replace")
-        # Binary noise and terminal escapes stay out of the log's lines, visibly replaced.
-        text = "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in text)
+        decoded = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+        # The log keeps every character that came (noise and escapes visibly replaced); the
+        # line's text, which error messages, flap.json and Robot show, leaves the terminal
+        # control sequences out.
+        logged, text = printable(decoded), clean_text(decoded)
         with self._cond:
             line = ConsoleLine(len(self._lines), text, time.monotonic_ns(), time.time_ns(),
                                parse_guest_stamp(text))
             self._lines.append(line)
             if self._log is not None:
                 stamp = line.host_wall_ns / 1e9
-                self._log.write(f"{stamp:.6f} {text}\n")
+                self._log.write(f"{stamp:.6f} {logged}\n")
                 self._log.flush()
             self._cond.notify_all()
         for cb in self._listeners:
@@ -185,7 +204,7 @@ class SerialConsole:
     def tail(self, n: int = 30) -> str:
         with self._cond:
             lines = [line.text for line in self._lines[-n:]]
-            partial = self._partial.decode("utf-8", errors="replace")
+            partial = clean_text(self._partial.decode("utf-8", errors="replace"))
         return "\n".join(lines + ([partial] if partial else []))
 
     def expect(self, pattern: str | re.Pattern, timeout: float, since: int | None = None,
@@ -220,7 +239,7 @@ class SerialConsole:
 
     def _tail_locked(self, since: int, n: int = 40) -> str:
         seen = [line.text for line in self._lines[max(since, len(self._lines) - n):]]
-        partial = self._partial.decode("utf-8", errors="replace")
+        partial = clean_text(self._partial.decode("utf-8", errors="replace"))
         if partial:
             seen.append(partial + "  <no newline yet>")
         return "\n".join(seen) if seen else "<nothing>"
