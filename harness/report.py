@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from harness.errors import HarnessError
 from harness.ingest.events import Clock, EventKind
 from harness.ingest.pcap import ETHERTYPE_IPV4, Layer, PacketTable, read_capture
 from harness.ingest.streams import (
@@ -425,10 +426,19 @@ class ScenarioView:
 
     @classmethod
     def build(cls, verdict: Verdict, name: str, files: ScenarioFiles, declared=None) -> ScenarioView:
-        index = FlowIndex.read(files, verdict.timeline) if files.folder is not None else FlowIndex.empty()
+        """The view of one verdict. Artifacts that cannot be read back (the oracle has
+        judged them already: a damaged file is in the verdict's error) leave the rows named
+        by kind, never the report unwritten."""
+        try:
+            index = FlowIndex.read(files, verdict.timeline) if files.folder is not None else FlowIndex.empty()
+        except (HarnessError, ValueError, KeyError, TypeError):
+            index = FlowIndex.empty()
         view = cls(verdict, name, files, index, _services(declared, files))
         if verdict.start_ns:
-            view.stimuli, view.link_down = stimuli(files, verdict.start_ns, verdict.end_ns)
+            try:
+                view.stimuli, view.link_down = stimuli(files, verdict.start_ns, verdict.end_ns)
+            except (OSError, ValueError, TypeError):
+                pass   # no stimuli drawn; the rows stand
         view.compared = view._pair()
         return view
 
@@ -455,9 +465,20 @@ class ScenarioView:
         for name, t, lo, hi in s.get("predicted", []):
             key, frame = self.index.key_at(name, int(t), predicted=True)
             pred.setdefault(key if key is not None else name, []).append((name, int(t), int(lo), int(hi), frame))
+        # the rows know the stream of what they observed, with no capture at hand too
+        row_keys = {(r.get("stream_name"), r["obs_ns"]): (int(r["stream"]), r.get("frame")) for r in self.verdict.rows
+                    if r.get("obs_ns") is not None and r.get("stream")}
         for name, t in s.get("observed", []):
             key, frame = self.index.key_at(name, int(t), predicted=False)
+            if key is None:
+                key, frame = row_keys.get((name, int(t)), (None, None))
             obs.setdefault(key if key is not None else name, []).append((name, int(t), frame))
+        for name in [k for k in obs if isinstance(k, str)]:
+            # not keyed (no capture read): beside the nearest prediction of its kind
+            streams = [k for k, p in pred.items() if isinstance(k, int) and p[0][0] == name]
+            for o in (obs.pop(name) if streams else []):
+                best = min(streams, key=lambda k, t=o[1]: min(_outside(t, p[2], p[3]) for p in pred[k]))
+                obs.setdefault(best, []).append(o)
         out: list[Compared] = []
         for stream in sorted(set(pred) | set(obs), key=str):
             key = stream if isinstance(stream, int) else None
@@ -467,7 +488,7 @@ class ScenarioView:
                 if not left:
                     out.append(Compared(label, name, t, lo, hi, None, frame, None, key))
                     continue
-                best = min(range(len(left)), key=lambda j: max(lo - left[j][1], left[j][1] - hi, 0))
+                best = min(range(len(left)), key=lambda j: _outside(left[j][1], lo, hi))
                 _, ot, oframe = left.pop(best)
                 out.append(Compared(label, name, t, lo, hi, ot, frame, oframe, key))
             for name, ot, oframe in left:
@@ -501,6 +522,11 @@ class ScenarioView:
         offsets = (self.verdict.timeline or {}).get("offsets", [])
         spreads = [abs(int(o.get("spread_ns") or 0)) for o in offsets]
         return max(spreads) if spreads else None
+
+
+def _outside(t: int, lo: int, hi: int) -> int:
+    """How far `t` is outside [lo, hi] (0 inside)."""
+    return max(lo - t, t - hi, 0)
 
 
 # -- formatting -------------------------------------------------------------------------

@@ -305,3 +305,36 @@ def test_bmc_hil_run_links_each_scenarios_sibling_folder(tmp_path):
     assert {FLOW.match(f)[1] for f in flows} == {"ssh", "http"}   # service names from the steps run
     dom = Page(render(out / "report.html", tmp_path / "profile"))
     assert not broken_links(out, dom.links, dom.ids)
+
+
+def test_compare_links_its_own_folder_and_names_flows_from_predicted_pcap(report, tmp_path):
+    """`bmc-hil compare` judges captures kept elsewhere: its report links what is in its
+    folder, and names the flows from predicted.pcap (which holds what the board received)."""
+    _, _, folders, _ = report
+    run = folders[0]
+    out = tmp_path / "compare"
+    board = tmp_path / "board.yaml"
+    board.write_text("kind: model\n")
+    proc = subprocess.run([sys.executable, "-m", "harness", "compare", "--board", str(board), "--scenario", "handshake",
+                           "--pcap", str(run / "capture.pcap"), "--console", str(run / "console.log"),
+                           "--host-events", str(run / "host-events.jsonl"), "--qmp", str(run / "qmp.jsonl"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    page = Page((out / "report.html").read_text())
+    assert not broken_links(out, page.links, page.ids)
+    assert {"verdict.json", "predicted.pcap"} <= {unquote(x) for x in page.links}
+    flows = [r["flow"] for r in page.table("handshake", "divergences") + page.table("handshake", "compared")]
+    assert {FLOW.match(f)[2] for f in flows} == {"22", "80"}, flows
+
+
+def test_unreadable_artifacts_leave_the_rows_named_by_kind(report, tmp_path):
+    _, verdicts, folders, _ = report
+    damaged = tmp_path / "damaged"
+    shutil.copytree(folders[0], damaged)
+    (damaged / "capture.pcap").write_bytes(b"not a pcap")
+    (damaged / "predicted.pcap").write_bytes(b"")
+    (damaged / "host-events.jsonl").write_text("not json\n{\"event\": 1}\n")
+    paths = write_report(tmp_path / "report", [verdicts[0]], {"board": "model"}, folders=[damaged])
+    page = Page(paths["html"].read_text())
+    assert {r["flow"] for r in page.table("handshake", "divergences")} == {"TCP_SYNACK"}
+    assert not broken_links(paths["html"].parent, page.links, page.ids)
