@@ -31,7 +31,7 @@ from pathlib import Path
 
 from harness.board.boardfile import BoardSpec
 from harness.errors import BoardError, HarnessError
-from harness.oracle import Tolerance
+from harness.oracle import Tolerance, Verdict
 from harness.paths import prepare_run_dir
 from harness.proc import die_with_parent
 
@@ -46,13 +46,16 @@ class NightlyError(HarnessError):
 
 @dataclass
 class ScenarioOutcome:
-    """One scenario: its verdict (as in report.json), or what stopped it."""
+    """One scenario: its verdict (as in report.json), or what stopped it. A divergence is
+    run once more on a fresh board: `first` keeps the first verdict when it diverged."""
 
     name: str
     seconds: float
-    verdict: dict | None = None      # the scenario's entry of report.json
+    verdict: dict | None = None      # the scenario's entry of report.json (the re-run's, if any)
     error: str | None = None
     board_died: bool = False
+    folder: str = ""                 # its run folder under scenarios/
+    first: dict | None = None        # the first verdict, when it diverged and the scenario ran again
 
     @property
     def status(self) -> str:
@@ -60,7 +63,17 @@ class ScenarioOutcome:
             return "board died" if self.board_died else "error"
         if self.verdict.get("error"):
             return "error"
+        if self.first is not None:
+            return "flaky" if self.verdict["ok"] else "FAIL"
         return "pass" if self.verdict["ok"] else "FAIL"
+
+    @property
+    def detail(self) -> str:
+        if self.first is None:
+            return ""
+        if self.verdict["ok"]:
+            return f"diverged ({len(self.first['divergences'])} rows), then matched on a re-run"
+        return f"diverged twice ({len(self.first['divergences'])}, then {len(self.verdict['divergences'])} rows)"
 
 
 @dataclass
@@ -101,7 +114,8 @@ class NightlyResult:
         if self.interrupted or any(s.status == "error" for s in self.scenarios) or \
                 any(s.error is not None for s in self.suites):
             return 2
-        if any(s.status != "pass" for s in self.scenarios) or any(not s.ok for s in self.suites):
+        # A scenario that diverged and then matched on a fresh board is flaky: shown, not failed.
+        if any(s.status not in ("pass", "flaky") for s in self.scenarios) or any(not s.ok for s in self.suites):
             return 1
         return 0
 
@@ -164,41 +178,65 @@ def run_scenarios(spec: BoardSpec, names: list[str], out: Path, scale: float, pr
     """Each scenario on a fresh board through the oracle; report.json and PNGs in `out`."""
     from harness.paths import unique_names
     from harness.report import write_report
-    from harness.runner import check_scenario, run_scenario
     from harness.scenario import load_scenario
 
     scenarios = [load_scenario(n) for n in names]   # all parsed before a board is touched
     tol = Tolerance().scaled(scale)
     progress.phase("scenarios", len(scenarios))
-    verdicts = []
+    verdicts, folders = [], []
     for sc, folder in zip(scenarios, unique_names([sc.name for sc in scenarios]), strict=True):
         t0 = time.monotonic()
-        try:
-            run = run_scenario(spec, sc, out / folder, log=progress.note)
-            verdict = check_scenario(spec, run, tol)
-        except BoardError as exc:
-            # The board died under the scenario: a finding about the firmware; go on.
-            result.scenarios.append(ScenarioOutcome(sc.name, time.monotonic() - t0, error=str(exc), board_died=True))
-        except HarnessError as exc:
-            result.scenarios.append(ScenarioOutcome(sc.name, time.monotonic() - t0, error=str(exc)))
-        except Exception as exc:  # noqa: BLE001 - a bug in one scenario's check must not lose the others
-            result.scenarios.append(ScenarioOutcome(sc.name, time.monotonic() - t0,
-                                                    error=f"{exc!r}\n{traceback.format_exc()}"))
-        else:
-            verdicts.append(verdict)
-            result.scenarios.append(ScenarioOutcome(sc.name, time.monotonic() - t0, verdict=verdict.to_json()))
-        outcome = result.scenarios[-1]
+        outcome = _scenario_outcome(spec, sc, out / folder, tol, progress)
+        if outcome.verdict is not None and not outcome.verdict["ok"] and not outcome.verdict.get("error"):
+            # A divergence runs once more on a fresh board: twice is a finding, once a flake.
+            progress.line(f"    {sc.name}: {len(outcome.verdict['divergences'])} divergences; running it again")
+            again = _scenario_outcome(spec, sc, out / f"{folder}-rerun", tol, progress)
+            if again.verdict is not None:
+                outcome = ScenarioOutcome(sc.name, 0.0, again.verdict, folder=f"{folder}-rerun",
+                                          first=outcome.verdict)
+        outcome.folder = outcome.folder or folder
+        outcome.seconds = time.monotonic() - t0
+        result.scenarios.append(outcome)
+        if outcome.verdict is not None:
+            verdicts.append(outcome.verdict)
+            folders.append(out / outcome.folder)
         detail = f"{len(outcome.verdict['divergences'])} divergences" if outcome.status == "FAIL" else ""
-        progress.advance(f"scenario {sc.name}: {outcome.status} {detail}".rstrip()
+        progress.advance(f"scenario {sc.name}: {outcome.status} {detail or outcome.detail}".rstrip()
                          + f" ({outcome.seconds:.0f} s)")
         if outcome.error is not None:
             progress.line("    " + outcome.error.splitlines()[0])
         if verdicts:
-            # report.json holds the verdicts summary.html is drawn from; rewritten as we go.
-            write_report(out, verdicts, {"board": spec.name, "tolerance_scale": scale})
+            # report.json holds the verdicts summary.html is drawn from (and the suites
+            # reuse); rewritten as we go.
+            write_report(out, [Verdict.from_json(v) for v in verdicts],
+                         {"board": spec.name, "tolerance_scale": scale}, folders=folders)
 
 
-def run_child(command: list[str], log: Path, cwd: Path, on_line: Callable[[str], None]) -> int:
+def _scenario_outcome(spec: BoardSpec, sc, folder: Path, tol: Tolerance, progress: Progress) -> ScenarioOutcome:
+    from harness.runner import check_scenario, run_scenario
+
+    try:
+        run = run_scenario(spec, sc, folder, log=progress.note)
+        return ScenarioOutcome(sc.name, 0.0, verdict=check_scenario(spec, run, tol).to_json())
+    except BoardError as exc:
+        # The board died under the scenario: a finding about the firmware; go on.
+        return ScenarioOutcome(sc.name, 0.0, error=str(exc), board_died=True)
+    except HarnessError as exc:
+        return ScenarioOutcome(sc.name, 0.0, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug in one scenario's check must not lose the others
+        return ScenarioOutcome(sc.name, 0.0, error=f"{exc!r}\n{traceback.format_exc()}")
+
+
+def _suite_env(out: Path) -> dict[str, str]:
+    """The suites reuse the scenario phase's verdicts (each scenario runs once a night)."""
+    from harness.board.under_test import REUSE_VERDICTS_ENV
+
+    report = out / "scenarios" / "report.json"
+    return {REUSE_VERDICTS_ENV: str(report)} if report.exists() else {}
+
+
+def run_child(command: list[str], log: Path, cwd: Path, on_line: Callable[[str], None],
+              env: dict[str, str] | None = None) -> int:
     """Run a suite in a child process, its output to `log`; on Ctrl-C end it by its pid.
 
     The child gets a session of its own, so a terminal's Ctrl-C reaches only this process,
@@ -208,7 +246,7 @@ def run_child(command: list[str], log: Path, cwd: Path, on_line: Callable[[str],
     with open(log, "w", encoding="utf-8") as sink:
         child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  errors="replace", start_new_session=True, preexec_fn=die_with_parent,
-                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         try:
             for line in child.stdout:
                 sink.write(line)
@@ -259,7 +297,7 @@ def run_pytest_suites(suites: Path, board: str, out: Path, scale: float, extra: 
 
     t0 = time.monotonic()
     try:
-        suite.returncode = run_child(command, out / "pytest.log", suites.parent, on_line)
+        suite.returncode = run_child(command, out / "pytest.log", suites.parent, on_line, _suite_env(out))
     finally:
         suite.seconds = time.monotonic() - t0
         _junit_totals(junit, suite)
@@ -313,7 +351,7 @@ def run_robot_suites(suites: Path, board: str, out: Path, scale: float, extra: l
 
     t0 = time.monotonic()
     try:
-        suite.returncode = run_child(command, out / "robot.log", suites.parent, on_line)
+        suite.returncode = run_child(command, out / "robot.log", suites.parent, on_line, _suite_env(out))
     finally:
         suite.seconds = time.monotonic() - t0
         _robot_totals(robot_out / "output.xml", suite)
@@ -372,12 +410,21 @@ def _robot_totals(output: Path, suite: SuiteOutcome) -> None:
 def write_summary(result: NightlyResult) -> Path:
     """DIR/summary.html (and summary.json): scenarios with their plots, suite totals, links."""
     out = result.out
+    from harness.paths import unique_names
+
     report = out / "scenarios" / "report.json"
-    verdicts = {v["scenario"]: v for v in json.loads(report.read_text())["scenarios"]} if report.exists() else {}
+    reported = json.loads(report.read_text())["scenarios"] if report.exists() else []
+    # The scenarios with a verdict, in report.json's order, and their plots (write_report's names).
+    judged = [s for s in result.scenarios if s.verdict is not None][:len(reported)]
+    plots = {id(s): f"{n}.timeline.png" for s, n in zip(judged, unique_names([v["scenario"] for v in reported]),
+                                                        strict=False)}
+    verdicts = {id(s): v for s, v in zip(judged, reported, strict=False)}
     data = {"board": result.board, "exit_code": result.exit_code, "interrupted": result.interrupted,
             "seconds": round((result.finished or time.time()) - result.started, 1),
-            "scenarios": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 1), "error": s.error,
-                           "divergences": len(s.verdict["divergences"]) if s.verdict else None}
+            "scenarios": [{"name": s.name, "status": s.status, "detail": s.detail, "seconds": round(s.seconds, 1),
+                           "error": s.error, "folder": f"scenarios/{s.folder}",
+                           "divergences": len(s.verdict["divergences"]) if s.verdict else None,
+                           "first_divergences": len(s.first["divergences"]) if s.first else None}
                           for s in result.scenarios],
             "suites": [{k: getattr(s, k) for k in ("name", "returncode", "tests", "passed", "failed", "errors",
                                                    "skipped", "error", "links")} | {"seconds": round(s.seconds, 1)}
@@ -387,7 +434,7 @@ def write_summary(result: NightlyResult) -> Path:
     verdict_word = {0: "pass", 1: "FAIL", 2: "ERROR"}[result.exit_code]
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>bmc-hil nightly</title>"
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}.pass{color:green}.fail{color:#b00}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}.pass{color:green}.fail{color:#b00}.flaky{color:#c60}"
              "pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap}</style></head><body>",
              f"<h1>bmc-hil nightly: {e(result.board)} "
              f"<span class='{'pass' if result.exit_code == 0 else 'fail'}' id='overall'>{verdict_word}</span></h1>",
@@ -400,10 +447,11 @@ def write_summary(result: NightlyResult) -> Path:
               "<table id='scenarios'><tr><th>scenario</th><th>verdict</th><th>predicted</th><th>observed</th>"
               "<th>divergences</th><th>seconds</th></tr>"]
     for s in result.scenarios:
-        v = verdicts.get(s.name)
-        cls = "pass" if s.status == "pass" else "fail"
+        v = verdicts.get(id(s))
+        cls = {"pass": "pass", "flaky": "flaky"}.get(s.status, "fail")
+        word = f"{s.status}: {s.detail}" if s.detail else s.status
         parts.append(f"<tr class='scenario' data-scenario='{e(s.name)}' data-verdict='{e(s.status)}'>"
-                     f"<td><a href='#scenario-{e(s.name)}'>{e(s.name)}</a></td><td class='{cls}'>{e(s.status)}</td>"
+                     f"<td><a href='#scenario-{e(s.name)}'>{e(s.name)}</a></td><td class='{cls}'>{e(word)}</td>"
                      f"<td>{v['predicted'] if v else ''}</td><td>{v['observed'] if v else ''}</td>"
                      f"<td>{len(v['divergences']) if v else ''}</td><td>{s.seconds:.0f}</td></tr>")
     parts.append("</table>")
@@ -412,13 +460,21 @@ def write_summary(result: NightlyResult) -> Path:
                      "<a class='artifact' href='scenarios/report.json'>report.json</a></p>")
     for s in result.scenarios:
         parts.append(f"<h3 id='scenario-{e(s.name)}'>{e(s.name)}: {e(s.status)}</h3>")
+        folder = f"scenarios/{s.folder}/"
         if s.error is not None:
             parts.append(f"<pre class='error'>{e(s.error)}</pre>")
-            parts.append(f"<p>Artifacts kept in <a href='scenarios/{e(s.name)}/'>scenarios/{e(s.name)}/</a></p>")
+            parts.append(f"<p>Artifacts kept in <a href='{e(folder)}'>{e(folder)}</a></p>")
             continue
-        parts.append(f"<img class='timeline' data-scenario='{e(s.name)}' src='scenarios/{e(s.name)}.timeline.png' "
-                     f"alt='timeline of {e(s.name)}'>")
-        parts.append(_divergence_table(verdicts.get(s.name) or s.verdict))
+        if s.first is not None:
+            parts.append(f"<p class='{'flaky' if s.status == 'flaky' else 'fail'}'>{e(s.detail)}. The first run "
+                         f"(artifacts in <a href='{e(folder.replace('-rerun/', '/'))}'>"
+                         f"{e(folder.replace('-rerun/', '/'))}</a>):</p>")
+            parts.append(_divergence_table(s.first))
+            parts.append(f"<p>The re-run (artifacts in <a href='{e(folder)}'>{e(folder)}</a>):</p>")
+        if id(s) in plots:
+            parts.append(f"<img class='timeline' data-scenario='{e(s.name)}' src='scenarios/{e(plots[id(s)])}' "
+                         f"alt='timeline of {e(s.name)}'>")
+        parts.append(_divergence_table(verdicts.get(id(s)) or s.verdict))
     parts.append("<h2>Suites</h2><table id='suites'><tr><th>suite</th><th>tests</th><th>passed</th><th>failed</th>"
                  "<th>errors</th><th>skipped</th><th>seconds</th><th>results</th></tr>")
     for s in result.suites:

@@ -4,12 +4,12 @@ What the model predicts is written to predicted.pcap and read back by the same r
 the capture, so both sides get their stream keys and fields from one code path; the
 comparison core (harness.compare) aligns each stream with packetdrill's tolerance rule.
 
-Compared, every frame the board's kernel sends by itself (ARP requests and replies,
-SYN-ACKs, RSTs, SYNs, ICMP echo replies), the data segments on flows the board connected
-for the harness (with the bytes the harness asked for), every link, watchdog, restart and
-kernel-fault console line, and every reset the board made. A verdict that compared
-nothing, lacks a kind its scenario must provoke, read a damaged capture or whose model
-failed is an error, never a pass.
+Compared, every frame the board's kernel sends by itself (ARP requests and replies, the
+unicast probes of NUD_PROBE among them, SYN-ACKs, RSTs, SYNs, ICMP echo replies), the
+data segments on flows the board connected for the harness (with the bytes the harness
+asked for), every link, watchdog, restart and kernel-fault console line, and every reset
+the board made. A verdict that compared nothing, lacks a kind its scenario must provoke,
+read a damaged capture or whose model failed is an error, never a pass.
 """
 
 from __future__ import annotations
@@ -39,11 +39,16 @@ from harness.ingest.streams import (
 from harness.oracle.bounds import APP_LATENCY_NS, CONSTANTS, LINKWATCH_MAX_DELAY_NS, Learnt
 from harness.oracle.inputs import APP_DATA_FIELDS, BoardConnect, ModelInputs, model_inputs
 from harness.oracle.loop import ModelRun, run_model
-from harness.oracle.observe import Artifacts, Observation, observe, unicast_arp_request
+from harness.oracle.observe import Artifacts, Observation, observe
 from models.config import FirmwareConfig
 from models.wire import ip4
 
-# Frame kinds the kernel sends on its own.
+# Frame kinds the kernel sends on its own. ARP_REQUEST includes the unicast probes of a
+# NUD_PROBE entry (neigh_probe -> arp_solicit to the cached address), compared with the
+# same fields as a broadcast request (eth_dst tells them apart): TCP's confirmations
+# (sk_dst_confirm -> sock_confirm_neigh) are modelled, and what the model cannot know (the
+# reachable_time draw, the DELAY timer's lateness, confirmations by applications it does
+# not play) it predicts as optional probes (models.neighbour).
 KERNEL_FRAME_KINDS = (EventKind.ARP_REQUEST, EventKind.ARP_REPLY, EventKind.TCP_SYNACK, EventKind.TCP_RST,
                       EventKind.TCP_SYN, EventKind.ICMP_ECHO_REPLY,
                       # the kernel's too, and never seen from a healthy board in the built-ins:
@@ -146,7 +151,16 @@ class Verdict:
         return {"scenario": self.scenario, "ok": self.ok, "error": self.error, "divergences": self.rows,
                 "predicted": self.predicted, "observed": self.observed, "compared_kinds": self.compared_kinds,
                 "learnt": [v.to_json() for v in self.learnt], "start_ns": self.start_ns, "end_ns": self.end_ns,
-                "timeline": self.timeline, "notes": self.notes}
+                "timeline": self.timeline, "notes": self.notes, "series": self.series}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Verdict:
+        """A verdict as `to_json` wrote it (a nightly's suites reuse its scenarios' verdicts)."""
+        learnt = [Learnt(x["name"], x["value"], *x["bound"], x.get("where", ""), x.get("t_ns", 0))
+                  for x in d.get("learnt", [])]
+        return cls(d["scenario"], list(d["divergences"]), int(d["predicted"]), int(d["observed"]),
+                   d.get("timeline") or {}, int(d["start_ns"]), int(d["end_ns"]), list(d.get("notes", [])),
+                   d.get("series") or {}, learnt, d.get("error"), list(d.get("compared_kinds", [])))
 
 
 def _app_targets(connects: list[BoardConnect]) -> set[tuple[int, int]]:
@@ -175,8 +189,8 @@ def predicted_events(obs: Observation, run: ModelRun, mi: ModelInputs, start_ns:
     table = read_capture(pcap_path).packets
     fe = frame_events(table, obs.declared)
     t_all = fe.events.time_ns
-    keep = (fe.direction == FROM_BOARD) & np.isin(fe.kind, KERNEL_FRAME_KINDS) & \
-        ~unicast_arp_request(table, fe) & (t_all >= start_ns) & (t_all <= end_ns)
+    keep = (fe.direction == FROM_BOARD) & np.isin(fe.kind, KERNEL_FRAME_KINDS) & (t_all >= start_ns) & \
+        (t_all <= end_ns)
     keep |= _app_keep(fe.kind, fe.direction, fe.peer_ip, fe.peer_port, t_all, mi.connects, start_ns, end_ns)
     # Windows: the model gives one for what Linux randomises and for what a kernel timer
     # sends (the timer wheel's slack, summed along the chain of timers since the input that
@@ -227,7 +241,7 @@ def observed_outputs(obs: Observation, mi: ModelInputs, start_ns: int, end_ns: i
                      use_qmp_resets: bool) -> ObservedEvents:
     """What the board did in [start, end] that is compared."""
     f = obs.frames
-    keep = (obs.frame_dir == FROM_BOARD) & np.isin(obs.frame_kind, KERNEL_FRAME_KINDS) & ~obs.frame_probe & \
+    keep = (obs.frame_dir == FROM_BOARD) & np.isin(obs.frame_kind, KERNEL_FRAME_KINDS) & \
         (f.time_ns >= start_ns) & (f.time_ns <= end_ns)
     keep |= _app_keep(obs.frame_kind, obs.frame_dir, obs.frame_peer_ip, obs.frame_peer_port, f.time_ns, mi.connects,
                       start_ns, end_ns)

@@ -110,6 +110,24 @@ def test_robot_output_says_all_passed_and_the_summary_links_its_logs(smoke_run):
         assert (out / link).is_file()
 
 
+@pytest.mark.board
+def test_each_scenario_runs_once_a_night(smoke_run):
+    """closed-port ran in the scenario phase; the pytest and Robot oracle tests of it took
+    that verdict rather than booting a board for it again (issue: every scenario used to
+    run twice a night, and a flake in one run could not be told from a fault)."""
+    import json
+
+    _, stderr, out = smoke_run
+    reused = {}
+    for suite in ("pytest", "robot"):
+        for report in (out / suite).rglob("report.json"):
+            for v in json.loads(report.read_text())["scenarios"]:
+                if any("reused from" in n for n in v["notes"]):
+                    reused.setdefault(suite, []).append(v["scenario"])
+    assert reused == {"pytest": ["closed-port"], "robot": ["closed-port"]}, stderr[-3000:]
+    assert not [p for p in (out / "pytest").rglob("capture.pcap") if "closed-port" in str(p)]
+
+
 # -- the summary of a bad night (no board needed) ---------------------------------------------
 def test_summary_of_a_board_that_died_and_a_divergence_says_what_happened_and_fails(tmp_path):
     verdict = {"scenario": "handshake", "ok": False, "predicted": 2, "observed": 1, "start_ns": 0, "end_ns": 3,
