@@ -124,16 +124,37 @@ def relative_href(path: Path, base: Path) -> str:
     return quote(Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix())
 
 
-def _services(declared, files: ScenarioFiles) -> dict[int, str]:
-    """Board port -> service name: the declared firmware's services, else the services the
-    scenario's steps connected to (steps.json names them with their port)."""
+# How far before a connect step's recorded time its SYN may be stamped (the capture's clock
+# offset is known to a few ms; the step is recorded just before the harness connects).
+STEP_SYN_SLACK_NS = 100_000_000
+
+
+def _services(declared, files: ScenarioFiles, index: FlowIndex, start_ns: int) -> dict[int, str]:
+    """Board port -> service name: the declared firmware's services; else the services the
+    scenario's steps connected to, by the port steps.json gives, or else by the port of
+    the first connection opened to the board after the step."""
     if declared is not None:
         return {s.port: s.name for s in declared.services if s.enabled}
     out: dict[int, str] = {}
-    for step in _read_json(files.steps, []):
-        if isinstance(step, dict) and step.get("service") and isinstance(step.get("guest_port"), int):
+    steps = [s for s in _read_json(files.steps, []) if isinstance(s, dict) and s.get("do") == "connect"
+             and s.get("service")]
+    opened = sorted((int(t), f.board_port) for pcap in index.captures for t, key, syn in
+                    zip(pcap.time_ns.tolist(), pcap.received.tolist(), pcap.syn.tolist(), strict=True)
+                    if syn and (f := index.flow(key)) is not None and f.opened_by_board is False)
+    for step in steps:
+        if isinstance(step.get("guest_port"), int):
             out[step["guest_port"]] = str(step["service"])
+            continue
+        t = start_ns + _step_ns(step) - STEP_SYN_SLACK_NS
+        port = next((p for ts, p in opened if ts >= t and p not in out), None)
+        if port is not None:
+            out[port] = str(step["service"])
     return out
+
+
+def _step_ns(step: dict) -> int:
+    """When a step ran, from the scenario's start (steps.json: its time and how late it was)."""
+    return int(round((float(step.get("at_s", 0)) + float(step.get("late_s", 0) or 0)) * 1e9))
 
 
 def _read_json(path: Path | None, default):
@@ -216,6 +237,7 @@ class _Pcap:
     kind: np.ndarray
     sent: np.ndarray
     received: np.ndarray
+    syn: np.ndarray           # a pure SYN: the first frame of a connection
 
 
 def _i64(a) -> np.ndarray:
@@ -246,7 +268,8 @@ def _keyed(path: Path, table: PacketTable, time_ns: np.ndarray) -> tuple[_Pcap, 
         _, first = np.unique(fids, return_index=True)
         _merge(flows, {int(fids[i]): Flow(int(flow_class[i]), int(peer[i]), int(board_port[i]), int(peer_port[i]),
                                           (d == FROM_BOARD) if int(fids[i]) in opened else None) for i in first})
-    return _Pcap(path, _i64(table.frame), np.asarray(time_ns, np.int64), kind, keys[FROM_BOARD], keys[TO_BOARD]), flows
+    return _Pcap(path, _i64(table.frame), np.asarray(time_ns, np.int64), kind, keys[FROM_BOARD], keys[TO_BOARD],
+                 syn), flows
 
 
 class FlowIndex:
@@ -388,7 +411,7 @@ def stimuli(files: ScenarioFiles, start_ns: int, end_ns: int) -> tuple[list[Stim
     for step in _read_json(files.steps, []):
         if not isinstance(step, dict) or step.get("do") not in UNRECORDED_STEPS:
             continue
-        t = start_ns + int(round((float(step.get("at_s", 0)) + float(step.get("late_s", 0) or 0)) * 1e9))
+        t = start_ns + _step_ns(step)
         what = step.get("service") or (f":{step['port']}" if "port" in step else "")
         out.append(Stimulus(t, f"{step['do']} {what}".strip(), str(step["do"])))
     out.sort(key=lambda s: s.t_ns)
@@ -433,7 +456,7 @@ class ScenarioView:
             index = FlowIndex.read(files, verdict.timeline) if files.folder is not None else FlowIndex.empty()
         except (HarnessError, ValueError, KeyError, TypeError):
             index = FlowIndex.empty()
-        view = cls(verdict, name, files, index, _services(declared, files))
+        view = cls(verdict, name, files, index, _services(declared, files, index, verdict.start_ns))
         if verdict.start_ns:
             try:
                 view.stimuli, view.link_down = stimuli(files, verdict.start_ns, verdict.end_ns)

@@ -338,3 +338,18 @@ def test_unreadable_artifacts_leave_the_rows_named_by_kind(report, tmp_path):
     page = Page(paths["html"].read_text())
     assert {r["flow"] for r in page.table("handshake", "divergences")} == {"TCP_SYNACK"}
     assert not broken_links(paths["html"].parent, page.links, page.ids)
+
+
+def test_without_the_declared_config_a_connect_step_names_the_connection_it_opened(report, tmp_path):
+    """An emulated board's steps.json says which service a connect step asked for, not its
+    port: the connection opened to the board just after the step is that service's."""
+    import json
+
+    _, verdicts, folders, _ = report
+    run = tmp_path / "run"
+    shutil.copytree(folders[0], run)
+    steps = json.loads((run / "steps.json").read_text())
+    (run / "steps.json").write_text(json.dumps([{k: v for k, v in s.items() if k != "guest_port"} for s in steps]))
+    paths = write_report(tmp_path / "report", [verdicts[0]], {"board": "model"}, folders=[run])
+    flows = {FLOW.match(r["flow"]).group(1, 2) for r in Page(paths["html"].read_text()).table("handshake", "divergences")}
+    assert flows == {("ssh", "22"), ("http", "80")}
