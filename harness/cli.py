@@ -102,6 +102,10 @@ def describe_step(step, config) -> str:
         return f"watchdog started (timeout {a['timeout']} s, kicked every {a.get('period', 1)} s)"
     if step.do == "frame":
         return f"a frame to the board ({len(a['hex'].replace(' ', '')) // 2} bytes)"
+    if step.do == "ping":
+        to = {"board": "the board", "subnet-broadcast": "the subnet's broadcast",
+              "limited-broadcast": "255.255.255.255"}.get(a.get("to", "board"), a.get("to"))
+        return f"ping {to}" + (f" from {a['from']}" if "from" in a else "")
     return {"link_down": "link down", "link_up": "link up", "reboot": "reboot typed on the console",
             "watchdog_starve": "watchdog starved (its daemon killed with SIGKILL)",
             "watchdog_stop": "watchdog stopped (its daemon ends with the magic close)"}.get(step.do, step.do)
@@ -158,7 +162,7 @@ def describe_packet(t, i: int) -> str:
     if layers & Layer.ICMP:
         kind = {0: "echo reply", 3: "destination unreachable", 8: "echo request"}.get(int(t.icmp_type[i]),
                                                                                        f"type {int(t.icmp_type[i])}")
-        return f"icmp {kind}"
+        return f"icmp {kind} {_ip(t.ip_src[i])} -> {_ip(t.ip_dst[i])}"
     if layers & Layer.IPV4:
         return f"ipv4 protocol {int(t.ip_proto[i])}"
     return f"ethertype 0x{int(t.ethertype[i]):04x} ({int(t.wire_len[i])} bytes)"

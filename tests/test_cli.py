@@ -12,6 +12,7 @@ import time
 import pytest
 
 from harness.sysdeps import Plan
+from tests.test_cli_ux import start_boot
 
 BMC_HIL = [sys.executable, "-m", "harness"]
 
@@ -83,16 +84,8 @@ def test_boot_keeps_the_board_up_for_ssh_and_link_then_ctrl_c_leaves_nothing(tmp
     env = dict(os.environ, BMC_HIL_CACHE=os.environ.get("BMC_HIL_CACHE", ""))
     env = {k: v for k, v in env.items() if v}
     out_dir = tmp_path / "run"
-    proc = subprocess.Popen([*BMC_HIL, "boot", "--out", str(out_dir)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc, lines = start_boot(out_dir, timeout=120, stderr=subprocess.PIPE, env=env)
     try:
-        deadline = time.monotonic() + 120
-        lines = []
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "Ctrl-C powers it off." in line or not line:
-                break
         assert any("console : socket://127.0.0.1:" in ln for ln in lines), "".join(lines) + proc.stderr.read()
         assert run("ssh", "uname", "-m", timeout=60).stdout.strip() == "armv6l"
         assert run("link", "down", timeout=30).returncode == 0

@@ -272,7 +272,7 @@ class _raw_terminal:
         import tty
 
         self._saved = termios.tcgetattr(self.fd)
-        tty.setraw(self.fd)
+        tty.setraw(self.fd, termios.TCSADRAIN)  # as ssh(1): what was typed ahead is kept
         try:
             self._old_handler = signal.signal(signal.SIGWINCH, lambda *_: self.resized.append(1))
         except ValueError:  # not the main thread: the size stays as it was
