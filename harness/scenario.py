@@ -404,6 +404,10 @@ def ping_addresses(config, step: Step) -> tuple[str, str, str]:
     if ipaddress.IPv4Address(src) == board:
         raise ScenarioError(f"step {step.index}: from: {src} is the board's own address, a martian source to "
                             "Linux (fib_validate_source refuses a local source)")
+    if ipaddress.IPv4Address(src) == iface.address.network.broadcast_address and iface.address.network.prefixlen < 31:
+        raise ScenarioError(f"step {step.index}: from: {src} is the declared subnet's broadcast address: the reply's "
+                            "route would be a broadcast one (RTN_BROADCAST: to ff:ff:ff:ff:ff:ff without ARP, "
+                            "arp_constructor), which the model does not play")
     to = step.args.get("to", "board")
     if to == "board":
         return src, str(board), str(iface.mac)

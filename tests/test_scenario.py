@@ -388,11 +388,13 @@ def test_ping_needs_a_peer_on_the_harnesss_wire():
     assert scenario({"at": 0, "do": "ping"}, peer="deaf").steps[0].do == "ping"
 
 
-def test_ping_from_the_boards_own_address_or_to_a_subnet_without_broadcast_is_refused():
+def test_ping_from_the_boards_own_or_broadcast_address_or_to_a_subnet_without_broadcast_is_refused():
     from harness.scenario import ping_frame
 
     with pytest.raises(ScenarioError, match="from: 10.0.2.15 is the board's own address"):
         ping_frame(FirmwareConfig.default(), ping(**{"from": "10.0.2.15"}), 0)
+    with pytest.raises(ScenarioError, match="from: 10.0.2.255 is the declared subnet's broadcast address"):
+        ping_frame(FirmwareConfig.default(), ping(**{"from": "10.0.2.255"}), 0)
     cfg = FirmwareConfig.from_dict({"interface": {"address": "10.0.2.15/31", "gateway": "10.0.2.14",
                                                   "mac": "52:54:00:12:34:56"}})
     with pytest.raises(ScenarioError, match="a /31 has no broadcast address"):
