@@ -94,7 +94,8 @@ def describe_step(step, config) -> str:
             port = None
         if "service" in a:
             return f"connect {a['service']} (port {port})" if port else f"connect {a['service']} (not declared)"
-        return f"connect to port {port}"
+        served = any(svc.port == port for svc in config.services)
+        return f"connect to port {port}" + ("" if served else " (no declared service)")
     if step.do == "board_connect":
         what = f"the board connects to {peer_ip_str(config)}:{a['port']}"
         return what + (f" and writes {a['data']!r}" if "data" in a else "")
@@ -641,11 +642,11 @@ def _prediction(sc, config, verdict, out: Path) -> tuple[list[dict], list[dict]]
     outputs as events (harness.cli's JSON, as models.board.Prediction's events were)."""
     import re
 
+    from harness.board.console import clean_text
     from harness.ingest.console import parse_console
     from harness.ingest.events import EventKind
     from harness.ingest.pcap import read_capture
     from models.wire import mac_bytes
-    from models.wire.tcp import flags_str
 
     start, end = verdict.start_ns, verdict.end_ns
     rows: list[dict] = []
@@ -678,7 +679,7 @@ def _prediction(sc, config, verdict, out: Path) -> tuple[list[dict], list[dict]]
         lo, hi, name = frames.get(t, (t, t, None))
         r = row(t, "board -> peer", describe_packet(table, i), name is not None,
                 (lo, hi) if hi > lo else None, kind=name)
-        fields = _packet_fields(table, i, flags_str)
+        fields = _packet_fields(table, i)
         events.append({"t": t, "earliest": lo, "latest": hi, "kind": "frame", "compared": r["checked"], **fields})
     console = parse_console((out / "console.log").read_bytes(), "console.log", strict=False)
     for name, t, lo, hi in others:
@@ -688,7 +689,7 @@ def _prediction(sc, config, verdict, out: Path) -> tuple[list[dict], list[dict]]
         else:
             near = [i for i in range(len(console)) if console.kind[i] == kind]
             best = min(near, key=lambda i: abs(int(console.host_wall_ns[i]) - t), default=None)
-            text = re.sub(r"^.*?\[\s*\d+\.\d+\]\s*", "", console.text[best]) if best is not None else name
+            text = clean_text(re.sub(r"^.*?\[\s*\d+\.\d+\]\s*", "", console.text[best])) if best is not None else name
         row(t, "reset" if kind == EventKind.QMP_RESET else "console", text, True, (lo, hi) if hi > lo else None,
             kind=name)
         events.append({"t": t, "earliest": lo, "latest": hi, "kind": "reset" if kind == EventKind.QMP_RESET
@@ -697,8 +698,10 @@ def _prediction(sc, config, verdict, out: Path) -> tuple[list[dict], list[dict]]
     return rows, events
 
 
-def _packet_fields(table, i: int, flags_str) -> dict:
+def _packet_fields(table, i: int) -> dict:
+    """Row `i` of a PacketTable as the JSON fields of a predicted frame."""
     from harness.ingest.pcap import Layer, TcpOpt
+    from models.wire.tcp import flags_str
 
     layers = int(table.layers[i])
     if layers & Layer.ARP:
@@ -985,7 +988,9 @@ def cmd_flap(args) -> int:
     out = Path(args.out) if args.out else _default_out(f"flap-{spec.name}")
     prepare_run_dir(out)
     term = Console(stderr=not args.json)
-    board = open_board(spec, out, log=_stderr)
+    with _Progress() as progress:
+        progress.status(f"preparing board {spec.name}")
+        board = open_board(spec, out, log=progress.note)
     rows = []
 
     def table() -> Table:
@@ -1003,7 +1008,8 @@ def cmd_flap(args) -> int:
         return t
 
     with board:
-        BoardStrategy(board, timeouts_for(spec)).transition(BoardState.SSH)
+        with _Progress() as progress:
+            _boot_to(BoardStrategy(board, timeouts_for(spec)), BoardState.SSH, progress)
         board.capture_start(out / "flap.pcap")
         with Live(table(), console=term, refresh_per_second=4, transient=args.json) as live:
             def on_cycle(c):
@@ -1088,7 +1094,8 @@ The kernel is built once per recipe (about 6 minutes on 2 cores) and kept in the
   bmc-hil boot --board lab.yaml    a real board: brought to SSH-ready, left running
 
 """ + EXIT_CODES + """
-  (--check: 2 when the board does not boot or answer)""",
+  --check: 2 when the board does not boot or answer. A kept-up board is ended by
+  Ctrl-C or SIGTERM: it is powered off and the exit code is 0.""",
     "console": """examples:
   bmc-hil console                  the running emulated board's console (bmc-hil boot)
   bmc-hil console --board lab.yaml a real board's serial console
