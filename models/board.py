@@ -46,7 +46,7 @@ from .ipv4 import Fib, Ipv4Layer
 from .neighbour import NeighParams, NeighTable, TxFrame
 from .phy import PHY_STATE_TIME, PhyDevice, Rtl8211e
 from .socket import SocketLayer
-from .tcp import OutSegment, TcpParams, TimerKind
+from .tcp import OutSegment, TcpParams, TcpState, TimerKind
 from .watchdog import RESTART_LINE, AspeedWdt, BusyboxWatchdog, WatchdogCore
 from .wire import ETH_P_ARP, ETH_P_IP, EthernetRepr, ip4, ip4_str, mac_bytes
 from .wire.icmp import ICMP_HOST_UNREACH
@@ -179,6 +179,9 @@ class Board:
         self._hints: dict[tuple, list[int]] = {}
         self._timer_objs: dict[tuple, Any] = {}
         self._learnt: dict[tuple, Window] = {}
+        # judging a real board (set by timer_hints): predict as optional what only some of
+        # Linux's draws, or applications the model does not play, would make it send
+        self.judging = False
         self._power_on(0)
 
     # -- life cycle ------------------------------------------------------------------------
@@ -189,6 +192,8 @@ class Board:
         self.phydev = PhyDevice(self.phy)
         self.neigh = NeighTable(self.neigh_params, self.mac_addr, self.addr, self.rng,
                                 resolutions=self.resolutions)   # kept across reboots
+        self.neigh.judging = self.judging
+        self.neigh.unseen_confirms = self._app_may_confirm
         self.linkwatch_at = None
         self.ip = Ipv4Layer(self.addr, self.prefixlen, Fib.from_config(cfg), cfg.interface.mtu,
                             int(cfg.sysctl("net.ipv4.ip_default_ttl")), self.rng,
@@ -219,6 +224,16 @@ class Board:
         self.next_phy_poll = now + self.phy_phase
         self.link_change_at = now
         self.services_at = now + self.boot_timing.to_services.earliest
+
+    def _app_may_confirm(self, next_hop: int) -> bool:
+        """May an application the model does not play have confirmed `next_hop`? An
+        accepted connection (dropbear's, httpd's) through it is open: its writes, which the
+        model does not know, confirm the neighbour when they are acknowledged (tcp_ack ->
+        sk_dst_confirm -> sock_confirm_neigh). The model's accepted sockets outlive the
+        board's (no application closes them), so this errs towards "may"."""
+        open_states = (TcpState.SYN_RECV, TcpState.CLOSED, TcpState.TIME_WAIT)
+        return any(sk.passive and sk.state not in open_states and self.ip.fib.next_hop(sk.remote[0]) == next_hop
+                   for sk in self.sockets.established.values())
 
     def _in_host_queue(self, sk, seq: int) -> bool:
         """Is a copy of `sk`'s segment at `seq` waiting in a neighbour's arp_queue?"""
@@ -269,14 +284,15 @@ class Board:
         out, self._out = self._out, []
         return out
 
-    def _wire(self, now: int, frames: list[bytes], cause: str, window: Window | None = None) -> None:
+    def _wire(self, now: int, frames: list[bytes], cause: str, window: Window | None = None,
+              optional: bool = False) -> None:
         for frame in frames:
             if not self.cable_up:
                 # the cable is out (or QEMU's set_link is off): the frame is lost on the wire
                 self._emit(now, "drop", {"reason": "lost on the wire (link down)", "cause": cause})
                 continue
             detail: dict[str, Any] = {"cause": cause, "raw": frame}
-            if self.carrier_on_at is not None and now - self.carrier_on_at < CARRIER_RACE_NS:
+            if optional or self.carrier_on_at is not None and now - self.carrier_on_at < CARRIER_RACE_NS:
                 detail["optional"] = True   # the qdisc may not be back yet (CARRIER_RACE_NS)
             if self.describe_frames:
                 detail.update(_frame_summary(frame))
@@ -284,7 +300,7 @@ class Board:
 
     def _xmit(self, now: int, txs: list[TxFrame]) -> None:
         for tx in txs:
-            self._wire(now, self.mac.dev_queue_xmit(now, tx.frame), tx.cause, tx.window)
+            self._wire(now, self.mac.dev_queue_xmit(now, tx.frame), tx.cause, tx.window, tx.optional)
 
     def _tcp_out(self, now: int, segs: list[OutSegment]) -> None:
         for seg in segs:
@@ -294,13 +310,13 @@ class Board:
                 for tx in self.neigh.neigh_resolve_output(now, nh, packet, confirm=seg.confirm_neigh):
                     window = seg.window if tx.cause == "ip" else tx.window
                     self._wire(now, self.mac.dev_queue_xmit(now, tx.frame), seg.cause if tx.cause == "ip" else tx.cause,
-                               window)
+                               window, tx.optional)
 
     def _ip_out(self, now: int, packets: list[tuple[int, bytes]], cause: str) -> None:
         for nh, packet in packets:
             for tx in self.neigh.neigh_resolve_output(now, nh, packet):
                 self._wire(now, self.mac.dev_queue_xmit(now, tx.frame), cause if tx.cause == "ip" else tx.cause,
-                           tx.window)
+                           tx.window, tx.optional)
 
     # -- inputs ----------------------------------------------------------------------------
     def handle(self, now: int, event: BoardInput | dict[str, Any]) -> list[Predicted]:
@@ -466,7 +482,13 @@ class Board:
         board sent at T <= h <= T + L, is moved to h: like an ISN, the lateness is learnt
         from the board, and what follows (whether a probe found the carrier back on, when
         the next retransmission is due) follows the board's clock, not the model's guess.
-        A frame outside the window teaches nothing, so it still shows as a divergence."""
+        A frame outside the window teaches nothing, so it still shows as a divergence.
+
+        Only an oracle judging a real board gives hints, so from here on the model judges:
+        it also predicts, as optional, the unicast probes only some boards send (the
+        reachable_time draw, the DELAY timer's lateness, applications' confirmations:
+        models.neighbour)."""
+        self.judging = self.neigh.judging = True
         hints: dict[tuple, list[int]] = {}
         for t, what in sorted(seen):
             hints.setdefault(what, []).append(t)

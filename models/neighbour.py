@@ -13,15 +13,33 @@ to its unicast probe (arp_process -> neigh_update(NUD_REACHABLE)) confirms the m
 entry too. An entry that expired in the model first would send probes the peer never
 answers (it answers the board's), fail, and predict broadcast requests the board never
 sends.
+
+What the model cannot know it predicts as optional ("maybe") unicast probes, when it
+judges a board (`NeighTable.judging`): a branch the board may be on beside the model's
+own, which an ARP reply from the peer ends (arp_process -> neigh_update(NUD_REACHABLE), on
+the board and in the model alike), so the model itself never goes PROBE or FAILED on a
+guess. Three things open such a branch:
+- the draw: a packet sent to a REACHABLE entry confirmed more than base/2 ago finds it
+  STALE on a board whose draw was short; __neigh_event_send makes it DELAY there, and
+  neigh_timer_handler probes delay_first_probe_time later unless a confirmation came;
+- the timer wheel: neigh_timer_handler's "confirmed within DELAY_PROBE_TIME" is judged
+  when the DELAY timer runs, which is at least a jiffy and up to a granule of its level
+  after it was due (calc_wheel_index), so a confirmation just after the entry went DELAY
+  may or may not be in time; one at or before that moment never is;
+- the applications: an accepted connection (dropbear's, httpd's) confirms the neighbour
+  whenever its writes are acknowledged (tcp_ack -> sk_dst_confirm), and the model does not
+  know those writes; while one is open the DELAY entry may have been confirmed.
+A model that plays one board (one Linux, one draw) predicts none of them.
 """
 
 from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .clock import NSEC_PER_MSEC, NSEC_PER_SEC, Window
+from .clock import NSEC_PER_MSEC, NSEC_PER_SEC, Window, timer_wheel_slack
 from .errors import WireError
 from .wire.arp import ARPOP_REPLY, ARPOP_REQUEST, ArpRepr
 from .wire.ethernet import BROADCAST, ETH_P_ARP, ETH_P_IP, EthernetRepr
@@ -91,6 +109,7 @@ class TxFrame:
     frame: bytes
     cause: str
     window: Window | None = None
+    optional: bool = False   # a frame only some boards send (a "maybe" probe)
 
 
 @dataclass
@@ -109,6 +128,16 @@ class Neighbour:
     # how far the reachable-time draw can move this entry's timer, both ways
     slack: tuple[int, int] = (0, 0)
     transitions: list[tuple[int, Nud, Nud]] = field(default_factory=list)
+    # the latest confirmation the model saw (ARP, TCP): `confirmed` may be later where the
+    # model takes a confirmation it cannot see as given (an application's, see the module)
+    confirmed_seen: int = 0
+    # a DELAY -> PROBE branch the board may be on and the model is not: when its next
+    # unicast probe would go, when its DELAY began, how many probes it sent, how late the
+    # next may be (the timer wheel's slack summed along it)
+    maybe_at: int | None = None
+    maybe_from: int = 0
+    maybe_probes: int = 0
+    maybe_late: int = 0
 
 
 class NeighTable:
@@ -130,6 +159,10 @@ class NeighTable:
         self.unreachable: list[tuple[int, bytes]] = []
         # when an entry went to INCOMPLETE (a resolution began); the caller may keep the list
         self.resolutions: list[int] = resolutions if resolutions is not None else []
+        # judging a board: predict the "maybe" probes of the module docstring
+        self.judging = False
+        # judging: may the board's applications have confirmed this next hop unseen?
+        self.unseen_confirms: Callable[[int], bool] = lambda key: False
 
     @property
     def reachable_window(self) -> tuple[int, int]:
@@ -168,12 +201,18 @@ class NeighTable:
         entry's timer then finds it still alive, a DELAY entry's timer makes it REACHABLE
         again if the confirmation came within delay_first_probe_time of it; STALE, PROBE
         and INCOMPLETE entries do not look at it (neigh_timer_handler)."""
-        n.confirmed = now
+        n.confirmed = max(n.confirmed, now)
+        n.confirmed_seen = now
 
     def _output(self, now: int, n: Neighbour, packet: bytes) -> list[TxFrame]:
         """n->output: neigh_resolve_output (neigh_event_send, then the cached address), or
         for a NUD_CONNECTED entry neigh_connected_output / neigh_hh_output."""
         next_hop = n.key
+        if self.judging and n.state is Nud.REACHABLE and n.maybe_at is None \
+                and now > n.confirmed_seen + (self.params.base_reachable_time >> 1):
+            # a board whose draw was short has this entry STALE: this packet makes it DELAY
+            self._maybe_branch(now, n, now + self.params.delay_probe_time, timer_wheel_slack(
+                self.params.delay_probe_time))
         if n.state is not Nud.REACHABLE:
             # neigh_event_send_probe() stamps `used`; a NUD_CONNECTED entry never gets there:
             # neigh_output() sends through the hh cache (neigh_hh_output) or
@@ -210,7 +249,8 @@ class NeighTable:
     def _create(self, now: int, key: int) -> Neighbour:
         """___neigh_create(): a new entry counts as confirmed long ago (now - 2 * base
         reachable time), so nothing it did before can keep it REACHABLE or DELAY."""
-        return Neighbour(key, confirmed=now - 2 * self.params.base_reachable_time, updated=now, used=now)
+        long_ago = now - 2 * self.params.base_reachable_time
+        return Neighbour(key, confirmed=long_ago, updated=now, used=now, confirmed_seen=long_ago)
 
     def _enqueue(self, now: int, n: Neighbour, packet: bytes) -> None:
         # while (arp_queue_len_bytes + skb->truesize > QUEUE_LEN_BYTES) drop the oldest
@@ -240,7 +280,7 @@ class NeighTable:
 
     # -- timers: neigh_timer_handler ------------------------------------------------------------
     def poll_at(self) -> int | None:
-        times = [n.timer for n in self.entries.values() if n.timer is not None]
+        times = [t for n in self.entries.values() for t in (n.timer, n.maybe_at) if t is not None]
         return min(times) if times else None
 
     def on_timer(self, now: int) -> list[TxFrame]:
@@ -249,7 +289,32 @@ class NeighTable:
             if n.timer is not None and n.timer <= now:
                 n.timer = None
                 out += self._timer_handler(now, n)
+            if n.maybe_at is not None and n.maybe_at <= now:
+                out += self._maybe_probe(now, n)
         return out
+
+    # -- what only some boards do (module docstring) ---------------------------------------------
+    def _maybe_branch(self, now: int, n: Neighbour, first: int, late: int) -> None:
+        """Open a DELAY -> PROBE branch the board may be on: its DELAY began at `now`, its
+        first probe is due at `first` and may be `late`."""
+        n.maybe_at, n.maybe_from, n.maybe_probes, n.maybe_late = first, now, 0, late
+
+    def _maybe_probe(self, now: int, n: Neighbour) -> list[TxFrame]:
+        """The branch's next unicast probe (neigh_timer_handler -> neigh_probe), optional.
+        Its first is the board's DELAY timer: a confirmation the model saw surely in time
+        for it (a granule after the DELAY began) means that branch went REACHABLE."""
+        p = self.params
+        if n.maybe_probes == 0 and n.confirmed_seen >= n.maybe_from + timer_wheel_slack(p.delay_probe_time):
+            n.maybe_at = None
+            return []
+        arp = ArpRepr(ARPOP_REQUEST, self.mac, self.addr, bytes(6), n.key)
+        tx = TxFrame(EthernetRepr(n.ha, self.mac, ETH_P_ARP).emit(arp.emit()), "arp-probe-unicast-maybe",
+                     Window(now, now + n.maybe_late), optional=True)
+        n.maybe_probes += 1
+        retrans = max(p.retrans_time, NSEC_PER_SEC // 100)
+        n.maybe_at = now + retrans if n.maybe_probes < p.ucast_probes else None
+        n.maybe_late += timer_wheel_slack(retrans)
+        return [tx]
 
     def _timer_handler(self, now: int, n: Neighbour) -> list[TxFrame]:
         out = self._timer_step(now, n)
@@ -272,10 +337,22 @@ class NeighTable:
                 self._set(now, n, Nud.STALE)
             return []
         if n.state is Nud.DELAY:
-            if now <= n.confirmed + p.delay_probe_time:
+            # "confirmed within DELAY_PROBE_TIME" as of when the kernel runs this timer: at
+            # least a jiffy after it was due, up to its level's granule (calc_wheel_index)
+            began = now - p.delay_probe_time
+            sure = n.confirmed >= began + timer_wheel_slack(p.delay_probe_time)
+            unseen = self.judging and self.unseen_confirms(n.key)
+            if sure or n.confirmed > began or unseen:
+                if self.judging and not sure:
+                    # the board may have gone PROBE: its probes are optional, a reply ends them
+                    self._maybe_branch(began, n, now, 0)
+                    out = self._maybe_probe(now, n)
+                else:
+                    out = []
                 self._set(now, n, Nud.REACHABLE)
-                n.timer = n.confirmed + self.reachable_time
-                return []
+                n.confirmed = max(n.confirmed, now) if unseen else n.confirmed
+                n.timer = max(n.confirmed + self.reachable_time, now)
+                return out
             self._set(now, n, Nud.PROBE)
             n.probes = 0
         if n.state in (Nud.INCOMPLETE, Nud.PROBE):
@@ -369,7 +446,8 @@ class NeighTable:
         if new is Nud.REACHABLE:
             # "Update confirmed timestamp for neighbour entry after we received ARP packet
             # even if it doesn't change IP to MAC binding": before the override check
-            n.confirmed = now
+            n.confirmed = n.confirmed_seen = now
+            n.maybe_at = None   # a branch the board may have been on went REACHABLE too
         if valid:
             if lladdr != n.ha and not override:
                 return []
@@ -388,7 +466,7 @@ class NeighTable:
         if new_ha:
             n.ha = lladdr
             if new is not Nud.REACHABLE:
-                n.confirmed = now - 2 * self.params.base_reachable_time
+                n.confirmed = n.confirmed_seen = now - 2 * self.params.base_reachable_time
         if new is old or valid:
             return []
         out: list[TxFrame] = []

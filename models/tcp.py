@@ -388,6 +388,7 @@ class TcpSock:
         self.inet_id = 0
         # sk_dst_pending_confirm: a neighbour confirmation waiting for the next segment sent
         self.dst_pending_confirm = False
+        self.passive = False   # accepted from a listener (tcp_create_openreq_child)
         self._tx: list[OutSegment] = []
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -756,6 +757,7 @@ class TcpSock:
         tcp_v4_syn_recv_sock then picks a random inet_id and, with tcp_reflect_tos, takes
         the SYN's DSCP as its TOS."""
         sk = cls(params, rng, req.local, req.remote, name)
+        sk.passive = True
         sk.set_state(now, TcpState.SYN_RECV)
         sk.iss, sk.irs, sk.ts_offset = req.iss, req.irs, req.ts_offset
         sk.inet_id = rng.getrandbits(16)   # tcp_v4_syn_recv_sock(): get_random_u16()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from models.board import BootTiming, run_back_to_back
+from models.board import Board, BootTiming, run_back_to_back
 from models.clock import Window, ms, sec
 from models.config import FirmwareConfig
 from models.neighbour import NeighParams, NeighTable, Nud
@@ -173,3 +173,123 @@ def test_a_connection_making_progress_keeps_its_neighbour_reachable_without_prob
                                       boot=FAST_BOOT)
     assert unicast_probes(out_a) == []
     assert [new for _, _, new in a.neigh.entries[ip4("10.0.2.15")].transitions] == [Nud.INCOMPLETE, Nud.REACHABLE]
+
+
+# -- the DELAY timer runs late: neigh_timer_handler's "confirmed within DELAY_PROBE_TIME" ------
+def stale_then_delay(t: NeighTable, confirm_at: int | None = None) -> None:
+    t.arp_rcv(0, *arp_in(ARPOP_REQUEST, dst=BROADCAST))       # STALE
+    t.neigh_resolve_output(sec(1), PEER, b"p" * 50, confirm=confirm_at == sec(1))   # DELAY
+    if confirm_at is not None and confirm_at != sec(1):
+        t.neigh_resolve_output(confirm_at, PEER, b"q" * 50, confirm=True)
+
+
+def test_a_confirmation_carried_by_the_packet_that_made_the_entry_delay_is_never_in_time():
+    """ip_finish_output2 confirms (sock_confirm_neigh) before neigh_output makes the entry
+    DELAY, so confirmed == the DELAY start; the timer wheel runs the DELAY timer at least a
+    jiffy after it is due (calc_wheel_index rounds the expiry up), when "now <= confirmed +
+    DELAY_PROBE_TIME" no longer holds: PROBE, and a unicast probe."""
+    t = table()
+    stale_then_delay(t, confirm_at=sec(1))
+    (probe,) = t.on_timer(sec(6))
+    assert t.entries[PEER].state is Nud.PROBE and probe.cause == "arp-probe-unicast"
+
+
+def test_a_confirmation_within_the_timers_lateness_leaves_a_one_board_model_reachable():
+    """A confirmation 20 ms into DELAY is in time if the timer runs within 20 ms of its
+    due time: a model playing one board takes the earliest run (REACHABLE, nothing sent)."""
+    t = table()
+    stale_then_delay(t, confirm_at=sec(1) + ms(20))
+    assert t.on_timer(sec(6)) == []
+    assert t.entries[PEER].state is Nud.REACHABLE
+
+
+def test_judging_a_confirmation_within_the_timers_lateness_predicts_optional_probes():
+    """Judging a board, whose DELAY timer may have run later than that: the model stays
+    REACHABLE and predicts the probes of the board that went PROBE as optional."""
+    t = table()
+    t.judging = True
+    stale_then_delay(t, confirm_at=sec(1) + ms(20))
+    (probe,) = t.on_timer(sec(6))
+    assert probe.optional and EthernetRepr.parse(probe.frame)[0].dst == PEER_MAC
+    assert t.entries[PEER].state is Nud.REACHABLE
+    (second,) = t.on_timer(t.poll_at())
+    assert second.optional and t.poll_at() == sec(6) + sec(2)
+
+
+# -- judging: what only some boards do -------------------------------------------------------
+def reachable_since(t: NeighTable, when: int) -> None:
+    t.neigh_resolve_output(when - ms(3), PEER, b"p" * 50)
+    t.arp_rcv(when, *arp_in(ARPOP_REPLY))
+
+
+def test_judging_a_send_past_half_the_base_reachable_time_predicts_an_optional_probe():
+    """neigh_rand_reach_time: reachable_time may be as short as base/2 (15 s); a board
+    whose draw was short has the entry STALE at a send 16 s after the confirmation, makes
+    it DELAY (__neigh_event_send) and probes 5 s later. The model (the latest draw) stays
+    REACHABLE and predicts that probe as optional."""
+    t = table()
+    t.judging = True
+    reachable_since(t, 0)
+    assert t.neigh_resolve_output(sec(14), PEER, b"q" * 50)[0].cause == "ip"
+    assert t.poll_at() == t.reachable_time - ms(0)   # no branch: every draw is still REACHABLE
+    t.neigh_resolve_output(sec(16), PEER, b"q" * 50)
+    (probe,) = t.on_timer(sec(21))
+    assert probe.optional and probe.window.earliest == sec(21)
+    assert t.entries[PEER].state is Nud.REACHABLE
+
+
+def test_an_arp_reply_ends_a_branch_the_board_may_be_on():
+    """The board's probe was answered (arp_process -> neigh_update(NUD_REACHABLE)): its
+    branch went REACHABLE, so no more optional probes."""
+    t = table()
+    t.judging = True
+    reachable_since(t, 0)
+    t.neigh_resolve_output(sec(16), PEER, b"q" * 50)
+    t.on_timer(sec(21))
+    t.arp_rcv(sec(21) + ms(1), *arp_in(ARPOP_REPLY))
+    assert t.entries[PEER].maybe_at is None
+
+
+def test_a_model_playing_one_board_predicts_no_optional_probe():
+    t = table()
+    reachable_since(t, 0)
+    t.neigh_resolve_output(sec(16), PEER, b"q" * 50)
+    assert t.entries[PEER].maybe_at is None and t.on_timer(sec(21)) == []
+
+
+def test_judging_an_unseen_application_confirmation_keeps_the_delay_entry_reachable():
+    """An accepted connection's writes confirm the neighbour when they are acknowledged
+    (tcp_ack -> sk_dst_confirm), unseen by the model: at the DELAY timer the board may be
+    REACHABLE or PROBE. The model goes REACHABLE (a PROBE entry would fail on the probes
+    the peer never got) and predicts the probes as optional."""
+    t = table()
+    t.judging = True
+    t.unseen_confirms = lambda key: key == PEER
+    stale_then_delay(t)
+    (probe,) = t.on_timer(sec(6))
+    assert probe.optional and t.entries[PEER].state is Nud.REACHABLE
+
+
+def test_an_optional_probe_reaches_the_prediction_as_optional():
+    """Board._xmit -> _wire: an optional TxFrame is an optional Predicted frame (no MISSING
+    row if the board did not send it)."""
+    board = Board(SERVER)
+    board.judging = board.neigh.judging = True
+    board.neigh.unseen_confirms = lambda key: True
+
+    def run_until(t: int) -> list:
+        out = []
+        while (due := board.poll_at()) is not None and due <= t:
+            out += board.on_timer(due)
+        return out
+
+    run_until(sec(10))
+    board.handle(sec(10), {"kind": "frame", "raw": arp_frame(ARPOP_REQUEST, BROADCAST)})   # STALE
+    board.neigh.neigh_resolve_output(sec(11), PEER, b"p" * 50)                             # DELAY
+    (probe,) = [p for p in run_until(sec(16)) if p.kind == "frame"]
+    assert probe.detail["optional"] and probe.detail["cause"] == "arp-probe-unicast-maybe"
+
+
+def arp_frame(op: int, dst: bytes) -> bytes:
+    eth, payload = arp_in(op, dst)
+    return eth.emit(payload)
