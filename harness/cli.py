@@ -609,8 +609,12 @@ def cmd_predict(args) -> int:
     player = dataclasses.replace(spec, kind="model", image_config=None, player_seed=args.seed, player_constants={})
     with tempfile.TemporaryDirectory(prefix="bmc-hil-predict-") as tmp:
         out = Path(args.out) if args.out else Path(tmp) / "run"
-        run = run_scenario(player, sc, out, log=lambda m: None)
-        verdict = check_scenario(player, run, Tolerance())
+        try:
+            run = run_scenario(player, sc, out, log=lambda m: None)
+            verdict = check_scenario(player, run, Tolerance())
+        except HarnessError as exc:
+            raise HarnessError(f"the model could not play {sc.name} on {spec.name}'s declared firmware against "
+                               f"its peer ({sc.peer}): {_predict_failure(exc, sc, spec, args.out)}") from exc
         rows, events = _prediction(sc, spec.firmware, verdict, out)
     start = verdict.start_ns
     if args.json:
@@ -627,6 +631,18 @@ def cmd_predict(args) -> int:
     why = verdict.error or f"{len(verdict.rows)} divergences, first: {verdict.rows[0]['kind']} {verdict.rows[0]['stream_name']}"
     _stderr(f"bmc-hil: the oracle does not pass the model's own run of {sc.name}: {why}")
     return EXIT_ERROR if verdict.error else EXIT_FAIL
+
+
+def _predict_failure(exc: HarnessError, sc, spec, kept: str | None) -> str:
+    """Why the model's run failed, without a folder that is gone (unless --out kept it)."""
+    why = str(exc).split("\n", 1)[0]
+    if not kept:
+        why = why.split(" (logs kept in ")[0]
+    address = spec.firmware.interface.address
+    if sc.peer == "slirp" and str(address.ip) != "10.0.2.15":
+        why += (f"; the model's slirp forwards to 10.0.2.15 as QEMU's does, and {spec.name} is declared "
+                f"{address}")
+    return why
 
 
 # A row's `who`: the harness (a step), a frame to or from the board, the board's console or reset.

@@ -145,6 +145,16 @@ def test_predict_keeps_the_model_run_with_out(tmp_path):
     assert [r["what"].split()[1] for r in _sent(pred, "tcp")] == ["RST-ACK"]
 
 
+def test_predict_that_the_model_cannot_play_exits_2_saying_why(tmp_path):
+    board = tmp_path / "lab.yaml"
+    board.write_text("kind: real\nconsole: {url: 'loop://'}\nssh: {host: 192.0.2.1, password: x}\n"
+                     "firmware: {interface: {address: 192.0.2.10/24, gateway: 192.0.2.1, mac: '02:00:00:00:00:01'}}\n")
+    out = run("predict", "closed-port", "--board", str(board), timeout=120)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "forwards to 10.0.2.15" in out.stderr and "192.0.2.10/24" in out.stderr
+    assert "logs kept in" not in out.stderr
+
+
 # -- progress -----------------------------------------------------------------------------------
 def test_run_progress_says_each_step_in_words(tmp_path, model_board):
     out = run("run", "handshake", "--board", model_board, "--out", str(tmp_path / "run"), timeout=180)
