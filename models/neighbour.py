@@ -192,9 +192,10 @@ class NeighTable:
         n = self.entries.get(next_hop)
         if n is None:
             n = self.entries[next_hop] = self._create(now, next_hop)
+        seen = n.confirmed_seen   # what the board's draw went by until this packet
         if confirm:
             self.neigh_confirm(now, n)
-        return self._output(now, n, packet)
+        return self._output(now, n, packet, seen)
 
     def neigh_confirm(self, now: int, n: Neighbour) -> None:
         """neigh_confirm() (include/net/neighbour.h): only `confirmed` moves. A REACHABLE
@@ -204,12 +205,16 @@ class NeighTable:
         n.confirmed = max(n.confirmed, now)
         n.confirmed_seen = now
 
-    def _output(self, now: int, n: Neighbour, packet: bytes) -> list[TxFrame]:
+    def _output(self, now: int, n: Neighbour, packet: bytes, seen: int | None = None) -> list[TxFrame]:
         """n->output: neigh_resolve_output (neigh_event_send, then the cached address), or
-        for a NUD_CONNECTED entry neigh_connected_output / neigh_hh_output."""
+        for a NUD_CONNECTED entry neigh_connected_output / neigh_hh_output. `seen`: the
+        last confirmation before this packet's own (neigh_confirm moves only `confirmed`:
+        an entry that went STALE stays STALE under it, and the DELAY this packet begins is
+        not saved by a confirmation made with it)."""
         next_hop = n.key
+        seen = n.confirmed_seen if seen is None else seen
         if self.judging and n.state is Nud.REACHABLE and n.maybe_at is None \
-                and now > n.confirmed_seen + (self.params.base_reachable_time >> 1):
+                and now > seen + (self.params.base_reachable_time >> 1):
             # a board whose draw was short has this entry STALE: this packet makes it DELAY
             self._maybe_branch(now, n, now + self.params.delay_probe_time, timer_wheel_slack(
                 self.params.delay_probe_time))

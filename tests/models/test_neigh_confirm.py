@@ -293,3 +293,15 @@ def test_an_optional_probe_reaches_the_prediction_as_optional():
 def arp_frame(op: int, dst: bytes) -> bytes:
     eth, payload = arp_in(op, dst)
     return eth.emit(payload)
+
+
+def test_judging_a_confirmation_carried_by_the_late_send_itself_does_not_close_the_branch():
+    """The send that finds the board's entry STALE may carry its socket's confirmation:
+    sock_confirm_neigh moves `confirmed` but the entry stays STALE, neigh_event_send makes
+    it DELAY, and that confirmation is not after the DELAY began: the probe stays possible."""
+    t = table()
+    t.judging = True
+    reachable_since(t, 0)
+    t.neigh_resolve_output(sec(16), PEER, b"q" * 50, confirm=True)
+    (probe,) = t.on_timer(sec(21))
+    assert probe.optional
