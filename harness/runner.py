@@ -67,6 +67,10 @@ def open_scenario_board(spec: BoardSpec, scenario: Scenario, out: Path):
                          name=spec.name, extra_forwards=_forwards_for(scenario, spec))
     if scenario.peer != "slirp":
         raise ScenarioError(f"{scenario.source}: peer: {scenario.peer} needs an emulated board")
+    if spec.kind == "labgrid":
+        from harness.board.labgrid import LabgridBoard
+
+        return LabgridBoard(spec, out)
     from harness.board.real import RealBoard
 
     return RealBoard(spec, out)

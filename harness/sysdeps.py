@@ -30,6 +30,7 @@ HOST_PACKAGES: dict[str, str] = {
     "openssl": "hashing the board's root password for /etc/shadow",
     "iproute2": "network namespaces for host-kernel conformance tests",
     "chromium": "headless rendering of the HTML reports in their tests (screenshot, links)",
+    "ser2net": "the console server of a lab bench: an emulated board exported as a labgrid place",
 }
 # Debian armel packages unpacked into the board's initramfs (never installed on the host).
 BOARD_ARCH = "armel"

@@ -1,4 +1,4 @@
-"""Board drivers: one interface (`Board`) for emulated and real AST2500 boards."""
+"""Board drivers: one interface (`Board`) for emulated, real and labgrid-lab AST2500 boards."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ __all__ = ["Board", "BoardSpec", "BoardState", "BoardStrategy", "Timeouts", "emu
 
 
 def open_board(spec: BoardSpec, out_dir: Path, log=print) -> Board:
-    """A driver for `spec`: builds (or takes from the cache) the image of an emulated board."""
+    """A driver for `spec`: builds (or takes from the cache) the image of an emulated board,
+    acquires the place of a labgrid board (released by the driver's `close()`)."""
     if spec.kind == "emulated":
         from harness.board.qemu import QemuBoard
         from harness.image import build_image
@@ -21,6 +22,10 @@ def open_board(spec: BoardSpec, out_dir: Path, log=print) -> Board:
         image = build_image(spec.image_config or spec.firmware, log=log)
         return QemuBoard(image, out_dir, machine=spec.machine, network=spec.network,
                          declared=spec.firmware, name=spec.name)
+    if spec.kind == "labgrid":
+        from harness.board.labgrid import LabgridBoard
+
+        return LabgridBoard(spec, out_dir, log=log)
     from harness.board.real import RealBoard
 
     return RealBoard(spec, out_dir)

@@ -20,6 +20,17 @@ An emulated board:
     firmware: declared.yaml          # what the board is declared to be
     image: built.yaml                # what the image is built from (default: the declared config)
 
+A board in a labgrid lab (harness.board.labgrid): a place on a labgrid coordinator, held
+for the run; its console, power, link and SSH come from the place's resources:
+
+    kind: labgrid
+    coordinator: 127.0.0.1:20408     # the labgrid coordinator (host:port)
+    place: bench0                    # or tags: {board: ast2500}, any free place with them
+    wait: false                      # true (up to an hour) or seconds: queue for a held place
+    firmware: firmware.yaml          # the declared firmware config
+    ssh: {key_file: ~/.ssh/bmc, known_hosts: strict}   # optional, over the place's NetworkService
+    capture: {interface: eth1}       # optional: a host interface (default: the place's tap)
+
 The model as the board (harness.board.modelboard: a fast tier in virtual time, beside
 the emulated board, for seeded-fault coverage):
 
@@ -39,6 +50,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +67,13 @@ TEMPLATE_FIELDS = {"name", "console_url"}
 STEP_TIMEOUT_MAX_S = 3600
 # app_latency: a program the harness started that has not run in ten minutes is not late.
 APP_LATENCY_MAX_S = 600
+# A labgrid board file's `wait: true`: how long the harness queues for a held place; a
+# number of seconds may say otherwise, up to a day (a deadline is always finite).
+LAB_WAIT_DEFAULT_S = 3600.0
+LAB_WAIT_MAX_S = 86400.0
+# labgrid's own rule for a place tag's key (labgrid.remote.common.TAG_KEY).
+_LAB_TAG_KEY = re.compile(r"[a-z][a-z0-9_]+")
+_LAB_FIELDS = ("coordinator", "place", "tags", "wait")
 
 
 @dataclass(frozen=True)
@@ -76,7 +95,7 @@ class BoardSpec:
     """A parsed board file."""
 
     name: str
-    kind: str                     # "real" | "emulated"
+    kind: str                     # "real" | "emulated" | "model" | "labgrid"
     firmware: FirmwareConfig      # the declared firmware config
     source: str = "<emulated>"
     # real boards
@@ -98,6 +117,14 @@ class BoardSpec:
     # the model-as-board: its random seed and its seeded Linux constants (name -> ns or Hz)
     player_seed: int = 1
     player_constants: dict[str, int] = field(default_factory=dict)
+    # labgrid boards: the coordinator (host:port), the place by name or by tags, how long to
+    # queue for it when it is held (None: not at all), and what the board file says of SSH
+    # over the place's NetworkService (user, password, key_file, known_hosts, known_hosts_file)
+    coordinator: str | None = None
+    place: str | None = None
+    place_tags: dict[str, str] = field(default_factory=dict)
+    wait_s: float | None = None
+    lab_ssh: dict[str, Any] = field(default_factory=dict)
 
 
 def emulated_spec() -> BoardSpec:
@@ -118,14 +145,18 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
     f = _Fields(source)
     top = f.mapping(data, "", optional={"name", "kind", "console", "ssh", "capture", "link", "power",
                                         "firmware", "image", "machine", "network", "timeouts", "seed",
-                                        "constants", "app_latency"})
+                                        "constants", "app_latency", *_LAB_FIELDS})
     kind = top.get("kind", "real")
-    if kind not in ("real", "emulated", "model"):
-        raise f.error("kind", f"expected 'real', 'emulated' or 'model', got {kind!r}")
+    if kind not in ("real", "emulated", "model", "labgrid"):
+        raise f.error("kind", f"expected 'labgrid', 'real', 'emulated' or 'model', got {kind!r}")
     if kind != "model":
         for key in ("seed", "constants"):
             if key in top:
                 raise f.error(key, "only for the model-as-board (kind: model)")
+    if kind != "labgrid":
+        for key in _LAB_FIELDS:
+            if key in top:
+                raise f.error(key, "only for a board in a labgrid lab (kind: labgrid)")
     default_name = kind if kind in ("emulated", "model") else Path(source).stem
     name = f.str_(top.get("name", default_name), "name")
     firmware = _firmware(f, top.get("firmware"), "firmware", base) if "firmware" in top else None
@@ -162,6 +193,9 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
         image = _firmware(f, top["image"], "image", base) if "image" in top else declared
         return BoardSpec(name=name, kind="emulated", firmware=declared, source=source, machine=machine,
                          network=network, image_config=image, timeouts=timeouts, app_latency=app_latency)
+
+    if kind == "labgrid":
+        return _labgrid_board(f, top, name, firmware, source, base, timeouts, app_latency)
 
     for key in ("machine", "network", "image"):
         if key in top:
@@ -203,6 +237,68 @@ def parse_board(data: Any, source: str, base: Path = Path(".")) -> BoardSpec:
     return BoardSpec(name=name, kind="real", firmware=firmware, source=source, console_url=url, baudrate=baud,
                      ssh=ssh, capture_interface=cap_iface, capture_filter=cap_filter, link_commands=link,
                      power_commands=power, timeouts=timeouts, app_latency=app_latency)
+
+
+def _labgrid_board(f: _Fields, top: dict, name: str, firmware: FirmwareConfig | None, source: str, base: Path,
+                   timeouts: dict[str, float], app_latency: float | None) -> BoardSpec:
+    """`kind: labgrid`: the console, power, link and SSH come from the place's resources."""
+    for key in ("console", "link", "power", "machine", "network", "image"):
+        if key in top:
+            raise f.error(key, "comes from the labgrid place's resources, not the board file (kind: labgrid)")
+    for key in ("coordinator", "firmware"):
+        if key not in top:
+            raise f.error(key, "missing (required for a labgrid board)")
+    coordinator = f.str_(top["coordinator"], "coordinator")
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise f.error("coordinator", f"expected host:port of the labgrid coordinator, like 127.0.0.1:20408, "
+                                     f"got {coordinator!r}")
+    if ("place" in top) == ("tags" in top):
+        raise f.error("place", "give the place by name (place: bench0) or by tags (tags: {board: ast2500}), "
+                               "one of the two")
+    place = f.str_(top["place"], "place") if "place" in top else None
+    tags = {}
+    if "tags" in top:
+        raw = top["tags"]
+        if not isinstance(raw, dict) or not raw:
+            raise f.error("tags", f"expected a mapping of one tag or more, like {{board: ast2500}}, got {raw!r}")
+        for key, value in raw.items():
+            if not isinstance(key, str) or not _LAB_TAG_KEY.fullmatch(key):
+                raise f.error(f"tags.{key}", "a labgrid tag name is a lower-case letter, then lower-case letters, "
+                                             "digits or _")
+            tags[key] = f.str_(value, f"tags.{key}")
+    wait = top.get("wait", False)
+    if wait is True:
+        wait_s = LAB_WAIT_DEFAULT_S
+    elif wait is False:
+        wait_s = None
+    elif isinstance(wait, (int, float)) and math.isfinite(wait) and 0 < wait <= LAB_WAIT_MAX_S:
+        wait_s = float(wait)
+    else:
+        raise f.error("wait", f"expected true, false or a number of seconds in (0, {LAB_WAIT_MAX_S:g}], got {wait!r}")
+    lab_ssh: dict[str, Any] = {}
+    if "ssh" in top:
+        s = f.mapping(top["ssh"], "ssh", optional={"user", "password", "key_file", "known_hosts", "known_hosts_file"})
+        policy = s.get("known_hosts", "strict")
+        if policy not in ("strict", "auto-accept"):
+            raise f.error("ssh.known_hosts", f"expected strict or auto-accept, got {policy!r}")
+        lab_ssh["known_hosts"] = policy
+        for key in ("user", "password"):
+            if key in s:
+                lab_ssh[key] = f.str_(s[key], f"ssh.{key}")
+        for key in ("key_file", "known_hosts_file"):
+            if key in s:
+                lab_ssh[key] = _path(f, f.str_(s[key], f"ssh.{key}"), base, f"ssh.{key}")
+        if "key_file" in lab_ssh and not lab_ssh["key_file"].exists():
+            raise f.error("ssh.key_file", f"{lab_ssh['key_file']} does not exist")
+    cap_iface = cap_filter = None
+    if "capture" in top:
+        cap = f.mapping(top["capture"], "capture", required={"interface"}, optional={"filter"})
+        cap_iface = f.str_(cap["interface"], "capture.interface")
+        cap_filter = f.str_(cap["filter"], "capture.filter") if "filter" in cap else None
+    return BoardSpec(name=name, kind="labgrid", firmware=firmware, source=source, capture_interface=cap_iface,
+                     capture_filter=cap_filter, timeouts=timeouts, app_latency=app_latency, coordinator=coordinator,
+                     place=place, place_tags=tags, wait_s=wait_s, lab_ssh=lab_ssh)
 
 
 def load_firmware_config(path: str | Path) -> FirmwareConfig:
