@@ -1131,6 +1131,7 @@ exit codes:
   the remote command's own exit status, as ssh(1) passes it through
   2    error: no running board, no SSH answer within --timeout (is the link down?),
        a command still running at --timeout, or no exit status (killed by a signal)
+  141  what read its output went away (SIGPIPE), as for ssh(1) in a pipe
   130  Ctrl-C (in a shell, Ctrl-C goes to the board)
   143  SIGTERM""",
     "link": """examples:

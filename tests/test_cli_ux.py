@@ -335,6 +335,13 @@ def test_ssh_exits_with_the_remote_commands_status_and_passes_stdin(session):
 
 
 @pytest.mark.board
+def test_ssh_into_a_pipe_whose_reader_leaves_ends_quietly(session):
+    out = subprocess.run(" ".join([*BMC_HIL, "ssh", "--", "seq", "1", "200000"]) + " | head -1", shell=True,
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout == "1\n" and "Traceback" not in out.stderr and "error" not in out.stderr
+
+
+@pytest.mark.board
 def test_ssh_without_a_command_is_an_interactive_shell_on_a_terminal(session):
     pexpect = pytest.importorskip("pexpect")
     child = pexpect.spawn(sys.executable, ["-m", "harness", "ssh"], timeout=30, encoding="utf-8")

@@ -171,13 +171,19 @@ class SSHConnection:
                 chan.invoke_shell()
             else:
                 chan.exec_command(command)
-            with _raw_terminal(stdin if pty else None, chan, stdout) as resized:
+            with _raw_terminal(stdin if pty else None) as resized:
                 _pump(chan, stdin, stdout, stderr, deadline, resized)
             status = chan.recv_exit_status()
             chan.close()
+        except BrokenPipeError:
+            # Our reader went away (`bmc-hil ssh -- dmesg | head`): end as a process that
+            # SIGPIPE killed would, quietly.
+            self.close()
+            return 128 + signal.SIGPIPE
         except TimeoutError as exc:
             self.close()
-            raise SSHError(f"SSH {what} on {self.host}:{self.port} did not finish within {timeout:g} s") from exc
+            limit = connect_timeout if timeout is None else timeout
+            raise SSHError(f"SSH {what} on {self.host}:{self.port} did not finish within {limit:g} s") from exc
         except (paramiko.SSHException, OSError) as exc:
             self.close()
             raise SSHError(f"SSH {what} on {self.host}:{self.port} failed: {exc}") from exc
@@ -259,8 +265,8 @@ class _raw_terminal:
     With `fd` None, nothing is changed. The block gets a list that is non-empty when the
     size changed."""
 
-    def __init__(self, fd: int | None, chan: paramiko.Channel, out_fd: int):
-        self.fd, self.chan, self.out_fd = fd, chan, out_fd
+    def __init__(self, fd: int | None):
+        self.fd = fd
         self.resized: list[int] = []
         self._saved = None
         self._old_handler = None
