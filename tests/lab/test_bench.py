@@ -1,0 +1,55 @@
+"""An emulated AST2500 exported as a labgrid place (the bench: QEMU, ser2net, a PDU over
+HTTP) and driven through it: an oracle scenario through the `kind: labgrid` board passes,
+and the place is released, and the board powered off, when the run ends."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.board
+
+
+def test_closed_port_through_a_labgrid_place_matches_linux(lab, bench_place, tmp_path):
+    board = lab.board_file(tmp_path, tags={"board": "ast2500"})
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "closed-port", "--board", str(board),
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    report = json.loads((out / "report.json").read_text())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (verdict,) = report["scenarios"]
+    assert verdict["ok"] and not verdict["divergences"] and verdict["error"] is None, verdict
+    assert verdict["compared_kinds"] == ["TCP_RST"]
+    events = [json.loads(line)["event"] for line in
+              (out / "closed-port" / "host-events.jsonl").read_text().splitlines()]
+    assert events[0] == "place_acquired" and events[-1] == "place_released"
+    assert "power_on" in events and events.index("power_off", events.index("liveness")) > 0
+    assert lab.place(bench_place).acquired is None
+    assert lab.reservations() == []
+
+
+def test_ctrl_c_in_the_middle_of_a_boot_releases_the_place_and_powers_the_board_off(lab, bench_place, tmp_path):
+    board = lab.board_file(tmp_path, place=bench_place)
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "harness", "run", "closed-port", "--board", str(board),
+                            "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    events = out / "closed-port" / "host-events.jsonl"
+    deadline = time.monotonic() + 120
+    while not (events.exists() and '"power_on"' in events.read_text()):
+        assert run.poll() is None, run.stdout.read()
+        assert time.monotonic() < deadline, "the run never powered the board on"
+        time.sleep(0.1)
+    assert lab.place(bench_place).acquired is not None
+    time.sleep(1.0)                                   # the kernel is booting
+    run.send_signal(signal.SIGINT)
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 130, output
+    names = [json.loads(line)["event"] for line in events.read_text().splitlines()]
+    assert names[-2:] == ["power_off", "place_released"], names
+    assert lab.place(bench_place).acquired is None
+    assert lab.reservations() == []
