@@ -170,7 +170,10 @@ def describe_packet(t, i: int) -> str:
 
 
 def _default_out(name: str) -> Path:
-    return Path("bmc-hil-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+    from harness.paths import safe_name
+
+    # A board's name is the user's text: one safe path component.
+    return Path("bmc-hil-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(name)}"
 
 
 # -- setup / image ----------------------------------------------------------------------
@@ -812,7 +815,9 @@ def cmd_run(args) -> int:
             progress.note(f"{head}: " + ("pass" if v.ok else f"error: {v.error}" if v.error
                                          else f"{len(v.rows)} divergences"))
     paths = write_report(out, verdicts, {"board": spec.name, "tolerance_scale": args.tolerance_scale,
-                                         "interrupted": interrupted})
+                                         "interrupted": interrupted},
+                         folders=[out / f for f in unique_names([sc.name for sc in scenarios])],
+                         declared=spec.firmware)
     code = _print_verdicts(verdicts, paths, args.json)
     if interrupted is not None:
         raise Terminated() if "SIGTERM" in interrupted else KeyboardInterrupt()
@@ -931,7 +936,11 @@ def cmd_compare(args) -> int:
     prepare_run_dir(out)
     v = check_run(art, spec.firmware, start, end, sc.name, _tolerance(args), out,
                   expect=getattr(sc, "expect", ()))
-    paths = write_report(out, [v], {"board": spec.name})
+    from harness.report import ScenarioFiles
+
+    files = ScenarioFiles(out, captures=tuple(pcaps), predicted=out / "predicted.pcap", console=art.console,
+                          verdict=out / "verdict.json", host_events=art.host_events)
+    paths = write_report(out, [v], {"board": spec.name}, folders=[files], declared=spec.firmware)
     return _print_verdicts([v], paths, args.json)
 
 
@@ -1061,7 +1070,9 @@ def cmd_nightly(args) -> int:
         _stderr(f"{s.name}: {s.passed} passed, {s.failed + s.errors} failed, {s.skipped} skipped"
                 + (f"; {s.error}" if s.error else ""))
     _stderr(f"summary: {result.out / 'summary.html'}")
-    return 130 if result.interrupted else result.exit_code
+    if result.interrupted:
+        raise result.interrupted if isinstance(result.interrupted, KeyboardInterrupt) else KeyboardInterrupt()
+    return result.exit_code
 
 
 # -- parser ----------------------------------------------------------------------------

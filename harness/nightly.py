@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.board.boardfile import BoardSpec
-from harness.errors import BoardError, HarnessError
+from harness.errors import BoardError, HarnessError, Terminated
 from harness.oracle import Tolerance, Verdict
 from harness.paths import prepare_run_dir
 from harness.proc import die_with_parent
@@ -105,7 +105,7 @@ class NightlyResult:
     started: float
     scenarios: list[ScenarioOutcome] = field(default_factory=list)
     suites: list[SuiteOutcome] = field(default_factory=list)
-    interrupted: bool = False
+    interrupted: BaseException | bool = False   # the KeyboardInterrupt (Terminated: SIGTERM)
     finished: float | None = None
 
     @property
@@ -419,7 +419,7 @@ def write_summary(result: NightlyResult) -> Path:
     plots = {id(s): f"{n}.timeline.png" for s, n in zip(judged, unique_names([v["scenario"] for v in reported]),
                                                         strict=False)}
     verdicts = {id(s): v for s, v in zip(judged, reported, strict=False)}
-    data = {"board": result.board, "exit_code": result.exit_code, "interrupted": result.interrupted,
+    data = {"board": result.board, "exit_code": result.exit_code, "interrupted": bool(result.interrupted),
             "seconds": round((result.finished or time.time()) - result.started, 1),
             "scenarios": [{"name": s.name, "status": s.status, "detail": s.detail, "seconds": round(s.seconds, 1),
                            "error": s.error, "folder": f"scenarios/{s.folder}",
@@ -551,8 +551,8 @@ def nightly(board: str, out: Path, tolerance_scale: float = 1.0, scenarios: list
         run_pytest_suites(suites, board_arg, out, tolerance_scale, list(pytest_args), progress, result)
         write_summary(result)
         run_robot_suites(suites, board_arg, out, tolerance_scale, list(robot_args), progress, result)
-    except KeyboardInterrupt:
-        result.interrupted = True
+    except KeyboardInterrupt as exc:
+        result.interrupted = exc   # truthy; Terminated for SIGTERM, so the exit code says which
     finally:
         signal.signal(signal.SIGTERM, previous)
         progress.stop()
@@ -563,4 +563,4 @@ def nightly(board: str, out: Path, tolerance_scale: float = 1.0, scenarios: list
 
 def _interrupt(signum, frame):
     # SIGTERM (a CI job cancelled) ends the run as Ctrl-C does: children ended, summary kept.
-    raise KeyboardInterrupt
+    raise Terminated()

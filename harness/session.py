@@ -43,9 +43,11 @@ class Session:
 
     @staticmethod
     def path_for(name: str) -> Path:
+        from harness.paths import safe_name
+
         d = cache_dir() / "sessions"
         d.mkdir(exist_ok=True)
-        return d / f"{name}.json"
+        return d / f"{safe_name(name)}.json"   # a board's name is the user's text
 
     def save(self) -> Path:
         path = self.path_for(self.name)
