@@ -95,15 +95,10 @@ NO_IDLE = ("keepalive probes need a socket with SO_KEEPALIVE left idle for tcp_k
            "none and the harness's connects last 0.5 s; a scenario holding a keepalive connection idle would")
 GIVEUP = ("the first {what} it no longer sends is retransmission {n}, {t} s after the first: a scenario that "
           "waits that long with a silent peer shows it (syn-giveup, synack-giveup in the long tier)")
-STALE_ONLY = ("the reachable time decides when an entry goes STALE, which shows only in the unicast probes "
-              "(NUD_PROBE) that follow its use: the oracle does not compare unicast probes")
 SEEDS: tuple[Seed, ...] = (
     iface("address", "10.0.2.16/24"),
-    Seed("interface.address (prefix)", "10.0.2.15/16", merged(DEFAULT_CONFIG, interface={"address": "10.0.2.15/16"}),
-         uncaught="every peer of the built-in scenarios (10.0.2.2) is on-link with either prefix; a peer between "
-                  "the two prefixes (10.0.3.x) would show it"),
-    iface("gateway", "10.0.2.1", uncaught="every peer of the built-in scenarios is on-link, so no route uses the "
-                                          "gateway; a connect to an off-link address would show it"),
+    Seed("interface.address (prefix)", "10.0.2.15/16", merged(DEFAULT_CONFIG, interface={"address": "10.0.2.15/16"})),
+    iface("gateway", "10.0.2.1"),
     iface("mac", "52:54:00:12:34:57"),
     iface("mtu", 1400),
     iface("name", "eth1"),
@@ -164,13 +159,12 @@ SEEDS: tuple[Seed, ...] = (
     sysctl("net.ipv4.tcp_rmem", "4096 16384 131072"),
     sysctl("net.core.rmem_max", 16777216),
     sysctl("net.ipv4.tcp_adv_win_scale", -2),
-    sysctl("net.ipv4.icmp_echo_ignore_broadcasts", 0,
-           uncaught="no built-in scenario sends an ICMP echo to a broadcast address"),
+    sysctl("net.ipv4.icmp_echo_ignore_broadcasts", 0),
     sysctl("net.ipv4.neigh.default.unres_qlen_bytes", 1000,
            uncaught="__neigh_event_send always queues the newest packet (it drops older ones to fit), and TCP skips "
                     "a retransmission while its copy waits in the arp_queue: no built-in scenario has two packets "
                     "waiting on one resolution; two flows to one unresolved peer would show it"),
-    sysctl("net.ipv4.neigh.default.base_reachable_time_ms", 5000, uncaught=STALE_ONLY),
+    sysctl("net.ipv4.neigh.default.base_reachable_time_ms", 5000),
     sysctl("net.ipv4.neigh.default.retrans_time_ms", 3000),
     sysctl("net.ipv4.neigh.default.delay_first_probe_time", 1),
     sysctl("net.ipv4.neigh.default.gc_stale_time", 5,
@@ -188,7 +182,7 @@ SEEDS: tuple[Seed, ...] = (
     constant("PHY_STATE_TIME", "2s", "2 s (Linux: 1 s)"),
     constant("WDT_CLOCK_HZ", 2_000_000, "2 MHz (Linux: 1 MHz)"),
     constant("ARP_RETRANS_TIME", "3s", "3 s (Linux: 1 s)"),
-    constant("ARP_BASE_REACHABLE_TIME", "5s", "5 s (Linux: 30 s)", uncaught=STALE_ONLY),
+    constant("ARP_BASE_REACHABLE_TIME", "5s", "5 s (Linux: 30 s)"),
     constant("ARP_DELAY_PROBE_TIME", "1s", "1 s (Linux: 5 s)"),
 )
 
