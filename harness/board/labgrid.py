@@ -467,6 +467,7 @@ class FrameTap:
         self.host, self.port = host, port
         self.count = 0
         self.path: Path | None = None
+        self._last_ns = 0
         self._writer: PcapWriter | None = None
         self._sock: socket.socket | None = None
         self._stop = threading.Event()
@@ -519,7 +520,10 @@ class FrameTap:
                     break
                 if len(buf) < 4 + n:
                     break
-                self._writer.write(now, buf[4:4 + n])
+                # Frames read together are stamped apart, in the order they came: a frame
+                # from the board and the peer's answer must not look simultaneous.
+                self._last_ns = max(now, self._last_ns + 1)
+                self._writer.write(self._last_ns, buf[4:4 + n])
                 self.count += 1
                 buf = buf[4 + n:]
 
@@ -827,6 +831,7 @@ class _ConsoleRelay:
             except OSError:
                 return                       # closed
             client.settimeout(1.0)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # a console line goes at once
             with self._lock:
                 old, self._client = self._client, client
             if old is not None:
@@ -913,7 +918,7 @@ class EmulatedBench:
         self.tap_port = free_port()
         qmp.execute("chardev-add", {"id": "tap0", "backend": {"type": "socket", "data": {
             "addr": {"type": "inet", "data": {"host": "127.0.0.1", "port": str(self.tap_port)}},
-            "server": True, "wait": False}}})
+            "server": True, "wait": False, "nodelay": True}}})
         qmp.execute("object-add", {"qom-type": "filter-mirror", "id": "mirror0", "netdev": NETDEV_ID,
                                    "queue": "all", "outdev": "tap0"})
         qmp.execute("system_reset")
@@ -929,8 +934,8 @@ class EmulatedBench:
         config.write_text("%YAML 1.1\n---\n"
                           "default:\n  name: mdns\n  value: false\n"
                           f"connection: &{self.name.replace('-', '_')}\n"
-                          f"  accepter: tcp,127.0.0.1,{port}\n"
-                          f"  connector: tcp,127.0.0.1,{self._relay.port}\n"
+                          f"  accepter: tcp(nodelay=true),127.0.0.1,{port}\n"
+                          f"  connector: tcp(nodelay=true),127.0.0.1,{self._relay.port}\n"
                           "  options:\n    kickolduser: true\n    mdns: false\n")
         log = open(self.out_dir / "ser2net.log", "ab")
         self._ser2net = subprocess.Popen(["ser2net", "-n", "-c", str(config), "-P", str(self.out_dir / "ser2net.pid")],

@@ -1,6 +1,7 @@
-"""An emulated AST2500 exported as a labgrid place (the bench: QEMU, ser2net, a PDU over
-HTTP) and driven through it: an oracle scenario through the `kind: labgrid` board passes,
-and the place is released, and the board powered off, when the run ends."""
+"""An emulated AST2500 exported as a labgrid place (the bench: QEMU, ser2net, a PDU and a
+link relay over HTTP, a frame tap) and driven through it: oracle scenarios through the
+`kind: labgrid` board pass, and the place is released, and the board powered off, when
+the run ends, Ctrl-C included."""
 
 from __future__ import annotations
 
@@ -15,16 +16,21 @@ import pytest
 pytestmark = pytest.mark.board
 
 
-def test_closed_port_through_a_labgrid_place_matches_linux(lab, bench_place, tmp_path):
+def test_oracle_scenarios_through_a_labgrid_place_match_linux(lab, bench_place, tmp_path):
+    """link-flap (the link through the place's HttpDigitalOutput) and closed-port, each on a
+    fresh power cycle of the place's board, the place found by its tags."""
     board = lab.board_file(tmp_path, tags={"board": "ast2500"})
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", "closed-port", "--board", str(board),
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "link-flap", "closed-port", "--board", str(board),
                            "--out", str(out)], capture_output=True, text=True, timeout=600)
     report = json.loads((out / "report.json").read_text())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (verdict,) = report["scenarios"]
-    assert verdict["ok"] and not verdict["divergences"] and verdict["error"] is None, verdict
-    assert verdict["compared_kinds"] == ["TCP_RST"]
+    verdicts = {v["scenario"]: v for v in report["scenarios"]}
+    assert set(verdicts) == {"link-flap", "closed-port"}
+    for verdict in verdicts.values():
+        assert verdict["ok"] and not verdict["divergences"] and verdict["error"] is None, verdict
+    assert verdicts["closed-port"]["compared_kinds"] == ["TCP_RST"]
+    assert {"LINK_DOWN", "LINK_UP", "TCP_SYNACK"} <= set(verdicts["link-flap"]["compared_kinds"])
     events = [json.loads(line)["event"] for line in
               (out / "closed-port" / "host-events.jsonl").read_text().splitlines()]
     assert events[0] == "place_acquired" and events[-1] == "place_released"
