@@ -307,6 +307,9 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
         budget = timeouts_for(spec)
         liveness = check_liveness(board, budget.booted + budget.shell)
         board.record("liveness", **liveness)
+        wire = getattr(board, "wire", None)
+        if wire is not None and wire.errors:
+            board.record("harness_error", what="wire", errors=list(wire.errors))
         board.capture_stop()
         counters["after"] = read_kernel_counters(board) if liveness["alive"] else None
     (out / "kernel-counters.json").write_text(json.dumps(counters, indent=1) + "\n")

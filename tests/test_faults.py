@@ -361,3 +361,37 @@ def test_compare_salvage_judges_a_cut_capture_up_to_its_cut(model_run, lab):
     assert p.returncode == 0, v
     assert v["predicted"] == v["observed"] == 1 and not v["divergences"]
     assert any(n.startswith(f"salvaged: {cut} cut at byte offset {off}") for n in v["notes"]), v["notes"]
+
+
+def test_a_peer_that_fails_is_recorded_and_the_capture_goes_on(tmp_path):
+    """A peer's bug used to end the wire's thread: the capture stopped there and the board
+    saw a peer that fell silent, which the oracle would judge as the board's doing."""
+    import socket as so
+
+    from harness.board.wire import Wire
+    from harness.ingest.pcap import read_pcap
+
+    wire = Wire(tmp_path)
+    try:
+        wire.on_frame(lambda frame: 1 / 0)
+        wire.capture_start(tmp_path / "cap.pcap")
+        board = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+        for i in range(3):
+            board.sendto(bytes(range(14)) + bytes([i]) * 46, str(wire.harness_path))
+        deadline = time.monotonic() + 5
+        while len(wire.frames) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        board.close()
+        wire.capture_stop()
+    finally:
+        wire.close()
+    assert len(wire.frames) == 3
+    assert len(read_pcap(tmp_path / "cap.pcap")) == 3
+    assert len(wire.errors) == 3 and "ZeroDivisionError" in wire.errors[0]
+
+
+def test_a_harness_error_record_makes_the_run_an_error(model_run):
+    edit_records(model_run, lambda recs: recs + [{**recs[-1], "event": "harness_error", "what": "wire",
+                                                  "errors": ["a peer on the wire failed on a frame"]}])
+    v = recheck(model_run)
+    assert not v.ok and "the harness's wire failed: a peer on the wire failed on a frame" in v.error

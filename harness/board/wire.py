@@ -43,6 +43,10 @@ class Wire:
         self._pcap: PcapWriter | None = None
         self._drop: Callable[[bytes], bool] | None = None
         self._receivers: list[Callable[[bytes], None]] = []
+        # What went wrong on the harness's side of the wire (a peer that raised, a receive
+        # that failed): the capture and the peers' answers after it cannot be trusted, so
+        # the runner records these and the oracle makes the run an error.
+        self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="wire", daemon=True)
         self._thread.start()
@@ -126,13 +130,20 @@ class Wire:
                 continue
             try:
                 frame = self._sock.recv(65536)
-            except OSError:
+            except OSError as exc:
+                if not self._stop.is_set():
+                    self.errors.append(f"the wire's receive failed ({exc}); frames after it were not captured")
                 return
             dropped = bool(self._drop and self._drop(frame))
             self._note("from_board", frame, dropped)
             if not dropped:
                 for cb in self._receivers:
-                    cb(frame)
+                    try:
+                        cb(frame)
+                    except Exception as exc:  # noqa: BLE001 - one peer's bug must not stop the capture
+                        if len(self.errors) < 10:
+                            self.errors.append(f"a peer on the wire failed on a frame from the board: "
+                                               f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
         self._stop.set()

@@ -381,6 +381,8 @@ def _run_problems(v: Verdict, obs: Observation) -> list[str]:
         v.notes.append("no liveness record after the window (artifacts not written by bmc-hil run): whether "
                        "the board stayed alive is not known")
     problems += [f"the board did not stay alive: {r.get('reason')}" for r in live if not r.get("alive")]
+    problems += [f"the harness's {r.get('what')} failed: " + "; ".join(map(str, r.get("errors") or []))
+                 for r in obs.records("harness_error")]
     return problems
 
 
