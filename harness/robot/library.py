@@ -29,7 +29,7 @@ class BmcHil:
     ``tolerance_scale`` multiplies the board's timing tolerances.
 
     | =Settings= |
-    | Library | harness.robot.BmcHil | board=emulated | out=${OUTPUT DIR}/board |
+    | Library | harness.robot.BmcHil | board=lab-bmc-3.yaml | tolerance_scale=1.5 |
 
     Checks (``... Should ...``) fail with an ``AssertionError`` that shows what was seen;
     a board that cannot be driven fails with the harness's own error and the console tail.
@@ -63,13 +63,21 @@ class BmcHil:
     A scenario runs on a board of its own, captured from power-on, and the stack model
     says what Linux would have done with what that board received. The board booted by
     `Boot Board` is powered off meanwhile; call `Boot Board` again before driving it.
-    Each scenario's artifacts, divergence table and timeline plot are kept under
-    ``out``/``scenarios`` and linked from the log.
+    Each scenario's artifacts, divergence table and timeline plot are kept in the
+    ``scenarios`` folder under ``out`` and linked from the log.
     """
 
     ROBOT_LISTENER_API_VERSION = 3
 
     def __init__(self, board: str = "emulated", out: str | None = None, tolerance_scale: float = 1.0):
+        """``board``: a board file, or ``emulated`` (the default) for the emulated AST2500.
+
+        ``out``: where the board's logs and each scenario's artifacts go (default: the
+        ``bmc-hil`` folder in Robot's output directory, ``${OUTPUT DIR}/bmc-hil``).
+
+        ``tolerance_scale``: multiplies every timing tolerance (default 1; a slow lab
+        might use 1.5).
+        """
         self.ROBOT_LIBRARY_LISTENER = self
         if out is None:
             out = Path(_output_dir()) / "bmc-hil"
