@@ -148,18 +148,26 @@ def idle_place(lab) -> str:
     return "idle0"
 
 
-@pytest.fixture(scope="session")
-def bench_place(lab, tmp_path_factory) -> str:
-    """Place `bench0`, tagged board=ast2500: an emulated AST2500 exported by the bench."""
+@pytest.fixture(scope="module")
+def bench_place(lab, tmp_path_factory):
+    """Place `bench0`, tagged board=ast2500: an emulated AST2500 exported by the bench (for
+    the tests of one module: the bench and its exporter end with it)."""
     folder = tmp_path_factory.mktemp("bench")
     resources = folder / "bench0.yaml"
     bench = lab.start([sys.executable, "-m", "harness.board.labgrid", "bench", "--name", "bench0",
                        "--resources", str(resources), "--out", str(folder / "logs")], "bench.log")
-    deadline = time.monotonic() + 600          # a first run builds the image
-    while not resources.exists():
-        assert bench.poll() is None, (lab.folder / "bench.log").read_text(errors="replace")[-3000:]
-        assert time.monotonic() < deadline, "the bench wrote no resource file in 10 minutes"
-        time.sleep(0.2)
-    lab.export(BENCH_EXPORTER, resources)
-    lab.session.define_place("bench0", [f"{BENCH_EXPORTER}/bench0/*"], {"board": "ast2500"})
-    return "bench0"
+    exporter = None
+    try:
+        deadline = time.monotonic() + 600          # a first run builds the image
+        while not resources.exists():
+            assert bench.poll() is None, (lab.folder / "bench.log").read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "the bench wrote no resource file in 10 minutes"
+            time.sleep(0.2)
+        exporter = lab.export(BENCH_EXPORTER, resources)
+        if "bench0" not in lab.session.client.places:
+            lab.session.define_place("bench0", [f"{BENCH_EXPORTER}/bench0/*"], {"board": "ast2500"})
+        yield "bench0"
+    finally:
+        for proc in (exporter, bench):
+            if proc is not None:
+                end(proc)
