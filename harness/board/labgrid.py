@@ -455,6 +455,108 @@ class PlaceLease:
 
 
 # -- the board ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlaceVerbs:
+    """Which of a place's resources each board verb uses."""
+
+    console_url: str                      # rfc2217://host:port or socket://host:port
+    baudrate: int
+    tap: tuple[str, int] | None           # the capture tap's host and port
+    power: PlaceResource | None
+    link: PlaceResource | None
+    ssh: PlaceResource
+    forwards: dict[str, tuple[int, int]]  # name -> (board port, port on 127.0.0.1); {} at its own address
+
+
+def map_place(place: str, resources: list[PlaceResource], declared) -> PlaceVerbs:
+    """The board verbs of `place` from its resources (see the module's table); PlaceError
+    names what is missing, ambiguous or unusable. `declared` is the firmware config (its
+    services name the forwards)."""
+    unavailable = [r.name for r in resources if not r.avail]
+    if unavailable:
+        raise PlaceError(f"place {place}: its exporter says {', '.join(unavailable)} not available")
+    serial = [r for r in resources if r.cls == "NetworkSerialPort"]
+    con = _pick(place, serial, "console", "a console (NetworkSerialPort)", exclude={"capture"})
+    scheme = {"rfc2217": "rfc2217", "raw": "socket"}.get(con.args.get("protocol", "rfc2217"))
+    if scheme is None:
+        raise PlaceError(f"place {place}: console protocol {con.args.get('protocol')!r}; expected rfc2217 or raw")
+    host, port = _endpoint(place, con)
+    tap = next((r for r in serial if r.name == "capture"), None)
+
+    power = _pick(place, [r for r in resources if r.cls in POWER_DRIVERS and r.name != "link"], "power", "power",
+                  optional=True)
+    link = next((r for r in resources if r.name == "link"), None)
+    if link is not None and link.cls not in POWER_DRIVERS and link.cls not in OUTPUT_DRIVERS:
+        raise PlaceError(f"place {place}: link is a {link.cls}; the harness drives a link through "
+                         f"{', '.join(sorted({*POWER_DRIVERS, *OUTPUT_DRIVERS}))}")
+    services = [r for r in resources if r.cls == "NetworkService"]
+    ssh = _pick(place, services, "ssh", "SSH (a NetworkService)")
+    return PlaceVerbs(f"{scheme}://{host}:{port}", int(con.args.get("speed", 115200)),
+                      _endpoint(place, tap) if tap is not None else None, power, link, ssh,
+                      _forwards(place, ssh, services, declared))
+
+
+def _forwards(place: str, ssh: PlaceResource, services: list[PlaceResource], declared) -> dict[str, tuple[int, int]]:
+    """A board whose SSH is on a loopback address is forwarded (an emulated bench): its
+    NetworkServices named after a declared service or `port<N>` say where each port is."""
+    if not _loopback(ssh.args["address"]):
+        return {}
+    ports = {s.name: s.port for s in declared.services}
+    ports.setdefault("ssh", 22)
+    out = {}
+    for r in services:
+        m = _FORWARD_NAME.fullmatch(r.name)
+        board_port = ports.get(r.name) or (int(m.group(1)) if m else None)
+        if board_port is None:
+            continue
+        if not _loopback(r.args["address"]):
+            raise PlaceError(f"place {place} forwards the board's {r.name} on {r.args['address']}, its SSH on a "
+                             "loopback address: forwarded services are reached through 127.0.0.1 only (run the "
+                             "bench beside the harness)")
+        out[r.name] = (board_port, int(r.args.get("port", 22)))
+    return out
+
+
+def _labgrid_resource(place: str, r: PlaceResource):
+    """`r` as a labgrid resource on a target of its own (what labgrid's drivers bind to)."""
+    target = Target(f"{place}/{r.name}")
+    res = target_factory.make_resource(target, r.cls, r.name, r.args)
+    res.extra = r.extra
+    return target, res
+
+
+def _endpoint(place: str, r: PlaceResource) -> tuple[str, int]:
+    """host and port of a NetworkSerialPort, through labgrid's proxy manager (an isolated
+    exporter is reached over SSH through it, as labgrid-client does)."""
+    _, res = _labgrid_resource(place, r)
+    host, port = proxymanager.get_host_and_port(res)
+    return host, int(port)
+
+
+def _pick(place: str, resources: list[PlaceResource], name: str, what: str, exclude=frozenset(),
+          optional: bool = False) -> PlaceResource | None:
+    """The resource named `name`, else the only one left (none named in `exclude`)."""
+    named = [r for r in resources if r.name == name]
+    if named:
+        return named[0]
+    left = [r for r in resources if r.name not in exclude]
+    if len(left) == 1:
+        return left[0]
+    if not left and optional:
+        return None
+    if not left:
+        raise PlaceError(f"place {place} has no {what}")
+    raise PlaceError(f"place {place} has {len(left)} resources for {what} "
+                     f"({', '.join(r.name for r in left)}): name one of them {name!r}")
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
 class FrameTap:
     """The board's frames from a tap: a TCP stream of frames, each a 4-byte big-endian
     length and the frame (QEMU filter-mirror's format), stamped with the host wall clock as
@@ -566,64 +668,20 @@ class LabgridBoard(Board):
 
     # -- the place's resources as verbs ----------------------------------------------
     def _map(self, resources: list[PlaceResource]) -> None:
-        place = self.lease.place
-        unavailable = [r.name for r in resources if not r.avail]
-        if unavailable:
-            raise PlaceError(f"place {place}: its exporter says {', '.join(unavailable)} not available")
-        serial = [r for r in resources if r.cls == "NetworkSerialPort"]
-        con = _pick(place, serial, "console", "a console (NetworkSerialPort)", exclude={"capture"})
-        host, port = self._endpoint(con)
-        scheme = {"rfc2217": "rfc2217", "raw": "socket"}.get(con.args.get("protocol", "rfc2217"))
-        if scheme is None:
-            raise PlaceError(f"place {place}: console protocol {con.args.get('protocol')!r}; expected rfc2217 or raw")
-        self.console_url = f"{scheme}://{host}:{port}"
-        self.baudrate = int(con.args.get("speed", 115200))
-        tap = next((r for r in serial if r.name == "capture"), None)
-        self.tap = self._endpoint(tap) if tap is not None else None
-
-        power = [r for r in resources if r.cls in POWER_DRIVERS and r.name != "link"]
-        self._power_res = _pick(place, power, "power", "power", optional=True)
-        link = next((r for r in resources if r.name == "link"), None)
-        if link is not None and link.cls not in POWER_DRIVERS and link.cls not in OUTPUT_DRIVERS:
-            raise PlaceError(f"place {place}: link is a {link.cls}; the harness drives a link through "
-                             f"{', '.join(sorted({*POWER_DRIVERS, *OUTPUT_DRIVERS}))}")
-        self._link_res = link
-
-        services = [r for r in resources if r.cls == "NetworkService"]
-        ssh = _pick(place, services, "ssh", "SSH (a NetworkService)")
-        o = self.spec.lab_ssh
+        verbs = map_place(self.lease.place, resources, self.declared)
+        self.console_url, self.baudrate, self.tap = verbs.console_url, verbs.baudrate, verbs.tap
+        self._power_res, self._link_res = verbs.power, verbs.link
+        ssh, o = verbs.ssh, self.spec.lab_ssh
         self._ssh = SSHConnection(ssh.args["address"], int(ssh.args.get("port", 22)),
                                   o.get("user", ssh.args.get("username", "root")),
                                   password=o.get("password", ssh.args.get("password")), key_file=o.get("key_file"),
                                   known_hosts=o.get("known_hosts", "strict"),
                                   known_hosts_file=o.get("known_hosts_file"))
-        forwards = self._forwards(ssh, services)
-        if forwards:
+        if verbs.forwards:
             # The runner connects to a board that has `forwards` through 127.0.0.1, as to the
             # emulated board's slirp forwards; a lab board reached at its own address has none
             # and is connected to on the declared ports.
-            self.forwards = forwards
-
-    def _forwards(self, ssh: PlaceResource, services: list[PlaceResource]) -> dict[str, tuple[int, int]]:
-        """A board whose SSH is on a loopback address is forwarded (an emulated bench): its
-        NetworkServices named after a declared service or `port<N>` say where each port is.
-        name -> (board port, port on 127.0.0.1)."""
-        if not _loopback(ssh.args["address"]):
-            return {}
-        declared = {s.name: s.port for s in self.declared.services}
-        declared.setdefault("ssh", 22)
-        out = {}
-        for r in services:
-            m = _FORWARD_NAME.fullmatch(r.name)
-            board_port = declared.get(r.name) or (int(m.group(1)) if m else None)
-            if board_port is None:
-                continue
-            if not _loopback(r.args["address"]):
-                raise PlaceError(f"place {self.lease.place} forwards the board's {r.name} on {r.args['address']}, "
-                                 "its SSH on a loopback address: forwarded services are reached through "
-                                 "127.0.0.1 only (run the bench beside the harness)")
-            out[r.name] = (board_port, int(r.args.get("port", 22)))
-        return out
+            self.forwards = verbs.forwards
 
     def host_port(self, service: str) -> int:
         """The 127.0.0.1 port the place forwards to `service` (a service name or `port<N>`)."""
@@ -634,21 +692,8 @@ class LabgridBoard(Board):
                              f"(--forward PORT)")
         return forwards[service][1]
 
-    def _endpoint(self, r: PlaceResource) -> tuple[str, int]:
-        """host and port of a NetworkSerialPort, through labgrid's proxy manager (an
-        isolated exporter is reached over SSH through it, as labgrid-client does)."""
-        _, res = self._labgrid_resource(r)
-        host, port = proxymanager.get_host_and_port(res)
-        return host, int(port)
-
-    def _labgrid_resource(self, r: PlaceResource):
-        target = Target(f"{self.lease.place}/{r.name}")
-        res = target_factory.make_resource(target, r.cls, r.name, r.args)
-        res.extra = r.extra
-        return target, res
-
     def _driver(self, r: PlaceResource):
-        target, _ = self._labgrid_resource(r)
+        target, _ = _labgrid_resource(self.lease.place, r)
         name = POWER_DRIVERS.get(r.cls) or OUTPUT_DRIVERS[r.cls]
         driver = target_factory.make_driver(target, name, None, {})
         target.activate(driver)
@@ -782,30 +827,6 @@ class LabgridBoard(Board):
 
     def describe(self) -> str:
         return f"LabgridBoard({self.name!r}, place={self.lease.place!r} on {self.spec.coordinator})"
-
-
-def _pick(place: str, resources: list[PlaceResource], name: str, what: str, exclude=frozenset(),
-          optional: bool = False) -> PlaceResource | None:
-    """The resource named `name`, else the only one left (none named in `exclude`)."""
-    named = [r for r in resources if r.name == name]
-    if named:
-        return named[0]
-    left = [r for r in resources if r.name not in exclude]
-    if len(left) == 1:
-        return left[0]
-    if not left and optional:
-        return None
-    if not left:
-        raise PlaceError(f"place {place} has no {what}")
-    raise PlaceError(f"place {place} has {len(left)} resources for {what} "
-                     f"({', '.join(r.name for r in left)}): name one of them {name!r}")
-
-
-def _loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
 
 
 # -- the emulated bench -----------------------------------------------------------------------
