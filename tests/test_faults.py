@@ -395,3 +395,34 @@ def test_a_harness_error_record_makes_the_run_an_error(model_run):
                                                   "errors": ["a peer on the wire failed on a frame"]}])
     v = recheck(model_run)
     assert not v.ok and "the harness's wire failed: a peer on the wire failed on a frame" in v.error
+
+
+def test_liveness_of_a_board_without_an_emulator_is_its_console(tmp_path):
+    """A real board has no emulator to ask: check_liveness used to call a check_alive it
+    lacked (AttributeError on every real-board scenario). Its console answering is alive;
+    a console that never answers is not, within the timeout."""
+    from harness.board.real import RealBoard
+    from harness.errors import ConsoleTimeout
+    from harness.runner import check_liveness
+
+    class Console:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def run(self, command, timeout=10):
+            if self.answer is None:
+                raise ConsoleTimeout(f"no answer to {command!r}")
+            return self.answer, 0
+
+    class Lab(RealBoard):
+        def __init__(self, console):    # only what check_liveness touches
+            self._c = console
+
+        @property
+        def console(self):
+            return self._c
+
+    assert check_liveness(Lab(Console("alive")), 2)["alive"]
+    t0 = time.monotonic()
+    dead = check_liveness(Lab(Console(None)), 1.5)
+    assert not dead["alive"] and "did not answer within 1.5 s" in dead["reason"] and time.monotonic() - t0 < 10

@@ -143,5 +143,10 @@ class Board(abc.ABC):
         self.run("killall watchdog")
         self.record("watchdog_stop")
 
+    def check_alive(self) -> None:
+        """Raise BoardError if the board is known to be gone. A board without an emulator
+        or a lab session of its own has nothing to ask here: its liveness is its console
+        answering (harness.runner.check_liveness)."""
+
     def describe(self) -> str:
         return f"{type(self).__name__}({self.name!r}, out={shlex.quote(str(self.out_dir))})"
