@@ -22,6 +22,9 @@ from harness.paths import prepare_run_dir
 from harness.scenario import Scenario, ScenarioError, Step, connect_port, peer_ip_str, peer_syn_frame
 
 CONNECT_HOLD_S = 0.5
+# How long before its first step a scenario's window opens (the board is quiet then: it has
+# settled for 0.5 s); much more than the capture clock's uncertainty (1 ms spread).
+SCENARIO_LEAD_S = 0.1
 # Peers that are the harness itself on a wire it owns (QEMU -netdev dgram).
 WIRE_PEERS = ("silent", "stalled", "deaf")
 # How long a board_connect with data keeps its connection open (longer than any scenario).
@@ -282,6 +285,11 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
         counters = {"before": read_kernel_counters(board)}
         time.sleep(0.5)
         start_wall = board.record("scenario_start", scenario=scenario.name).host_wall_ns
+        # The window opens a little before the first step: a frame the first step provokes
+        # must not be mapped before the window's start by the capture clock's uncertainty
+        # (milliseconds: the filter-dump pin's spread, QEMU's virtual clock against the
+        # host's), or its reply would be compared without its cause.
+        time.sleep(SCENARIO_LEAD_S)
         t0 = time.monotonic()
         try:
             for n, step in enumerate(scenario.steps):

@@ -396,10 +396,13 @@ def mutated(healthy_runs, name: str, tmp_path, *, records=None, console_extra=No
         recs = [json.loads(line) for line in (d / "host-events.jsonl").read_text().splitlines() if line.strip()]
         (d / "host-events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records(recs)))
     if console_extra:
-        with (d / "console.log").open("a") as f:
-            for at_s, text in console_extra:
-                wall = (run.start_wall_ns + int(at_s * 1e9)) / 1e9
-                f.write(f"{wall:.6f} {text}\n")
+        # In time order, as the console driver writes them (a stamp going back is damage).
+        log = d / "console.log"
+        lines = log.read_bytes().splitlines(keepends=True)
+        for at_s, text in console_extra:
+            wall = (run.start_wall_ns + int(at_s * 1e9)) / 1e9
+            lines.append(f"{wall:.6f} {text}\n".encode())
+        log.write_bytes(b"".join(sorted(lines, key=lambda ln: float(ln.split(b" ", 1)[0]))))
     if cut_capture is not None:
         cap = d / "capture.pcap"
         cap.write_bytes(cap.read_bytes()[:cut_capture])
@@ -439,6 +442,7 @@ def test_a_reboot_asked_for_and_not_done_is_missing(healthy_runs, tmp_path):
                                   "timed out 5120 ms"])
 def test_a_kernel_fault_line_is_extra(healthy_runs, tmp_path, line):
     v = mutated(healthy_runs, "handshake", tmp_path, console_extra=[(1.5, f"[   99.000000] {line}")])
+    assert v.error is None, v.error
     assert any(r["kind"] == "EXTRA" and r["stream_name"] in ("KERNEL_PANIC", "NETDEV_WATCHDOG") for r in v.rows), \
         json.dumps(v.rows, default=int)
 
