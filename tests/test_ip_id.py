@@ -81,7 +81,7 @@ def seeded(spec, run, tmp_path, want, new_ids):
     mac = bytes.fromhex(spec.firmware.interface.mac.replace(":", ""))
     frames = board_tcp_frames(original, mac, want)
     assert len(frames) >= 3, "the scenario gives the board's socket several frames"
-    for (at, frame), ident in zip(frames, new_ids(frames), strict=True):
+    for (at, _frame), ident in zip(frames, new_ids(frames), strict=True):
         set_ip_id(buf, at, ident)
     try:
         path.write_bytes(bytes(buf))

@@ -147,6 +147,7 @@ class Board(abc.ABC):
         """Raise BoardError if the board is known to be gone. A board without an emulator
         or a lab session of its own has nothing to ask here: its liveness is its console
         answering (harness.runner.check_liveness)."""
+        return
 
     def describe(self) -> str:
         return f"{type(self).__name__}({self.name!r}, out={shlex.quote(str(self.out_dir))})"
