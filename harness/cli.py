@@ -311,11 +311,10 @@ def _serve(board, seconds: dict[str, float], args) -> int:
     print("Ctrl-C powers it off.", flush=True)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    follow = _LinkFollower(session, board)
+    board.follow_link(_LinkFollower(session, board.link_up).wanted)
     try:
         while not stop:
             board.check_alive()
-            follow.poll()
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
@@ -326,22 +325,21 @@ def _serve(board, seconds: dict[str, float], args) -> int:
 
 
 class _LinkFollower:
-    """Keeps the serving board's idea of its link in step with `bmc-hil link` run
-    elsewhere: QEMU's MAC reset brings the PHY up whatever set_link said, and the board
-    says it again after a reset (QemuBoard._link_up) only if it knows the link is down."""
+    """What the serving board's link should be, with `bmc-hil link` run elsewhere: its
+    request is recorded in the session before its set_link is sent, so the board asks
+    here (QemuBoard.follow_link) before it says "down" again after a reset."""
 
-    def __init__(self, session, board):
-        self.session, self.board = session, board
+    def __init__(self, session, up: bool):
+        self.session, self.up = session, up
         self.seen = len(session.records())
 
-    def poll(self) -> None:
+    def wanted(self) -> bool:
         recs = self.session.records()
         new, self.seen = recs[self.seen:], len(recs)
         for rec in new:
             if rec.get("by") and rec.get("event") in ("link_up", "link_down"):
-                # QemuBoard has no public setter that does not also send set_link and
-                # record it a second time; the command elsewhere did both already.
-                self.board._link_up = rec["event"] == "link_up"
+                self.up = rec["event"] == "link_up"
+        return self.up
 
 
 def _pid() -> int:
@@ -431,8 +429,9 @@ def cmd_link(args) -> int:
         return _link_status(session, spec, args)
     up = args.state == "up"
     if session:
-        _qmp_commands(Path(session.control_socket), [("set_link", {"name": "net0", "up": up})])
+        # Recorded first: the serving board asks the record before it re-asserts a link.
         session.record("link_up" if up else "link_down", by=f"bmc-hil link {args.state}")
+        _qmp_commands(Path(session.control_socket), [("set_link", {"name": "net0", "up": up})])
     else:
         with _real_board(spec, args, "link") as board:
             board.set_link(up)

@@ -315,14 +315,26 @@ class QemuBoard(Board):
     def link_up(self) -> bool:
         return self._link_up
 
+    def follow_link(self, wanted) -> None:
+        """Another process may set this board's link (`bmc-hil link` beside a kept-up
+        `bmc-hil boot`): `wanted()` says what the link should be now, and is asked before
+        every re-assertion, so a link brought up elsewhere is never taken down again."""
+        self._link_wanted = wanted
+
+    def _wants_down(self) -> bool:
+        wanted = getattr(self, "_link_wanted", None)
+        if wanted is not None:
+            self._link_up = wanted()
+        return not self._link_up
+
     # A MAC soft reset in QEMU resets the PHY with link on, whatever set_link said: when
     # the harness wants the link down, say so again after every reset and Link-Up line.
     def _on_qmp_event(self, ev) -> None:
-        if ev.name == "RESET" and not self._link_up:
+        if ev.name == "RESET" and self._wants_down():
             threading.Thread(target=self._reassert_link_down, daemon=True).start()
 
     def _on_console_line(self, line) -> None:
-        if not self._link_up and LINK_UP_RE.search(line.text):
+        if LINK_UP_RE.search(line.text) and self._wants_down():
             threading.Thread(target=self._reassert_link_down, daemon=True).start()
 
     def _reassert_link_down(self) -> None:
@@ -330,7 +342,7 @@ class QemuBoard(Board):
         # one re-assertion can come too early: repeat until the guest logs Link is Down.
         for _ in range(4):
             try:
-                if self._qmp is None or self._link_up:
+                if self._qmp is None or not self._wants_down():
                     return
                 since = self._console.cursor() if self._console is not None else 0
                 self._qmp.execute("set_link", {"name": NETDEV_ID, "up": False})
