@@ -102,6 +102,9 @@ def test_the_healthy_ids_count_on_and_match(model_run, tmp_path):
     spec, run = model_run
     v = recheck(spec, run, tmp_path / "healthy")
     assert v.ok, v.rows
+    # the connection's first ID is a learnt value, listed with its bound
+    ids = [x for x in v.learnt if x.name == "inet_id"]
+    assert ids and all(x.inside and (x.lo, x.hi) == (0, 0xFFFF) for x in ids)
 
 
 def test_a_fresh_random_id_per_transmission_is_a_field_mismatch(model_run, tmp_path):

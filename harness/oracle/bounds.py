@@ -26,6 +26,13 @@ class LearntSpec:
 LEARNT: dict[str, LearntSpec] = {s.name: s for s in (
     LearntSpec("isn", "the initial sequence number is a keyed hash plus a clock (secure_tcp_seq)",
                "any 32-bit value; seq/ack fields are then compared relative to it"),
+    LearntSpec("inet_id", "a connected socket's first IPv4 ID is get_random_u16() (tcp_v4_connect, "
+               "tcp_v4_syn_recv_sock); ip_select_ident_segs then adds one per frame",
+               "any 16-bit value; the socket's later IDs are compared as counts from it (ip_id_rel)"),
+    LearntSpec("reachable_time", "a neighbour's reachable_time is a random draw in [base/2, 3*base/2) "
+               "(neigh_rand_reach_time), and an accepted connection's writes confirm it unseen (sock_confirm_neigh)",
+               "not adopted: the model predicts a unicast probe as optional only where some draw (and the DELAY "
+               "timer's lateness) allows it; any other probe is an EXTRA row"),
     LearntSpec("ts_offset", "the timestamp offset of a connection is a keyed hash (secure_tcp_ts_off)",
                "any 32-bit value; the peer's TSecr is moved by it"),
     LearntSpec("ephemeral_port", "connect() starts its port search at a keyed random offset "

@@ -287,7 +287,16 @@ def judge(obs: Observation, mi: ModelInputs, run: ModelRun, start_ns: int, end_n
               "observed": [(names.get(int(s), "?"), int(t)) for s, t in
                            zip(seen.stream.tolist(), seen.time_ns.tolist(), strict=True)]}
     return Verdict(scenario, rows, len(pred), len(seen), obs.timeline.to_json(), start_ns, end_ns, [], series,
-                   [*mi.learnt, *run.learnt], run.error, compared)
+                   [*mi.learnt, *run.learnt, *_inet_ids(obs, start_ns, end_ns)], run.error, compared)
+
+
+def _inet_ids(obs: Observation, start_ns: int, end_ns: int) -> list[Learnt]:
+    """The first IPv4 ID of each of the board's TCP connections in the window: the base
+    ip_id_rel counts from (harness.ingest.streams._ip_id_rel)."""
+    f = obs.frames
+    rel, ident = f.fields[:, FIELD["ip_id_rel"]], f.fields[:, FIELD["ip_id"]]
+    first = np.flatnonzero((rel == 0) & (f.time_ns >= start_ns) & (f.time_ns <= end_ns))
+    return [Learnt("inet_id", int(ident[i]), 0, 0xFFFF, f"frame {int(f.frame[i])}", int(f.time_ns[i])) for i in first]
 
 
 def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: int, scenario: str = "",
