@@ -135,7 +135,7 @@ class Board:
     def __init__(self, config, seed: int = 0, qemu: bool = True, boot: BootTiming = BootTiming(),
                  phy_phase: int | None = None,
                  describe_frames: bool = True, linkwatch_delays: dict[int, int] | None = None,
-                 reboot: BootTiming | None = None):
+                 reboot: BootTiming | None = None, judging: bool = False):
         self.config = config
         self.rng = random.Random(seed)
         self.qemu = qemu
@@ -179,9 +179,10 @@ class Board:
         self._hints: dict[tuple, list[int]] = {}
         self._timer_objs: dict[tuple, Any] = {}
         self._learnt: dict[tuple, Window] = {}
-        # judging a real board (set by timer_hints): predict as optional what only some of
-        # Linux's draws, or applications the model does not play, would make it send
-        self.judging = False
+        # The model judges a board (the oracle's model), rather than playing one (the
+        # model-as-board): it predicts as optional what only some of Linux's draws, or
+        # applications the model does not play, would make the board send (models.neighbour).
+        self.judging = judging
         self._power_on(0)
 
     # -- life cycle ------------------------------------------------------------------------
@@ -483,12 +484,10 @@ class Board:
         from the board, and what follows (whether a probe found the carrier back on, when
         the next retransmission is due) follows the board's clock, not the model's guess.
         A frame outside the window teaches nothing, so it still shows as a divergence.
-
-        Only an oracle judging a real board gives hints, so from here on the model judges:
-        it also predicts, as optional, the unicast probes only some boards send (the
-        reachable_time draw, the DELAY timer's lateness, applications' confirmations:
-        models.neighbour)."""
-        self.judging = self.neigh.judging = True
+        Only a judging model (`Board(judging=True)`) takes hints."""
+        if not self.judging:
+            raise ModelUsageError("timer_hints: only a model that judges a board (Board(judging=True)) learns "
+                             "its timers from one")
         hints: dict[tuple, list[int]] = {}
         for t, what in sorted(seen):
             hints.setdefault(what, []).append(t)

@@ -90,7 +90,7 @@ def run_model(obs: Observation, mi: ModelInputs, start_ns: int, end_ns: int, see
     # boot_to_ifup), or at the bound's end if the board never showed it.
     model = Board(cfg, seed=seed, boot=BootTiming(Window(mi.to_ifup_ns, mi.to_ifup_ns), services),
                   reboot=BootTiming(Window(BOOT_TO_IFUP_MAX_NS, BOOT_TO_IFUP_MAX_NS), services), phy_phase=0,
-                  describe_frames=False, linkwatch_delays=linkwatch_delays)
+                  describe_frames=False, linkwatch_delays=linkwatch_delays, judging=True)
     run = ModelRun(linkwatch_delays=dict(linkwatch_delays or {}))
     queue: list[tuple[int, int, str, object]] = [(ti.t, ti.order, "input", ti) for ti in mi.inputs]
     queue += [(t, 3, _ISN, raw) for t, raw in mi.isn_frames]

@@ -273,8 +273,7 @@ def test_judging_an_unseen_application_confirmation_keeps_the_delay_entry_reacha
 def test_an_optional_probe_reaches_the_prediction_as_optional():
     """Board._xmit -> _wire: an optional TxFrame is an optional Predicted frame (no MISSING
     row if the board did not send it)."""
-    board = Board(SERVER)
-    board.judging = board.neigh.judging = True
+    board = Board(SERVER, judging=True)
     board.neigh.unseen_confirms = lambda key: True
 
     def run_until(t: int) -> list:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from models.board import Board, BootTiming
 from models.clock import JIFFY, Window, ms, sec, timer_wheel_slack
 from models.config import FirmwareConfig
+from models.errors import ModelUsageError
 from models.neighbour import Nud
 from models.tcp import TcpParams, TcpSock, TcpState, TimerKind, _TxSkb
 from models.wire import ArpRepr, EthernetRepr, ip4, mac_bytes
@@ -24,11 +27,11 @@ PEER_MAC = mac_bytes("52:55:0a:00:02:02")
 BOARD_MAC = mac_bytes("52:54:00:12:34:56")
 
 
-def board(**sysctls) -> Board:
+def board(judging: bool = False, **sysctls) -> Board:
     cfg = FirmwareConfig.from_dict({
         "interface": {"address": "10.0.2.15/24", "gateway": PEER, "mac": "52:54:00:12:34:56"},
         "sysctls": sysctls})
-    b = Board(cfg, boot=FAST_BOOT, phy_phase=ms(100))
+    b = Board(cfg, boot=FAST_BOOT, phy_phase=ms(100), judging=judging)
     b.on_timer(0)            # eth0 up
     b.on_timer(ms(100))      # phylib: carrier on
     return b
@@ -83,7 +86,7 @@ def test_syn_retransmission_windows_add_the_timer_wheel_slack_of_each_timer_in_t
 
 
 def test_a_frame_seen_inside_the_window_moves_the_timer_and_what_follows():
-    b = board()
+    b = board(judging=True)
     late = ms(60)                                     # the board's first retransmission ran 60 ms late
     out = b.handle(sec(1), {"kind": "connect", "fd": "c", "addr": PEER, "port": 9})
     out += b.handle(sec(1) + ms(1), arp_reply())
@@ -96,13 +99,19 @@ def test_a_frame_seen_inside_the_window_moves_the_timer_and_what_follows():
 
 
 def test_a_frame_seen_outside_the_window_teaches_nothing():
-    b = board()
+    b = board(judging=True)
     out = b.handle(sec(1), {"kind": "connect", "fd": "c", "addr": PEER, "port": 9})
     out += b.handle(sec(1) + ms(1), arp_reply())
     sport = syns(out)[0].detail["sport"]
     b.timer_hints([(sec(2) + timer_wheel_slack(sec(1)) + JIFFY, ("tcp", sport, ip4(PEER), 9))])
     out += run(b, sec(3))
     assert syns(out)[1].t == sec(2)
+
+
+def test_only_a_judging_model_learns_timers_from_a_board():
+    """The model-as-board plays Linux: nothing of a board may move its timers."""
+    with pytest.raises(ModelUsageError, match="judging"):
+        board().timer_hints([(sec(2), ("arp", ip4(PEER)))])
 
 
 def test_a_neighbour_failing_under_a_syn_reverts_one_backoff_resends_and_ends_the_connect():
