@@ -79,6 +79,7 @@ PEER_TEXT = {
     "stalled": "the harness on a wire it owns: it answers ARP and the board's SYN, then acknowledges nothing",
     "deaf": "the harness on a wire it owns: it asks for the board's address once, before the first step, "
             "and answers no ARP",
+    "late": "the harness on a wire it owns: it answers the board's ARP from its second request on, and never TCP",
 }
 
 
@@ -1061,7 +1062,7 @@ def cmd_nightly(args) -> int:
     from harness.nightly import nightly
 
     out = Path(args.out) if args.out else _default_out("nightly")
-    result = nightly(args.board, out, args.tolerance_scale, args.scenarios, shlex.split(args.pytest_args),
+    result = nightly(args.boards or ["emulated"], out, args.tolerance_scale, args.scenarios, shlex.split(args.pytest_args),
                      shlex.split(args.robot_args), Path(args.suites) if args.suites else None)
     for s in result.scenarios:
         _stderr(f"scenario {s.name}: {s.status}")
@@ -1238,6 +1239,8 @@ exit codes:
   143  SIGTERM""",
     "nightly": """examples:
   bmc-hil nightly --out nightly/
+  bmc-hil nightly --board emulated --board emulated     # two emulated boards at once
+  bmc-hil nightly --board bmc-1.yaml --board bmc-2.yaml # two lab boards (labgrid places)
   bmc-hil nightly --board lab.yaml --scenario handshake --pytest-args '-k closed'
 
 """ + EXIT_CODES,
@@ -1374,7 +1377,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     nt = _sub(sub, "nightly", "the unattended run: every scenario through the oracle, the pytest and Robot "
                               "suites, one HTML summary")
-    board_arg(nt)
+    nt.add_argument("--board", dest="boards", action="append", metavar="FILE|emulated",
+                    help="board file, or 'emulated' (default); repeat it to spread the scenarios and the pytest "
+                         "suites over several boards")
     nt.add_argument("--out", help="results folder (default: bmc-hil-runs/TIME-nightly)")
     nt.add_argument("--tolerance-scale", type=float, default=1.0, metavar="K",
                     help="multiply every timing tolerance by K (default 1)")

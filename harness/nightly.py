@@ -56,6 +56,7 @@ class ScenarioOutcome:
     board_died: bool = False
     folder: str = ""                 # its run folder under scenarios/
     first: dict | None = None        # the first verdict, when it diverged and the scenario ran again
+    board: str = ""                  # the board it ran on (several boards: which one)
 
     @property
     def status(self) -> str:
@@ -173,43 +174,186 @@ class Progress:
 
 
 # -- the phases ----------------------------------------------------------------------------
-def run_scenarios(spec: BoardSpec, names: list[str], out: Path, scale: float, progress: Progress,
-                  result: NightlyResult) -> None:
-    """Each scenario on a fresh board through the oracle; report.json and PNGs in `out`."""
+def run_scenarios(specs: BoardSpec | list[BoardSpec], names: list[str], out: Path, scale: float, progress: Progress,
+                  result: NightlyResult, board_args: list[str] | None = None) -> None:
+    """Each scenario on a fresh board through the oracle; report.json and PNGs in `out`.
+
+    With one board the scenarios run here, one after the other. With several, each board
+    gets a worker process (`python -m harness.nightly worker`) that takes the next scenario
+    as soon as its board is free, so the scenarios are spread over the boards as they end;
+    `board_args` are how a worker names its board (a board file's absolute path, or
+    `emulated`)."""
     from harness.paths import unique_names
-    from harness.report import write_report
     from harness.scenario import load_scenario
 
+    specs = [specs] if isinstance(specs, BoardSpec) else list(specs)
     scenarios = [load_scenario(n) for n in names]   # all parsed before a board is touched
     tol = Tolerance().scaled(scale)
     progress.phase("scenarios", len(scenarios))
-    verdicts, folders = [], []
-    for sc, folder in zip(scenarios, unique_names([sc.name for sc in scenarios]), strict=True):
+    folders = unique_names([sc.name for sc in scenarios])
+    if len(specs) == 1:
+        for sc, folder in zip(scenarios, folders, strict=True):
+            t0 = time.monotonic()
+            outcome = scenario_with_rerun(specs[0], sc, out, folder, tol, progress)
+            outcome.seconds = time.monotonic() - t0
+            _scenario_done(outcome, result, out, specs, scale, progress)
+        return
+    _run_sharded(specs, board_args or [s.name for s in specs], names, folders, out, scale, progress, result)
+
+
+def scenario_with_rerun(spec: BoardSpec, sc, out: Path, folder: str, tol: Tolerance,
+                        progress: Progress) -> ScenarioOutcome:
+    """One scenario on a fresh board; a divergence runs once more on another fresh board:
+    twice is a finding, once a flake."""
+    outcome = _scenario_outcome(spec, sc, out / folder, tol, progress)
+    if outcome.verdict is not None and not outcome.verdict["ok"] and not outcome.verdict.get("error"):
+        progress.line(f"    {sc.name}: {len(outcome.verdict['divergences'])} divergences; running it again")
+        again = _scenario_outcome(spec, sc, out / f"{folder}-rerun", tol, progress)
+        if again.verdict is not None:
+            outcome = ScenarioOutcome(sc.name, 0.0, again.verdict, folder=f"{folder}-rerun", first=outcome.verdict)
+    outcome.folder = outcome.folder or folder
+    outcome.board = spec.name
+    return outcome
+
+
+def _scenario_done(outcome: ScenarioOutcome, result: NightlyResult, out: Path,
+                   specs: list[BoardSpec], scale: float, progress: Progress) -> None:
+    """Record a finished scenario, say so, and rewrite report.json with every verdict so far."""
+    result.scenarios.append(outcome)
+    detail = f"{len(outcome.verdict['divergences'])} divergences" if outcome.status == "FAIL" else ""
+    where = f" on {outcome.board}" if len(specs) > 1 and outcome.board else ""
+    progress.advance(f"scenario {outcome.name}: {outcome.status} {detail or outcome.detail}".rstrip()
+                     + f" ({outcome.seconds:.0f} s{where})")
+    if outcome.error is not None:
+        progress.line("    " + outcome.error.splitlines()[0])
+    _write_scenario_report(result, out, specs, scale)
+
+
+def _write_scenario_report(result: NightlyResult, out: Path, specs: list[BoardSpec], scale: float) -> None:
+    from harness.report import write_report
+
+    judged = [s for s in result.scenarios if s.verdict is not None]
+    if judged:
+        # report.json holds the verdicts summary.html is drawn from (and the suites
+        # reuse); rewritten as we go.
+        write_report(out, [Verdict.from_json(s.verdict) for s in judged],
+                     {"board": " + ".join(dict.fromkeys(s.name for s in specs)), "tolerance_scale": scale},
+                     folders=[out / s.folder for s in judged])
+
+
+# A worker's line that carries a finished scenario's outcome (JSON); its other lines are its log.
+WORKER_MARK = "@@bmc-hil-outcome "
+
+
+def _run_sharded(specs: list[BoardSpec], board_args: list[str], names: list[str], folders: list[str], out: Path,
+                 scale: float, progress: Progress, result: NightlyResult) -> None:
+    """The scenarios spread over several boards: a worker process per board, each fed the
+    next scenario when it reports the last. Ctrl-C ends every worker by its pid (its board
+    is closed as a single run's is); what did not run is listed as not run."""
+    import queue
+    import threading
+
+    todo: queue.Queue = queue.Queue()
+    for item in zip(names, folders, strict=True):
+        todo.put(item)
+    lock = threading.Lock()
+    children: list[subprocess.Popen] = []
+    out.mkdir(parents=True, exist_ok=True)
+
+    def work(i: int, spec: BoardSpec, board_arg: str) -> None:
+        command = [sys.executable, "-m", "harness.nightly", "worker", "--board", board_arg, "--out", str(out),
+                   "--tolerance-scale", f"{scale:g}"]
+        with open(out / f"worker-{i}.log", "w", encoding="utf-8") as log:
+            child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, errors="replace", start_new_session=True, preexec_fn=die_with_parent,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            with lock:
+                children.append(child)
+            while True:
+                try:
+                    name, folder = todo.get_nowait()
+                except queue.Empty:
+                    break
+                t0 = time.monotonic()
+                try:
+                    child.stdin.write(f"{folder}\t{name}\n")
+                    child.stdin.flush()
+                except OSError:
+                    pass   # the worker is gone: reported below as this scenario's error
+                outcome = None
+                for line in child.stdout:
+                    if line.startswith(WORKER_MARK):
+                        outcome = ScenarioOutcome(**json.loads(line[len(WORKER_MARK):]))
+                        break
+                    log.write(line)
+                    log.flush()
+                if outcome is None:
+                    code = child.wait()
+                    outcome = ScenarioOutcome(name, time.monotonic() - t0, folder=folder, board=spec.name,
+                                              error=f"the scenario worker for board {spec.name} ended (exit code "
+                                                    f"{code}) before this scenario's verdict; its log: "
+                                                    f"scenarios/worker-{i}.log")
+                with lock:
+                    _scenario_done(outcome, result, out, specs, scale, progress)
+                if child.poll() is not None:
+                    break
+            try:
+                child.stdin.close()
+            except OSError:
+                pass
+            for line in child.stdout:
+                log.write(line)
+            child.wait()
+
+    threads = [threading.Thread(target=work, args=(i, spec, arg), name=f"shard-{i}", daemon=True)
+               for i, (spec, arg) in enumerate(zip(specs, board_args, strict=True))]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except BaseException:
+        with lock:
+            running = list(children)
+        for child in running:
+            _end_child(child)
+        raise
+    finally:
+        # The report lists the scenarios in the order they were asked for.
+        order = {n: i for i, n in enumerate(names)}
+        with lock:
+            result.scenarios.sort(key=lambda s: order.get(s.name, len(order)))
+            _write_scenario_report(result, out, specs, scale)
+
+
+def worker_main(argv: list[str]) -> int:
+    """`python -m harness.nightly worker --board B --out DIR`: run the scenarios named on stdin
+    (`FOLDER<TAB>NAME` per line) one by one on board B, each outcome one marked JSON line."""
+    import argparse
+    import dataclasses
+
+    from harness.board import load_board_file
+    from harness.scenario import load_scenario
+
+    ap = argparse.ArgumentParser(prog="python -m harness.nightly worker")
+    ap.add_argument("--board", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--tolerance-scale", type=float, default=1.0)
+    args = ap.parse_args(argv)
+    spec = load_board_file(args.board)
+    tol = Tolerance().scaled(args.tolerance_scale)
+    progress = Progress(stream=sys.stdout)
+    for line in sys.stdin:
+        folder, name = line.rstrip("\n").split("\t", 1)
         t0 = time.monotonic()
-        outcome = _scenario_outcome(spec, sc, out / folder, tol, progress)
-        if outcome.verdict is not None and not outcome.verdict["ok"] and not outcome.verdict.get("error"):
-            # A divergence runs once more on a fresh board: twice is a finding, once a flake.
-            progress.line(f"    {sc.name}: {len(outcome.verdict['divergences'])} divergences; running it again")
-            again = _scenario_outcome(spec, sc, out / f"{folder}-rerun", tol, progress)
-            if again.verdict is not None:
-                outcome = ScenarioOutcome(sc.name, 0.0, again.verdict, folder=f"{folder}-rerun",
-                                          first=outcome.verdict)
-        outcome.folder = outcome.folder or folder
+        try:
+            outcome = scenario_with_rerun(spec, load_scenario(name), args.out, folder, tol, progress)
+        except HarnessError as exc:
+            outcome = ScenarioOutcome(name, 0.0, error=str(exc), folder=folder, board=spec.name)
         outcome.seconds = time.monotonic() - t0
-        result.scenarios.append(outcome)
-        if outcome.verdict is not None:
-            verdicts.append(outcome.verdict)
-            folders.append(out / outcome.folder)
-        detail = f"{len(outcome.verdict['divergences'])} divergences" if outcome.status == "FAIL" else ""
-        progress.advance(f"scenario {sc.name}: {outcome.status} {detail or outcome.detail}".rstrip()
-                         + f" ({outcome.seconds:.0f} s)")
-        if outcome.error is not None:
-            progress.line("    " + outcome.error.splitlines()[0])
-        if verdicts:
-            # report.json holds the verdicts summary.html is drawn from (and the suites
-            # reuse); rewritten as we go.
-            write_report(out, [Verdict.from_json(v) for v in verdicts],
-                         {"board": spec.name, "tolerance_scale": scale}, folders=folders)
+        print(WORKER_MARK + json.dumps(dataclasses.asdict(outcome)), flush=True)
+    return 0
 
 
 def _scenario_outcome(spec: BoardSpec, sc, folder: Path, tol: Tolerance, progress: Progress) -> ScenarioOutcome:
@@ -276,11 +420,14 @@ def _end_child(child: subprocess.Popen) -> None:
             continue   # a second Ctrl-C: go on to the harder signal at once
 
 
-def run_pytest_suites(suites: Path, board: str, out: Path, scale: float, extra: list[str], progress: Progress,
+def run_pytest_suites(suites: Path, boards: list[str], out: Path, scale: float, extra: list[str], progress: Progress,
                       result: NightlyResult) -> None:
-    """`python -m pytest suites --board ... --junitxml DIR/junit.xml`, its totals from the JUnit XML."""
+    """`python -m pytest suites --board ... --junitxml DIR/junit.xml`, its totals from the JUnit XML.
+    Several boards: `-n N --board B1 ... --board BN`, a pytest-xdist worker per board."""
     junit = out / "junit.xml"
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rfE", str(suites), "--board", board,
+    shard = ["-n", str(len(boards)), "--dist", "loadfile"] if len(boards) > 1 else []
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rfE", *shard, str(suites),
+               *(a for b in boards for a in ("--board", b)),
                "--hil-out", str(out / "pytest"), "--junitxml", str(junit), "--tolerance-scale", f"{scale:g}", *extra]
     suite = SuiteOutcome("pytest", command, links={"junit.xml": "junit.xml", "console output": "pytest.log",
                                                    "per-test artifacts": "pytest/tests"})
@@ -288,12 +435,19 @@ def run_pytest_suites(suites: Path, board: str, out: Path, scale: float, extra: 
     progress.phase("pytest suites", None)
     outcome = re.compile(r"^(\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
     collected = re.compile(r"collected (\d+) items?(?: / (\d+) deselected)?(?: / (\d+) selected)?")
+    # pytest-xdist's -v lines: "[gw1] [ 50%] PASSED suites/x.py::test_y", and "2 workers [14 items]"
+    xdist_outcome = re.compile(r"^\[gw\d+\]\s+\[\s*\d+%\]\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\s+(\S+::\S+)")
+    xdist_collected = re.compile(r"^\d+ workers? \[(\d+) items?\]")
 
     def on_line(line: str) -> None:
         if m := collected.search(line):
             progress.total(int(m.group(3) or int(m.group(1)) - int(m.group(2) or 0)))
+        elif m := xdist_collected.match(line):
+            progress.total(int(m.group(1)))
         elif m := outcome.match(line):
             progress.advance(f"{m.group(2).lower():<7} {m.group(1)}")
+        elif m := xdist_outcome.match(line):
+            progress.advance(f"{m.group(1).lower():<7} {m.group(2)}")
 
     t0 = time.monotonic()
     try:
@@ -525,32 +679,43 @@ def default_suites_dir() -> Path:
     return here if here.is_dir() else Path(__file__).resolve().parents[1] / "suites"
 
 
-def nightly(board: str, out: Path, tolerance_scale: float = 1.0, scenarios: list[str] | None = None,
+def nightly(board: str | list[str], out: Path, tolerance_scale: float = 1.0, scenarios: list[str] | None = None,
             pytest_args: list[str] = (), robot_args: list[str] = (), suites: Path | None = None,
             progress: Progress | None = None) -> NightlyResult:
-    """Run the scenarios, the pytest suites and the Robot suites; write the summary after each."""
+    """Run the scenarios, the pytest suites and the Robot suites; write the summary after each.
+
+    `board` may name several boards (board files, or `emulated` more than once): the
+    scenarios are spread over them (a worker process each), the pytest suites too
+    (pytest-xdist, one worker per board), and the Robot suites run on the first."""
     from harness.board import load_board_file
     from harness.scenario import builtin_scenarios
 
     if not tolerance_scale > 0:
         raise NightlyError(f"--tolerance-scale must be > 0, got {tolerance_scale}")
-    spec = load_board_file(board)
+    boards = [board] if isinstance(board, str) else list(board)
+    if not boards:
+        raise NightlyError("no board: give --board FILE|emulated (repeat it for several boards)")
+    specs = [load_board_file(b) for b in boards]
     # The children resolve a board file from their own cwd: hand them an absolute path.
-    board_arg = board if board == "emulated" else str(Path(board).resolve())
+    board_args = [b if b == "emulated" else str(Path(b).resolve()) for b in boards]
+    if len(set(board_args)) < len(board_args) and any(s.kind not in ("emulated", "model") for s in specs):
+        raise NightlyError("the same lab board is named twice: one board cannot run two scenarios at once "
+                           "(an emulated board can: each scenario boots its own QEMU)")
     suites = (suites or default_suites_dir()).resolve()
     if not (suites / "robot").is_dir():
         raise NightlyError(f"{suites}: no suites here (expected pytest suites and a robot/ folder)")
     out = out.resolve()
     prepare_run_dir(out)   # a night never overwrites another's results
     progress = progress or Progress()
-    result = NightlyResult(spec.name, out, time.time())
+    result = NightlyResult(" + ".join(dict.fromkeys(s.name for s in specs)), out, time.time())
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        run_scenarios(spec, list(scenarios or builtin_scenarios()), out / "scenarios", tolerance_scale, progress, result)
+        run_scenarios(specs, list(scenarios or builtin_scenarios()), out / "scenarios", tolerance_scale, progress,
+                      result, board_args)
         write_summary(result)
-        run_pytest_suites(suites, board_arg, out, tolerance_scale, list(pytest_args), progress, result)
+        run_pytest_suites(suites, board_args, out, tolerance_scale, list(pytest_args), progress, result)
         write_summary(result)
-        run_robot_suites(suites, board_arg, out, tolerance_scale, list(robot_args), progress, result)
+        run_robot_suites(suites, board_args[0], out, tolerance_scale, list(robot_args), progress, result)
     except KeyboardInterrupt as exc:
         result.interrupted = exc   # truthy; Terminated for SIGTERM, so the exit code says which
     finally:
@@ -564,3 +729,9 @@ def nightly(board: str, out: Path, tolerance_scale: float = 1.0, scenarios: list
 def _interrupt(signum, frame):
     # SIGTERM (a CI job cancelled) ends the run as Ctrl-C does: children ended, summary kept.
     raise Terminated()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["worker"]:
+        sys.exit("usage: python -m harness.nightly worker --board FILE|emulated --out DIR (run by bmc-hil nightly)")
+    sys.exit(worker_main(sys.argv[2:]))

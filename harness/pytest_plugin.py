@@ -81,8 +81,9 @@ def hil_options(config: pytest.Config) -> HilOptions:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bmc-hil", "bmc-hil board under test")
-    group.addoption("--board", metavar="FILE|emulated", default=None,
-                    help="the board under test: a board file, or `emulated` for the built-in QEMU AST2500")
+    group.addoption("--board", metavar="FILE|emulated", action="append", default=None,
+                    help="the board under test: a board file, or `emulated` for the built-in QEMU AST2500; "
+                         "repeat it with pytest-xdist's -n N to give each worker a board of its own")
     group.addoption("--hil-out", metavar="DIR", default=None,
                     help="where board logs and per-test artifacts go (default: bmc-hil-runs/pytest-<timestamp>)")
     group.addoption("--tolerance-scale", metavar="FLOAT", type=float, default=1.0,
@@ -95,22 +96,44 @@ def pytest_configure(config: pytest.Config) -> None:
     scale = config.getoption("tolerance_scale")
     if not scale > 0:
         raise pytest.UsageError(f"--tolerance-scale must be > 0, got {scale}")
-    board = config.getoption("board")
-    spec = None
+    boards = config.getoption("board") or []
+    board, spec = _worker_board(config, boards), None
     if board is not None:
-        # Parse the board file now so a typo fails the run at once, not at the first test.
+        # Parse the board files now so a typo fails the run at once, not at the first test.
         from harness.board.boardfile import load_board_file
         from harness.errors import BoardFileError
 
-        try:
-            spec = load_board_file(board)
-        except BoardFileError as exc:
-            raise pytest.UsageError(f"--board {board}: {exc}") from exc
+        for b in dict.fromkeys(boards):
+            try:
+                parsed = load_board_file(b)
+            except BoardFileError as exc:
+                raise pytest.UsageError(f"--board {b}: {exc}") from exc
+            if b == board:
+                spec = parsed
     out = config.getoption("hil_out")
     out_dir = Path(out) if out else Path("bmc-hil-runs") / time.strftime("pytest-%Y%m%d-%H%M%S")
     if not out_dir.is_absolute():
         out_dir = config.invocation_params.dir / out_dir
     config.stash[_OPTIONS] = HilOptions(board, spec, out_dir, scale)
+
+
+def _worker_board(config: pytest.Config, boards: list[str]) -> str | None:
+    """The board this process tests on: the only one, or (several --board, pytest-xdist) the
+    one of this worker's number, gw0 the first; the controller itself tests on none."""
+    if len(boards) <= 1:
+        return boards[0] if boards else None
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        workers = getattr(config.option, "numprocesses", None)
+        if not workers:
+            raise pytest.UsageError(f"--board is given {len(boards)} times: run with pytest-xdist's -n "
+                                    f"{len(boards)} so that each worker tests on a board of its own")
+        return boards[0]   # the controller: checks the files, runs no test
+    index = int(worker.removeprefix("gw"))
+    if index >= len(boards):
+        raise pytest.UsageError(f"worker {worker} has no board: {len(boards)} --board for more workers; "
+                                f"give -n {len(boards)}")
+    return boards[index]
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -153,7 +176,9 @@ def hil_under_test(request: pytest.FixtureRequest):
         pytest.skip(NO_BOARD)
     from harness.board.under_test import BoardUnderTest
 
-    under_test = BoardUnderTest(opts.spec, opts.out_dir / "board", opts.tolerance_scale,
+    # each pytest-xdist worker has a board (and its logs) of its own
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    under_test = BoardUnderTest(opts.spec, opts.out_dir / (f"board-{worker}" if worker else "board"), opts.tolerance_scale,
                                 log=lambda msg: print(msg, file=sys.stderr))
     request.config.stash[_USED] = True
     try:
