@@ -108,6 +108,7 @@ class NightlyResult:
     suites: list[SuiteOutcome] = field(default_factory=list)
     interrupted: BaseException | bool = False   # the KeyboardInterrupt (Terminated: SIGTERM)
     finished: float | None = None
+    scenario_phase_s: float | None = None       # the scenario phase's wall time (all boards)
 
     @property
     def exit_code(self) -> int:
@@ -575,6 +576,7 @@ def write_summary(result: NightlyResult) -> Path:
     verdicts = {id(s): v for s, v in zip(judged, reported, strict=False)}
     data = {"board": result.board, "exit_code": result.exit_code, "interrupted": bool(result.interrupted),
             "seconds": round((result.finished or time.time()) - result.started, 1),
+            "scenario_phase_seconds": None if result.scenario_phase_s is None else round(result.scenario_phase_s, 1),
             "scenarios": [{"name": s.name, "status": s.status, "detail": s.detail, "seconds": round(s.seconds, 1),
                            "error": s.error, "folder": f"scenarios/{s.folder}",
                            "divergences": len(s.verdict["divergences"]) if s.verdict else None,
@@ -710,8 +712,12 @@ def nightly(board: str | list[str], out: Path, tolerance_scale: float = 1.0, sce
     result = NightlyResult(" + ".join(dict.fromkeys(s.name for s in specs)), out, time.time())
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        run_scenarios(specs, list(scenarios or builtin_scenarios()), out / "scenarios", tolerance_scale, progress,
-                      result, board_args)
+        t0 = time.monotonic()
+        try:
+            run_scenarios(specs, list(scenarios or builtin_scenarios()), out / "scenarios", tolerance_scale, progress,
+                          result, board_args)
+        finally:
+            result.scenario_phase_s = time.monotonic() - t0
         write_summary(result)
         run_pytest_suites(suites, board_args, out, tolerance_scale, list(pytest_args), progress, result)
         write_summary(result)
