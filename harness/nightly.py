@@ -374,7 +374,7 @@ def _scenario_outcome(spec: BoardSpec, sc, folder: Path, tol: Tolerance, progres
 
 def _suite_env(out: Path) -> dict[str, str]:
     """The suites reuse the scenario phase's verdicts (each scenario runs once a night)."""
-    from harness.board.under_test import REUSE_VERDICTS_ENV
+    from harness.under_test import REUSE_VERDICTS_ENV
 
     report = out / "scenarios" / "report.json"
     return {REUSE_VERDICTS_ENV: str(report)} if report.exists() else {}

@@ -174,7 +174,7 @@ def hil_under_test(request: pytest.FixtureRequest):
     opts = hil_options(request.config)
     if opts.spec is None:
         pytest.skip(NO_BOARD)
-    from harness.board.under_test import BoardUnderTest
+    from harness.under_test import BoardUnderTest
 
     # each pytest-xdist worker has a board (and its logs) of its own
     worker = os.environ.get("PYTEST_XDIST_WORKER")
@@ -259,7 +259,7 @@ class Oracle:
 
 def assert_board_matches_model(verdict, report: Path | None = None) -> None:
     """Fail, listing the divergence rows, unless the board did what the model predicted."""
-    from harness.board.under_test import mismatch_message
+    from harness.under_test import mismatch_message
 
     if not verdict.ok:
         raise AssertionError(mismatch_message(verdict, report))

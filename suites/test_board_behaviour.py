@@ -40,7 +40,7 @@ def pytest_generate_tests(metafunc):
     if "open_service" in metafunc.fixturenames:
         metafunc.parametrize("open_service", [s.name for s in services if s.enabled])
     if "closed_service" in metafunc.fixturenames:
-        from harness.board.under_test import UNDECLARED_PROBE
+        from harness.under_test import UNDECLARED_PROBE
 
         metafunc.parametrize("closed_service", [s.name for s in services if not s.enabled] + [UNDECLARED_PROBE])
 

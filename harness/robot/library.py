@@ -14,9 +14,9 @@ from robot.api.deco import keyword, library
 from robot.utils import timestr_to_secs
 
 from harness.board import BoardState, load_board_file
-from harness.board.under_test import UNDECLARED_PROBE, BoardUnderTest, divergence_table, mismatch_message
 from harness.errors import BoardError, ConsoleTimeout
 from harness.oracle import Verdict
+from harness.under_test import UNDECLARED_PROBE, BoardUnderTest, divergence_table, mismatch_message
 
 
 @library(scope="GLOBAL", auto_keywords=False)

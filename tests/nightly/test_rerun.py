@@ -15,8 +15,8 @@ import pytest
 
 from harness import nightly as nightly_mod
 from harness.board.boardfile import parse_board
-from harness.board.under_test import REUSE_VERDICTS_ENV, BoardUnderTest
 from harness.nightly import NightlyResult, Progress, run_scenarios, write_summary
+from harness.under_test import REUSE_VERDICTS_ENV, BoardUnderTest
 from models.config import DEFAULT_CONFIG
 
 SEEDED = {**DEFAULT_CONFIG, "interface": {**DEFAULT_CONFIG["interface"], "mtu": 1400}}
