@@ -8,6 +8,7 @@ and is ended by its pid.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -148,26 +149,34 @@ def idle_place(lab) -> str:
     return "idle0"
 
 
-@pytest.fixture(scope="module")
-def bench_place(lab, tmp_path_factory):
-    """Place `bench0`, tagged board=ast2500: an emulated AST2500 exported by the bench (for
-    the tests of one module: the bench and its exporter end with it)."""
-    folder = tmp_path_factory.mktemp("bench")
-    resources = folder / "bench0.yaml"
-    bench = lab.start([sys.executable, "-m", "harness.board.labgrid", "bench", "--name", "bench0",
-                       "--resources", str(resources), "--out", str(folder / "logs")], "bench.log")
+@contextlib.contextmanager
+def bench(lab: Lab, folder: Path, name: str, tags: dict[str, str]):
+    """Place `name`: an emulated AST2500 exported by the bench (`python -m harness.board.labgrid
+    bench`: QEMU, ser2net, a PDU and a link relay over HTTP, a frame tap), with `tags`; the
+    bench and its exporter end when the block does."""
+    resources = folder / f"{name}.yaml"
+    proc = lab.start([sys.executable, "-m", "harness.board.labgrid", "bench", "--name", name,
+                      "--resources", str(resources), "--out", str(folder / f"logs-{name}")], f"bench-{name}.log")
     exporter = None
     try:
         deadline = time.monotonic() + 600          # a first run builds the image
         while not resources.exists():
-            assert bench.poll() is None, (lab.folder / "bench.log").read_text(errors="replace")[-3000:]
+            assert proc.poll() is None, (lab.folder / f"bench-{name}.log").read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, "the bench wrote no resource file in 10 minutes"
             time.sleep(0.2)
-        exporter = lab.export(BENCH_EXPORTER, resources)
-        if "bench0" not in lab.session.client.places:
-            lab.session.define_place("bench0", [f"{BENCH_EXPORTER}/bench0/*"], {"board": "ast2500"})
-        yield "bench0"
+        exporter = lab.export(f"{BENCH_EXPORTER}-{name}", resources)
+        if name not in lab.session.client.places:
+            lab.session.define_place(name, [f"{BENCH_EXPORTER}-{name}/{name}/*"], tags)
+        yield name
     finally:
-        for proc in (exporter, bench):
-            if proc is not None:
-                end(proc)
+        for p in (exporter, proc):
+            if p is not None:
+                end(p)
+
+
+@pytest.fixture(scope="module")
+def bench_place(lab, tmp_path_factory):
+    """Place `bench0`, tagged board=ast2500: an emulated AST2500 exported by the bench (for
+    the tests of one module: the bench and its exporter end with it)."""
+    with bench(lab, tmp_path_factory.mktemp("bench"), "bench0", {"board": "ast2500"}) as name:
+        yield name
