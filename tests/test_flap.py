@@ -7,6 +7,7 @@ import json
 import pytest
 
 from harness.flap import DetectionWindow, FlapCycle, model_windows, run_flap, write_report
+from models.clock import timer_wheel_slack
 from models.config import FirmwareConfig
 from models.phy import PHY_STATE_TIME
 
@@ -30,9 +31,12 @@ def test_cycle_verdict(down, up, verdict):
     assert cycle(down, up).verdict == verdict
 
 
-def test_model_window_is_one_phylib_poll_period():
+def test_model_window_is_one_phylib_poll_period_and_its_timer_slack():
+    """phy_queue_state_machine -> mod_delayed_work(100 jiffies): a level-1 timer, up to 9
+    jiffies late, so a line comes up to 1.09 s after the change."""
     down, up = model_windows(FirmwareConfig.default(), 2, 5)
-    assert down == up == DetectionWindow(0, PHY_STATE_TIME)
+    assert down == up == DetectionWindow(0, PHY_STATE_TIME + timer_wheel_slack(PHY_STATE_TIME))
+    assert PHY_STATE_TIME + timer_wheel_slack(PHY_STATE_TIME) == 1_090_000_000
 
 
 def test_report_has_every_cycle_and_a_plot(tmp_path):
