@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import SocketError
+from .errors import ModelUsageError, SocketError
 from .tcp import (
     MOD32,
     TCP_RTO_MAX,
@@ -57,6 +57,8 @@ class _Socket:
     dont_fragment: bool = True    # inet->pmtudisc is IP_PMTUDISC_WANT (inet_create)
     sk: TcpSock | None = None
     listener: Listener | None = None
+    user_mss: int = 0             # tp->rx_opt.user_mss (TCP_MAXSEG)
+    rcvbuf: int = 0               # sk_rcvbuf set by SO_RCVBUF (SOCK_RCVBUF_LOCK), 0: not set
 
 
 class SocketLayer:
@@ -100,7 +102,8 @@ class SocketLayer:
             raise SocketError("EBADF", f"fd {fd}") from None
 
     def setsockopt(self, now: int, fd: int, option: str, value: bool | int) -> None:
-        """SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY, IP_TOS."""
+        """SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY, IP_TOS, and before connect() TCP_MAXSEG
+        and SO_RCVBUF."""
         s = self._get(fd)
         if option == "IP_TOS":
             # do_ip_setsockopt -> __ip_sock_set_tos(): stored in a u8; on a TCP socket the
@@ -118,8 +121,32 @@ class SocketLayer:
             s.nodelay = bool(value)
             if s.sk:
                 s.sk.nodelay = bool(value)
+        elif option in ("TCP_MAXSEG", "SO_RCVBUF"):
+            self._set_connect_option(s, option, int(value))
         else:
             raise SocketError("ENOPROTOOPT", option)
+
+    def _set_connect_option(self, s: _Socket, option: str, value: int) -> None:
+        """TCP_MAXSEG and SO_RCVBUF, for a socket that will connect(): modelled only there
+        (tcp_connect_init reads them); on a connected or listening socket they raise.
+
+        TCP_MAXSEG: do_tcp_setsockopt refuses values outside TCP_MIN_MSS..MAX_TCP_WINDOW
+        and keeps it as user_mss; tcp_connect_init clamps advmss (the SYN's MSS) with it.
+        SO_RCVBUF: sock_setsockopt caps it at rmem_max, __sock_set_rcvbuf doubles it and
+        locks it (SOCK_RCVBUF_LOCK), so tcp_connect_init clamps the window to
+        tcp_full_space."""
+        if s.sk is not None or s.listener is not None:
+            raise ModelUsageError(f"{option} on a connected or listening socket is not modelled")
+        if option == "TCP_MAXSEG":
+            if value and not 88 <= value <= 32767:   # TCP_MIN_MSS, MAX_TCP_WINDOW
+                raise SocketError("EINVAL", f"TCP_MAXSEG {value}")
+            s.user_mss = value
+            return
+        value = min(value, self.params.rmem_max) * 2
+        if value < 4096:
+            # SOCK_MIN_RCVBUF is 2048 + sizeof(struct sk_buff), which depends on the build
+            raise ModelUsageError("SO_RCVBUF below 2048 (SOCK_MIN_RCVBUF) is not modelled")
+        s.rcvbuf = value
 
     def _port_in_use(self, port: int, me: _Socket) -> bool:
         """inet_csk_bind_conflict(): SO_REUSEADDR on both sides lets a port be shared unless
@@ -194,6 +221,11 @@ class SocketLayer:
         sk.host_queued = self.host_queued
         sk.nodelay, sk.keepalive = s.nodelay, s.keepalive
         sk.tos, sk.dont_fragment = s.tos, s.dont_fragment
+        if s.user_mss:   # tcp_connect_init: advmss = tcp_mss_clamp(tp, ...)
+            sk.advmss = min(sk.advmss, s.user_mss)
+        if s.rcvbuf:     # tcp_connect_init: SOCK_RCVBUF_LOCK clamps the window to tcp_full_space
+            sk.rcvbuf = s.rcvbuf
+            sk.window_clamp = self.params.win_from_space(s.rcvbuf)
         s.sk = sk
         out = sk.connect(now, (src, s.bound[1]), (addr, port))
         self.established[(src, s.bound[1], addr, port)] = sk

@@ -641,7 +641,7 @@ class TcpSock:
         self.ts_ok, self.sack_ok, self.wscale_ok = p.timestamps, p.sack, p.window_scaling
         # tcp_connect_init()
         self.rcv_wnd, self.window_clamp, self.rcv_wscale = tcp_select_initial_window(
-            p, p.win_from_space(self.rcvbuf), self.advmss, p.window_scaling)
+            p, p.win_from_space(self.rcvbuf), self.advmss, p.window_scaling, self.window_clamp)
         self.rcv_ssthresh = self.rcv_wnd
         self.snd_una = self.iss
         self.snd_nxt = self.iss
