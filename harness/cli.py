@@ -1075,6 +1075,13 @@ def cmd_nightly(args) -> int:
     return result.exit_code
 
 
+# -- pkt -------------------------------------------------------------------------------
+def cmd_pkt(args) -> int:
+    from harness.pkt.command import run_command
+
+    return run_command(args.scripts, args.target, args.tolerance_usecs, args.json)
+
+
 # -- parser ----------------------------------------------------------------------------
 EXIT_CODES = """exit codes:
   0    success: the board did what Linux would have done
@@ -1391,6 +1398,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="more arguments for the Robot suites, e.g. '--test *Closed*' (default: run them all)")
     nt.add_argument("--suites", metavar="DIR", help="the suites folder (default: ./suites, else the harness's own)")
     nt.set_defaults(func=cmd_nightly)
+
+    pk = _sub(sub, "pkt", "run packetdrill-syntax scripts against the model (the board target is to come)")
+    pk.add_argument("scripts", nargs="+", metavar="SCRIPT.pkt", help="packetdrill-syntax scripts (suites/pkt/*.pkt)")
+    pk.add_argument("--target", choices=["model", "board"], default="model",
+                    help="model: the reference model in virtual time (default); board: not built yet")
+    pk.add_argument("--tolerance-usecs", type=int, metavar="N",
+                    help="timing tolerance in microseconds (default: the script's --tolerance_usecs, else 4000; "
+                         "12.5%% of the gap when that is more)")
+    pk.add_argument("--json", action="store_true", help="print the results as JSON")
+    pk.set_defaults(func=cmd_pkt)
 
     q = _sub(sub, "qmp", "send QMP commands to the emulated board's QEMU")
     board_arg(q)

@@ -1,0 +1,329 @@
+"""Run a packetdrill-syntax script against a target and match what it sends.
+
+The matching rules, as packetdrill has them:
+- Times: `+x` is relative to the previous event's actual time (an outbound segment's
+  actual time is when the target sent it), so errors do not add up; `*` is any time.
+  An outbound segment may come within a tolerance of its time: max(--tolerance_usecs,
+  default 4000 us, and 12.5 % (tolerance_percent) of the gap since the previous event).
+- Sequence numbers are relative: the remote's to the ISN the runner gives it, the local
+  stack's to the ISN of its first SYN (or SYN-ACK). An outbound segment must match the
+  script's flags, start:end(len), `ack` and `win` when given, and its options in order
+  (none when the script gives none, anything for `<...>`). Outbound TS val is mapped to
+  the script's (the first one fixes the offset, and inbound `ecr` is translated with it);
+  later ones are checked only for monotony and the 1 ms TS clock; `ecr` must echo the
+  remote's last TS val.
+- A segment the target sends that no script line expects is a failure (packetdrill's
+  "unexpected packet"), as is a syscall whose result or errno differs.
+Every failure names the script line, what it expected and what came.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+from dataclasses import dataclass, field
+
+from models.wire.tcp import ACK, SYN, TCPOPT_SACK, TCPOPT_TIMESTAMP, TcpRepr
+
+from .script import OPTIONS_UNCHECKED, Event, Python, Segment, Shell, Syscall, describe_segment
+from .target import NotModelled, Sent, Target
+
+__all__ = ["Failure", "ScriptResult", "run_script", "DEFAULT_TOLERANCE_USECS", "DEFAULT_TOLERANCE_PERCENT",
+           "REMOTE_ISN", "REMOTE_PORT", "LOCAL_PORT"]
+
+DEFAULT_TOLERANCE_USECS = 4000
+DEFAULT_TOLERANCE_PERCENT = 12.5
+REMOTE_ISN = 0x5EED0000   # the remote's ISN: inbound sequence numbers are relative to it
+REMOTE_PORT = 47001       # the remote's port
+LOCAL_PORT = 8080         # bind(fd, ...) and connect(fd, ...) use packetdrill's 8080
+MOD32 = 1 << 32
+INBOUND_WINDOW = 65535    # an inbound segment without `win`
+LATE_LOOK_NS = 600 * 10**9   # how far past a missing segment's deadline to look for it
+
+
+@dataclass
+class Failure:
+    line: int
+    text: str
+    message: str
+    expected: str | None = None
+    actual: str | None = None
+
+    def describe(self, path: str) -> str:
+        s = f"{path}:{self.line}: {self.message}\n    script:   {self.text}"
+        if self.expected:
+            s += f"\n    expected: {self.expected}"
+        if self.actual:
+            s += f"\n    actual:   {self.actual}"
+        return s
+
+
+@dataclass
+class ScriptResult:
+    path: str
+    target: str
+    failure: Failure | None = None
+    events: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None
+
+    def to_json(self) -> dict:
+        d = {"script": self.path, "target": self.target, "passed": self.passed, "events": self.events}
+        if self.failure:
+            f = self.failure
+            d["failure"] = {"line": f.line, "script_line": f.text, "message": f.message,
+                            "expected": f.expected, "actual": f.actual}
+        return d
+
+
+class _Fail(Exception):
+    def __init__(self, failure: Failure):
+        self.failure = failure
+
+
+@dataclass
+class _State:
+    target: Target
+    tol_usecs: int
+    tol_percent: float
+    local_isn: int | None = None
+    local_port: int = LOCAL_PORT
+    prev_ns: int = 0
+    queue: list[Sent] = field(default_factory=list)
+    ts_offset: int | None = None                 # actual TS val - script TS val
+    last_ts: tuple[int, int] | None = None       # (actual TS val, sent at ns) of the last outbound
+    remote_tsval: int | None = None              # the remote's last TS val
+
+
+def _fmt_time(ns: int) -> str:
+    return f"{ns / 1e9:.6f}".rstrip("0").rstrip(".") + " s"
+
+
+def _rel_local(st: _State, value: int) -> int:
+    return (value - (st.local_isn or 0)) % MOD32
+
+
+def _rel_remote(value: int) -> int:
+    return (value - REMOTE_ISN) % MOD32
+
+
+def _actual_options(st: _State, tcp: TcpRepr) -> tuple:
+    """The segment's options as the script would write them (TS val mapped, SACK relative)."""
+    out = []
+    for kind, value in tcp.options:
+        if kind == TCPOPT_TIMESTAMP and st.ts_offset is not None:
+            value = ((value[0] - st.ts_offset) % MOD32, value[1])
+        elif kind == TCPOPT_SACK:
+            value = tuple((_rel_remote(a), _rel_remote(b)) for a, b in value)
+        out.append((kind, value))
+    return tuple(out)
+
+
+def _describe_sent(st: _State, sent: Sent) -> str:
+    t = sent.tcp
+    text = describe_segment(">", t.flags, _rel_local(st, t.seq), len(sent.payload),
+                            _rel_remote(t.ack) if t.flags & ACK else None, t.window,
+                            _actual_options(st, t) or None)
+    when = _fmt_time(sent.at)
+    if sent.window is not None:
+        when = f"{_fmt_time(sent.window.earliest)}..{_fmt_time(sent.window.latest)}"
+    return f"{text} at {when}"
+
+
+def _tolerance_ns(st: _State, gap_ns: int) -> int:
+    return max(st.tol_usecs * 1000, int(gap_ns * st.tol_percent / 100))
+
+
+def _expected_window(st: _State, ev: Event) -> tuple[int, int]:
+    t = ev.time
+    start = t.start * 1000 + (st.prev_ns if t.relative else 0)
+    end = start if t.end is None else t.end * 1000 + (st.prev_ns if t.end_relative else 0)
+    return start, end
+
+
+def _fail(ev: Event, message: str, expected: str | None = None, actual: str | None = None) -> _Fail:
+    return _Fail(Failure(ev.line, ev.text, message, expected, actual))
+
+
+def _check_unexpected(st: _State, ev: Event, at_ns: int) -> None:
+    """A segment sent well before this event that no earlier line took is unexpected."""
+    for sent in st.queue:
+        latest = sent.window.latest if sent.window else sent.at
+        if latest < at_ns - st.tol_usecs * 1000:
+            raise _fail(ev, "unexpected outbound segment: the target sent it and no script line before this "
+                            "one expects it", actual=_describe_sent(st, sent))
+
+
+def _inbound(st: _State, ev: Event, seg: Segment, at_ns: int) -> None:
+    opts = []
+    if isinstance(seg.options, tuple):
+        for kind, value in seg.options:
+            if kind == TCPOPT_TIMESTAMP:
+                val, ecr = value
+                st.remote_tsval = val
+                if ecr and st.ts_offset is not None:
+                    ecr = (ecr + st.ts_offset) % MOD32
+                value = (val, ecr)
+            elif kind == TCPOPT_SACK:
+                value = tuple(((a + (st.local_isn or 0)) % MOD32, (b + (st.local_isn or 0)) % MOD32) for a, b in value)
+            opts.append((kind, value))
+    elif seg.options == OPTIONS_UNCHECKED:
+        raise _fail(ev, "an inbound segment needs its options written out, not <...>")
+    ack = (seg.ack + (st.local_isn or 0)) % MOD32 if seg.ack is not None else 0
+    tcp = TcpRepr(REMOTE_PORT, st.local_port, (REMOTE_ISN + seg.seq) % MOD32, ack, seg.flags,
+                  INBOUND_WINDOW if seg.win is None else seg.win, tuple(opts))
+    try:
+        tcp.options_bytes()
+    except ValueError as exc:
+        raise _fail(ev, f"bad inbound options: {exc}") from exc
+    st.target.inject(at_ns, REMOTE_PORT, st.local_port, tcp, bytes(seg.length))
+
+
+def _match_outbound(st: _State, ev: Event, seg: Segment, sent: Sent, lo: int, hi: int, tol: int) -> int:
+    """Check `sent` against the script's segment; returns the time to anchor on."""
+    expected = f"{seg.describe()} at {_fmt_time(lo)}" + (f"..{_fmt_time(hi)}" if hi != lo else "") + \
+        (f" (+-{tol / 1e6:g} ms)" if not ev.time.any else "")
+    if ev.time.any:
+        anchor = sent.at
+    else:
+        w0, w1 = (sent.window.earliest, sent.window.latest) if sent.window else (sent.at, sent.at)
+        if w1 < lo - tol:
+            raise _fail(ev, "outbound segment too early", expected, _describe_sent(st, sent))
+        if w0 > hi + tol:
+            raise _fail(ev, "outbound segment too late", expected, _describe_sent(st, sent))
+        anchor = min(max(lo, w0), w1)
+    t = sent.tcp
+    if t.flags & SYN and st.local_isn is None:
+        st.local_isn = (t.seq - seg.seq) % MOD32
+        st.local_port = t.src_port
+    problems = []
+    if t.flags != seg.flags:
+        problems.append("flags")
+    if _rel_local(st, t.seq) != seg.seq or len(sent.payload) != seg.length:
+        problems.append("sequence numbers")
+    if seg.ack is not None and (not t.flags & ACK or _rel_remote(t.ack) != seg.ack):
+        problems.append("ack")
+    if seg.win is not None and t.window != seg.win:
+        problems.append("window")
+    if seg.options != OPTIONS_UNCHECKED:
+        problems += _match_options(st, seg, sent)
+    if problems:
+        raise _fail(ev, "outbound segment differs in " + ", ".join(problems), expected, _describe_sent(st, sent))
+    return anchor
+
+
+def _match_options(st: _State, seg: Segment, sent: Sent) -> list[str]:
+    want = tuple(seg.options or ())
+    got = sent.tcp.options
+    if [k for k, _ in want] != [k for k, _ in got]:
+        return ["options"]
+    problems = []
+    for (kind, wv), (_, gv) in zip(want, got, strict=True):
+        if kind == TCPOPT_TIMESTAMP:
+            val, ecr = gv
+            if st.ts_offset is None:
+                st.ts_offset = (val - wv[0]) % MOD32
+            elif st.last_ts is not None:
+                # packetdrill leaves TS val to the stack's clock: it must not go back, and
+                # it ticks once a millisecond (tcp_time_stamp_raw: tcp_clock_ns / NSEC_PER_MSEC)
+                prev_val, prev_at = st.last_ts
+                step = (val - prev_val) % MOD32
+                elapsed_ms = (sent.at - prev_at) / 1e6
+                slack_ms = st.tol_usecs / 1000 + 1
+                if step >= 1 << 31 or not elapsed_ms - slack_ms <= step <= elapsed_ms + slack_ms:
+                    problems.append(f"TS val (it moved {step - (1 << 32) if step >= 1 << 31 else step} "
+                                    f"in {elapsed_ms:g} ms)")
+            st.last_ts = (val, sent.at)
+            if ecr != wv[1]:
+                problems.append("TS ecr")
+        elif kind == TCPOPT_SACK:
+            if tuple((_rel_remote(a), _rel_remote(b)) for a, b in gv) != wv:
+                problems.append("SACK blocks")
+        elif gv != wv:
+            problems.append("options")
+    return problems
+
+
+def _outbound(st: _State, ev: Event, seg: Segment) -> int:
+    if ev.time.any:
+        lo, hi, tol = st.prev_ns, st.prev_ns + LATE_LOOK_NS, 0
+    else:
+        lo, hi = _expected_window(st, ev)
+        tol = _tolerance_ns(st, lo - st.prev_ns)
+    deadline = hi + tol
+    if not st.queue:
+        st.queue += st.target.advance(deadline, stop_at_first=True)
+    if not st.queue:
+        later = st.target.advance(deadline + LATE_LOOK_NS, stop_at_first=True)
+        actual = _describe_sent(st, later[0]) if later else f"nothing in the {LATE_LOOK_NS // 10**9} s after"
+        expected = f"{seg.describe()} at {_fmt_time(lo)}" + (f"..{_fmt_time(hi)}" if hi != lo else "") + \
+            (f" (+-{tol / 1e6:g} ms)" if tol else "")
+        raise _fail(ev, "expected outbound segment not sent", expected, actual)
+    sent = st.queue.pop(0)
+    return _match_outbound(st, ev, seg, sent, lo, hi, tol)
+
+
+def _syscall(st: _State, ev: Event, call: Syscall, at_ns: int) -> None:
+    try:
+        outcome = st.target.syscall(at_ns, call, REMOTE_PORT, LOCAL_PORT)
+    except NotModelled as exc:
+        raise _fail(ev, f"not modelled on target {st.target.name}: {exc}") from exc
+    want = f"= {call.ret}" + (f" {call.errno}" if call.errno else "")
+    got = f"= {outcome.ret}" + (f" {outcome.errno}" if outcome.errno else "")
+    if outcome.ret != call.ret or (call.errno or None) != (outcome.errno if outcome.ret == -1 else None):
+        raise _fail(ev, f"{call.name}() returned {got}", want, got)
+    value_arg = {"getsockopt": 3, "ioctl": 2}.get(call.name)
+    if value_arg is not None and value_arg < len(call.args):
+        arg = call.args[value_arg]
+        want_value = arg[0] if isinstance(arg, list) else None
+        if isinstance(want_value, str) and want_value.startswith("E"):
+            want_value = getattr(errno_mod, want_value, None)   # [ECONNREFUSED]: the errno's number
+            if want_value is None:
+                raise _fail(ev, f"unknown errno {arg[0]}")
+        if isinstance(want_value, int) and outcome.value != want_value:
+            raise _fail(ev, f"{call.name}() wrote {outcome.value}", f"[{arg[0]}]", f"[{outcome.value}]")
+
+
+def run_script(script, target: Target, tolerance_usecs: int | None = None) -> ScriptResult:
+    """Run `script` (a parsed Script) against `target`. `tolerance_usecs` (the command
+    line's) overrides the script's --tolerance_usecs and the default."""
+    tol = tolerance_usecs if tolerance_usecs is not None else script.options.get("tolerance_usecs",
+                                                                                  DEFAULT_TOLERANCE_USECS)
+    st = _State(target, tol, script.options.get("tolerance_percent", DEFAULT_TOLERANCE_PERCENT))
+    result = ScriptResult(script.path, target.name)
+    try:
+        for ev in script.events:
+            action = ev.action
+            if isinstance(action, Segment) and action.direction == ">":
+                st.prev_ns = _outbound(st, ev, action)
+                result.events += 1
+                continue
+            if isinstance(action, (Shell, Python)):
+                kind = "shell commands" if isinstance(action, Shell) else "python blocks"
+                raise _fail(ev, f"not modelled on target {target.name}: {kind} (the model's sysctls are its "
+                                "declared config)")
+            if ev.time.blocking_end is not None:
+                raise _fail(ev, f"not modelled on target {target.name}: a blocking call's 'start...end' time")
+            if ev.time.any:
+                raise _fail(ev, "'*' is for outbound segments")
+            at, _ = _expected_window(st, ev)
+            if at < st.prev_ns:
+                raise _fail(ev, f"the script's time runs backwards: {_fmt_time(at)} after {_fmt_time(st.prev_ns)}")
+            st.queue += target.advance(at)
+            _check_unexpected(st, ev, at)
+            if isinstance(action, Segment):
+                _inbound(st, ev, action, at)
+            else:
+                _syscall(st, ev, action, at)
+            st.queue += target.advance(at)
+            st.prev_ns = at
+            result.events += 1
+        if st.queue:
+            sent = st.queue[0]
+            last = script.events[-1] if script.events else None
+            raise _Fail(Failure(last.line if last else 0, last.text if last else "",
+                                "unexpected outbound segment at the end of the script", actual=_describe_sent(st, sent)))
+    except _Fail as exc:
+        result.failure = exc.failure
+    return result
