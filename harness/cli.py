@@ -1092,6 +1092,16 @@ EXIT_CODES = """exit codes:
   143  SIGTERM"""
 
 EPILOGS = {
+    "pkt": """examples:
+  bmc-hil pkt suites/pkt/*.pkt                  the project's corpus against the model
+  bmc-hil pkt my.pkt --tolerance-usecs 10000    a wider timing tolerance
+  bmc-hil pkt suites/pkt/*.pkt --json           the results as JSON
+
+exit codes:
+  0    every script passed
+  1    a script failed (its line, the expected and the actual segment are printed)
+  2    bad input: a syntax error (file:line:column), a missing file, --target board
+       (not built yet)""",
     "bmc-hil": """examples:
   bmc-hil boot --check             boot the emulated board, SSH in, power off
   bmc-hil boot                     keep it up; in another terminal:

@@ -35,6 +35,7 @@ CORPUS = Path(__file__).resolve().parent.parent / "suites" / "pkt"
 KNOWN_MODEL_BUGS = {
     "ack-above-snd-nxt.pkt": (13, "unexpected outbound segment", "> . 1:1(0) ack 1 "),
     "delayed-ack-fin-before-data.pkt": (13, "expected outbound segment not sent", "> . 1:1(0) ack 2 "),
+    "psh-small-peer-window.pkt": (16, "outbound segment differs in flags", "> . 1:1461(1460) ack 1 "),
 }
 
 PASSIVE = """\
@@ -278,6 +279,12 @@ def test_cli_tolerance_usecs_widens_the_window(tmp_path):
     script.write_text(PASSIVE + "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1\n+.25 > P. 1:11(10) ack 1\n")
     assert main(["pkt", str(script)]) == 1
     assert main(["pkt", str(script), "--tolerance-usecs", "50000"]) == 0
+
+
+def test_cli_help_has_examples_and_exit_codes():
+    out = subprocess.run([sys.executable, "-m", "harness", "pkt", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "examples:" in out.stdout and "exit codes:" in out.stdout
 
 
 def test_cli_board_target_says_it_is_not_built_yet():
