@@ -36,6 +36,7 @@ KNOWN_MODEL_BUGS = {
     "ack-above-snd-nxt.pkt": (13, "unexpected outbound segment", "> . 1:1(0) ack 1 "),
     "delayed-ack-fin-before-data.pkt": (13, "expected outbound segment not sent", "> . 1:1(0) ack 2 "),
     "psh-small-peer-window.pkt": (16, "outbound segment differs in flags", "> . 1:1461(1460) ack 1 "),
+    "ecn-syn.pkt": (9, "outbound segment differs in flags", "> S. 0:0(0) ack 1 "),
 }
 
 PASSIVE = """\
@@ -292,3 +293,10 @@ def test_cli_board_target_says_it_is_not_built_yet():
                           "--target", "board"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "board target is not built yet" in out.stderr
+
+
+def test_fds_are_the_lowest_free_as_the_kernel_hands_them_out():
+    text = PASSIVE + "+0 close(4) = 0\n+0 > F. 1:1(0) ack 1\n+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 4\n" \
+        "+0 close(9) = -1 EBADF (Bad file descriptor)\n"
+    r = run_text(text)
+    assert r.passed, r.failure.describe("t.pkt")

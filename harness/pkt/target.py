@@ -95,7 +95,10 @@ class ModelTarget:
     def __init__(self, params: TcpParams | None = None, seed: int = 0):
         self.layer = SocketLayer(params or TcpParams(), random.Random(seed), (LOCAL_ADDR,), lambda dst: LOCAL_ADDR)
         self.now = 0
-        self.nonblocking: set[int] = set()
+        self.nonblocking: set[int] = set()     # model fds with O_NONBLOCK
+        # the script's fds -> the model's: the kernel hands out the lowest free fd
+        # (alloc_fd), the model counts on; fds 0-2 are stdio
+        self._fds: dict[int, int] = {}
         self._connect_only: set[int] = set()   # fds with an option modelled only for connect()
         self._out: list[Sent] = []
 
@@ -150,15 +153,25 @@ class ModelTarget:
         return args[i]
 
     def _fd(self, args: tuple) -> int:
+        """The model's fd behind the script's first argument."""
         fd = self._arg(args, 0, "the file descriptor")
         if not isinstance(fd, int):
             raise NotModelled(f"a file descriptor {fd!r}")
+        if fd not in self._fds:
+            raise SocketError("EBADF", f"fd {fd}")
+        return self._fds[fd]
+
+    def _new_fd(self, model_fd: int) -> int:
+        fd = 3
+        while fd in self._fds:
+            fd += 1
+        self._fds[fd] = model_fd
         return fd
 
     def _sys_socket(self, at, args, rport, lport) -> SyscallOutcome:
         if self._arg(args, 1, "the socket type") != "SOCK_STREAM" or args[2] not in ("IPPROTO_TCP", 0, Ellipsis):
             raise NotModelled("only socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) is modelled")
-        return SyscallOutcome(self.layer.socket())
+        return SyscallOutcome(self._new_fd(self.layer.socket()))
 
     def _sys_bind(self, at, args, rport, lport) -> SyscallOutcome:
         self.layer.bind(self._fd(args), 0, lport)
@@ -174,7 +187,7 @@ class ModelTarget:
     def _sys_accept(self, at, args, rport, lport) -> SyscallOutcome:
         fd = self._fd(args)
         try:
-            return SyscallOutcome(self.layer.accept(fd))
+            return SyscallOutcome(self._new_fd(self.layer.accept(fd)))
         except SocketError as exc:
             if exc.errno_name == "EAGAIN" and fd not in self.nonblocking:
                 raise NotModelled("accept() on a blocking socket would wait: not modelled "
@@ -211,7 +224,12 @@ class ModelTarget:
     def _sys_write(self, at, args, rport, lport) -> SyscallOutcome:
         fd = self._fd(args)
         size = int(self._arg(args, 2, "the byte count"))
-        self._take(at, self.layer.send(at, fd, bytes(size)))
+        try:
+            self._take(at, self.layer.send(at, fd, bytes(size)))
+        except SocketError as exc:
+            if exc.errno_name == "EAGAIN" and fd not in self.nonblocking:
+                raise NotModelled("write() on a blocking socket would wait: not modelled") from exc
+            raise
         return SyscallOutcome(size)
 
     def _sys_send(self, at, args, rport, lport) -> SyscallOutcome:
@@ -223,6 +241,7 @@ class ModelTarget:
         fd = self._fd(args)
         self._take(at, self.layer.close(at, fd))
         self.nonblocking.discard(fd)
+        del self._fds[args[0]]
         return SyscallOutcome(0)
 
     def _sys_shutdown(self, at, args, rport, lport) -> SyscallOutcome:
@@ -251,15 +270,19 @@ class ModelTarget:
     def _sys_getsockopt(self, at, args, rport, lport) -> SyscallOutcome:
         fd = self._fd(args)
         name = self._arg(args, 2, "the option name")
-        if name == "SO_ERROR":
-            # sock_error(): sk_err, then cleared
+        try:
             sk = self.layer.sock(fd)
-            err = sk.error
-            sk.error = None
+        except SocketError:
+            sk = None
+        if name == "SO_ERROR":
+            # sock_error(): sk_err, then cleared; a socket never connected has none
+            err = sk.error if sk is not None else None
+            if sk is not None:
+                sk.error = None
             return SyscallOutcome(0, value=getattr(errno_mod, err) if err else 0)
-        if name == "TCP_MAXSEG":
+        if name == "TCP_MAXSEG" and sk is not None:
             # do_tcp_getsockopt: mss_cache once connected
-            return SyscallOutcome(0, value=self.layer.sock(fd).mss_cache)
+            return SyscallOutcome(0, value=sk.mss_cache)
         raise NotModelled(f"getsockopt {name} is not modelled")
 
     def _sys_fcntl(self, at, args, rport, lport) -> SyscallOutcome:
