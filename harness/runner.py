@@ -105,12 +105,14 @@ def _do_connect(board, step: Step, n: int = 0) -> dict:
 
 def _wait_listening(board, ports: set[int], timeout: float = 20.0) -> None:
     """Wait (on the console) until the board listens on `ports`: with the harness on the
-    wire the board is taken only to NETWORK, and its services start in the background."""
+    wire the board is taken only to NETWORK, and its services start in the background.
+    busybox httpd binds the IPv6 wildcard (create_and_bind_stream_or_die with no address),
+    a dual-stack listener that /proc/net/tcp6 lists, so both tables are read."""
     deadline = time.monotonic() + timeout
     want = {f"{p:04X}" for p in ports}
     out = ""
     while True:
-        out, _ = board.console.run("cat /proc/net/tcp", timeout=10)
+        out, _ = board.console.run("cat /proc/net/tcp /proc/net/tcp6", timeout=10)
         listening = {cols[1].split(":")[1] for cols in (line.split() for line in out.splitlines())
                      if len(cols) > 3 and cols[3] == "0A" and ":" in cols[1]}
         if want <= listening:

@@ -249,12 +249,13 @@ class Board:
 
         Each service's listener gets the socket options its daemon sets (models.config
         Service): dropbear's listensockets() sets IP_TOS after listen(), and the SYN-ACKs
-        and accepted connections of that listener carry it."""
+        and accepted connections of that listener carry it. Each listens with its daemon's
+        own backlog (models.config SERVICE_LISTEN_BACKLOG: dropbear's 1000, httpd's 9)."""
         self.services_at = None
         for svc in sorted((s for s in self.config.services if s.enabled), key=lambda s: s.port):
             fd = self.sockets.socket()
             self.sockets.bind(fd, 0, svc.port)
-            self.sockets.listen(fd, 128)
+            self.sockets.listen(fd, svc.backlog)
             if svc.ip_tos:
                 self.sockets.setsockopt(now, fd, "IP_TOS", svc.ip_tos)
         if self.config.watchdog.daemon:
@@ -410,10 +411,12 @@ class Board:
                     for d in ip_drops[before:]:
                         self._emit(now, "drop", {"reason": d.reason, "detail": d.detail})
                 for seg in delivered:
-                    before_s = len(self.sockets.drops)
+                    before_s, before_c = len(self.sockets.drops), len(self.sockets.console)
                     self._tcp_out(now, self.sockets.tcp_v4_rcv(now, seg.src, seg.dst, seg.tcp, seg.payload))
                     for d in self.sockets.drops[before_s:]:
                         self._emit(now, "drop", {"reason": d.reason, "detail": d.detail})
+                    for at, line in self.sockets.console[before_c:]:   # tcp_syn_flood_action
+                        self._emit(at, "console", {"text": line})
                 if replies:
                     self._ip_out(now, replies, "icmp")
             else:

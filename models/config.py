@@ -30,6 +30,7 @@ __all__ = [
     "SYSCTL_BOUNDS",
     "SysctlBound",
     "SERVICE_IP_TOS_DEFAULTS",
+    "SERVICE_LISTEN_BACKLOG",
 ]
 
 
@@ -192,6 +193,12 @@ _KNOWN_SERVICES = {"ssh": 22, "http": 80}
 #   sets IPTOS_DSCP_AF21 (0x48) on every listening socket; `dropbear -z` sets none.
 # - busybox httpd sets no IP_TOS: the socket keeps inet_create()'s 0.
 SERVICE_IP_TOS_DEFAULTS = {"ssh": 0x48, "http": 0x00}
+# The backlog each daemon of the emulated image passes to listen() (then capped by
+# net.core.somaxconn in __sys_listen):
+# - dropbear 2022.83: dropbear_listen() calls listen(sock, DROPBEAR_LISTEN_BACKLOG), which
+#   sysoptions.h makes the larger of MAX_UNAUTH_CLIENTS (30) and MAX_CHANNELS (1000).
+# - busybox 1.35 httpd: openServer() calls xlisten(n, 9).
+SERVICE_LISTEN_BACKLOG = {"ssh": 1000, "http": 9}
 
 
 @dataclass(frozen=True)
@@ -222,12 +229,21 @@ class Service:
     `ip_tos`: setsockopt(IP_TOS) on the listener (inet_sk(sk)->tos). tcp_v4_send_synack puts
     it in every SYN-ACK, and the accepted socket inherits it (sk_clone_lock), unless
     net.ipv4.tcp_reflect_tos is 1. Defaults: SERVICE_IP_TOS_DEFAULTS.
+
+    `backlog`: what the daemon passes to listen() (SERVICE_LISTEN_BACKLOG, the image's
+    daemons; not a config key: the image cannot change it). Capped by net.core.somaxconn,
+    it bounds the SYN queue (inet_csk_reqsk_queue_is_full) and the accept queue.
     """
 
     name: str
     port: int
     enabled: bool = True
     ip_tos: int = 0
+    backlog: int | None = None   # None: the daemon's own, SERVICE_LISTEN_BACKLOG[name]
+
+    def __post_init__(self):
+        if self.backlog is None:
+            object.__setattr__(self, "backlog", SERVICE_LISTEN_BACKLOG[self.name])
 
 
 @dataclass(frozen=True)

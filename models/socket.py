@@ -35,6 +35,10 @@ from .wire.tcp import ACK, FIN, RST, SYN, TcpRepr
 __all__ = ["SocketLayer", "Drop", "SOMAXCONN_DEFAULT"]
 
 SOMAXCONN_DEFAULT = 4096
+# net/ipv4/syncookies.c: the peer MSS values a cookie can encode
+MSSTAB = (536, 1300, 1440, 1460)
+# tcp_syn_flood_action (pr_fmt "TCP: "; the request_sock slab is "request_sock_" + tcp_prot.name)
+SYN_FLOOD_LINE = "TCP: request_sock_TCP: Possible SYN flooding on port {port}. {msg}.  Check SNMP counters."
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class SocketLayer:
         self.established: dict[tuple[int, int, int, int], TcpSock] = {}   # ehash
         self.listeners: dict[int, _Socket] = {}                            # lhash by port
         self.drops: list[Drop] = []
+        self.console: list[tuple[int, str]] = []   # kernel lines (tcp_syn_flood_action)
         self.closed_socks: list[TcpSock] = []
         # given to every socket: is a copy of its segment still queued below TCP?
         self.host_queued: Callable[[TcpSock, int], bool] | None = None
@@ -194,7 +199,9 @@ class SocketLayer:
         raise SocketError("EADDRNOTAVAIL", "ephemeral ports exhausted")
 
     def listen(self, fd: int, backlog: int) -> None:
-        """listen(): the backlog is capped by net.core.somaxconn."""
+        """listen(): __sys_listen caps the backlog at net.core.somaxconn (compared as
+        unsigned, so a negative backlog is somaxconn); inet_listen makes it the listener's
+        sk_max_ack_backlog."""
         s = self._get(fd)
         if s.sk is not None:
             raise SocketError("EINVAL", "listen on a connected socket")
@@ -204,7 +211,7 @@ class SocketLayer:
         other = self.listeners.get(port)
         if other is not None and other is not s:
             raise SocketError("EADDRINUSE", f"port {port} already listening")
-        s.listener = Listener(backlog=min(backlog, self.somaxconn))
+        s.listener = Listener(backlog=self.somaxconn if backlog < 0 or backlog > self.somaxconn else backlog)
         self.listeners[port] = s
 
     def connect(self, now: int, fd: int, addr: int, port: int) -> list[OutSegment]:
@@ -340,29 +347,90 @@ class SocketLayer:
 
     def _conn_request(self, now: int, lst: _Socket, local: tuple[int, int], remote: tuple[int, int],
                       seg: TcpRepr) -> list[OutSegment]:
-        """tcp_conn_request(): a request sock and its SYN-ACK."""
+        """tcp_conn_request() (net/ipv4/tcp_input.c): a request sock and its SYN-ACK, or,
+        when the SYN queue is full (inet_csk_reqsk_queue_is_full: more requests than the
+        listener's backlog) or tcp_syncookies is 2, a syncookie SYN-ACK with no request sock
+        (tcp_syn_flood_action; never retransmitted), or nothing: with tcp_syncookies 0 a full
+        queue drops the SYN, and so does a queue past three quarters of tcp_max_syn_backlog
+        for a peer tcp_peer_is_proven does not know."""
         listener = lst.listener
-        if len(listener.accept_queue) > listener.backlog:
+        p = self.params
+        qlen = len(listener.syn_queue)
+        want_cookie = False
+        if p.syncookies == 2 or qlen > listener.backlog:
+            want_cookie = self._syn_flood_action(now, lst)
+            if not want_cookie:
+                self.drops.append(Drop(now, "LINUX_MIB_TCPREQQFULLDROP", f"SYN queue full ({qlen} requests)"))
+                return []
+        if len(listener.accept_queue) > listener.backlog:   # sk_acceptq_is_full
             self.drops.append(Drop(now, "SKB_DROP_REASON_NOT_SPECIFIED", "accept queue full (ListenOverflows)"))
             return []
-        p = self.params
         ts = seg.timestamp
-        ts_ok = p.timestamps and ts is not None
-        sack_ok = p.sack and seg.sack_permitted
-        wscale = seg.wscale if (p.window_scaling and seg.wscale is not None) else None
+        # tcp_conn_request: a cookie for a SYN without timestamps has nowhere to keep the
+        # options, so they are cleared (tcp_clear_options): no SACK, no window scaling
+        ts_ok = p.timestamps and ts is not None   # tcp_parse_options: saw_tstamp
+        plain = want_cookie and not ts_ok
+        sack_ok = p.sack and seg.sack_permitted and not plain
+        wscale = seg.wscale if (p.window_scaling and seg.wscale is not None and not plain) else None
+        if not want_cookie:
+            max_syn_backlog = p.max_syn_backlog
+            if not p.syncookies and max_syn_backlog - qlen < (max_syn_backlog >> 2) \
+                    and not self._peer_is_proven(remote[0]):
+                # "Without syncookies last quarter of backlog is filled with destinations,
+                # proven to be alive" (pr_drop_req, a debug line: not on the console)
+                self.drops.append(Drop(now, "LINUX_MIB_LISTENDROPS",
+                                       f"SYN queue past 3/4 of tcp_max_syn_backlog ({qlen}/{max_syn_backlog})"))
+                return []
+        # the ISN: secure_tcp_seq, or the cookie (cookie_v4_init_sequence: a keyed hash of the
+        # flow, the peer's ISN, a minute counter and the index of the peer's MSS in msstab);
+        # both are learnt from the board (harness/oracle/bounds.py `isn`)
+        peer_mss = seg.mss or 536
+        if want_cookie:
+            peer_mss = next(m for m in reversed(MSSTAB) if peer_mss >= m or m == MSSTAB[0])
         # tcp_openreq_init_rwin(): mss less the timestamp option, from the listener's buffer
         rcv_wnd, clamp, rcv_wscale = tcp_select_initial_window(
             p, p.win_from_space(p.tcp_rmem[1]), p.advmss - (12 if ts_ok else 0), wscale is not None)
         req = RequestSock(
             local=local, remote=remote, irs=seg.seq, iss=self.rng.getrandbits(32),
-            peer_mss=seg.mss or 536, ts_ok=ts_ok, sack_ok=sack_ok,
+            peer_mss=peer_mss, ts_ok=ts_ok, sack_ok=sack_ok,
             snd_wscale=None if wscale is None else min(wscale, 14),
             ts_recent=ts[0] if ts_ok else 0, ts_offset=self.rng.getrandbits(32) if ts_ok else 0,
             peer_window=seg.window, rcv_wnd=rcv_wnd, window_clamp=clamp, rcv_wscale=rcv_wscale,
-            snt_synack=now, expires_at=now + TCP_TIMEOUT_INIT, syn_tos=seg.ip_dsfield,
+            snt_synack=now, expires_at=now + TCP_TIMEOUT_INIT, syn_tos=seg.ip_dsfield, syncookie=want_cookie,
         )
+        if want_cookie:
+            # TCP_SYNACK_COOKIE: sent, then the request is freed (reqsk_free): no timer, and an
+            # ACK of it would be checked against the cookie (cookie_v4_check, not modelled)
+            return [req.synack(now, p, "synack-cookie", lst.tos)]
         listener.syn_queue[remote] = req
         return [req.synack(now, p, "synack", lst.tos)]
+
+    def _syn_flood_action(self, now: int, lst: _Socket) -> bool:
+        """tcp_syn_flood_action(): send a cookie when tcp_syncookies allows it; the first
+        time for this listener (synflood_warned), unless tcp_syncookies is 2, print the
+        warning (net_info_ratelimited: KERN_INFO, which the board's console shows)."""
+        want_cookie = bool(self.params.syncookies)
+        listener = lst.listener
+        if not listener.synflood_warned and self.params.syncookies != 2:
+            listener.synflood_warned = True
+            msg = "Sending cookies" if want_cookie else "Dropping request"
+            self.console.append((now, SYN_FLOOD_LINE.format(port=lst.bound[1], msg=msg)))
+        return want_cookie
+
+    def _peer_is_proven(self, addr: int) -> bool:
+        """tcp_peer_is_proven(): the board's tcp_metrics hold an RTT for `addr`. tcp_update_metrics
+        stores one when a connection with an RTT sample and no backoff enters TIME_WAIT
+        (tcp_time_wait) or closes from LAST_ACK (tcp_rcv_state_process); one without a sample
+        sets it to 0 again. The latest such close decides."""
+        last = None
+        for sk in (*self.closed_socks, *self.established.values()):
+            if sk.remote[0] != addr:
+                continue
+            for t, old, new in sk.transitions:
+                if new is TcpState.TIME_WAIT or (old is TcpState.LAST_ACK and new is TcpState.CLOSED):
+                    if last is None or t >= last[0]:
+                        last = (t, bool(sk.srtt_us) and not sk.backoff)
+        return bool(last and last[1])
 
     def _check_req(self, now: int, lst: _Socket, req: RequestSock, seg: TcpRepr,
                    payload: bytes) -> list[OutSegment]:

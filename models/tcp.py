@@ -127,6 +127,8 @@ class TcpParams:
     workaround_signed_windows: bool = False
     reflect_tos: bool = False     # net.ipv4.tcp_reflect_tos
     no_pmtu_disc: bool = False    # net.ipv4.ip_no_pmtu_disc: new sockets IP_PMTUDISC_DONT (inet_create)
+    syncookies: int = 1           # net.ipv4.tcp_syncookies: 0 never, 1 when the SYN queue is full, 2 always
+    max_syn_backlog: int = 128    # net.ipv4.tcp_max_syn_backlog: without cookies, its last quarter is kept
 
     @classmethod
     def from_config(cls, config) -> TcpParams:
@@ -149,6 +151,8 @@ class TcpParams:
             adv_win_scale=int(s("net.ipv4.tcp_adv_win_scale")),
             reflect_tos=bool(s("net.ipv4.tcp_reflect_tos")),
             no_pmtu_disc=bool(s("net.ipv4.ip_no_pmtu_disc")),
+            syncookies=int(s("net.ipv4.tcp_syncookies")),
+            max_syn_backlog=int(s("net.ipv4.tcp_max_syn_backlog")),
         )
 
     @property
@@ -270,6 +274,7 @@ class RequestSock:
     num_timeout: int = 0
     num_retrans: int = 0
     syn_tos: int = 0   # tcp_conn_request: the SYN's TOS byte (TCP_SKB_CB(skb)->ip_dsfield)
+    syncookie: bool = False   # req->syncookie: never queued, its SYN-ACK sent once (TCP_SYNACK_COOKIE)
 
     def synack(self, now: int, params: TcpParams, cause: str, listener_tos: int = 0) -> OutSegment:
         """tcp_make_synack(): options in tcp_synack_options() order, window not scaled.
@@ -278,7 +283,10 @@ class RequestSock:
         listener's inet->tos when it is sent (a retransmission reads it again), or with
         tcp_reflect_tos the SYN's DSCP and the listener's ECN bits. A SYN-ACK is never more
         than IPV4_MIN_MTU bytes, so it has DF and ID 0 whatever the listener's pmtudisc."""
-        tsval = (now // NSEC_PER_MSEC + self.ts_offset) % MOD32
+        ts_now = now // NSEC_PER_MSEC
+        if self.syncookie and self.ts_ok:
+            ts_now = cookie_init_timestamp(ts_now, self.snd_wscale, self.sack_ok)
+        tsval = (ts_now + self.ts_offset) % MOD32
         opts = linux_options(mss=params.advmss, ts=(tsval, self.ts_recent) if self.ts_ok else None,
                              sack_perm=self.sack_ok,
                              wscale=self.rcv_wscale if self.snd_wscale is not None else None)
@@ -287,6 +295,28 @@ class RequestSock:
         tos = ((self.syn_tos & ~INET_ECN_MASK) | (listener_tos & INET_ECN_MASK)) if params.reflect_tos \
             else listener_tos
         return OutSegment(self.local[0], self.remote[0], tcp, b"", cause, ip=InetTx(None, tos, df=True))
+
+
+# net/ipv4/syncookies.c: a cookie SYN-ACK's TSval carries the SYN's options in its low bits
+TS_OPT_WSCALE_MASK = 0xF
+TS_OPT_SACK = 1 << 4
+TS_OPT_ECN = 1 << 5
+TSBITS = 6
+
+
+def cookie_init_timestamp(ts_now: int, snd_wscale: int | None, sack_ok: bool, ecn_ok: bool = False) -> int:
+    """cookie_init_timestamp() (net/ipv4/syncookies.c): the clock (ms) with its low TSBITS
+    replaced by the options (the peer's window scale, 0xf for none; SACK; ECN), and one
+    period earlier if that would be later than now."""
+    options = TS_OPT_WSCALE_MASK if snd_wscale is None else snd_wscale
+    if sack_ok:
+        options |= TS_OPT_SACK
+    if ecn_ok:
+        options |= TS_OPT_ECN
+    ts = ((ts_now >> TSBITS) << TSBITS) | options
+    if ts > ts_now:
+        ts -= 1 << TSBITS
+    return ts
 
 
 class TcpSock:
@@ -1317,6 +1347,7 @@ tcp_v4_send_reset = _reset_for
 class Listener:
     """A LISTEN socket's queues: SYN queue of RequestSocks, accept queue of children."""
 
-    backlog: int
+    backlog: int   # sk_max_ack_backlog: listen()'s backlog, capped by somaxconn (__sys_listen)
     syn_queue: dict[tuple[int, int], RequestSock] = field(default_factory=dict)
     accept_queue: list[TcpSock] = field(default_factory=list)
+    synflood_warned: bool = False   # request_sock_queue.synflood_warned: tcp_syn_flood_action prints once

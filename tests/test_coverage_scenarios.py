@@ -101,3 +101,22 @@ def test_link_flap_phases_catches_a_player_polling_the_phy_every_2_s(tmp_path, s
 def test_link_flap_phases_passes_a_player_polling_every_second(tmp_path):
     v = verdict_of(parse_board({"kind": "model", "seed": 3}, "<model>"), "link-flap-phases", tmp_path)
     assert v.error is None and v.rows == [] and v.predicted == v.observed == 6
+
+
+@pytest.mark.board
+def test_seeded_tcp_syncookies_0_drops_the_syns_past_httpds_backlog_and_says_so(tmp_path):
+    """syn-flood: httpd listens with a backlog of 9 (openServer's xlisten), so its 11th and
+    12th SYNs find the SYN queue full (inet_csk_reqsk_queue_is_full). The declared board
+    (tcp_syncookies 1) answers them with cookie SYN-ACKs and prints "Sending cookies"; with
+    tcp_syncookies 0 tcp_conn_request drops them and tcp_syn_flood_action says "Dropping
+    request": two missing SYN-ACKs 0.2 s in, and the line's action is a field mismatch. The
+    queued requests and ssh's (dropbear's backlog of 1000) match."""
+    v = verdict_of(seeded(sysctls={"net.ipv4.tcp_syncookies": 0}), "syn-flood", tmp_path)
+    dump = json.dumps(v.rows, indent=1, default=int)
+    assert v.error is None, v.error
+    missing = [r for r in v.rows if (r["kind"], r["stream_name"]) == ("MISSING", "TCP_SYNACK")]
+    assert len(missing) == 2 and all(0.15 < rel_s(v, r) < 0.4 for r in missing), dump
+    (line,) = [r for r in v.rows if r["stream_name"] == "SYN_FLOOD"]
+    assert (line["kind"], line["field"], line["pred_value"], line["obs_value"]) == ("FIELD_MISMATCH", "detail1", 1, 0), \
+        dump
+    assert len(v.rows) == 3, dump

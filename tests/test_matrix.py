@@ -97,6 +97,15 @@ def test_the_cells_the_issue_names(result):
     ports = summary(result, "net.ipv4.ip_local_port_range", "1024 2048")
     assert any("TCP_SYN" in r for rows in ports["caught_by"].values() for r in rows), ports
     assert "MISSING TCP_SYN" in rows_of(summary(result, "net.ipv4.tcp_syn_retries", "3"), "syn-retransmit-resume")
+    # syn-flood (tcp_conn_request): without cookies httpd's 11th and 12th SYNs get no SYN-ACK
+    # and the flood line says "Dropping request"; somaxconn 1 caps every backlog at 1 (the
+    # rest are cookies, never retransmitted, and ssh's queue overflows too); tcp_max_syn_backlog
+    # 16 (declared without cookies) drops ssh's SYNs past three quarters of it
+    assert rows_of(summary(result, "net.ipv4.tcp_syncookies", "0"), "syn-flood") == {
+        "MISSING TCP_SYNACK", "FIELD_MISMATCH SYN_FLOOD.detail1"}
+    assert rows_of(summary(result, "net.core.somaxconn", "1"), "syn-flood") == {"MISSING TCP_SYNACK",
+                                                                                "EXTRA SYN_FLOOD"}
+    assert rows_of(summary(result, "net.ipv4.tcp_max_syn_backlog"), "syn-flood") == {"MISSING TCP_SYNACK"}
     # declared 6 (5): the first SYN (SYN-ACK) it no longer sends is missing, 31 s or 63 s
     # after the first: only a scenario that waits that long shows it
     for field, seed, giveup in (("net.ipv4.tcp_syn_retries", "4", "syn-giveup"),

@@ -57,6 +57,11 @@ LINUX_6_1_CONSOLE_MESSAGES: tuple[tuple[EventKind, str, str, str], ...] = (
      r"NETDEV WATCHDOG: (?:CPU: \d+: |(?P<dev>\S+) \((?P<driver>[^)]*)\): )transmit queue (?P<queue>\d+) timed out"),
     (EventKind.RESTARTING, "reboot: Restarting system", "kernel/reboot.c kernel_restart (pr_emerg)",
      r"^reboot: Restarting system"),
+    # once per listener, when its SYN queue is first full (or always, tcp_syncookies 2: never)
+    (EventKind.SYN_FLOOD, "TCP: %s: Possible SYN flooding on port %d. %s.  Check SNMP counters.",
+     "net/ipv4/tcp_input.c tcp_syn_flood_action (net_info_ratelimited)",
+     r"^TCP: (?P<proto>\S+): Possible SYN flooding on port (?P<port>\d+)\. "
+     r"(?P<action>Sending cookies|Dropping request)\."),
     # panic() ends with "---[ end Kernel panic - not syncing: %s ]---": the same panic, not a
     # second one.
     (EventKind.KERNEL_PANIC, "Kernel panic - not syncing: %s", "kernel/panic.c panic (pr_emerg)",
@@ -159,7 +164,8 @@ class ConsoleLog:
     """A console log as columns, one row per readable line.
 
     detail0..2 by kind: LINK_UP speed Mb/s, duplex (DUPLEX_CODES), pause (PAUSE_CODES);
-    WATCHDOG_DID_NOT_STOP watchdog id; NETDEV_WATCHDOG TX queue; 0 for the others (a
+    WATCHDOG_DID_NOT_STOP watchdog id; NETDEV_WATCHDOG TX queue; SYN_FLOOD port and 1 for
+    "Sending cookies" (0: "Dropping request"); 0 for the others (a
     KERNEL_PANIC, KERNEL_OOPS, KERNEL_BUG or KERNEL_WARNING line is told by its text).
     `boot` counts from 0; a log that starts mid-run calls the boot it starts in 0."""
 
@@ -213,6 +219,8 @@ def _classify(message: str) -> tuple[int, int, int, int]:
             return kind, int(m["id"]), 0, 0
         if kind == EventKind.NETDEV_WATCHDOG:
             return kind, int(m["queue"]), 0, 0
+        if kind == EventKind.SYN_FLOOD:
+            return kind, int(m["port"]), int(m["action"] == "Sending cookies"), 0
         return kind, 0, 0, 0
     return NOT_OF_INTEREST, 0, 0, 0
 

@@ -63,6 +63,7 @@ class EventKind(IntEnum):
     KERNEL_OOPS = 48  # "Internal error: Oops: ..." (ARM __die), "Unable to handle kernel ... at virtual address"
     KERNEL_BUG = 49  # "kernel BUG at file:line!" (report_bug) and the "BUG: ..." family (soft lockup, ...)
     KERNEL_WARNING = 50  # "WARNING: CPU: N PID: M at file:line func" (__warn)
+    SYN_FLOOD = 51  # "TCP: request_sock_TCP: Possible SYN flooding on port N. ..." (tcp_syn_flood_action)
     # QMP events
     QMP_WATCHDOG = 60
     QMP_RESET = 61

@@ -24,7 +24,9 @@ class LearntSpec:
 
 
 LEARNT: dict[str, LearntSpec] = {s.name: s for s in (
-    LearntSpec("isn", "the initial sequence number is a keyed hash plus a clock (secure_tcp_seq)",
+    LearntSpec("isn", "the initial sequence number is a keyed hash plus a clock (secure_tcp_seq); a syncookie "
+               "SYN-ACK's is a keyed hash of the flow, the peer's ISN, a minute counter and the peer's MSS index "
+               "(cookie_v4_init_sequence)",
                "any 32-bit value; seq/ack fields are then compared relative to it"),
     LearntSpec("inet_id", "a connected socket's first IPv4 ID is get_random_u16() (tcp_v4_connect, "
                "tcp_v4_syn_recv_sock); ip_select_ident_segs then adds one per frame",
@@ -33,7 +35,9 @@ LEARNT: dict[str, LearntSpec] = {s.name: s for s in (
                "(neigh_rand_reach_time), and an accepted connection's writes confirm it unseen (sock_confirm_neigh)",
                "not adopted: the model predicts a unicast probe as optional only where some draw (and the DELAY "
                "timer's lateness) allows it; any other probe is an EXTRA row"),
-    LearntSpec("ts_offset", "the timestamp offset of a connection is a keyed hash (secure_tcp_ts_off)",
+    LearntSpec("ts_offset", "the timestamp offset of a connection is a keyed hash (secure_tcp_ts_off), added to "
+               "the clock (a syncookie SYN-ACK's clock has the SYN's options in its low 6 bits, "
+               "cookie_init_timestamp)",
                "any 32-bit value; the peer's TSecr is moved by it"),
     LearntSpec("ephemeral_port", "connect() starts its port search at a keyed random offset "
                "(__inet_hash_connect), first over ports of the range's low end's parity",

@@ -7,7 +7,7 @@ comparison core (harness.compare) aligns each stream with packetdrill's toleranc
 Compared, every frame the board's kernel sends by itself (ARP requests and replies, the
 unicast probes of NUD_PROBE among them, SYN-ACKs, RSTs, SYNs, ICMP echo replies), the
 data segments on flows the board connected for the harness (with the bytes the harness
-asked for), every link, watchdog, restart and kernel-fault console line, and every reset
+asked for), every link, watchdog, restart, SYN-flood and kernel-fault console line, and every reset
 the board made. A verdict that compared nothing, lacks a kind its scenario must provoke,
 read a damaged capture or whose model failed is an error, never a pass.
 """
@@ -59,7 +59,7 @@ KERNEL_FRAME_KINDS = (EventKind.ARP_REQUEST, EventKind.ARP_REPLY, EventKind.TCP_
 # model never predicts, so each one the board prints is an EXTRA row.
 FAULT_KINDS = (EventKind.KERNEL_PANIC, EventKind.KERNEL_OOPS, EventKind.KERNEL_BUG, EventKind.KERNEL_WARNING)
 CONSOLE_KINDS = (EventKind.LINK_DOWN, EventKind.LINK_UP, EventKind.WATCHDOG_DID_NOT_STOP,
-                 EventKind.NETDEV_WATCHDOG, EventKind.RESTARTING, *FAULT_KINDS)
+                 EventKind.NETDEV_WATCHDOG, EventKind.RESTARTING, EventKind.SYN_FLOOD, *FAULT_KINDS)
 # Every frame: who sent it to whom (the board's MAC; the neighbour's, from ARP).
 _ETH = ("eth_src", "eth_dst")
 _TCP_OPTS = ("tcp_mss", "tcp_wscale", "tcp_sack_perm", "tcp_timestamps", "tcp_opt_order", "tcp_window")
@@ -84,6 +84,8 @@ CHECKED_FIELDS = {
     EventKind.IPV4_OTHER: field_mask(*_ETH),
     EventKind.ARP_OTHER: field_mask("arp_op", *_ETH),
     EventKind.LINK_UP: field_mask("detail0", "detail1"),
+    # the listener's port, and whether it sends cookies or drops (tcp_syncookies)
+    EventKind.SYN_FLOOD: field_mask("detail0", "detail1"),
     EventKind.TCP_DATA: APP_DATA_FIELDS | field_mask("ip_tos", "ip_id_rel", *_ETH),
 }
 

@@ -215,6 +215,8 @@ EXAMPLE_OF_FORMAT = {
     "%s %s %s: NETDEV WATCHDOG: CPU: %d: transmit queue %u timed out %u ms":
         "ftgmac100 1e660000.ethernet eth0: NETDEV WATCHDOG: CPU: 0: transmit queue 0 timed out 5040 ms",
     "reboot: Restarting system": "reboot: Restarting system",
+    "TCP: %s: Possible SYN flooding on port %d. %s.  Check SNMP counters.":
+        "TCP: request_sock_TCP: Possible SYN flooding on port 80. Sending cookies.  Check SNMP counters.",
     "Kernel panic - not syncing: %s": "Kernel panic - not syncing: Fatal exception",
     "Internal error: %s: %x [#%d]%s%s%s": "Internal error: Oops: 5 [#1] SMP ARM",
     "Unable to handle kernel %s at virtual address %08lx":
@@ -352,3 +354,11 @@ _PIECES = sorted({w for m in [*EXAMPLE_OF_FORMAT.values(), *ORDINARY_LINES] for 
 def test_prefilter_agrees_with_the_patterns_on_spliced_kernel_text(pieces, joined):
     message = ("" if joined else " ").join(pieces)
     assert bool(_ANY_MESSAGE.search(message)) == _any_pattern(message)
+
+
+@pytest.mark.parametrize("action, cookies", [("Sending cookies", 1), ("Dropping request", 0)])
+def test_syn_flood_line_gives_the_port_and_whether_cookies_are_sent(action, cookies):
+    # tcp_syn_flood_action: "%s: Possible SYN flooding on port %d. %s.  Check SNMP counters."
+    c = parse_console(stamped(f"TCP: request_sock_TCP: Possible SYN flooding on port 22. {action}.  "
+                              "Check SNMP counters."), "c")
+    assert (c.kind[0], c.detail0[0], c.detail1[0]) == (EventKind.SYN_FLOOD, 22, cookies)
