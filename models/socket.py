@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .clock import sec
 from .errors import ModelUsageError, SocketError
 from .tcp import (
     MOD32,
@@ -38,6 +39,9 @@ SOMAXCONN_DEFAULT = 4096
 # net/ipv4/syncookies.c: the peer MSS values a cookie can encode
 MSSTAB = (536, 1300, 1440, 1460)
 # tcp_syn_flood_action (pr_fmt "TCP: "; the request_sock slab is "request_sock_" + tcp_prot.name)
+# check_tcp_syn_cookie: a cookie's minute counter may be MAX_SYNCOOKIE_AGE - 1 behind
+COOKIE_SURELY_GOOD = sec(60)
+COOKIE_FORGET = sec(120)
 SYN_FLOOD_LINE = "TCP: request_sock_TCP: Possible SYN flooding on port {port}. {msg}.  Check SNMP counters."
 
 
@@ -336,6 +340,10 @@ class SocketLayer:
             return self._check_req(now, lst, req, seg, payload)
         if seg.flags & RST:
             return []
+        if seg.flags & ACK and not seg.flags & SYN and remote in listener.cookies:
+            child = self._cookie_check(now, lst, remote, seg, payload)
+            if child is not None:
+                return child
         if seg.flags & ACK:
             # tcp_rcv_state_process in LISTEN: "if (th->ack) return 1" -> reset
             self.drops.append(Drop(now, "SKB_DROP_REASON_TCP_FLAGS", "ACK to a listener"))
@@ -399,11 +407,61 @@ class SocketLayer:
             snt_synack=now, expires_at=now + TCP_TIMEOUT_INIT, syn_tos=seg.ip_dsfield, syncookie=want_cookie,
         )
         if want_cookie:
-            # TCP_SYNACK_COOKIE: sent, then the request is freed (reqsk_free): no timer, and an
-            # ACK of it would be checked against the cookie (cookie_v4_check, not modelled)
+            # TCP_SYNACK_COOKIE: sent, then the request is freed (reqsk_free): no timer. What
+            # the cookie encodes is kept for cookie_v4_check (_cookie_check); a cookie is
+            # surely dead two minutes on (MAX_SYNCOOKIE_AGE), so older ones are forgotten.
+            listener.cookies = {r: c for r, c in listener.cookies.items()
+                                if now - c.snt_synack < COOKIE_FORGET}
+            listener.cookies[remote] = req
             return [req.synack(now, p, "synack-cookie", lst.tos)]
         listener.syn_queue[remote] = req
         return [req.synack(now, p, "synack", lst.tos)]
+
+    def _cookie_check(self, now: int, lst: _Socket, remote: tuple[int, int], seg: TcpRepr,
+                      payload: bytes) -> list[OutSegment] | None:
+        """cookie_v4_check() (net/ipv4/syncookies.c), from tcp_v4_do_rcv on a listener: an ACK
+        that acknowledges a cookie this listener sent makes the child (tcp_get_cookie_sock);
+        None when it does not (then the listener resets it, as any ACK).
+
+        The cookie's minute counter may be 0 or 1 behind (check_tcp_syn_cookie): a cookie
+        is surely good for 60 s and surely dead after 120 s, in between it depends on the
+        minute's phase, which Linux leaves open; the model takes only the sure part. Within
+        it the listener has surely overflowed recently (tcp_synq_no_recent_overflow: 120 s).
+        The options come back from the ACK's TSecr (cookie_timestamp_decode): an ACK
+        without a timestamp clears them."""
+        listener = lst.listener
+        cookie = listener.cookies[remote]
+        p = self.params
+        if not p.syncookies or seg.flags & RST or now - cookie.snt_synack >= COOKIE_SURELY_GOOD \
+                or seg.ack != (cookie.iss + 1) % MOD32 or seg.seq != (cookie.irs + 1) % MOD32:
+            return None
+        del listener.cookies[remote]
+        if len(listener.accept_queue) > listener.backlog:   # tcp_v4_syn_recv_sock: sk_acceptq_is_full
+            self.drops.append(Drop(now, "LINUX_MIB_LISTENOVERFLOWS", "accept queue full at a cookie's ACK"))
+            return []
+        plain = not (cookie.ts_ok and seg.timestamp is not None)
+        wscale_ok = cookie.snd_wscale is not None and not plain
+        # "Try to redo what tcp_v4_send_synack did": the window from the cookie's MSS
+        rcv_wnd, clamp, rcv_wscale = tcp_select_initial_window(
+            p, p.win_from_space(p.tcp_rmem[1]), cookie.peer_mss, wscale_ok)
+        req = replace(cookie, ts_ok=not plain, sack_ok=cookie.sack_ok and not plain,
+                      snd_wscale=cookie.snd_wscale if wscale_ok else None,
+                      ts_recent=seg.timestamp[0] if not plain else 0,
+                      rcv_wnd=rcv_wnd, window_clamp=clamp, rcv_wscale=rcv_wscale,
+                      # snt_synack is 0: tcp_synack_rtt_meas takes no sample from the SYN-ACK,
+                      # only the TS echo (what from_request does for a resent SYN-ACK)
+                      num_retrans=1)
+        child = TcpSock.from_request(now, p, self.rng, req, seg, name=f"{self.name}:child",
+                                     listener_tos=lst.tos, listener_dont_fragment=lst.dont_fragment)
+        child.host_queued = self.host_queued
+        child.keepalive = lst.keepalive
+        if child.keepalive:
+            child.set_keepalive(now, True)
+        self.established[(req.local[0], req.local[1], req.remote[0], req.remote[1])] = child
+        listener.accept_queue.append(child)
+        if payload or seg.flags & FIN:
+            return child.rcv(now, seg, payload)
+        return []
 
     def _syn_flood_action(self, now: int, lst: _Socket) -> bool:
         """tcp_syn_flood_action(): send a cookie when tcp_syncookies allows it; the first

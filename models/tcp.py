@@ -1351,3 +1351,5 @@ class Listener:
     syn_queue: dict[tuple[int, int], RequestSock] = field(default_factory=dict)
     accept_queue: list[TcpSock] = field(default_factory=list)
     synflood_warned: bool = False   # request_sock_queue.synflood_warned: tcp_syn_flood_action prints once
+    # what each cookie SYN-ACK encoded (no request sock in Linux: the cookie itself), by peer
+    cookies: dict[tuple[int, int], RequestSock] = field(default_factory=dict)

@@ -13,7 +13,7 @@ from models.clock import ms, sec
 from models.config import DEFAULT_CONFIG, SERVICE_LISTEN_BACKLOG, FirmwareConfig
 from models.socket import SYN_FLOOD_LINE, SocketLayer
 from models.tcp import TcpParams, cookie_init_timestamp
-from models.wire import SYN, TcpRepr, linux_options
+from models.wire import ACK, RST, SYN, TcpRepr, linux_options
 
 LINUX_SYN_OPTS = linux_options(mss=1460, ts=(777, 0), sack_perm=True, wscale=7)
 
@@ -122,3 +122,29 @@ def test_a_cookie_for_a_syn_without_timestamps_drops_sack_and_window_scaling():
     out = flood(layer, 2, opts=opts)
     assert out[0][0].tcp.options == linux_options(mss=1460, sack_perm=True, wscale=6)
     assert out[1][0].cause == "synack-cookie" and out[1][0].tcp.options == linux_options(mss=1460)
+
+
+def cookie_ack(synack, at_sport: int, ack_delta: int = 1, tsecr=None) -> TcpRepr:
+    ts = synack.tcp.timestamp
+    opts = linux_options(ts=(888, ts[0] if tsecr is None else tsecr)) if ts else ()
+    return TcpRepr(at_sport, 80, synack.tcp.ack, (synack.tcp.seq + ack_delta) % 2**32, ACK, 502, opts)
+
+
+def test_the_ack_of_a_cookie_makes_the_child_in_the_accept_queue():
+    # cookie_v4_check -> tcp_get_cookie_sock: no request sock was kept, the cookie is it
+    layer = listener(0)
+    flood(layer, 1)
+    ((cookie,),) = flood(layer, 1, first_sport=41000)
+    assert layer.tcp_v4_rcv(ms(50), A_ADDR, B_ADDR, cookie_ack(cookie, 41000), b"") == []
+    (child,) = layer.listeners[80].listener.accept_queue
+    assert child.remote == (A_ADDR, 41000) and child.ts_ok and child.sack_ok and child.snd_wscale == 7
+
+
+def test_an_ack_that_is_not_the_cookie_or_comes_a_minute_late_is_reset():
+    # __cookie_v4_check fails (LINUX_MIB_SYNCOOKIESFAILED): the listener resets the ACK
+    for at, delta in ((ms(50), 2), (sec(61), 1)):
+        layer = listener(0)
+        flood(layer, 1)
+        ((cookie,),) = flood(layer, 1, first_sport=41000)
+        (rst,) = layer.tcp_v4_rcv(at, A_ADDR, B_ADDR, cookie_ack(cookie, 41000, delta), b"")
+        assert rst.tcp.flags & RST and not layer.listeners[80].listener.accept_queue
