@@ -167,10 +167,9 @@ SEEDS: tuple[Seed, ...] = (
     sysctl("net.core.rmem_max", 16777216),
     sysctl("net.ipv4.tcp_adv_win_scale", -2),
     sysctl("net.ipv4.icmp_echo_ignore_broadcasts", 0),
-    sysctl("net.ipv4.neigh.default.unres_qlen_bytes", 1000,
-           uncaught="__neigh_event_send always queues the newest packet (it drops older ones to fit), and TCP skips "
-                    "a retransmission while its copy waits in the arp_queue: no built-in scenario has two packets "
-                    "waiting on one resolution; two flows to one unresolved peer would show it"),
+    # arp-queue: two echo replies wait on one resolution; __neigh_event_send drops the older to
+    # keep their truesize (at least 532 bytes each, models.neighbour) within 1000 bytes
+    sysctl("net.ipv4.neigh.default.unres_qlen_bytes", 1000),
     sysctl("net.ipv4.neigh.default.base_reachable_time_ms", 5000),
     sysctl("net.ipv4.neigh.default.retrans_time_ms", 3000),
     sysctl("net.ipv4.neigh.default.delay_first_probe_time", 1),

@@ -4,7 +4,8 @@
     duration: 8s            # observe this long after the last step (default 5s)
     peer: slirp             # or silent: a harness-owned wire whose peer answers ARP only;
                             # or stalled: that peer also answers a SYN, then acknowledges nothing;
-                            # or deaf: a peer that asks for the board once and answers no ARP
+                            # or deaf: a peer that asks for the board once and answers no ARP;
+                            # or late: a peer that answers the board's ARP from its 2nd request on
     tier: ci                # or long: too long for CI (builtin_scenarios("all") has it)
     expect: [LINK_DOWN, LINK_UP]   # what the run must provoke (EventKind names); default:
                                    # derived from the steps (default_expect)
@@ -48,10 +49,10 @@ from harness.ingest.events import EventKind
 from harness.yamlfile import load_yaml
 from models.config import PORT_MAX, PORT_MIN, WDT_TIMEOUT_MAX, WDT_TIMEOUT_MIN
 
-PEERS = ("slirp", "silent", "stalled", "deaf")
+PEERS = ("slirp", "silent", "stalled", "deaf", "late")
 # The peers that are the harness itself on a wire it owns (harness.runner.WIRE_PEERS): only
 # there can the harness put a frame of its own making on the board's wire.
-WIRE_PEER_NAMES = ("silent", "stalled", "deaf")
+WIRE_PEER_NAMES = ("silent", "stalled", "deaf", "late")
 TIERS = ("ci", "long")
 # EventKinds below this code are what a board does (frames, console lines, QMP events);
 # from it on they are the harness's own records, which a scenario cannot "provoke".
@@ -128,7 +129,8 @@ class Scenario:
     # that peer also answers the board's SYN with a SYN-ACK, then acknowledges nothing (the
     # board's data retransmissions show); deaf: a peer that asks for the board's address
     # once when it joins the wire and then answers no ARP (the board's neighbour entry for
-    # it goes DELAY -> PROBE -> FAILED, and later resolutions fail).
+    # it goes DELAY -> PROBE -> FAILED, and later resolutions fail); late: a peer that
+    # answers the board's ARP only from its second request on (packets wait together).
     peer: str = "slirp"
     # What the run must provoke: each kind should be predicted or observed in the window
     # (a scenario that provokes nothing it is about proves nothing). `expect:` in the

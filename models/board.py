@@ -239,7 +239,7 @@ class Board:
     def _in_host_queue(self, sk, seq: int) -> bool:
         """Is a copy of `sk`'s segment at `seq` waiting in a neighbour's arp_queue?"""
         want = (sk.local[0], sk.local[1], sk.remote[0], sk.remote[1], seq)
-        return any(tcp_quote(packet) == want for n in self.neigh.entries.values() for packet in n.arp_queue)
+        return self.neigh.in_arp_queue(lambda packet: tcp_quote(packet) == want)
 
     def _start_services(self, now: int) -> None:
         """The firmware's /init after ifup: the services, then the boot-time watchdog daemon

@@ -40,21 +40,52 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .clock import NSEC_PER_MSEC, NSEC_PER_SEC, Window, timer_wheel_slack
-from .errors import WireError
+from .errors import ModelError, WireError
 from .wire.arp import ARPOP_REPLY, ARPOP_REQUEST, ArpRepr
 from .wire.ethernet import BROADCAST, ETH_P_ARP, ETH_P_IP, EthernetRepr
 
-__all__ = ["Nud", "NeighParams", "Neighbour", "NeighTable", "TxFrame"]
+__all__ = ["Nud", "NeighParams", "Neighbour", "NeighTable", "TxFrame", "TruesizeUnknown", "skb_truesize_bounds"]
 
-# __neigh_event_send() limits the arp_queue by the sum of the queued skbs' truesize
-# (net.ipv4.neigh.default.unres_qlen_bytes). The model does not know how each skb was
-# allocated, so it charges every packet SKB_TRUESIZE(ETH_FRAME_LEN), the size the kernel
-# itself uses to turn the byte limit into the packet count of `unres_qlen`. On the board
-# SKB_TRUESIZE(ETH_FRAME_LEN) is 1962 (read off it: unres_qlen 1 gives unres_qlen_bytes
-# 1962), so the default 180224 bytes hold 91 packets, the board's unres_qlen. Real small
-# skbs are smaller, so more of them may fit: a queue-full drop is predicted no earlier.
+# __neigh_event_send() (net/core/neighbour.c) keeps the arp_queue of an INCOMPLETE entry
+# within net.ipv4.neigh.default.unres_qlen_bytes by skb->truesize: it drops the oldest
+# queued skbs while arp_queue_len_bytes + skb->truesize exceeds the limit, and always queues
+# the newest. A queued skb's truesize is what its allocator made it, which the model cannot
+# see, so it is bounded, never guessed (skb_truesize_bounds):
+# - SKB_TRUESIZE(0) = SKB_DATA_ALIGN(sizeof(struct sk_buff)) + SKB_DATA_ALIGN(sizeof(struct
+#   skb_shared_info)) is 448 on the board: unres_qlen 1 gives unres_qlen_bytes 1962 =
+#   SKB_TRUESIZE(ETH_FRAME_LEN) (proc_unres_qlen), and the default 180224 is SK_WMEM_MAX =
+#   256 * SKB_TRUESIZE(256) (models/config.py).
+# - __alloc_skb(size) asks kmalloc_reserve for SKB_HEAD_ALIGN(size), rounded up by
+#   kmalloc_size_roundup, and __finalize_skb_around sets truesize = SKB_TRUESIZE(that -
+#   the aligned skb_shared_info) (tcp_stream_alloc_skb resets it to SKB_TRUESIZE(
+#   skb_end_offset), the same): at least SKB_TRUESIZE(size).
+# - size: TCP's own skbs (tcp_stream_alloc_skb for SYNs and data, tcp_make_synack) ask for
+#   MAX_TCP_HEADER = L1_CACHE_ALIGN(128 + MAX_HEADER), at least 160 (MAX_HEADER >=
+#   LL_MAX_HEADER >= 32) and at most 384 (LL_MAX_HEADER 128 + 48 for tunnels, 128-byte
+#   lines); their data sits in page frags, which 6.1 charges to the socket and not to
+#   truesize (skb_copy_to_page_nocache). __ip_append_data's (ICMP replies and errors,
+#   icmp_push_reply; RSTs, ip_send_unicast_reply) are linear (paged only with a gso_size):
+#   the whole packet plus hh_len + 15. So size >= min(packet, 160) and size <= packet + 384.
+# - kmalloc_size_roundup(n) < 2n (kmalloc caches are powers of two plus 96 and 192; above
+#   KMALLOC_MAX_CACHE_SIZE whole pages of a power-of-two order), SKB_DATA_ALIGN adds less
+#   than a cache line (at most 128), so truesize < 2 * SKB_TRUESIZE(packet + 512).
 ETH_FRAME_LEN = 1514
 SKB_TRUESIZE_ETH_FRAME = 1962
+SKB_TRUESIZE_OVERHEAD = SKB_TRUESIZE_ETH_FRAME - ETH_FRAME_LEN   # SKB_TRUESIZE(0) on the board
+MAX_TCP_HEADER_MIN = 160
+SKB_HEAD_EXTRA_MAX = 512   # MAX_TCP_HEADER's largest (384) plus SKB_DATA_ALIGN's (< 128)
+
+
+def skb_truesize_bounds(packet: bytes) -> tuple[int, int]:
+    """The least and the most skb->truesize of a locally made IPv4 `packet` (see above)."""
+    low = SKB_TRUESIZE_OVERHEAD + min(len(packet), MAX_TCP_HEADER_MIN)
+    return low, 2 * (SKB_TRUESIZE_OVERHEAD + len(packet) + SKB_HEAD_EXTRA_MAX)
+
+
+class TruesizeUnknown(ModelError):
+    """What the board does next depends on whether __neigh_event_send dropped a packet for
+    the arp_queue's byte limit, which only the packets' skb->truesize (unknown to the
+    model, within bounds) decides: the model cannot judge the board from here."""
 
 
 class Nud(enum.Enum):
@@ -125,6 +156,9 @@ class Neighbour:
     probes: int = 0
     timer: int | None = None
     arp_queue: list[bytes] = field(default_factory=list)
+    # how many of arp_queue's first packets the board may already have dropped for the byte
+    # limit (their truesize decides it; judging only): released, they are optional frames
+    queue_unsure: int = 0
     # how far the reachable-time draw can move this entry's timer, both ways
     slack: tuple[int, int] = (0, 0)
     transitions: list[tuple[int, Nud, Nud]] = field(default_factory=list)
@@ -258,11 +292,47 @@ class NeighTable:
         return Neighbour(key, confirmed=long_ago, updated=now, used=now, confirmed_seen=long_ago)
 
     def _enqueue(self, now: int, n: Neighbour, packet: bytes) -> None:
-        # while (arp_queue_len_bytes + skb->truesize > QUEUE_LEN_BYTES) drop the oldest
-        while n.arp_queue and (len(n.arp_queue) + 1) * SKB_TRUESIZE_ETH_FRAME > self.params.queue_len_bytes:
+        """__neigh_event_send() on an INCOMPLETE entry: while arp_queue_len_bytes +
+        skb->truesize > QUEUE_LEN_BYTES drop the oldest (kfree_skb_reason NEIGH_QUEUEFULL),
+        then queue the newest whatever its size. A queued packet survives exactly when the
+        truesizes from it to the newest fit the limit. Judging a board, the model knows each
+        truesize only within skb_truesize_bounds: a packet even the least truesizes do not
+        let fit is dropped; one only the least let fit may be (`queue_unsure`, with every
+        packet before it). Playing one board, its skbs are the least Linux makes."""
+        limit = self.params.queue_len_bytes
+        queue = [*n.arp_queue, packet]
+        bounds = [skb_truesize_bounds(q) for q in queue]
+        if not self.judging:
+            bounds = [(low, low) for low, _ in bounds]
+        low_tail = high_tail = 0
+        keep = sure = len(n.arp_queue)   # the first packet kept; the first surely kept
+        for i in range(len(queue) - 1, -1, -1):   # the truesizes from packet i to the newest
+            low_tail += bounds[i][0]
+            high_tail += bounds[i][1]
+            if i == len(queue) - 1:
+                continue   # the newest is queued whatever its size
+            if low_tail > limit:
+                break
+            keep = i
+            if high_tail <= limit and i >= n.queue_unsure:
+                sure = i
+        for _ in range(keep):
             n.arp_queue.pop(0)
             self.drops.append((now, "SKB_DROP_REASON_NEIGH_QUEUEFULL", f"{n.key:#x}"))
         n.arp_queue.append(packet)
+        n.queue_unsure = sure - keep
+
+    def in_arp_queue(self, match: Callable[[bytes], bool]) -> bool:
+        """Does a packet `match`ing wait in an arp_queue (skb_still_in_host_queue's question)?
+        Raises TruesizeUnknown when only the unknown truesizes decide it."""
+        for n in self.entries.values():
+            for i, packet in enumerate(n.arp_queue):
+                if match(packet):
+                    if i < n.queue_unsure:
+                        raise TruesizeUnknown(f"whether a segment still waits for {n.key:#x} depends on the queued "
+                                              f"skbs' truesize (unres_qlen_bytes {self.params.queue_len_bytes})")
+                    return True
+        return False
 
     def _ip_frame(self, n: Neighbour, packet: bytes, cause: str) -> TxFrame:
         return TxFrame(EthernetRepr(n.ha, self.mac, ETH_P_IP).emit(packet), cause)
@@ -364,7 +434,13 @@ class NeighTable:
             if n.probes >= self.max_probes(n):
                 self._set(now, n, Nud.FAILED)
                 # neigh_invalidate(): arp_error_report for each queued packet: the board
-                # tells itself the host is unreachable (ipv4_link_failure), then frees it
+                # tells itself the host is unreachable (ipv4_link_failure), then frees it.
+                # A TCP segment it may have dropped before would change its socket or not.
+                if any(len(q) > 9 and q[9] == 6 for q in n.arp_queue[:n.queue_unsure]):
+                    raise TruesizeUnknown(f"whether {n.key:#x}'s failure reports a TCP segment to its socket "
+                                          f"depends on the queued skbs' truesize (unres_qlen_bytes "
+                                          f"{self.params.queue_len_bytes})")
+                n.queue_unsure = 0
                 for packet in n.arp_queue:
                     self.unreachable.append((now, packet))
                     self.drops.append((now, "SKB_DROP_REASON_NEIGH_FAILED", f"{n.key:#x}"))
@@ -393,6 +469,7 @@ class NeighTable:
             for _ in n.arp_queue:
                 self.drops.append((now, "SKB_DROP_REASON_NOT_SPECIFIED", f"{n.key:#x} neigh_flush_dev"))
             n.arp_queue.clear()
+            n.queue_unsure = 0
             n.timer = None
             self._set(now, n, Nud.NONE)   # neigh_mark_dead: the entry is gone from the table
         self.entries.clear()
@@ -476,8 +553,12 @@ class NeighTable:
             return []
         out: list[TxFrame] = []
         while n.arp_queue and n.state in (Nud.REACHABLE, Nud.STALE, Nud.DELAY, Nud.PROBE):
+            unsure = n.queue_unsure > 0   # the board may have dropped it for unres_qlen_bytes
+            n.queue_unsure = max(0, n.queue_unsure - 1)
             for tx in self._output(now, n, n.arp_queue.pop(0)):
                 tx.cause = "arp-queue-release"
+                tx.optional = tx.optional or unsure
                 out.append(tx)
         n.arp_queue.clear()
+        n.queue_unsure = 0
         return out

@@ -88,6 +88,44 @@ def test_seeded_tcp_sack_and_window_scaling_off_are_field_mismatches_on_every_sy
     assert len(synacks) == 5 and sum(r["field"] == "tcp_sack_perm" for r in v.rows) == 5
 
 
+def test_late_peer_answers_the_boards_arp_from_its_second_request_on():
+    from types import SimpleNamespace
+
+    from harness.board.wire import LatePeer
+    from models.wire import ARPOP_REQUEST, ETH_P_ARP, ArpRepr, EthernetRepr, ip4, mac_bytes
+
+    board_mac, hear = mac_bytes("52:54:00:12:34:56"), []
+    sent: list[bytes] = []
+    peer = LatePeer(SimpleNamespace(inject=sent.append, on_frame=hear.append), "10.0.2.2")
+
+    def ask(tip: str) -> bytes:
+        arp = ArpRepr(op=ARPOP_REQUEST, sha=board_mac, sip=ip4("10.0.2.15"), tha=bytes(6), tip=ip4(tip))
+        return EthernetRepr(b"\xff" * 6, board_mac, ETH_P_ARP).emit(arp.emit())
+
+    (on_frame,) = hear
+    on_frame(ask("10.0.2.9"))    # for another address: neither counted nor answered
+    on_frame(ask("10.0.2.2"))
+    assert sent == [] and peer.requests == 1
+    on_frame(ask("10.0.2.2"))
+    on_frame(ask("10.0.2.2"))
+    assert len(sent) == 2 and all(f[:6] == board_mac and f[20:22] == b"\x00\x02" for f in sent)
+
+
+@pytest.mark.board
+def test_seeded_unres_qlen_bytes_1000_sends_only_the_second_of_two_queued_replies(tmp_path):
+    """arp-queue: both echo replies wait in the arp_queue of the INCOMPLETE entry until the
+    late peer answers the second broadcast; with unres_qlen_bytes 1000 __neigh_event_send
+    dropped the first to queue the second (two replies' truesize is at least 1064), so only
+    the second goes out: the first is missing, the rest matches."""
+    v = verdict_of(seeded(sysctls={"net.ipv4.neigh.default.unres_qlen_bytes": 1000}), "arp-queue", tmp_path)
+    dump = json.dumps(v.rows, indent=1, default=int)
+    assert v.error is None, v.error
+    (row,) = v.rows
+    assert (row["kind"], row["stream_name"]) == ("MISSING", "ICMP_ECHO_REPLY"), dump
+    assert 0.9 < rel_s(v, row) < 1.6, dump
+    assert [kind for kind, _ in v.series["observed"]].count("ICMP_ECHO_REPLY") == 1, dump
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_link_flap_phases_catches_a_player_polling_the_phy_every_2_s(tmp_path, seed):
     """The model as the board, its phylib poll (PHY_STATE_TIME) seeded to 2 s: whatever the

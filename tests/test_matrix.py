@@ -97,6 +97,9 @@ def test_the_cells_the_issue_names(result):
     ports = summary(result, "net.ipv4.ip_local_port_range", "1024 2048")
     assert any("TCP_SYN" in r for rows in ports["caught_by"].values() for r in rows), ports
     assert "MISSING TCP_SYN" in rows_of(summary(result, "net.ipv4.tcp_syn_retries", "3"), "syn-retransmit-resume")
+    # two echo replies queued on one resolution: a 1000-byte arp_queue keeps only the newest
+    assert rows_of(summary(result, "net.ipv4.neigh.default.unres_qlen_bytes", "1000"),
+                   "arp-queue") == {"MISSING ICMP_ECHO_REPLY"}
     # syn-flood (tcp_conn_request): without cookies httpd's 11th and 12th SYNs get no SYN-ACK
     # and the flood line says "Dropping request"; somaxconn 1 caps every backlog at 1 (the
     # rest are cookies, never retransmitted, and ssh's queue overflows too); tcp_max_syn_backlog

@@ -12,7 +12,7 @@ What is real here and what is synthetic:
 
 - real: the scenario and its steps (the runner's `do_step` drives every verb this board
   shares with the others: link, watchdog, frames, the wired peer's SYN); the harness's
-  wire peers (`SilentPeer`, `StalledPeer`, `DeafPeer` from harness.board.wire, on a
+  wire peers (`SilentPeer`, `StalledPeer`, `DeafPeer`, `LatePeer` from harness.board.wire, on a
   virtual wire through their `FrameTransport` seam); the artifact formats (a nanosecond
   pcap written by `PcapWriter`, host-events.jsonl records as `Board.record` writes them,
   the console log's stamped lines, QMP event records); the oracle.
@@ -115,7 +115,7 @@ READY_TIMEOUT_NS = int((Timeouts.booted + Timeouts.network) * NSEC_PER_SEC)
 CONNECT_HOLD_NS = int(CONNECT_HOLD_S * NSEC_PER_SEC)   # the harness's connect holds its socket this long
 BANNER = "Linux version 6.1.0-model (bmc-hil model-as-board) #1 SMP"
 # The harness's peers on a wire it owns (harness.runner.WIRE_PEERS), by scenario `peer`.
-WIRE_PEER_CLASSES = {"silent": "SilentPeer", "stalled": "StalledPeer", "deaf": "DeafPeer"}
+WIRE_PEER_CLASSES = {"silent": "SilentPeer", "stalled": "StalledPeer", "deaf": "DeafPeer", "late": "LatePeer"}
 
 
 class VirtualClock:

@@ -175,14 +175,39 @@ class SilentPeer:
         self.answered = 0
         wire.on_frame(self._on_frame)
 
+    def _asks_for_me(self, frame: bytes) -> bool:
+        """Is `frame` an ARP request (op 1) for our address?"""
+        return len(frame) >= 42 and frame[12:14] == b"\x08\x06" and frame[20:22] == b"\x00\x01" \
+            and frame[38:42] == self.ip
+
     def _on_frame(self, frame: bytes) -> None:
-        # ARP request (op 1) for our address: answer from our MAC to the asker.
-        if len(frame) >= 42 and frame[12:14] == b"\x08\x06" and frame[20:22] == b"\x00\x01" \
-                and frame[38:42] == self.ip:
+        # ARP request for our address: answer from our MAC to the asker.
+        if self._asks_for_me(frame):
             sha, spa = frame[22:28], frame[28:32]
             arp = b"\x00\x01\x08\x00\x06\x04\x00\x02" + self.mac + self.ip + sha + spa
             self.wire.inject(sha + self.mac + b"\x08\x06" + arp + b"\0" * 18)
             self.answered += 1
+
+
+class LatePeer(SilentPeer):
+    """A peer that answers the board's ARP requests for its address only from the
+    `answer_from`-th on (the second by default), then as SilentPeer does. The board's first
+    resolution of it waits retrans_time for its next broadcast (neigh_timer_handler), so
+    packets sent to the peer meanwhile wait together in the entry's arp_queue
+    (__neigh_event_send), where net.ipv4.neigh.default.unres_qlen_bytes decides which of
+    them the answer releases (neigh_update)."""
+
+    def __init__(self, wire: FrameTransport, ip: str, mac: str = "52:55:0a:00:02:02", answer_from: int = 2):
+        self.answer_from = answer_from
+        self.requests = 0
+        super().__init__(wire, ip, mac)
+
+    def _on_frame(self, frame: bytes) -> None:
+        if self._asks_for_me(frame):
+            self.requests += 1
+            if self.requests < self.answer_from:
+                return
+        super()._on_frame(frame)
 
 
 class StalledPeer(SilentPeer):

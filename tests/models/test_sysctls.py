@@ -93,20 +93,21 @@ def test_unres_qlen_bytes_is_read_from_the_config():
     assert NeighParams.from_config(cfg(**{key: 4000})).queue_len_bytes == 4000
 
 
-def test_default_arp_queue_holds_the_boards_unres_qlen_91_packets():
+def test_default_unres_qlen_bytes_keeps_every_packet_a_resolution_queues():
+    """180224 bytes hold 86 echo replies even at the most truesize each can have (2088)."""
     t = NeighTable(NeighParams.from_config(cfg()), mac_bytes(IFACE["mac"]), BOARD, random.Random(1))
-    for i in range(92):
-        t.neigh_resolve_output(i, PEER, bytes([i]) * 60)
-    assert len(t.entries[PEER].arp_queue) == 91
-    assert [d[1] for d in t.drops] == ["SKB_DROP_REASON_NEIGH_QUEUEFULL"]
+    t.judging = True
+    for i in range(86):
+        t.neigh_resolve_output(i, PEER, bytes([i]) * 84)
+    assert len(t.entries[PEER].arp_queue) == 86 and t.entries[PEER].queue_unsure == 0 and t.drops == []
 
 
 def test_small_unres_qlen_bytes_keeps_only_the_newest_packet():
     key = "net.ipv4.neigh.default.unres_qlen_bytes"
-    t = NeighTable(NeighParams.from_config(cfg(**{key: 2000})), mac_bytes(IFACE["mac"]), BOARD, random.Random(1))
-    t.neigh_resolve_output(0, PEER, b"old")
-    t.neigh_resolve_output(1, PEER, b"new")
-    assert t.entries[PEER].arp_queue == [b"new"]
+    t = NeighTable(NeighParams.from_config(cfg(**{key: 1000})), mac_bytes(IFACE["mac"]), BOARD, random.Random(1))
+    t.neigh_resolve_output(0, PEER, b"o" * 84)
+    t.neigh_resolve_output(1, PEER, b"n" * 84)
+    assert t.entries[PEER].arp_queue == [b"n" * 84]
 
 
 def _broadcast_echo() -> bytes:
