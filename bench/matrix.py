@@ -47,7 +47,12 @@ BOOT_WATCHDOG = {**DEFAULT_CONFIG, "watchdog": {"timeout": 8, "daemon": True, "p
 # A firmware with tcp_syncookies 0: the declared config of the tcp_max_syn_backlog seed
 # (tcp_conn_request reads tcp_max_syn_backlog only without cookies).
 NO_SYNCOOKIES = {**DEFAULT_CONFIG, "sysctls": {**DEFAULT_CONFIG.get("sysctls", {}), "net.ipv4.tcp_syncookies": 0}}
-DECLARED = {"default": DEFAULT_CONFIG, "boot watchdog": BOOT_WATCHDOG, "no syncookies": NO_SYNCOOKIES}
+# A firmware that culls dead connections within seconds: keepalive after 2 s idle, probes
+# 2 s apart, reset after 2 unanswered (keepalive-idle: probes at 2 and 4 s, the RST at 6 s).
+SHORT_KEEPALIVE = {**DEFAULT_CONFIG, "sysctls": {**DEFAULT_CONFIG.get("sysctls", {}), "net.ipv4.tcp_keepalive_time": 2,
+                                                 "net.ipv4.tcp_keepalive_intvl": 2, "net.ipv4.tcp_keepalive_probes": 2}}
+DECLARED = {"default": DEFAULT_CONFIG, "boot watchdog": BOOT_WATCHDOG, "no syncookies": NO_SYNCOOKIES,
+            "short keepalive": SHORT_KEEPALIVE}
 
 
 def merged(base: dict, **over) -> dict:
@@ -94,8 +99,6 @@ def constant(name: str, value, shown: str, **reasons) -> Seed:
     return Seed(name, shown, constants={name: value}, **reasons)
 
 
-NO_IDLE = ("keepalive probes need a socket with SO_KEEPALIVE left idle for tcp_keepalive_time: busybox nc sets "
-           "none and the harness's connects last 0.5 s; a scenario holding a keepalive connection idle would")
 GIVEUP = ("the first {what} it no longer sends is retransmission {n}, {t} s after the first: a scenario that "
           "waits that long with a silent peer shows it (syn-giveup, synack-giveup in the long tier)")
 SEEDS: tuple[Seed, ...] = (
@@ -120,6 +123,12 @@ SEEDS: tuple[Seed, ...] = (
          merged(DEFAULT_CONFIG, services={"ssh": {"port": 22, "ip_tos": 0}, "http": {"port": 80}})),
     Seed("services.http.ip_tos", "0x10 (declared 0)",
          merged(DEFAULT_CONFIG, services={"ssh": {"port": 22}, "http": {"port": 80, "ip_tos": 0x10}})),
+    Seed("services.http.keepalive", "false (declared httpd's true; keepalive 2 s, 2 s, 2)",
+         merged(SHORT_KEEPALIVE, services={"ssh": {"port": 22}, "http": {"port": 80, "keepalive": False}}),
+         declared="short keepalive"),
+    Seed("services.ssh.keepalive", "true (declared dropbear's false; keepalive 2 s, 2 s, 2)",
+         merged(SHORT_KEEPALIVE, services={"ssh": {"port": 22, "keepalive": True}, "http": {"port": 80}}),
+         declared="short keepalive"),
     Seed("watchdog.timeout", "5 (declared 8, daemon at boot)",
          merged(BOOT_WATCHDOG, watchdog={"timeout": 5}), declared="boot watchdog"),
     Seed("watchdog.daemon", "true (declared false)", merged(DEFAULT_CONFIG, watchdog={"daemon": True})),
@@ -145,11 +154,23 @@ SEEDS: tuple[Seed, ...] = (
     sysctl("net.ipv4.tcp_retries2", 3),
     sysctl("net.ipv4.tcp_early_retrans", 0),
     sysctl("net.ipv4.tcp_fin_timeout", 5,
-           uncaught="FIN_WAIT2 needs the board's application to close first: none does in the built-in scenarios "
-                    "(and FINs are not compared)"),
-    sysctl("net.ipv4.tcp_keepalive_time", 1, uncaught=NO_IDLE),
-    sysctl("net.ipv4.tcp_keepalive_intvl", 1, uncaught=NO_IDLE),
-    sysctl("net.ipv4.tcp_keepalive_probes", 1, uncaught=NO_IDLE),
+           uncaught="tcp_fin_timeout bounds an orphan's FIN_WAIT2 (tcp_close -> tcp_time_wait(TCP_FIN_WAIT2, "
+                    "tcp_fin_time)): a program of the board must close first and exit. busybox nc at stdin's EOF only "
+                    "shuts its side (shutdown(SHUT_WR)) and reads on until the peer closes, so its FIN_WAIT2 has no "
+                    "timer, and when a program does exit there close() sends nothing; a peer that acknowledges the "
+                    "board's FIN and sends its own after a step that ends the program would show it (the FIN_WAIT2 "
+                    "timewait sock's ACK, or a RST once it is gone)"),
+    # keepalive-idle: httpd's accepted connection left idle; declared 7200 s, a probe at 1 s
+    sysctl("net.ipv4.tcp_keepalive_time", 1),
+    Seed("net.ipv4.tcp_keepalive_time", "1 (declared 2, intvl 2, probes 2)",
+         merged(SHORT_KEEPALIVE, sysctls={**SHORT_KEEPALIVE["sysctls"], "net.ipv4.tcp_keepalive_time": 1}),
+         declared="short keepalive"),
+    Seed("net.ipv4.tcp_keepalive_intvl", "1 (declared 2, time 2, probes 2)",
+         merged(SHORT_KEEPALIVE, sysctls={**SHORT_KEEPALIVE["sysctls"], "net.ipv4.tcp_keepalive_intvl": 1}),
+         declared="short keepalive"),
+    Seed("net.ipv4.tcp_keepalive_probes", "1 (declared 2, time 2, intvl 2)",
+         merged(SHORT_KEEPALIVE, sysctls={**SHORT_KEEPALIVE["sysctls"], "net.ipv4.tcp_keepalive_probes": 1}),
+         declared="short keepalive"),
     # tcp_conn_request reads tcp_max_syn_backlog only with tcp_syncookies 0: then a SYN queue
     # past three quarters of it takes no unproven peer. Declared without cookies, syn-flood's
     # 16 SYNs to ssh (dropbear's backlog 1000) are all queued at 128, 13 at 16.

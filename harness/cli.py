@@ -80,6 +80,8 @@ PEER_TEXT = {
     "deaf": "the harness on a wire it owns: it asks for the board's address once, before the first step, "
             "and answers no ARP",
     "late": "the harness on a wire it owns: it answers the board's ARP from its second request on, and never TCP",
+    "idle": "the harness on a wire it owns: it answers ARP and completes its own connects' handshakes, then "
+            "sends nothing (no data, no answer to keepalive probes)",
 }
 
 

@@ -26,7 +26,7 @@ CONNECT_HOLD_S = 0.5
 # settled for 0.5 s); much more than the capture clock's uncertainty (1 ms spread).
 SCENARIO_LEAD_S = 0.1
 # Peers that are the harness itself on a wire it owns (QEMU -netdev dgram).
-WIRE_PEERS = ("silent", "stalled", "deaf", "late")
+WIRE_PEERS = ("silent", "stalled", "deaf", "late", "idle")
 # How long a board_connect with data keeps its connection open (longer than any scenario).
 BOARD_WRITE_HOLD_S = 300
 # busybox nc -w bounds its connect(): longer than Linux's own give-up (tcp_syn_retries 6:
@@ -280,6 +280,10 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
                 from harness.board.wire import LatePeer
 
                 LatePeer(board.wire, peer_ip_str(board.declared))
+            elif scenario.peer == "idle":
+                from harness.board.wire import IdlePeer
+
+                IdlePeer(board.wire, peer_ip_str(board.declared))
             else:
                 SilentPeer(board.wire, peer_ip_str(board.declared))
             ports = {connect_port(s, board.declared) for s in scenario.steps if s.do == "connect"}

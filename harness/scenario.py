@@ -5,7 +5,8 @@
     peer: slirp             # or silent: a harness-owned wire whose peer answers ARP only;
                             # or stalled: that peer also answers a SYN, then acknowledges nothing;
                             # or deaf: a peer that asks for the board once and answers no ARP;
-                            # or late: a peer that answers the board's ARP from its 2nd request on
+                            # or late: a peer that answers the board's ARP from its 2nd request on;
+                            # or idle: a peer that completes its connects' handshakes, then is silent
     tier: ci                # or long: too long for CI (builtin_scenarios("all") has it)
     expect: [LINK_DOWN, LINK_UP]   # what the run must provoke (EventKind names); default:
                                    # derived from the steps (default_expect)
@@ -49,10 +50,10 @@ from harness.ingest.events import EventKind
 from harness.yamlfile import load_yaml
 from models.config import PORT_MAX, PORT_MIN, WDT_TIMEOUT_MAX, WDT_TIMEOUT_MIN
 
-PEERS = ("slirp", "silent", "stalled", "deaf", "late")
+PEERS = ("slirp", "silent", "stalled", "deaf", "late", "idle")
 # The peers that are the harness itself on a wire it owns (harness.runner.WIRE_PEERS): only
 # there can the harness put a frame of its own making on the board's wire.
-WIRE_PEER_NAMES = ("silent", "stalled", "deaf", "late")
+WIRE_PEER_NAMES = ("silent", "stalled", "deaf", "late", "idle")
 TIERS = ("ci", "long")
 # EventKinds below this code are what a board does (frames, console lines, QMP events);
 # from it on they are the harness's own records, which a scenario cannot "provoke".
@@ -502,6 +503,6 @@ def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_STAR
             # millisecond) follows; the deaf peer's never does.
             frame = peer_syn_frame(config, n, connect_port(step, config), linux=scenario.peer != "slirp")
             inputs.append({"t": t + 1_000_000, "kind": "frame", "hex": frame.hex()})
-            if scenario.peer in ("silent", "stalled"):
+            if scenario.peer in ("silent", "stalled", "idle"):
                 inputs.append({"t": t + 2_000_000, "kind": "frame", "hex": answer})
     return inputs

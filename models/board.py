@@ -135,8 +135,12 @@ class Board:
     def __init__(self, config, seed: int = 0, qemu: bool = True, boot: BootTiming = BootTiming(),
                  phy_phase: int | None = None,
                  describe_frames: bool = True, linkwatch_delays: dict[int, int] | None = None,
-                 reboot: BootTiming | None = None, judging: bool = False):
+                 reboot: BootTiming | None = None, judging: bool = False, accept_latency: int = 0):
         self.config = config
+        # How long after the handshake a service that sets SO_KEEPALIVE on what it accepts
+        # (models.config Service.keepalive) may take to accept it: the first keepalive timer
+        # starts then (tcp_set_keepalive), so it may fire that much later. The player: 0.
+        self.accept_latency = accept_latency
         self.rng = random.Random(seed)
         self.qemu = qemu
         self.boot_timing = boot
@@ -250,7 +254,12 @@ class Board:
         Each service's listener gets the socket options its daemon sets (models.config
         Service): dropbear's listensockets() sets IP_TOS after listen(), and the SYN-ACKs
         and accepted connections of that listener carry it. Each listens with its daemon's
-        own backlog (models.config SERVICE_LISTEN_BACKLOG: dropbear's 1000, httpd's 9)."""
+        own backlog (models.config SERVICE_LISTEN_BACKLOG: dropbear's 1000, httpd's 9).
+
+        A daemon that sets SO_KEEPALIVE on each connection it accepts (busybox httpd) is
+        played as the listener's SO_KEEPALIVE, which tcp_create_openreq_child hands on with
+        the child's timer armed: the daemon's own setsockopt comes when it gets to accept(),
+        up to `accept_latency` later, which _retime allows the first keepalive timer."""
         self.services_at = None
         for svc in sorted((s for s in self.config.services if s.enabled), key=lambda s: s.port):
             fd = self.sockets.socket()
@@ -258,6 +267,8 @@ class Board:
             self.sockets.listen(fd, svc.backlog)
             if svc.ip_tos:
                 self.sockets.setsockopt(now, fd, "IP_TOS", svc.ip_tos)
+            if svc.keepalive:
+                self.sockets.setsockopt(now, fd, "SO_KEEPALIVE", 1)
         if self.config.watchdog.daemon:
             self.daemon = BusyboxWatchdog(self.core, self.config.watchdog.timeout, self.config.watchdog.period)
             self.daemon.start(now)
@@ -312,7 +323,7 @@ class Board:
                 for tx in self.neigh.neigh_resolve_output(now, nh, packet, confirm=seg.confirm_neigh):
                     window = seg.window if tx.cause == "ip" else tx.window
                     self._wire(now, self.mac.dev_queue_xmit(now, tx.frame), seg.cause if tx.cause == "ip" else tx.cause,
-                               window, tx.optional)
+                               window, tx.optional or (seg.optional and self.judging))
 
     def _ip_out(self, now: int, packets: list[tuple[int, bytes]], cause: str) -> None:
         for nh, packet in packets:
@@ -500,7 +511,7 @@ class Board:
         obj = self._timer_objs.get(key)
         if key[0] == "neigh":
             return ("arp", obj.key)
-        if key[0] == "sk" and key[2] is TimerKind.RETRANSMIT:
+        if key[0] == "sk" and key[2] in (TimerKind.RETRANSMIT, TimerKind.KEEPALIVE):
             return ("tcp", obj.local[1], obj.remote[0], obj.remote[1])
         if key[0] == "req":
             return ("tcp", obj.local[1], obj.remote[0], obj.remote[1])
@@ -544,6 +555,12 @@ class Board:
         armed = self._timers()
         self._late = {k: (self._late[k] if self._armed.get(k) == t and k in self._late
                           else late + timer_wheel_slack(max(0, t - now))) for k, t in armed.items()}
+        for k in armed.keys() - self._armed.keys():
+            sk = self._timer_objs[k]
+            if k[0] == "sk" and k[2] is TimerKind.KEEPALIVE and sk.passive and not sk.keepalive_accepted:
+                # the daemon's SO_KEEPALIVE after accept() (see _start_services)
+                sk.keepalive_accepted = True
+                self._late[k] += self.accept_latency
         self._armed = armed
 
     def _on_timer(self, now: int) -> list[Predicted]:

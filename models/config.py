@@ -30,6 +30,7 @@ __all__ = [
     "SYSCTL_BOUNDS",
     "SysctlBound",
     "SERVICE_IP_TOS_DEFAULTS",
+    "SERVICE_KEEPALIVE_DEFAULTS",
     "SERVICE_LISTEN_BACKLOG",
 ]
 
@@ -193,6 +194,13 @@ _KNOWN_SERVICES = {"ssh": 22, "http": 80}
 #   sets IPTOS_DSCP_AF21 (0x48) on every listening socket; `dropbear -z` sets none.
 # - busybox httpd sets no IP_TOS: the socket keeps inet_create()'s 0.
 SERVICE_IP_TOS_DEFAULTS = {"ssh": 0x48, "http": 0x00}
+# Whether each daemon sets SO_KEEPALIVE on the connections it accepts (sock_setsockopt ->
+# tcp_set_keepalive, which arms the keepalive timer keepalive_time ahead):
+# - busybox httpd (1.35) does, on every accepted socket right after accept() and before it
+#   forks the child (mini_httpd: setsockopt_keepalive), "to cull dead connections"; seen on
+#   the emulated board: the accepted socket's /proc/net/tcp6 timer column is 2 (keepalive).
+# - dropbear (2022.83) sets none: its accepted sockets show no timer when idle.
+SERVICE_KEEPALIVE_DEFAULTS = {"ssh": False, "http": True}
 # The backlog each daemon of the emulated image passes to listen() (then capped by
 # net.core.somaxconn in __sys_listen):
 # - dropbear 2022.83: dropbear_listen() calls listen(sock, DROPBEAR_LISTEN_BACKLOG), which
@@ -233,6 +241,10 @@ class Service:
     `backlog`: what the daemon passes to listen() (SERVICE_LISTEN_BACKLOG, the image's
     daemons; not a config key: the image cannot change it). Capped by net.core.somaxconn,
     it bounds the SYN queue (inet_csk_reqsk_queue_is_full) and the accept queue.
+
+    `keepalive`: the daemon sets SO_KEEPALIVE on each connection it accepts, right after
+    accept() (tcp_set_keepalive arms tcp_keepalive_timer then); an idle peer then gets
+    keepalive probes and, unanswered, a RST. Defaults: SERVICE_KEEPALIVE_DEFAULTS.
     """
 
     name: str
@@ -240,6 +252,7 @@ class Service:
     enabled: bool = True
     ip_tos: int = 0
     backlog: int | None = None   # None: the daemon's own, SERVICE_LISTEN_BACKLOG[name]
+    keepalive: bool = False
 
     def __post_init__(self):
         if self.backlog is None:
@@ -374,9 +387,10 @@ class FirmwareConfig:
                                                  f"or a mapping like {{port: {_KNOWN_SERVICES[sname]}}}")
             if spec is False or spec is None:
                 services.append(Service(sname, _KNOWN_SERVICES[sname], enabled=False,
-                                        ip_tos=SERVICE_IP_TOS_DEFAULTS[sname]))
+                                        ip_tos=SERVICE_IP_TOS_DEFAULTS[sname],
+                                        keepalive=SERVICE_KEEPALIVE_DEFAULTS[sname]))
                 continue
-            sv = r.mapping(spec, where, optional={"port", "enabled", "ip_tos"})
+            sv = r.mapping(spec, where, optional={"port", "enabled", "ip_tos", "keepalive"})
             ip_tos = r.int_range(sv.get("ip_tos", SERVICE_IP_TOS_DEFAULTS[sname]), f"{where}.ip_tos", 0, 255)
             if ip_tos & INET_ECN_MASK:
                 raise ConfigError(source, f"{where}.ip_tos",
@@ -387,6 +401,7 @@ class FirmwareConfig:
                 r.int_range(sv.get("port", _KNOWN_SERVICES[sname]), f"{where}.port", PORT_MIN, PORT_MAX),
                 r.typed(sv.get("enabled", True), f"{where}.enabled", bool),
                 ip_tos,
+                keepalive=r.typed(sv.get("keepalive", SERVICE_KEEPALIVE_DEFAULTS[sname]), f"{where}.keepalive", bool),
             ))
         ports = [s.port for s in services if s.enabled]
         if len(ports) != len(set(ports)):
@@ -427,7 +442,8 @@ class FirmwareConfig:
                 for rt in self.routes
             ],
             "sysctls": dict(sorted(self.sysctls.items())),
-            "services": {s.name: {"port": s.port, "enabled": s.enabled, "ip_tos": s.ip_tos} for s in self.services},
+            "services": {s.name: {"port": s.port, "enabled": s.enabled, "ip_tos": s.ip_tos, "keepalive": s.keepalive}
+                         for s in self.services},
             "watchdog": {"timeout": self.watchdog.timeout, "daemon": self.watchdog.daemon,
                          "period": self.watchdog.period},
         }

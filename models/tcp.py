@@ -25,7 +25,7 @@ import enum
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .clock import HZ, JIFFY, NSEC_PER_MSEC, Window, jiffies, sec
 from .config import SYSCTL_DEFAULTS, rmem_triple
@@ -212,6 +212,8 @@ class OutSegment:
     # skb->dst_pending_confirm: ip_finish_output2 -> sock_confirm_neigh confirms the next
     # hop's neighbour entry as this segment goes out (a TCP socket's sk_dst_pending_confirm)
     confirm_neigh: bool = False
+    # only some boards send it: it depends on an application the model does not play
+    optional: bool = False
 
     @property
     def ip_id(self) -> InetTx:
@@ -408,6 +410,9 @@ class TcpSock:
         # keepalive
         self.rcv_tstamp = 0
         self.probes_out = 0
+        # the first keepalive timer of an accepted socket has been allowed the daemon's
+        # accept latency (models.board.Board._retime)
+        self.keepalive_accepted = False
         self.timers: dict[TimerKind, int] = {}
         # struct inet_sock: what ip_queue_xmit puts in the IPv4 header of this socket's
         # segments. inet_create(): TOS 0, IP_PMTUDISC_WANT (DF) unless ip_no_pmtu_disc, inet_id 0.
@@ -1236,17 +1241,28 @@ class TcpSock:
             self.timers[TimerKind.KEEPALIVE] = now + p.keepalive_time
             return
         elapsed = now - self.rcv_tstamp
+        # An accepted connection whose peer closed (CLOSE_WAIT) is gone from the board once
+        # the daemon that accepted it closes it on the EOF, which the model does not play:
+        # what its keepalive timer sends is then only what some boards send.
+        unsure = self.passive and self.fin_received
         if elapsed >= p.keepalive_time:
             if self.probes_out >= p.keepalive_probes:
                 self._send(now, RST, self.snd_nxt, b"", "keepalive-reset")   # tcp_send_active_reset
+                self._mark_optional(unsure)
                 self._done(now, "ETIMEDOUT")
                 return
             # tcp_write_wakeup() -> tcp_xmit_probe_skb(sk, 0): seq snd_una - 1, no data
             self._send(now, 0, (self.snd_una - 1) % MOD32, b"", "keepalive-probe")
+            self._mark_optional(unsure)
             self.probes_out += 1
             self.timers[TimerKind.KEEPALIVE] = now + p.keepalive_intvl
         else:
             self.timers[TimerKind.KEEPALIVE] = now + p.keepalive_time - elapsed
+
+    def _mark_optional(self, unsure: bool) -> None:
+        """The segment just queued is sent only by some boards (`unsure`)."""
+        if unsure and self._tx:
+            self._tx[-1] = replace(self._tx[-1], optional=True)
 
     # -- the process side (called through the socket layer) ------------------------------
     def set_keepalive(self, now: int, on: bool) -> None:

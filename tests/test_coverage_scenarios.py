@@ -158,3 +158,49 @@ def test_seeded_tcp_syncookies_0_drops_the_syns_past_httpds_backlog_and_says_so(
     assert (line["kind"], line["field"], line["pred_value"], line["obs_value"]) == ("FIELD_MISMATCH", "detail1", 1, 0), \
         dump
     assert len(v.rows) == 3, dump
+
+
+def test_idle_peer_completes_the_handshake_it_opened_and_then_says_nothing():
+    from types import SimpleNamespace
+
+    from harness.board.wire import IdlePeer
+    from harness.scenario import peer_syn_frame
+    from models.wire import ACK, SYN, EthernetRepr, Ipv4Repr, TcpRepr, linux_options
+
+    cfg = FirmwareConfig.default()
+    sent: list[bytes] = []
+    heard = []
+    peer = IdlePeer(SimpleNamespace(inject=sent.append, on_frame=heard.append), "10.0.2.2")
+    syn_eth, syn_ip = EthernetRepr.parse(peer_syn_frame(cfg, 0, 80))
+    ip, seg = Ipv4Repr.parse(syn_ip)
+    syn, _ = TcpRepr.parse(seg, ip.src, ip.dst)
+    synack = TcpRepr(80, syn.src_port, 5000, syn.seq + 1, SYN | ACK, 65160,
+                     linux_options(mss=1460, ts=(777, syn.timestamp[0]), sack_perm=True, wscale=7))
+    out = synack.emit(b"", ip.dst, ip.src)
+    frame = EthernetRepr(syn_eth.src, syn_eth.dst, 0x0800).emit(Ipv4Repr(ip.dst, ip.src, 6, len(out)).emit(out))
+    heard[0](frame)
+    (ack_frame,) = sent
+    _, p = EthernetRepr.parse(ack_frame)
+    aip, aseg = Ipv4Repr.parse(p)
+    ack, data = TcpRepr.parse(aseg, aip.src, aip.dst)
+    assert ack.flags == ACK and data == b"" and (ack.seq, ack.ack) == (syn.seq + 1, 5001)
+    # the TSval is not behind the SYN's (the board's PAWS check on the third ACK)
+    assert ack.timestamp == (syn.timestamp[0] + 1, 777)
+    # a keepalive probe (seq snd_una - 1, no data) gets no answer
+    probe = TcpRepr(80, syn.src_port, 5000, syn.seq + 1, ACK, 502, linux_options(ts=(2777, ack.timestamp[0])))
+    out = probe.emit(b"", ip.dst, ip.src)
+    heard[0](EthernetRepr(syn_eth.src, syn_eth.dst, 0x0800).emit(Ipv4Repr(ip.dst, ip.src, 6, len(out)).emit(out)))
+    assert len(sent) == 1 and peer.acks == 1
+
+
+@pytest.mark.board
+def test_keepalive_idle_shows_a_seeded_keepalive_time_as_an_extra_probe(tmp_path):
+    """keepalive-idle: busybox httpd sets SO_KEEPALIVE on the connection it accepts
+    (mini_httpd -> setsockopt_keepalive) and the idle peer answers nothing. Declared
+    7200 s, nothing follows the handshake within the run; an image with
+    tcp_keepalive_time 1 probes about 1 s after its accept (tcp_keepalive_timer ->
+    tcp_write_wakeup: seq snd_una - 1, no data); the next would come 75 s later."""
+    v = verdict_of(seeded(sysctls={"net.ipv4.tcp_keepalive_time": 1}), "keepalive-idle", tmp_path)
+    dump = json.dumps(v.rows, indent=1, default=int)
+    assert v.error is None and [(r["kind"], r["stream_name"]) for r in v.rows] == [("EXTRA", "TCP_PROBE")], dump
+    assert 0.9 < rel_s(v, v.rows[0]) < 1.6, dump

@@ -109,6 +109,17 @@ def test_the_cells_the_issue_names(result):
     assert rows_of(summary(result, "net.core.somaxconn", "1"), "syn-flood") == {"MISSING TCP_SYNACK",
                                                                                 "EXTRA SYN_FLOOD"}
     assert rows_of(summary(result, "net.ipv4.tcp_max_syn_backlog"), "syn-flood") == {"MISSING TCP_SYNACK"}
+    # keepalive-idle: httpd sets SO_KEEPALIVE on what it accepts, and the idle peer answers
+    # no probe (tcp_keepalive_timer). Declared 7200 s: nothing after the handshake, so a
+    # probe 1 s in is extra; declared 2 s / 2 s / 2: probes at 2 and 4 s, the RST at 6 s
+    assert rows_of(summary(result, "net.ipv4.tcp_keepalive_time", "1"), "keepalive-idle") == {"EXTRA TCP_PROBE"}
+    assert {"EARLY TCP_PROBE", "MISSING TCP_RST", "EXTRA TCP_RST"} == rows_of(
+        summary(result, "net.ipv4.tcp_keepalive_intvl"), "keepalive-idle")
+    assert rows_of(summary(result, "net.ipv4.tcp_keepalive_probes"), "keepalive-idle") == {
+        "MISSING TCP_PROBE", "MISSING TCP_RST", "EXTRA TCP_RST"}
+    assert rows_of(summary(result, "services.http.keepalive"), "keepalive-idle") == {"MISSING TCP_PROBE",
+                                                                                     "MISSING TCP_RST"}
+    assert "EXTRA TCP_PROBE" in rows_of(summary(result, "services.ssh.keepalive"), "handshake")
     # declared 6 (5): the first SYN (SYN-ACK) it no longer sends is missing, 31 s or 63 s
     # after the first: only a scenario that waits that long shows it
     for field, seed, giveup in (("net.ipv4.tcp_syn_retries", "4", "syn-giveup"),

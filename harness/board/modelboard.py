@@ -115,7 +115,8 @@ READY_TIMEOUT_NS = int((Timeouts.booted + Timeouts.network) * NSEC_PER_SEC)
 CONNECT_HOLD_NS = int(CONNECT_HOLD_S * NSEC_PER_SEC)   # the harness's connect holds its socket this long
 BANNER = "Linux version 6.1.0-model (bmc-hil model-as-board) #1 SMP"
 # The harness's peers on a wire it owns (harness.runner.WIRE_PEERS), by scenario `peer`.
-WIRE_PEER_CLASSES = {"silent": "SilentPeer", "stalled": "StalledPeer", "deaf": "DeafPeer", "late": "LatePeer"}
+WIRE_PEER_CLASSES = {"silent": "SilentPeer", "stalled": "StalledPeer", "deaf": "DeafPeer", "late": "LatePeer",
+                     "idle": "IdlePeer"}
 
 
 class VirtualClock:

@@ -188,6 +188,30 @@ class SilentPeer:
             self.wire.inject(sha + self.mac + b"\x08\x06" + arp + b"\0" * 18)
             self.answered += 1
 
+    def _tcp_flags_to_me(self, frame: bytes) -> int | None:
+        """The SYN, RST, FIN and ACK bits of an IPv4 TCP segment to this peer, else None."""
+        if len(frame) < 54 or frame[12:14] != b"\x08\x00" or frame[23] != 6 or frame[30:34] != self.ip:
+            return None
+        t = 14 + (frame[14] & 0x0F) * 4
+        return frame[t + 13] & 0x17 if len(frame) >= t + 20 else None
+
+    @staticmethod
+    def _parse_tcp(frame: bytes):
+        """(Ethernet, IPv4, TCP) reprs of a frame `_tcp_flags_to_me` took."""
+        from models.wire import EthernetRepr, Ipv4Repr, TcpRepr
+
+        eth, payload = EthernetRepr.parse(frame)
+        ip, seg = Ipv4Repr.parse(payload, verify_checksum=False)
+        return eth, ip, TcpRepr.parse(seg, ip.src, ip.dst, verify_checksum=False)[0]
+
+    def _send_tcp(self, eth_dst: bytes, src: int, dst: int, tcp) -> None:
+        """`tcp` (a models.wire TcpRepr, no data) from this peer's MAC, as Linux's IPv4 sends it."""
+        from models.wire import ETH_P_IP, IPPROTO_TCP, EthernetRepr, Ipv4Repr
+
+        out = tcp.emit(b"", src, dst)
+        hdr = Ipv4Repr(src, dst, IPPROTO_TCP, len(out), ttl=64, ident=0, df=True)
+        self.wire.inject(EthernetRepr(eth_dst, self.mac, ETH_P_IP).emit(hdr.emit(out)))
+
 
 class LatePeer(SilentPeer):
     """A peer that answers the board's ARP requests for its address only from the
@@ -235,19 +259,13 @@ class StalledPeer(SilentPeer):
     def _on_frame(self, frame: bytes) -> None:
         super()._on_frame(frame)
         # IPv4, TCP, to us, SYN without ACK (and no RST/FIN): answer with a SYN-ACK.
-        if len(frame) < 54 or frame[12:14] != b"\x08\x00" or frame[23] != 6 or frame[30:34] != self.ip:
-            return
-        t = 14 + (frame[14] & 0x0F) * 4
-        if len(frame) < t + 20 or frame[t + 13] & 0x17 != 0x02:
-            return
-        self._synack(frame)
+        if self._tcp_flags_to_me(frame) == 0x02:
+            self._synack(frame)
 
     def _synack(self, frame: bytes) -> None:
-        from models.wire import ACK, ETH_P_IP, IPPROTO_TCP, SYN, EthernetRepr, Ipv4Repr, TcpRepr, linux_options
+        from models.wire import ACK, SYN, TcpRepr, linux_options
 
-        eth, payload = EthernetRepr.parse(frame)
-        ip, seg = Ipv4Repr.parse(payload, verify_checksum=False)
-        syn, _ = TcpRepr.parse(seg, ip.src, ip.dst, verify_checksum=False)
+        eth, ip, syn = self._parse_tcp(frame)
         key = (ip.src, syn.src_port, syn.seq)
         isn = self._isn.setdefault(key, (0x2000_0000 + 0x0100_0000 * len(self._isn)) & 0xFFFFFFFF)
         ts = None
@@ -257,10 +275,46 @@ class StalledPeer(SilentPeer):
                              wscale=self.WSCALE if syn.wscale is not None else None)
         tcp = TcpRepr(syn.dst_port, syn.src_port, isn, (syn.seq + 1) & 0xFFFFFFFF, SYN | ACK, self.SYNACK_WINDOW,
                       opts)
-        out = tcp.emit(b"", ip.dst, ip.src)
-        hdr = Ipv4Repr(ip.dst, ip.src, IPPROTO_TCP, len(out), ttl=64, ident=0, df=True)
-        self.wire.inject(EthernetRepr(eth.src, self.mac, ETH_P_IP).emit(hdr.emit(out)))
+        self._send_tcp(eth.src, ip.dst, ip.src, tcp)
         self.synacks += 1
+
+
+class IdlePeer(SilentPeer):
+    """A peer that answers ARP (as SilentPeer) and completes the handshakes the harness
+    opens: the board's SYN-ACK to its SYN gets the ACK Linux would send for it
+    (tcp_rcv_synsent_state_process -> tcp_send_ack: seq ISN + 1, ack the SYN-ACK's seq + 1,
+    the window 64240 >> 7 with the window scale 7 the harness's SYN offered, and the
+    timestamp echoing the board's), then nothing more: no data, and no answer to the
+    board's keepalive probes, as a peer that went away. So the board's
+    tcp_keepalive_timer shows: a probe every tcp_keepalive_intvl once the connection has
+    been idle tcp_keepalive_time, and the RST after tcp_keepalive_probes unanswered ones.
+    A retransmitted SYN-ACK (the ACK was lost) is acknowledged again. The ACK's TSval is
+    its SYN's (the SYN-ACK's TSecr) plus one: never behind it (the board's PAWS check in
+    tcp_check_req), with no clock of its own."""
+
+    ACK_WINDOW = 64240 >> 7
+
+    def __init__(self, wire: FrameTransport, ip: str, mac: str = "52:55:0a:00:02:02"):
+        super().__init__(wire, ip, mac)
+        self.acks = 0
+
+    def _on_frame(self, frame: bytes) -> None:
+        super()._on_frame(frame)
+        # IPv4, TCP, to us, SYN-ACK (and no RST/FIN): the handshake's third segment.
+        if self._tcp_flags_to_me(frame) == 0x12:
+            self._ack(frame)
+
+    def _ack(self, frame: bytes) -> None:
+        from models.wire import ACK, TcpRepr, linux_options
+
+        eth, ip, synack = self._parse_tcp(frame)
+        ts = None
+        if synack.timestamp is not None:
+            ts = ((synack.timestamp[1] + 1) & 0xFFFFFFFF, synack.timestamp[0])
+        tcp = TcpRepr(synack.dst_port, synack.src_port, synack.ack, (synack.seq + 1) & 0xFFFFFFFF, ACK,
+                      self.ACK_WINDOW if synack.wscale is not None else 64240, linux_options(ts=ts))
+        self._send_tcp(eth.src, ip.dst, ip.src, tcp)
+        self.acks += 1
 
 
 class DeafPeer:

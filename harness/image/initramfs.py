@@ -23,7 +23,7 @@ import yaml
 from harness.errors import ImageBuildError
 from harness.paths import cache_dir
 from harness.sysdeps import BOARD_ARCH, BOARD_PACKAGES
-from models.config import SERVICE_IP_TOS_DEFAULTS, ConfigError, FirmwareConfig
+from models.config import SERVICE_IP_TOS_DEFAULTS, SERVICE_KEEPALIVE_DEFAULTS, ConfigError, FirmwareConfig
 
 INITRAMFS_RECIPE_VERSION = 1
 # Printed by /init so the harness can follow the boot; a real firmware prints its own
@@ -291,6 +291,13 @@ def render_init(config: FirmwareConfig) -> str:
     for svc in config.services:
         if not svc.enabled:
             continue
+        if svc.keepalive != SERVICE_KEEPALIVE_DEFAULTS[svc.name]:
+            # busybox httpd always sets SO_KEEPALIVE on what it accepts, dropbear never: no
+            # option of either changes that
+            raise ImageBuildError(f"services.{svc.name}.keepalive: the emulated image's "
+                                  f"{'httpd' if svc.name == 'http' else 'dropbear'} "
+                                  f"{'always' if SERVICE_KEEPALIVE_DEFAULTS[svc.name] else 'never'} sets SO_KEEPALIVE "
+                                  f"on the connections it accepts; it cannot be {str(svc.keepalive).lower()}")
         if svc.name == "ssh":
             # -R: make host keys on first use; -E: log to stderr (kept off the console).
             # dropbear sets IP_TOS 0x48 on its listening sockets; -z: none (it stays 0).

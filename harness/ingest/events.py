@@ -40,6 +40,9 @@ class EventKind(IntEnum):
     TCP_FIN = 4
     TCP_DATA = 5
     TCP_ACK = 6
+    # the board's segment one below what the peer acknowledged (seq snd_una - 1, no data):
+    # tcp_xmit_probe_skb's keepalive probe (tcp_write_wakeup) or zero-window probe
+    TCP_PROBE = 7
     ARP_REQUEST = 8
     ARP_REPLY = 9
     ARP_OTHER = 10

@@ -260,6 +260,7 @@ def frame_events(t: PacketTable, board: FirmwareConfig, time_ns: np.ndarray | No
     sport, dport = _i64(t.sport), _i64(t.dport)
     board_port = np.where(has_ports, np.where(fb, sport, dport), 0)
     peer_port = np.where(has_ports, np.where(fb, dport, sport), 0)
+    kind = _tcp_probes(t, kind, direction, flow_id(flow_class, peer_ip, board_port, peer_port).astype(np.int64))
     stream = stream_key(kind.astype(np.int64), direction.astype(np.int64), flow_class, peer_ip, board_port,
                         peer_port)
 
@@ -268,6 +269,26 @@ def frame_events(t: PacketTable, board: FirmwareConfig, time_ns: np.ndarray | No
     obs = ObservedEvents.build(stream, times, _i64(t.frame), fields)
     return FrameEvents(obs, kind, direction, flow_class, peer_ip, board_port, peer_port, keep,
                        int(len(from_board) - keep.size))
+
+
+def _tcp_probes(t: PacketTable, kind: np.ndarray, direction: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """`kind` with the board's TCP_ACK frames that tcp_xmit_probe_skb sent made TCP_PROBE:
+    no data, and seq one below the peer's latest acknowledgement in the flow (snd_una - 1:
+    keepalive probes from tcp_keepalive_timer -> tcp_write_wakeup, zero-window probes).
+    Every other segment Linux sends carries snd_nxt or a retransmission's seq, never below
+    what the peer acknowledged."""
+    cand = (kind == EventKind.TCP_ACK) & (direction == FROM_BOARD) & (_i64(t.payload_len) == 0)
+    if not cand.any():
+        return kind
+    n = kind.size
+    is_tcp = (_i64(t.layers) & Layer.TCP) != 0
+    flags, seq, ack = _i64(t.tcp_flags), _i64(t.tcp_seq), _i64(t.tcp_ack)
+    fl = np.where(is_tcp, flow, -1)
+    order = np.lexsort((np.arange(n), fl))
+    peer_ack = is_tcp & (direction == TO_BOARD) & ((flags & TCP_ACK) != 0)
+    last = _isn(fl, peer_ack, peer_ack, ack, order)
+    probe = cand & (last >= 0) & (((last - seq) & 0xFFFFFFFF) == 1)
+    return np.where(probe, int(EventKind.TCP_PROBE), kind).astype(kind.dtype)
 
 
 def _fields(t: PacketTable, kind: np.ndarray, direction: np.ndarray, stream: np.ndarray) -> np.ndarray:
@@ -329,8 +350,9 @@ def _ip_id_rel(flow: np.ndarray, sel: np.ndarray, flags: np.ndarray, seq: np.nda
     passive one), which Linux leaves open, so only the count from the first is compared.
     A connection begins at the board's SYN-ACK in the flow, or at a SYN that is not a
     retransmission (same seq) of the SYN just before it; its SYN-ACKs
-    (ip_build_and_send_pkt: ID 0 with DF) and RSTs (the control socket's, or the
-    socket's own) are not socket frames here. -1 where not a socket frame."""
+    (ip_build_and_send_pkt: ID 0 with DF) and the control socket's RSTs (tcp_v4_send_reset,
+    ID 0 with DF) are not socket frames here; a RST with another ID is the socket's own
+    (tcp_send_active_reset -> ip_queue_xmit: its inet_id). -1 where not a socket frame."""
     n = flow.size
     out = np.full(n, -1, np.int64)
     o = order[sel[order]]                  # the board's TCP frames, by flow then capture order
@@ -344,7 +366,7 @@ def _ip_id_rel(flow: np.ndarray, sel: np.ndarray, flags: np.ndarray, seq: np.nda
     resent = np.zeros(o.size, bool)        # a SYN again, same ISN: the same socket's retransmission
     resent[1:] = syn[1:] & ~synack[1:] & syn[:-1] & ~synack[:-1] & (sq[1:] == sq[:-1]) & ~new_flow[1:]
     epoch = np.cumsum(new_flow | synack | (syn & ~resent))
-    socket = ~synack & ((fl & TCP_RST) == 0)
+    socket = ~synack & (((fl & TCP_RST) == 0) | (ip_id[o] != 0))
     first = _first_of_each(epoch, socket)
     base = np.full(int(epoch[-1]) + 1, -1, np.int64)
     base[epoch[first]] = ip_id[o[first]]

@@ -377,9 +377,10 @@ def _check_payload(mi: ModelInputs, bc: BoardConnect, payload: bytes, rel: int, 
 
 def _timer_evidence(obs: Observation, board_ip: int) -> list[tuple[int, tuple]]:
     """The frames the board sends when its own timers fire (broadcast ARP requests; SYNs,
-    SYN-ACKs and data, which retransmit), keyed as models.board.Board.timer_hints wants:
+    SYN-ACKs and data, which retransmit; keepalive probes, whose first timer an accepting
+    daemon starts when it gets to accept()), keyed as models.board.Board.timer_hints wants:
     learnt as `timer_lateness`, adopted by the model only inside each timer's window."""
-    kinds = [EventKind.ARP_REQUEST, EventKind.TCP_SYN, EventKind.TCP_SYNACK, EventKind.TCP_DATA]
+    kinds = [EventKind.ARP_REQUEST, EventKind.TCP_SYN, EventKind.TCP_SYNACK, EventKind.TCP_DATA, EventKind.TCP_PROBE]
     out = []
     sel = np.flatnonzero((obs.frame_dir == FROM_BOARD) & ~obs.frame_probe & np.isin(obs.frame_kind, kinds))
     for i, v in zip(sel.tolist(), obs.views(sel), strict=True):

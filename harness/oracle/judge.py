@@ -50,7 +50,7 @@ from models.wire import ip4
 # reachable_time draw, the DELAY timer's lateness, confirmations by applications it does
 # not play) it predicts as optional probes (models.neighbour).
 KERNEL_FRAME_KINDS = (EventKind.ARP_REQUEST, EventKind.ARP_REPLY, EventKind.TCP_SYNACK, EventKind.TCP_RST,
-                      EventKind.TCP_SYN, EventKind.ICMP_ECHO_REPLY,
+                      EventKind.TCP_SYN, EventKind.ICMP_ECHO_REPLY, EventKind.TCP_PROBE,
                       # the kernel's too, and never seen from a healthy board in the built-ins:
                       # ICMP errors (__icmp_send), other ICMP, other IPv4 protocols, odd ARP
                       EventKind.ICMP_DEST_UNREACH, EventKind.ICMP_OTHER, EventKind.IPV4_OTHER,
@@ -73,6 +73,10 @@ CHECKED_FIELDS = {
     # ip_queue_xmit: inet->tos, DF; the ID is the socket's inet_id, whose first value is
     # get_random_u16() (tcp_v4_connect): compared from the connection's first (ip_id_rel)
     EventKind.TCP_SYN: field_mask("tcp_flags", *_TCP_OPTS, "ip_ttl", "ip_df", "ip_tos", "ip_id_rel", *_ETH),
+    # tcp_xmit_probe_skb -> tcp_transmit_skb: seq snd_una - 1, no data, the socket's TOS,
+    # DF and inet_id (counted from the connection's first frame)
+    EventKind.TCP_PROBE: field_mask("tcp_flags", "payload_len", "tcp_rel_seq", "tcp_rel_ack", "tcp_timestamps",
+                                    "ip_ttl", "ip_df", "ip_tos", "ip_id_rel", *_ETH),
     EventKind.ARP_REPLY: field_mask("arp_op", *_ETH),
     EventKind.ARP_REQUEST: field_mask("arp_op", *_ETH),
     # icmp_reply: the request's whole TOS byte, no DF; the ID is from ip_idents, random
@@ -206,8 +210,15 @@ def predicted_events(obs: Observation, run: ModelRun, mi: ModelInputs, start_ns:
     hi = np.array([win[int(x)].latest if int(x) in win else int(x) for x in t], np.int64)
     frame_anchor = np.array([ANCHOR_ABSOLUTE if int(x) in win else ANCHOR_PREVIOUS_OBSERVED for x in t], np.int64)
     maybe = {p.t for p in run.outputs if p.kind == "frame" and p.detail.get("optional")}
+    check = np.array([CHECKED_FIELDS.get(EventKind(int(k)), 0) for k in fe.kind[idx]], np.int64)
+    # A RST the socket sends itself (tcp_send_active_reset: keepalive give-up, close with
+    # unread data) carries its inet_id, random at its start: compared as a count from the
+    # connection's first frame (ip_id_rel), as its other frames; the control socket's
+    # (ip_id_rel -1) has ID 0.
+    own_rst = (fe.kind[idx] == EventKind.TCP_RST) & (fe.events.fields[idx, FIELD["ip_id_rel"]] >= 0)
+    check[own_rst] = (check[own_rst] & ~field_mask("ip_id")) | field_mask("ip_id_rel")
     parts = {"stream": [fe.events.stream[idx]], "t": [t], "lo": [lo], "hi": [hi], "fields": [fe.events.fields[idx]],
-             "check": [np.array([CHECKED_FIELDS.get(EventKind(int(k)), 0) for k in fe.kind[idx]], np.int64)],
+             "check": [check],
              "tol": [np.full(idx.size, tol.frame_ns)], "anchor": [frame_anchor],
              "optional": [np.array([int(x) in maybe for x in t], bool)]}
     kinds = [EventKind(int(k)).name for k in fe.kind[idx]]
@@ -321,7 +332,8 @@ def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: i
     trial = out_dir / "predicted-trial.pcap"
 
     def attempt(delays: dict[int, int]) -> tuple[Verdict, ModelRun]:
-        run = run_model(obs, mi, start_ns, end_ns, seed=seed, linkwatch_delays=delays)
+        run = run_model(obs, mi, start_ns, end_ns, seed=seed, linkwatch_delays=delays,
+                        accept_latency_ns=tol.app_latency_ns)
         path = out_dir / "predicted.pcap" if not delays else trial
         return judge(obs, mi, run, start_ns, end_ns, scenario, tol, use_qmp, path), run
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from harness.oracle.bounds import BOOT_TO_IFUP_MAX_NS, BOOT_TO_SERVICES_NS, RESET_RESYNC_NS, Learnt
+from harness.oracle.bounds import APP_LATENCY_NS, BOOT_TO_IFUP_MAX_NS, BOOT_TO_SERVICES_NS, RESET_RESYNC_NS, Learnt
 from harness.oracle.inputs import ModelInputs, TimedInput
 from harness.oracle.observe import FrameView, Observation
 from models.errors import ModelError
@@ -73,12 +73,14 @@ _ISN, _PHY, _IFUP, _RESET = "isn", "phy", "ifup", "reset"
 
 
 def run_model(obs: Observation, mi: ModelInputs, start_ns: int, end_ns: int, seed: int = 0,
-              linkwatch_delays: dict[int, int] | None = None) -> ModelRun:
+              linkwatch_delays: dict[int, int] | None = None, accept_latency_ns: int = APP_LATENCY_NS) -> ModelRun:
     """Drive a model board with `mi` from the observed boot to `end_ns`.
 
     Model time 0 is the observed boot; eth0 comes up in the model when it came up on the
     board (boot_to_ifup, learnt), so what the board learnt before the scenario (ARP
-    entries from the harness's own SSH login) the model learns too."""
+    entries from the harness's own SSH login) the model learns too. `accept_latency_ns`:
+    how long a daemon may take to accept() a connection (the app-latency bound), which
+    delays the keepalive timer it starts there (models.board.Board.accept_latency)."""
     from models.board import Board, BootTiming
     from models.clock import Window
 
@@ -90,7 +92,8 @@ def run_model(obs: Observation, mi: ModelInputs, start_ns: int, end_ns: int, see
     # boot_to_ifup), or at the bound's end if the board never showed it.
     model = Board(cfg, seed=seed, boot=BootTiming(Window(mi.to_ifup_ns, mi.to_ifup_ns), services),
                   reboot=BootTiming(Window(BOOT_TO_IFUP_MAX_NS, BOOT_TO_IFUP_MAX_NS), services), phy_phase=0,
-                  describe_frames=False, linkwatch_delays=linkwatch_delays, judging=True)
+                  describe_frames=False, linkwatch_delays=linkwatch_delays, judging=True,
+                  accept_latency=accept_latency_ns)
     run = ModelRun(linkwatch_delays=dict(linkwatch_delays or {}))
     queue: list[tuple[int, int, str, object]] = [(ti.t, ti.order, "input", ti) for ti in mi.inputs]
     queue += [(t, 3, _ISN, raw) for t, raw in mi.isn_frames]

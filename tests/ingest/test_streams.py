@@ -220,3 +220,43 @@ def test_a_differing_tos_is_a_field_mismatch_named_ip_tos(tmp_path):
     rows = compare(pred, observed, field_names=STREAM_FIELDS).rows()
     assert [(r["kind"], r["field"], r["pred_value"], r["obs_value"]) for r in rows] == [
         ("FIELD_MISMATCH", "ip_tos", 0x00, 0x10)]
+
+
+def _board_seg(flags: int, seq: int, ack: int, ip_id: int, payload: bytes = b"") -> bytes:
+    return w.ether(PMAC, BMAC, ETHERTYPE_IPV4, w.ipv4(BIP, PIP, IPPROTO_TCP,
+                                                      w.tcp(80, 40000, seq % 2**32, ack % 2**32, flags, 501, b"",
+                                                            payload), ip_id=ip_id))
+
+
+def _peer_seg(flags: int, seq: int, ack: int) -> bytes:
+    return w.ether(BMAC, PMAC, ETHERTYPE_IPV4, w.ipv4(PIP, BIP, IPPROTO_TCP,
+                                                      w.tcp(40000, 80, seq % 2**32, ack % 2**32, flags, 501)))
+
+
+def keepalive_events(tmp_path):
+    """An accepted connection the peer leaves idle: two keepalive probes, then the
+    socket's own RST (tcp_send_active_reset, its inet_id), a control-socket RST (ID 0)."""
+    frames = [
+        _peer_seg(0x002, ISN_PEER, 0),
+        _board_seg(0x012, ISN_BOARD, ISN_PEER + 1, 0),
+        _peer_seg(0x010, ISN_PEER + 1, ISN_BOARD + 1),
+        _board_seg(0x010, ISN_BOARD, ISN_PEER + 1, 5000),          # probe: snd_una - 1
+        _board_seg(0x010, ISN_BOARD, ISN_PEER + 1, 5001),          # probe
+        _board_seg(0x014, ISN_BOARD + 1, ISN_PEER + 1, 5002),      # the socket's RST
+        _board_seg(0x010, ISN_BOARD + 1, ISN_PEER + 1, 5003),      # a pure ACK at snd_nxt
+        _board_seg(0x004, ISN_BOARD + 1, 0, 0),                    # the control socket's RST
+    ]
+    path = w.write_pcap(tmp_path / "k.pcap", [(1_000_000_000 + i * 1_000_000, f) for i, f in enumerate(frames)],
+                        nanosecond=True)
+    return frame_events(read_pcap(path), BOARD)
+
+
+def test_a_segment_below_the_peers_ack_is_a_tcp_probe(tmp_path):
+    ev = keepalive_events(tmp_path)
+    assert [EventKind(k).name for k in ev.kind] == [
+        "TCP_SYN", "TCP_SYNACK", "TCP_ACK", "TCP_PROBE", "TCP_PROBE", "TCP_RST", "TCP_ACK", "TCP_RST"]
+
+
+def test_the_sockets_own_rst_counts_its_ip_id_and_the_control_sockets_does_not(tmp_path):
+    ev = keepalive_events(tmp_path)
+    assert ev.events.fields[:, FIELD["ip_id_rel"]].tolist() == [-1, -1, -1, 0, 1, 2, 3, -1]

@@ -519,3 +519,49 @@ def test_ack_with_wrong_number_in_syn_recv_gets_rst():
     (rst,) = pair.b.tcp_v4_rcv(ms(1), A_ADDR, B_ADDR, bad, b"")
     assert rst.tcp.flags == RST and rst.tcp.seq == bad.ack
     assert pair.b.listeners[22].listener.accept_queue == []
+
+
+SHORT_KEEPALIVE = TcpParams(keepalive_time=sec(2), keepalive_intvl=sec(2), keepalive_probes=2)
+
+
+def keepalive_listener_pair() -> tuple[TcpPair, int, int]:
+    """b listens with SO_KEEPALIVE (a daemon that sets it on what it accepts, as busybox
+    httpd does, played on the listener) and accepts a's connection; keepalive 2 s, 2 s, 2."""
+    pair = TcpPair(ms(5), params_b=SHORT_KEEPALIVE)
+    lfd = pair.b.socket()
+    pair.b.bind(lfd, 0, 80)
+    pair.b.listen(lfd, 9)
+    pair.b.setsockopt(0, lfd, "SO_KEEPALIVE", True)
+    cfd = pair.a.socket()
+    pair.put("a", pair.a.connect(0, cfd, B_ADDR, 80))
+    pair.run_until(ms(50))
+    return pair, cfd, pair.b.accept(lfd)
+
+
+def test_accepted_socket_of_a_keepalive_listener_probes_an_idle_peer_then_resets():
+    # tcp_create_openreq_child arms the child's keepalive timer (SOCK_KEEPOPEN came with
+    # sk_clone_lock); tcp_keepalive_timer: a probe every intvl once idle keepalive_time,
+    # tcp_send_active_reset after keepalive_probes unanswered ones
+    pair, _, afd = keepalive_listener_pair()
+    born = pair.b.sock(afd).transitions[-1][0]
+    pair.silent.add("a")
+    pair.run_until(sec(10))
+    probes = pair.sent("b", "keepalive-probe")
+    assert [t - born for t, _ in probes] == [sec(2), sec(4)]
+    assert all(not seg.optional and seg.payload == b"" for _, seg in probes)
+    (t, rst), = pair.sent("b", "keepalive-reset")
+    assert t - born == sec(6) and rst.tcp.flags == RST | ACK and not rst.optional
+    assert pair.b.sock(afd).error == "ETIMEDOUT"
+
+
+def test_keepalive_of_an_accepted_socket_whose_peer_closed_is_optional():
+    # in CLOSE_WAIT the daemon that accepted the socket (not played) may have closed it
+    # on the EOF, taking the socket and its keepalive timer with it
+    pair, cfd, afd = keepalive_listener_pair()
+    pair.put("a", pair.a.close(ms(100), cfd))
+    pair.run_until(ms(200))
+    assert pair.b.sock(afd).state is TcpState.CLOSE_WAIT
+    pair.silent.add("a")
+    pair.run_until(sec(10))
+    sent = pair.sent("b", "keepalive-probe") + pair.sent("b", "keepalive-reset")
+    assert len(sent) == 3 and all(seg.optional for _, seg in sent)
