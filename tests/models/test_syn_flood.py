@@ -12,7 +12,7 @@ from models.board import Board
 from models.clock import ms, sec
 from models.config import DEFAULT_CONFIG, SERVICE_LISTEN_BACKLOG, FirmwareConfig
 from models.socket import SYN_FLOOD_LINE, SocketLayer
-from models.tcp import TcpParams, cookie_init_timestamp
+from models.tcp import TcpParams, TcpSock, TcpState, cookie_init_timestamp
 from models.wire import ACK, RST, SYN, TcpRepr, linux_options
 
 LINUX_SYN_OPTS = linux_options(mss=1460, ts=(777, 0), sack_perm=True, wscale=7)
@@ -148,3 +148,14 @@ def test_an_ack_that_is_not_the_cookie_or_comes_a_minute_late_is_reset():
         ((cookie,),) = flood(layer, 1, first_sport=41000)
         (rst,) = layer.tcp_v4_rcv(at, A_ADDR, B_ADDR, cookie_ack(cookie, 41000, delta), b"")
         assert rst.tcp.flags & RST and not layer.listeners[80].listener.accept_queue
+
+
+def test_a_peer_the_tcp_metrics_know_may_fill_the_last_quarter():
+    # tcp_peer_is_proven: tcp_update_metrics stored an RTT when a connection to it with an
+    # RTT sample entered TIME_WAIT (tcp_time_wait)
+    layer = listener(1000, syncookies=0, max_syn_backlog=16)
+    earlier = TcpSock(TcpParams(), random.Random(2), (B_ADDR, 80), (A_ADDR, 39999))
+    earlier.srtt_us = 8000
+    earlier.set_state(0, TcpState.TIME_WAIT)
+    layer.closed_socks.append(earlier)
+    assert all(len(o) == 1 for o in flood(layer, 16))
