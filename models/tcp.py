@@ -909,8 +909,9 @@ class TcpSock:
             self.set_state(now, TcpState.FIN_WAIT2)
             self.sk_dst_confirm()   # tcp_rcv_state_process, TCP_FIN_WAIT1
             if self.orphan:
-                # tcp_rcv_state_process: an orphan waits tcp_fin_timeout in FIN_WAIT2
-                self.timers[TimerKind.FIN_WAIT2] = now + self.params.fin_timeout
+                # tcp_rcv_state_process: an orphan waits tcp_fin_time in FIN_WAIT2 (as itself
+                # on the keepalive timer, then as a FIN_WAIT2 timewait sock: tcp_time_wait)
+                self.timers[TimerKind.FIN_WAIT2] = now + self._fin_time()
         elif st is TcpState.CLOSING and self._fin_acked():
             self._enter_time_wait(now)
             return self._flush()
@@ -1316,7 +1317,7 @@ class TcpSock:
             return self._flush()
         self._shutdown_wr(now)
         if self.state is TcpState.FIN_WAIT2:
-            self.timers[TimerKind.FIN_WAIT2] = now + self.params.fin_timeout
+            self.timers[TimerKind.FIN_WAIT2] = now + self._fin_time()   # tcp_close
         return self._flush()
 
     def shutdown(self, now: int, how: str) -> list[OutSegment]:
@@ -1326,6 +1327,12 @@ class TcpSock:
         if how in ("SHUT_WR", "SHUT_RDWR"):
             self._shutdown_wr(now)
         return self._flush()
+
+    def _fin_time(self) -> int:
+        """tcp_fin_time(): how long an orphan stays in FIN_WAIT2: tcp_fin_timeout, but never
+        less than 3.5 RTOs ((rto << 2) - (rto >> 1), in jiffies)."""
+        rto = self.rto // JIFFY
+        return max(self.params.fin_timeout, ((rto << 2) - (rto >> 1)) * JIFFY)
 
     def _shutdown_wr(self, now: int) -> None:
         """tcp_close_state() + tcp_send_fin()."""

@@ -565,3 +565,22 @@ def test_keepalive_of_an_accepted_socket_whose_peer_closed_is_optional():
     pair.run_until(sec(10))
     sent = pair.sent("b", "keepalive-probe") + pair.sent("b", "keepalive-reset")
     assert len(sent) == 3 and all(seg.optional for _, seg in sent)
+
+
+def test_orphan_in_fin_wait2_waits_tcp_fin_timeout_but_at_least_three_and_a_half_rtos():
+    # tcp_close -> tcp_time_wait(sk, TCP_FIN_WAIT2, tcp_fin_time(sk)): tcp_fin_time takes
+    # the larger of tcp_fin_timeout and (rto << 2) - (rto >> 1) jiffies
+    for fin_timeout, want in ((sec(5), sec(5)), (0, ms(740))):
+        pair, lfd = listening_pair(params_a=TcpParams(fin_timeout=fin_timeout))
+        cfd = pair.a.socket()
+        pair.put("a", pair.a.connect(0, cfd, B_ADDR, 22))
+        pair.run_until(ms(50))
+        sk = pair.a.sock(cfd)
+        assert sk.rto == ms(210)   # the handshake's 10 ms RTT + TCP_RTO_MIN: 21 jiffies, 3.5 x is 74
+        pair.put("a", pair.a.close(ms(100), cfd))
+        pair.run_until(ms(200))
+        (t2, _, _), = [x for x in sk.transitions if x[2] is TcpState.FIN_WAIT2]
+        pair.run_until(t2 + want - 1)
+        assert sk.state is TcpState.FIN_WAIT2
+        pair.run_until(t2 + want)
+        assert sk.state is TcpState.CLOSED
