@@ -616,9 +616,12 @@ class Board:
         change = self.phydev.state_machine()
         if change is None:
             return
-        # the poll's phase is unknown: the line falls within one poll period of the cause
+        # The poll's phase is unknown: the line falls within one poll period of the cause.
+        # phy_state_machine re-queues itself with phy_queue_state_machine(PHY_STATE_TIME):
+        # mod_delayed_work's timer is 100 jiffies ahead, on the timer wheel's level 1, so
+        # it fires up to a granule late (timer_wheel_slack): polls come 1 s to 1.09 s apart.
         cause = self.link_change_at if self.link_change_at is not None else now
-        window = Window(cause, cause + PHY_STATE_TIME)
+        window = Window(cause, cause + PHY_STATE_TIME + timer_wheel_slack(PHY_STATE_TIME))
         if change:
             self.mac.carrier_on(now)
             self.carrier_on_at = now
