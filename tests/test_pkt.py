@@ -300,3 +300,13 @@ def test_fds_are_the_lowest_free_as_the_kernel_hands_them_out():
         "+0 close(9) = -1 EBADF (Bad file descriptor)\n"
     r = run_text(text)
     assert r.passed, r.failure.describe("t.pkt")
+
+
+def test_connect_only_options_on_a_listener_are_not_modelled():
+    r = run_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 setsockopt(3, IPPROTO_TCP, TCP_MAXSEG, [1000], 4) = 0\n"
+                 "+0 bind(3, ..., ...) = 0\n+0 listen(3, 1) = 0\n")
+    assert r.failure.line == 4 and "not modelled" in r.failure.message
+    r = run_text(PASSIVE + "+0 setsockopt(4, SOL_SOCKET, SO_RCVBUF, [4096], 4) = 0\n")
+    assert r.failure.line == 8 and "not modelled" in r.failure.message
+    r = run_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 setsockopt(3, IPPROTO_TCP, TCP_MAXSEG, [10], 4) = 0\n")
+    assert r.failure.line == 2 and r.failure.actual == "= -1 EINVAL"
