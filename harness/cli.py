@@ -205,13 +205,14 @@ def cmd_image_build(args) -> int:
             fetch_board_debs(log=progress.note, refresh=True)
         progress.status("building the emulated image (or taking it from the cache)", restart=True)
         image = build_image(config, log=progress.note)
-    info = {"kernel": str(image.kernel.zimage), "kernel_recipe": image.kernel.recipe_hash,
+    info = {"kernel": str(image.kernel.zimage), "boots": str(image.kernel.uimage), "kernel_recipe": image.kernel.recipe_hash,
             "dtbs": {m: str(image.kernel.dtb(m)) for m in ("ast2500-evb", "romulus-bmc")},
             "initramfs": str(image.initramfs), "seconds": round(time.monotonic() - start, 3)}
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         print(f"kernel    : {info['kernel']}  (recipe {info['kernel_recipe']})")
+        print(f"boots     : {info['boots']}  (the same kernel, uncompressed, as a uImage)")
         for machine, dtb in info["dtbs"].items():
             print(f"dtb       : {dtb}  ({machine})")
         print(f"initramfs : {info['initramfs']}")

@@ -144,7 +144,7 @@ class QemuBoard(Board):
         args = [
             QEMU_BINARY, "-M", self.machine, "-m", str(self.memory_mb),
             "-display", "none", "-monitor", "none", "-S",
-            "-kernel", str(img.kernel.zimage), "-dtb", str(img.kernel.dtb(self.machine)),
+            "-kernel", str(img.kernel.uimage), "-dtb", str(img.kernel.dtb(self.machine)),
             "-initrd", str(img.initramfs),
             "-append", " ".join(filter(None, ["console=ttyS4,115200 rdinit=/init printk.time=1",
                                               self.kernel_args])),

@@ -44,6 +44,22 @@ class Kernel:
     def config(self) -> Path:
         return self.directory / "config"
 
+    @property
+    def uimage(self) -> Path:
+        """What the emulated board boots: the same kernel, uncompressed, as a U-Boot legacy
+        image (derived from the zImage once, kept beside it). See `boot_uimage`."""
+        path = self.directory / "uImage"
+        if not path.exists():
+            try:
+                zimage = self.zimage.read_bytes()
+            except OSError as exc:
+                raise ImageBuildError(f"{self.zimage}: cannot read the kernel ({exc.strerror}); "
+                                      f"`bmc-hil image build` builds it") from exc
+            tmp = path.with_name(f".uImage.{os.getpid()}")
+            tmp.write_bytes(boot_uimage(zimage, str(self.zimage)))
+            os.replace(tmp, path)   # atomic: another process may be deriving it too
+        return path
+
     def dtb(self, machine: str) -> Path:
         if machine not in DTBS:
             raise KeyError(f"no device tree for machine {machine!r}; known: {', '.join(DTBS)}")
@@ -55,6 +71,51 @@ class Kernel:
             if line.startswith(name + "="):
                 return line.split("=", 1)[1].strip('"')
         return None
+
+
+# The AST2500's SDRAM starts at 0x80000000 (aspeed-g5.dtsi memory@80000000) and an ARM
+# kernel Image runs TEXT_OFFSET (0x8000, arch/arm/Makefile textofs-y) above it.
+AST2500_RAM_BASE = 0x8000_0000
+ARM_TEXT_OFFSET = 0x8000
+IH_MAGIC, IH_OS_LINUX, IH_ARCH_ARM, IH_TYPE_KERNEL, IH_COMP_NONE = 0x27051956, 5, 2, 2, 0
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def boot_uimage(zimage: bytes, source: str = "zImage") -> bytes:
+    """The kernel Image out of a zImage, as a U-Boot legacy uImage that QEMU's loader puts
+    at its load address and enters with the Linux boot protocol (r2: the device tree), as
+    U-Boot does on a real BMC. It is the same kernel: under TCG the zImage's own xz
+    decompressor takes seconds of every boot, which QEMU's loader does not.
+
+    arch/arm/boot/compressed/Makefile builds piggy_data as the Image compressed with xz
+    (CONFIG_KERNEL_XZ: cmd_xzkern) followed by its size (size_append: 4 bytes, little
+    endian); the stream whose decompressed length is that size is the Image."""
+    import lzma
+    import struct
+    import zlib
+
+    at = zimage.find(XZ_MAGIC)
+    while at >= 0:
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        try:
+            image = d.decompress(zimage[at:])
+        except lzma.LZMAError:
+            image = b""
+        end = len(zimage) - len(d.unused_data)
+        if image and d.eof and zimage[end:end + 4] == struct.pack("<I", len(image)):
+            break
+        at = zimage.find(XZ_MAGIC, at + 1)
+    else:
+        raise ImageBuildError(f"{source}: no xz-compressed kernel Image followed by its size in it "
+                              f"(expected CONFIG_KERNEL_XZ's piggy_data)")
+    load = AST2500_RAM_BASE + ARM_TEXT_OFFSET
+    name = b"Linux (bmc-hil)".ljust(32, b"\0")
+
+    def header(hcrc: int) -> bytes:
+        return struct.pack(">7I4B32s", IH_MAGIC, hcrc, 0, len(image), load, load, zlib.crc32(image),
+                           IH_OS_LINUX, IH_ARCH_ARM, IH_TYPE_KERNEL, IH_COMP_NONE, name)
+
+    return header(zlib.crc32(header(0))) + image
 
 
 def source_version() -> str:

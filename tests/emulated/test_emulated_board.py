@@ -166,15 +166,18 @@ def test_close_leaves_no_qemu_behind(emulated_image, tmp_path):
 
 def test_qemu_failing_to_start_is_a_clear_error_and_leaves_nothing(emulated_image, tmp_path):
     import dataclasses
+    import shutil
 
     from harness.image.kernel import Kernel
 
-    broken = dataclasses.replace(emulated_image, kernel=Kernel(tmp_path / "nokernel", "x"))
-    (tmp_path / "nokernel").mkdir()
+    # a kernel without its device trees: QEMU itself refuses to start
+    (tmp_path / "nodtb").mkdir()
+    shutil.copy(emulated_image.kernel.zimage, tmp_path / "nodtb" / "zImage")
+    broken = dataclasses.replace(emulated_image, kernel=Kernel(tmp_path / "nodtb", "x"))
     board = QemuBoard(broken, tmp_path / "board")
     with pytest.raises(QemuError) as info:
         board.power_on()
-    assert "exited" in str(info.value) and "zImage" in str(info.value)
+    assert "exited" in str(info.value) and "aspeed-ast2500-evb.dtb" in str(info.value)
     assert board.pid is None
     board.close()
 

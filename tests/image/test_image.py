@@ -42,6 +42,37 @@ def test_kernel_is_aspeed_g5_defconfig_with_the_drivers_the_board_needs(emulated
     assert k.dtb("ast2500-evb").exists() and k.dtb("romulus-bmc").exists()
 
 
+def test_the_board_boots_the_zimages_own_image_as_a_uimage_at_the_ast2500s_text_address(emulated_image):
+    """The uImage's payload is the xz stream of the zImage's piggy_data that decompresses
+    to the size size_append wrote after it; the header is U-Boot's, its CRCs hold."""
+    import lzma
+    import struct
+    import zlib
+
+    k = emulated_image.kernel
+    data = k.uimage.read_bytes()
+    magic, hcrc, _, size, load, entry, dcrc, os_, arch, kind, comp = struct.unpack(">7I4B", data[:32])
+    assert (magic, os_, arch, kind, comp) == (0x27051956, 5, 2, 2, 0)
+    assert load == entry == 0x8000_8000 and size == len(data) - 64
+    assert hcrc == zlib.crc32(data[:4] + bytes(4) + data[8:64]) and dcrc == zlib.crc32(data[64:])
+    zimage = k.zimage.read_bytes()
+    pos = zimage.rindex(struct.pack("<I", size))                 # size_append's word
+    assert zimage[pos - 2:pos] == b"YZ"                          # right after an xz stream's footer
+    start = zimage.rindex(b"\xfd7zXZ\x00", 0, pos)
+    assert lzma.decompress(zimage[start:pos], format=lzma.FORMAT_XZ) == data[64:]
+    assert size > 2 * len(zimage)                                # the Image, uncompressed
+
+
+def test_a_zimage_without_an_xz_kernel_or_none_at_all_is_named(tmp_path):
+    from harness.errors import ImageBuildError
+    from harness.image.kernel import Kernel, boot_uimage
+
+    with pytest.raises(ImageBuildError, match=r"kernel-x/zImage: no xz-compressed kernel Image"):
+        boot_uimage(b"\0" * 4096 + b"\xfd7zXZ\x00 not xz at all", "kernel-x/zImage")
+    with pytest.raises(ImageBuildError, match=r"nokernel/zImage: cannot read the kernel"):
+        _ = Kernel(tmp_path / "nokernel", "x").uimage
+
+
 def test_initramfs_holds_init_busybox_dropbear_and_the_harness_key(emulated_image):
     data = gzip.decompress(emulated_image.initramfs.read_bytes())
     names = subprocess.run(["cpio", "-t", "--quiet"], input=data, capture_output=True, check=True).stdout.decode().split()
