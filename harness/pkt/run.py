@@ -10,8 +10,8 @@ The matching rules, as packetdrill has them:
   script's flags, start:end(len), `ack` and `win` when given, and its options in order
   (none when the script gives none, anything for `<...>`). Outbound TS val is mapped to
   the script's (the first one fixes the offset, and inbound `ecr` is translated with it);
-  later ones are checked only for monotony and the 1 ms TS clock; `ecr` must echo the
-  remote's last TS val.
+  later ones are checked only for monotony and the 1 ms TS clock; `ecr` must be what the
+  script wrote (the remote's TS values are the script's own).
 - A segment the target sends that no script line expects is a failure (packetdrill's
   "unexpected packet"), as is a syscall whose result or errno differs.
 Every failure names the script line, what it expected and what came.
@@ -93,7 +93,6 @@ class _State:
     queue: list[Sent] = field(default_factory=list)
     ts_offset: int | None = None                 # actual TS val - script TS val
     last_ts: tuple[int, int] | None = None       # (actual TS val, sent at ns) of the last outbound
-    remote_tsval: int | None = None              # the remote's last TS val
 
 
 def _fmt_time(ns: int) -> str:
@@ -161,7 +160,6 @@ def _inbound(st: _State, ev: Event, seg: Segment, at_ns: int) -> None:
         for kind, value in seg.options:
             if kind == TCPOPT_TIMESTAMP:
                 val, ecr = value
-                st.remote_tsval = val
                 if ecr and st.ts_offset is not None:
                     ecr = (ecr + st.ts_offset) % MOD32
                 value = (val, ecr)
