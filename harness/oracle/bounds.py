@@ -52,7 +52,8 @@ LEARNT: dict[str, LearntSpec] = {s.name: s for s in (
                "the neighbour table) runs at most once a second (linkwatch_schedule_work, linkwatch_nextevent)",
                "0 to 1 s after the carrier loss, and accepted only if the board then matches the model completely"),
     LearntSpec("app_latency", "when a program on the board gets to connect() or write() after the harness "
-               "asked is up to the shell and the scheduler, not the network stack",
+               "asked, or a daemon gets to accept() a connection (httpd's SO_KEEPALIVE, and so its first "
+               "keepalive timer, starts there), is up to the shell and the scheduler, not the network stack",
                "0 to the board's app_latency (board file; emulated default measured by bench/latency.py); "
                "for `reboot`, plus shutdown_latency"),
     LearntSpec("first_rtt", "the board's first RTT sample is taken on its own clock "
