@@ -37,6 +37,7 @@ from .inputs import (
     PowerCycle,
     Reboot,
     Send,
+    Shutdown,
     TxStall,
     WatchdogDaemonStart,
     WatchdogSignal,
@@ -368,14 +369,14 @@ class Board:
             self.resync_reset(now)
         elif isinstance(ev, TxStall):
             self.mac.tx_dma_enabled = False
-        elif isinstance(ev, (Connect, Send, Close)):
+        elif isinstance(ev, (Connect, Send, Shutdown, Close)):
             self._app(now, ev)
         else:
             raise ModelUsageError(f"unknown input {ev!r} at {now} ns")
         self._retime(now, 0)
         return self._flush()
 
-    def _app(self, now: int, ev: Connect | Send | Close) -> None:
+    def _app(self, now: int, ev: Connect | Send | Shutdown | Close) -> None:
         if isinstance(ev, Connect):
             if not self.up:
                 raise ModelUsageError(f"connect at {now} ns: the board is not up")
@@ -391,8 +392,10 @@ class Board:
         fd = self.fds[ev.fd]
         if isinstance(ev, Send):
             self._tcp_out(now, self.sockets.send(now, fd, ev.data))
+        elif isinstance(ev, Shutdown):
+            self._tcp_out(now, self.sockets.shutdown(now, fd, "SHUT_WR"))
         else:
-            self._tcp_out(now, self.sockets.close(now, fd))
+            self._tcp_out(now, self.sockets.close(now, fd, ev.late_ns))
             del self.fds[ev.fd]
 
     def _rx(self, now: int, frame: bytes) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from .errors import ModelUsageError
 
 __all__ = ["BoardInput", "FrameArrived", "LinkChanged", "WatchdogDaemonStart", "WatchdogSignal", "Reboot",
-           "PowerCycle", "TxStall", "Connect", "Send", "Close", "parse_input"]
+           "PowerCycle", "TxStall", "Connect", "Send", "Shutdown", "Close", "parse_input"]
 
 
 class BoardInput:
@@ -94,10 +94,19 @@ class Send(BoardInput):
 
 
 @dataclass(frozen=True, slots=True)
-class Close(BoardInput):
-    """An application closes socket `fd`."""
+class Shutdown(BoardInput):
+    """An application calls shutdown(SHUT_WR) on socket `fd` (busybox nc at its stdin's EOF)."""
 
     fd: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close(BoardInput):
+    """An application closes socket `fd` (or exits); `late_ns`: it may have come up to that
+    much later (a program's exit shows nothing on the wire, so its time is only bounded)."""
+
+    fd: str
+    late_ns: int = 0
 
 
 def parse_input(event: dict[str, Any]) -> BoardInput:
@@ -126,8 +135,10 @@ def parse_input(event: dict[str, Any]) -> BoardInput:
         if kind == "send":
             data = event.get("data", "")
             return Send(str(event["fd"]), data.encode() if isinstance(data, str) else bytes(data))
+        if kind == "shutdown":
+            return Shutdown(str(event["fd"]))
         if kind == "close":
-            return Close(str(event["fd"]))
+            return Close(str(event["fd"]), int(event.get("late_ns") or 0))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelUsageError(f"input {kind!r}: {type(exc).__name__}: {exc}") from exc
     raise ModelUsageError(f"unknown input kind {kind!r}")

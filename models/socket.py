@@ -274,8 +274,9 @@ class SocketLayer:
     def shutdown(self, now: int, fd: int, how: str) -> list[OutSegment]:
         return self.sock(fd).shutdown(now, how)
 
-    def close(self, now: int, fd: int) -> list[OutSegment]:
-        """close(): a listener drops its half-open and unaccepted children (with RST)."""
+    def close(self, now: int, fd: int, late_ns: int = 0) -> list[OutSegment]:
+        """close(): a listener drops its half-open and unaccepted children (with RST);
+        `late_ns` as TcpSock.close."""
         s = self._get(fd)
         del self._fds[fd]
         out: list[OutSegment] = []
@@ -285,7 +286,7 @@ class SocketLayer:
                 out += child.close(now)   # unaccepted children: inet_csk_listen_stop
             return out
         if s.sk is not None:
-            out += s.sk.close(now)
+            out += s.sk.close(now, late_ns)
         return out
 
     # -- input: tcp_v4_rcv ---------------------------------------------------------------

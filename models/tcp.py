@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 from .clock import HZ, JIFFY, NSEC_PER_MSEC, Window, jiffies, sec
 from .config import SYSCTL_DEFAULTS, rmem_triple
-from .errors import ModelUsageError, SocketError
+from .errors import ModelError, ModelUsageError, SocketError
 from .ipv4 import InetTx
 from .wire.icmp import ICMP_HOST_UNREACH, ICMP_NET_UNREACH
 from .wire.ipv4 import INET_ECN_MASK
@@ -53,6 +53,8 @@ TCP_DELACK_MAX = jiffies(HZ // 5)
 TCP_DELACK_MIN = jiffies(HZ // 25)
 TCP_ATO_MIN = jiffies(HZ // 25)
 TCP_TIMEWAIT_LEN = jiffies(60 * HZ)
+# tcp_sk_init: net->ipv4.sysctl_tcp_invalid_ratelimit = HZ/2
+TCP_INVALID_RATELIMIT = jiffies(HZ // 2)
 TCP_RESOURCE_PROBE_INTERVAL = jiffies(HZ // 2)
 TCP_MAX_QUICKACKS = 16
 TCP_MSS_DEFAULT = 536
@@ -321,6 +323,13 @@ def cookie_init_timestamp(ts_now: int, snd_wscale: int | None, sack_ok: bool, ec
     return ts
 
 
+class FinWait2Unsure(ModelError):
+    """A segment reached a FIN_WAIT2 orphan when, for all the model knows, it may or may
+    not still be there (tcp_close came at an unobserved time within the application's
+    latency): its answer (an ACK, or tcp_v4_send_reset's RST) cannot be told, so the
+    model cannot judge the board from here."""
+
+
 class TcpSock:
     """A TCP connection's state (struct tcp_sock) and its state machine."""
 
@@ -346,6 +355,14 @@ class TcpSock:
         self.reuseaddr = False
         self.orphan = False           # close() was called: no process owns it (SOCK_DEAD)
         self.shut_wr = False
+        # tcp_time_wait(TCP_FIN_WAIT2): a timewait sock now (tw_substate), with the window it
+        # froze (tw_rcv_wnd); fw2_unsure: when the FIN_WAIT2 orphan changes (becomes a
+        # timewait sock, dies), as far as the model knows (its close came up to the
+        # application's latency after it was asked), as (earliest, latest) windows
+        self.timewait_sock = False
+        self.tw_rcv_wnd = 0
+        self.tw_last_oow_ack: int | None = None
+        self.fw2_unsure: list[tuple[int, int]] = []
         # send side
         self.iss = 0
         self.snd_una = 0
@@ -526,9 +543,10 @@ class TcpSock:
         sending one clears a pending delayed ACK (tcp_event_ack_sent)."""
         if ack:
             flags |= ACK
+        rwin = self.tw_rcv_wnd >> self.rcv_wscale if self.timewait_sock else self._select_window()
         tcp = TcpRepr(self.local[1], self.remote[1], seq, self.rcv_nxt if flags & ACK else 0, flags,
-                      self._select_window(), self._options(now))
-        if self.state is TcpState.TIME_WAIT:
+                      rwin, self._options(now))
+        if self.state is TcpState.TIME_WAIT or self.timewait_sock:
             # tcp_v4_timewait_ack -> tcp_v4_send_ack on the control socket (ipv4_tcp_sk,
             # IP_PMTUDISC_DO, no destination): DF, ID 0, TOS tw_tos less ECN
             # (ip_send_unicast_reply)
@@ -871,6 +889,13 @@ class TcpSock:
             return self._flush()
         if self.state in (TcpState.CLOSED, TcpState.LISTEN):
             raise ModelUsageError(f"segment delivered to a {self.state.value} socket")
+        unsure = [w for w in self.fw2_unsure if w[0] <= now <= w[1]]
+        if unsure and self.state is TcpState.FIN_WAIT2:
+            raise FinWait2Unsure(f"{self.name}: a segment at {now} ns, when the FIN_WAIT2 orphan changes (a "
+                                 f"timewait sock, or gone) somewhere in {unsure[0][0]}..{unsure[0][1]} ns")
+        if self.state is TcpState.FIN_WAIT2 and self.timewait_sock:
+            self._rcv_fin_wait2_timewait(now, seg, payload)
+            return self._flush()
         if self.state is TcpState.TIME_WAIT:
             self._rcv_timewait(now, seg, payload)
             return self._flush()
@@ -909,9 +934,17 @@ class TcpSock:
             self.set_state(now, TcpState.FIN_WAIT2)
             self.sk_dst_confirm()   # tcp_rcv_state_process, TCP_FIN_WAIT1
             if self.orphan:
-                # tcp_rcv_state_process: an orphan waits tcp_fin_time in FIN_WAIT2 (as itself
-                # on the keepalive timer, then as a FIN_WAIT2 timewait sock: tcp_time_wait)
-                self.timers[TimerKind.FIN_WAIT2] = now + self._fin_time()
+                # tcp_rcv_state_process: an orphan waits tcp_fin_time in FIN_WAIT2: longer than
+                # TCP_TIMEWAIT_LEN as itself on the keepalive timer first; with the FIN in this
+                # segment as itself (tcp_fin takes it to TIME_WAIT); else as a FIN_WAIT2
+                # timewait sock (tcp_time_wait)
+                tmo = self._fin_time()
+                if tmo > TCP_TIMEWAIT_LEN:
+                    self.timers[TimerKind.FIN_WAIT2] = now + tmo - TCP_TIMEWAIT_LEN
+                elif seg.flags & FIN:
+                    self.timers[TimerKind.FIN_WAIT2] = now + tmo
+                else:
+                    self._fin_wait2_timewait(now, tmo)
         elif st is TcpState.CLOSING and self._fin_acked():
             self._enter_time_wait(now)
             return self._flush()
@@ -1103,6 +1136,56 @@ class TcpSock:
             self.timers[TimerKind.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
         self.send_ack(now, "timewait-ack")
 
+    def _rcv_fin_wait2_timewait(self, now: int, seg: TcpRepr, payload: bytes) -> None:
+        """tcp_timewait_state_process() for a timewait sock in TCP_FIN_WAIT2 (an orphan
+        tcp_close turned into one): the peer's FIN makes it a true TIME_WAIT for
+        TCP_TIMEWAIT_LEN and is acknowledged (TCP_TW_ACK -> tcp_v4_timewait_ack); new
+        data or a SYN is reset (TCP_TW_RST -> tcp_v4_send_reset, and the sock is gone)."""
+        seg_len = len(payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
+        end_seq = (seg.seq + seg_len) % MOD32
+        tsval = seg.timestamp[0] if self.ts_ok and seg.timestamp else None
+        # tcp_paws_reject (the timestamps are recent here: a RST is no exception) and
+        # tcp_in_window against tw_rcv_nxt .. tw_rcv_nxt + tw_rcv_wnd
+        paws_reject = tsval is not None and seq_lt(tsval, self.ts_recent)
+        wnd_end = (self.rcv_nxt + self.tw_rcv_wnd) % MOD32
+        in_window = seg.seq == self.rcv_nxt or (seq_lt(self.rcv_nxt, end_seq) and seq_lt(seg.seq, wnd_end)) \
+            or seg.seq == wnd_end == end_seq
+        if paws_reject or not in_window:
+            # tcp_timewait_check_oow_rate_limit -> tcp_oow_rate_limited: a segment without
+            # data (or with a SYN) gets at most one ACK per tcp_invalid_ratelimit
+            last = self.tw_last_oow_ack
+            if seg_len == 0 or seg.flags & SYN:
+                if last is not None and 0 <= now - last < TCP_INVALID_RATELIMIT:
+                    return
+                self.tw_last_oow_ack = now
+            self.send_ack(now, "timewait-oow-ack")
+            return
+        if seg.flags & RST:
+            self._done(now, None)   # kill: inet_twsk_deschedule_put
+            return
+        if seg.flags & SYN and not seq_lt(seg.seq, self.rcv_nxt):
+            self._tw_reset(now, seg, len(payload))
+            return
+        if not seg.flags & ACK or not seq_lt(self.rcv_nxt, end_seq) or end_seq == seg.seq:
+            return   # a duplicate ACK: TCP_TW_SUCCESS, nothing sent
+        if not seg.flags & FIN or end_seq != (self.rcv_nxt + 1) % MOD32:
+            self._tw_reset(now, seg, len(payload))   # new data after a half-duplex close
+            return
+        # FIN arrived, enter true time-wait state
+        self.set_state(now, TcpState.TIME_WAIT)
+        self.rcv_nxt = end_seq
+        if tsval is not None:
+            self.ts_recent = tsval
+        self.timers.clear()
+        self.fw2_unsure = []
+        self.timers[TimerKind.TIME_WAIT] = now + TCP_TIMEWAIT_LEN   # inet_twsk_reschedule
+        self.send_ack(now, "timewait-ack")
+
+    def _tw_reset(self, now: int, seg: TcpRepr, payload_len: int) -> None:
+        """TCP_TW_RST: tcp_v4_send_reset for the segment, then the timewait sock is gone."""
+        self._tx.append(_reset_for(self.local, self.remote, seg, payload_len, "timewait-rst"))
+        self._done(now, None)
+
     def _enter_time_wait(self, now: int) -> None:
         """tcp_time_wait(): 60 s (TCP_TIMEWAIT_LEN), other timers off."""
         self.set_state(now, TcpState.TIME_WAIT)
@@ -1130,6 +1213,8 @@ class TcpSock:
                     self.ato = min(self.ato << 1, self.rto)
             elif timer is TimerKind.KEEPALIVE:
                 self._keepalive_timer(now)
+            elif timer is TimerKind.FIN_WAIT2 and self.state is TcpState.FIN_WAIT2 and not self.timewait_sock:
+                self._fin_wait2_keepalive_timer(now)
             elif timer in (TimerKind.TIME_WAIT, TimerKind.FIN_WAIT2):
                 self._done(now, None)
         return self._flush()
@@ -1300,8 +1385,10 @@ class TcpSock:
                 self.send_ack(now, "window-update")
         return data, self._flush()
 
-    def close(self, now: int) -> list[OutSegment]:
-        """tcp_close(): RST if unread data, else FIN (or nothing before the handshake)."""
+    def close(self, now: int, late_ns: int = 0) -> list[OutSegment]:
+        """tcp_close(): RST if unread data, else FIN (or nothing before the handshake).
+        `late_ns`: the close may have come up to that much after `now` (a program's exit,
+        which shows nothing on the wire); a FIN_WAIT2 orphan's end is then that unsure."""
         self.orphan = True
         st = self.state
         if st in (TcpState.CLOSED, TcpState.LISTEN):
@@ -1317,8 +1404,46 @@ class TcpSock:
             return self._flush()
         self._shutdown_wr(now)
         if self.state is TcpState.FIN_WAIT2:
-            self.timers[TimerKind.FIN_WAIT2] = now + self._fin_time()   # tcp_close
+            # tcp_close (tp->linger2 0): tcp_fin_time; longer than TCP_TIMEWAIT_LEN the full
+            # sock waits the excess on its keepalive timer (then tcp_keepalive_timer makes it
+            # a timewait sock for the excess again), else it is a FIN_WAIT2 timewait sock now
+            tmo = self._fin_time()
+            if tmo > TCP_TIMEWAIT_LEN:
+                first = tmo - TCP_TIMEWAIT_LEN
+                self.timers[TimerKind.FIN_WAIT2] = now + first + late_ns
+                ends = (first, first + max(first, self._rto_floor()))
+            else:
+                self._fin_wait2_timewait(now, tmo)
+                self.timers[TimerKind.FIN_WAIT2] += late_ns
+                ends = (max(tmo, self._rto_floor()),)
+            if late_ns:
+                self.fw2_unsure = [(now + d, now + d + late_ns) for d in ends]
         return self._flush()
+
+    def _rto_floor(self) -> int:
+        """tcp_time_wait's least timeo: (icsk_rto << 2) - (icsk_rto >> 1) jiffies."""
+        rto = self.rto // JIFFY
+        return ((rto << 2) - (rto >> 1)) * JIFFY
+
+    def _fin_wait2_timewait(self, now: int, tmo: int) -> None:
+        """tcp_time_wait(sk, TCP_FIN_WAIT2, tmo): from here a timewait sock answers
+        (tcp_timewait_state_process) with the window the socket offers now
+        (tcp_receive_window), for tmo but at least 3.5 RTOs; the full sock's timers are gone."""
+        self.timewait_sock = True
+        wnd_end = (self.rcv_wup + self.rcv_wnd) % MOD32
+        self.tw_rcv_wnd = (wnd_end - self.rcv_nxt) % MOD32 if seq_le(self.rcv_nxt, wnd_end) else 0
+        self.rtx_queue.clear()
+        self.timers = {TimerKind.FIN_WAIT2: now + max(tmo, self._rto_floor())}
+
+    def _fin_wait2_keepalive_timer(self, now: int) -> None:
+        """tcp_keepalive_timer for a FIN_WAIT2 orphan: a timewait sock for what is left of
+        tcp_fin_time past TCP_TIMEWAIT_LEN, or (none left) tcp_send_active_reset and done."""
+        tmo = self._fin_time() - TCP_TIMEWAIT_LEN
+        if tmo > 0:
+            self._fin_wait2_timewait(now, tmo)
+            return
+        self._send(now, RST, self.snd_nxt, b"", "fin-wait2-reset")
+        self._done(now, None)
 
     def shutdown(self, now: int, how: str) -> list[OutSegment]:
         """shutdown(SHUT_RD|SHUT_WR|SHUT_RDWR): only the write side sends anything."""

@@ -12,8 +12,10 @@ from models.errors import SocketError
 from models.socket import SocketLayer
 from models.tcp import (
     TCP_RTO_MAX,
+    FinWait2Unsure,
     TcpParams,
     TcpState,
+    TimerKind,
     tcp_model_timeout,
     tcp_select_initial_window,
 )
@@ -584,3 +586,95 @@ def test_orphan_in_fin_wait2_waits_tcp_fin_timeout_but_at_least_three_and_a_half
         assert sk.state is TcpState.FIN_WAIT2
         pair.run_until(t2 + want)
         assert sk.state is TcpState.CLOSED
+
+
+def half_closed_pair(fin_timeout: int = sec(60)):
+    """a connected to b, wrote, shut its side (shutdown(SHUT_WR)) and b acknowledged the
+    FIN: a sits in FIN_WAIT2 with no timer (not an orphan: its program still reads)."""
+    pair, cfd, afd = connected_pair(params_a=TcpParams(fin_timeout=fin_timeout))
+    pair.run_until(ms(100))
+    pair.put("a", pair.a.send(ms(100), cfd, b"hello"))
+    pair.run_until(ms(110))
+    pair.put("a", pair.a.shutdown(ms(110), cfd, "SHUT_WR"))
+    pair.run_until(ms(500))
+    data, out = pair.b.recv(ms(500), afd, 100)
+    pair.put("b", out)
+    sk = pair.a.sock(cfd)
+    assert data == b"hello" and sk.state is TcpState.FIN_WAIT2 and not sk.timers
+    return pair, cfd, afd, sk
+
+
+def test_closed_fin_wait2_socket_is_a_timewait_sock_that_acks_the_peers_fin_from_the_control_socket():
+    # tcp_close in FIN_WAIT2 -> tcp_time_wait(sk, TCP_FIN_WAIT2, tcp_fin_time); the peer's
+    # FIN: tcp_timewait_state_process -> TIME_WAIT for TCP_TIMEWAIT_LEN, TCP_TW_ACK ->
+    # tcp_v4_timewait_ack (ID 0, the frozen tw_rcv_wnd, TSecr the FIN's TSval)
+    pair, cfd, afd, sk = half_closed_pair()
+    wnd = sk.rcv_wnd
+    pair.run_until(sec(1))
+    pair.put("a", pair.a.close(sec(1), cfd))
+    assert sk.timewait_sock and sk.timers == {TimerKind.FIN_WAIT2: sec(61)} and not pair.sent("a")[-1][1].tcp.flags & RST
+    pair.run_until(sec(8))
+    pair.put("b", pair.b.close(sec(8), afd))    # b was in CLOSE_WAIT: its FIN
+    pair.run_until(sec(9))
+    (t, ack), = pair.sent("a", "timewait-ack")
+    fin = pair.sent("b")[-1][1]
+    assert t == sec(8) + ms(5) and ack.tcp.flags == ACK and ack.tcp.ack == (fin.tcp.seq + 1) % 2**32
+    assert ack.ip.ident is None and ack.tcp.window == wnd >> sk.rcv_wscale
+    assert ack.tcp.timestamp[1] == fin.tcp.timestamp[0]
+    assert sk.state is TcpState.TIME_WAIT and sk.timers == {TimerKind.TIME_WAIT: t + sec(60)}
+
+
+def test_peer_fin_after_tcp_fin_timeout_finds_no_socket_and_is_reset():
+    # the FIN_WAIT2 timewait sock is gone after tcp_fin_time (5 s here): the FIN finds
+    # nothing (no listener on the ephemeral port) -> tcp_v4_send_reset, seq from its ACK
+    pair, cfd, afd, sk = half_closed_pair(fin_timeout=sec(5))
+    pair.run_until(sec(1))
+    pair.put("a", pair.a.close(sec(1), cfd))
+    pair.run_until(sec(6) - 1)
+    assert sk.state is TcpState.FIN_WAIT2
+    pair.run_until(sec(6))
+    assert sk.state is TcpState.CLOSED
+    pair.run_until(sec(8))
+    pair.put("b", pair.b.close(sec(8), afd))
+    pair.run_until(sec(9))
+    (_, rst), = pair.sent("a", "rst-no-socket")
+    assert rst.tcp.flags == RST and rst.tcp.seq == pair.sent("b")[-1][1].tcp.ack
+    assert not pair.sent("a", "timewait-ack")
+
+
+def test_new_data_to_a_fin_wait2_timewait_sock_is_reset_and_kills_it():
+    # tcp_timewait_state_process: data (not a FIN) after a half-duplex close: TCP_TW_RST
+    pair, cfd, afd, sk = half_closed_pair()
+    pair.run_until(sec(1))
+    pair.put("a", pair.a.close(sec(1), cfd))
+    pair.run_until(sec(2))
+    pair.put("b", pair.b.send(sec(2), afd, b"late"))
+    pair.run_until(sec(3))
+    (_, rst), = pair.sent("a", "timewait-rst")
+    assert rst.tcp.flags & RST and sk.state is TcpState.CLOSED
+
+
+def test_a_segment_when_the_orphans_end_is_unsure_stops_the_model():
+    # close() came at an unobserved time within late_ns: a FIN between the earliest and
+    # the latest end of the timewait sock may get an ACK or a RST, so the model stops
+    pair, cfd, afd, sk = half_closed_pair(fin_timeout=sec(5))
+    pair.run_until(sec(1))
+    pair.put("a", pair.a.close(sec(1), cfd, late_ns=sec(2)))
+    assert sk.fw2_unsure == [(sec(6), sec(8))]
+    pair.run_until(sec(7))
+    pair.put("b", pair.b.close(sec(7), afd))
+    with pytest.raises(FinWait2Unsure):
+        pair.run_until(sec(8))
+
+
+def test_fin_timeout_past_timewait_len_waits_on_the_keepalive_timer_then_as_a_timewait_sock():
+    # tcp_close: tmo > TCP_TIMEWAIT_LEN -> inet_csk_reset_keepalive_timer(tmo - 60 s);
+    # tcp_keepalive_timer -> tcp_time_wait(TCP_FIN_WAIT2, tcp_fin_time - 60 s): 2 x 40 s
+    pair, cfd, afd, sk = half_closed_pair(fin_timeout=sec(100))
+    pair.run_until(sec(1))
+    pair.put("a", pair.a.close(sec(1), cfd))
+    assert not sk.timewait_sock and sk.timers[TimerKind.FIN_WAIT2] == sec(41)
+    pair.run_until(sec(41))
+    assert sk.timewait_sock and sk.timers == {TimerKind.FIN_WAIT2: sec(81)}
+    pair.run_until(sec(81))
+    assert sk.state is TcpState.CLOSED
