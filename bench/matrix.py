@@ -153,13 +153,8 @@ SEEDS: tuple[Seed, ...] = (
                         "nothing changes on the wire"),
     sysctl("net.ipv4.tcp_retries2", 3),
     sysctl("net.ipv4.tcp_early_retrans", 0),
-    sysctl("net.ipv4.tcp_fin_timeout", 5,
-           uncaught="tcp_fin_timeout bounds an orphan's FIN_WAIT2 (tcp_close -> tcp_time_wait(TCP_FIN_WAIT2, "
-                    "tcp_fin_time)): a program of the board must close first and exit. busybox nc at stdin's EOF only "
-                    "shuts its side (shutdown(SHUT_WR)) and reads on until the peer closes, so its FIN_WAIT2 has no "
-                    "timer, and when a program does exit there close() sends nothing; a peer that acknowledges the "
-                    "board's FIN and sends its own after a step that ends the program would show it (the FIN_WAIT2 "
-                    "timewait sock's ACK, or a RST once it is gone)"),
+    # fin-wait2-orphan: nc shuts its side, is killed in FIN_WAIT2, the peer's FIN 8 s later
+    sysctl("net.ipv4.tcp_fin_timeout", 5),
     # keepalive-idle: httpd's accepted connection left idle; declared 7200 s, a probe at 1 s
     sysctl("net.ipv4.tcp_keepalive_time", 1),
     Seed("net.ipv4.tcp_keepalive_time", "1 (declared 2, intvl 2, probes 2)",

@@ -82,6 +82,8 @@ PEER_TEXT = {
     "late": "the harness on a wire it owns: it answers the board's ARP from its second request on, and never TCP",
     "idle": "the harness on a wire it owns: it answers ARP and completes its own connects' handshakes, then "
             "sends nothing (no data, no answer to keepalive probes)",
+    "closing": "the harness on a wire it owns: it answers ARP and the board's SYN, acknowledges the board's data "
+               "and FIN, and sends its own FIN at a peer_fin step",
 }
 
 
@@ -101,7 +103,12 @@ def describe_step(step, config) -> str:
         return f"connect to port {port}" + ("" if served else " (no declared service)")
     if step.do == "board_connect":
         what = f"the board connects to {peer_ip_str(config)}:{a['port']}"
-        return what + (f" and writes {a['data']!r}" if "data" in a else "")
+        what += f" and writes {a['data']!r}" if "data" in a else ""
+        return what + (", then shuts its side (shutdown(SHUT_WR))" if a.get("shutdown") else "")
+    if step.do == "board_close":
+        return f"the board's program connected to port {a['port']} is killed (its socket closed)"
+    if step.do == "peer_fin":
+        return "the peer sends its FIN"
     if step.do == "watchdog_start":
         return f"watchdog started (timeout {a['timeout']} s, kicked every {a.get('period', 1)} s)"
     if step.do == "frame":

@@ -48,10 +48,10 @@ STIMULUS_RECORDS = {
     "link_down": "link down", "link_up": "link up", "link_down_reasserted": "link down again", "reboot": "reboot",
     "reset": "reset", "power_on": "power on", "power_off": "power off", "watchdog_start": "watchdog start",
     "watchdog_starve": "watchdog starve", "watchdog_stop": "watchdog stop", "watchdog_kick": "kick",
-    "board_connect": "board connect", "step_error": "step failed",
+    "board_connect": "board connect", "board_close": "board close", "step_error": "step failed",
 }
 # Scenario steps the host events do not record (steps.json has them, at the scenario's times).
-UNRECORDED_STEPS = ("connect", "frame")
+UNRECORDED_STEPS = ("connect", "frame", "peer_fin")
 # Row labels of events that are not frames.
 CONSOLE_ROW = "console"
 RESET_ROW = "board resets (QMP)"

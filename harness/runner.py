@@ -26,7 +26,7 @@ CONNECT_HOLD_S = 0.5
 # settled for 0.5 s); much more than the capture clock's uncertainty (1 ms spread).
 SCENARIO_LEAD_S = 0.1
 # Peers that are the harness itself on a wire it owns (QEMU -netdev dgram).
-WIRE_PEERS = ("silent", "stalled", "deaf", "late", "idle")
+WIRE_PEERS = ("silent", "stalled", "deaf", "late", "idle", "closing")
 # How long a board_connect with data keeps its connection open (longer than any scenario).
 BOARD_WRITE_HOLD_S = 300
 # busybox nc -w bounds its connect(): longer than Linux's own give-up (tcp_syn_retries 6:
@@ -133,6 +133,21 @@ def _board_write_command(peer: str, port: int, data: str) -> str:
             f"| setsid nc -w {hold} {peer} {port} >/dev/null 2>&1 &")
 
 
+def _board_write_shutdown_command(peer: str, port: int, data: str) -> str:
+    """busybox nc connects, writes `data` and, at its stdin's EOF, shuts its side
+    (shutdown(SHUT_WR): the FIN), then reads until the peer closes or it is killed; its
+    pid is left in `_nc_pidfile(port)` for a `board_close` step."""
+    import shlex
+
+    hold = BOARD_WRITE_HOLD_S
+    return (f"printf '%s' {shlex.quote(data)} 2>/dev/null | setsid sh -c "
+            f"{shlex.quote(f'echo $$ >{_nc_pidfile(port)}; exec nc -w {hold} {peer} {port}')} >/dev/null 2>&1 &")
+
+
+def _nc_pidfile(port: int) -> str:
+    return f"/tmp/bmc-hil-nc-{port}.pid"
+
+
 def _wired(board) -> bool:
     return getattr(board, "network", "user") == "wire"
 
@@ -181,13 +196,31 @@ def do_step(board, step: Step, n: int = 0) -> dict:
         peer, port = peer_ip_str(board.declared), int(step.args["port"])
         # The request is recorded before it is made: the oracle's input is the request,
         # and when the program got to connect() is learnt within the app-latency bound.
-        if "data" in step.args:
+        if step.args.get("shutdown"):
+            board.record("board_connect", addr=peer, port=port, data=step.args["data"], shutdown=True)
+            _shell(board, _board_write_shutdown_command(peer, port, step.args["data"]))
+        elif "data" in step.args:
             board.record("board_connect", addr=peer, port=port, data=step.args["data"])
             _shell(board, _board_write_command(peer, port, step.args["data"]))
         else:
             # The board's own connect(): busybox nc in its own session, left to retry on its own.
             board.record("board_connect", addr=peer, port=port)
             _shell(board, f"setsid nc -w {BOARD_CONNECT_WAIT_S} {peer} {port} </dev/null >/dev/null 2>&1 &")
+    elif step.do == "board_close":
+        # The program that connected to `port` is ended (SIGTERM): the kernel closes its
+        # socket (tcp_close), which sends nothing from FIN_WAIT2. Recorded before it is
+        # typed: when the program really exited is only bounded (app_latency).
+        port = int(step.args["port"])
+        board.record("board_close", port=port)
+        command = f"kill $(cat {_nc_pidfile(port)})"
+        if not _wired(board):
+            board.run(command, timeout=10)    # raises on a non-zero status
+            return {}
+        out, status = board.console.run(command, timeout=10)
+        if status != 0:
+            raise BoardError(f"board_close: `{command}` gave status {status}: {out.strip()[:120]!r}")
+    elif step.do == "peer_fin":
+        return {"fins": board.wire_peer.fin()}
     return {}
 
 
@@ -284,6 +317,10 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
                 from harness.board.wire import IdlePeer
 
                 IdlePeer(board.wire, peer_ip_str(board.declared))
+            elif scenario.peer == "closing":
+                from harness.board.wire import ClosingPeer
+
+                board.wire_peer = ClosingPeer(board.wire, peer_ip_str(board.declared))
             else:
                 SilentPeer(board.wire, peer_ip_str(board.declared))
             ports = {connect_port(s, board.declared) for s in scenario.steps if s.do == "connect"}

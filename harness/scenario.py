@@ -50,10 +50,10 @@ from harness.ingest.events import EventKind
 from harness.yamlfile import load_yaml
 from models.config import PORT_MAX, PORT_MIN, WDT_TIMEOUT_MAX, WDT_TIMEOUT_MIN
 
-PEERS = ("slirp", "silent", "stalled", "deaf", "late", "idle")
+PEERS = ("slirp", "silent", "stalled", "deaf", "late", "idle", "closing")
 # The peers that are the harness itself on a wire it owns (harness.runner.WIRE_PEERS): only
 # there can the harness put a frame of its own making on the board's wire.
-WIRE_PEER_NAMES = ("silent", "stalled", "deaf", "late", "idle")
+WIRE_PEER_NAMES = ("silent", "stalled", "deaf", "late", "idle", "closing")
 TIERS = ("ci", "long")
 # EventKinds below this code are what a board does (frames, console lines, QMP events);
 # from it on they are the harness's own records, which a scenario cannot "provoke".
@@ -66,7 +66,9 @@ STEP_FIELDS: dict[str, set[str]] = {
     "watchdog_stop": set(),
     "reboot": set(),
     "connect": {"service", "port"},
-    "board_connect": {"port", "data"},
+    "board_connect": {"port", "data", "shutdown"},
+    "board_close": {"port"},
+    "peer_fin": set(),
     "frame": {"hex"},
     "ping": {"to", "from", "id", "seq", "size"},
 }
@@ -131,7 +133,9 @@ class Scenario:
     # board's data retransmissions show); deaf: a peer that asks for the board's address
     # once when it joins the wire and then answers no ARP (the board's neighbour entry for
     # it goes DELAY -> PROBE -> FAILED, and later resolutions fail); late: a peer that
-    # answers the board's ARP only from its second request on (packets wait together).
+    # answers the board's ARP only from its second request on (packets wait together);
+    # closing: a stalled peer that acknowledges the board's data and FIN, and sends its own
+    # FIN at a `peer_fin` step.
     peer: str = "slirp"
     # What the run must provoke: each kind should be predicted or observed in the window
     # (a scenario that provokes nothing it is about proves nothing). `expect:` in the
@@ -238,6 +242,9 @@ def parse_scenario(data: Any, source: str) -> Scenario:
                                 + (", ".join(sorted(STEP_FIELDS[do])) or "none"))
         args = {k: v for k, v in raw.items() if k not in ("at", "do")}
         _check_args(do, args, f"{where}", source)
+        if do == "peer_fin" and peer != "closing":
+            raise ScenarioError(f"{source}: {where}: peer_fin is the closing peer's FIN: it needs peer: closing "
+                                f"(the scenario's peer is {peer})")
         if do == "ping" and peer not in WIRE_PEER_NAMES:
             raise ScenarioError(f"{source}: {where}: a ping is a frame the harness puts on the board's wire: it "
                                 f"needs peer: {', '.join(WIRE_PEER_NAMES)} (the scenario's peer is {peer})")
@@ -284,6 +291,8 @@ def step_expect(step: Step) -> tuple[EventKind, ...]:
     if step.do == "connect":
         return (k.TCP_SYNACK,) if "service" in step.args else (k.TCP_RST,)
     if step.do == "board_connect":
+        if step.args.get("shutdown"):
+            return (k.TCP_SYN, k.TCP_DATA, k.TCP_FIN)
         return (k.TCP_SYN, k.TCP_DATA) if "data" in step.args else (k.TCP_SYN,)
     return {"link_down": (k.LINK_DOWN,), "link_up": (k.LINK_UP,), "watchdog_starve": (k.QMP_RESET,),
             "reboot": (k.RESTARTING, k.QMP_RESET)}.get(step.do, ())
@@ -314,6 +323,11 @@ def _check_args(do: str, args: dict, where: str, source: str) -> None:
                     or not all(" " <= c <= "~" for c in d):
                 raise ScenarioError(f"{source}: {where}.data: expected printable ASCII text of 1..{BOARD_DATA_MAX} "
                                     f"characters (what the board's application writes once connected), got {d!r}")
+        if "shutdown" in args and (not isinstance(args["shutdown"], bool) or "data" not in args):
+            raise ScenarioError(f"{source}: {where}.shutdown: expected true or false, with data (the application "
+                                f"writes the data, then shuts its side: shutdown(SHUT_WR))")
+    elif do == "board_close":
+        need_int("port", PORT_MIN, PORT_MAX)
     elif do == "connect":
         if ("service" in args) == ("port" in args):
             raise ScenarioError(f"{source}: {where}: give exactly one of service or port")
@@ -494,6 +508,11 @@ def model_inputs(scenario: Scenario, config, start_ns: int = MODEL_SCENARIO_STAR
         elif step.do == "board_connect":
             inputs.append({"t": t, "kind": "connect", "fd": f"board{n}", "addr": peer_ip_str(config),
                            "port": step.args["port"]})
+        elif step.do == "board_close":
+            fds = [f"board{i}" for i, s in enumerate(scenario.steps[:n])
+                   if s.do == "board_connect" and s.args["port"] == step.args["port"]]
+            if fds:
+                inputs.append({"t": t, "kind": "close", "fd": fds[-1]})
         elif step.do == "connect":
             if scenario.peer == "slirp":
                 # slirp asks for the board's MAC first (the board learns the peer from it), then SYNs.

@@ -204,3 +204,54 @@ def test_keepalive_idle_shows_a_seeded_keepalive_time_as_an_extra_probe(tmp_path
     dump = json.dumps(v.rows, indent=1, default=int)
     assert v.error is None and [(r["kind"], r["stream_name"]) for r in v.rows] == [("EXTRA", "TCP_PROBE")], dump
     assert 0.9 < rel_s(v, v.rows[0]) < 1.6, dump
+
+
+def test_closing_peer_acknowledges_the_boards_data_and_fin_and_sends_its_own_fin_when_told():
+    from types import SimpleNamespace
+
+    from harness.board.wire import ClosingPeer
+    from models.wire import ACK, FIN, PSH, SYN, EthernetRepr, Ipv4Repr, TcpRepr, linux_options
+
+    sent: list[bytes] = []
+    heard = []
+    peer = ClosingPeer(SimpleNamespace(inject=sent.append, on_frame=heard.append), "10.0.2.2", clock=lambda: 5_000_000)
+    board_mac, board_ip, peer_ip = bytes.fromhex("525400123456"), 0x0A00020F, 0x0A000202
+
+    def board_sends(seg: TcpRepr, data: bytes = b"") -> TcpRepr | None:
+        out = seg.emit(data, board_ip, peer_ip)
+        n = len(sent)
+        heard[0](EthernetRepr(bytes.fromhex(peer.mac.hex()), board_mac, 0x0800).emit(
+            Ipv4Repr(board_ip, peer_ip, 6, len(out)).emit(out)))
+        if len(sent) == n:
+            return None
+        _, p = EthernetRepr.parse(sent[-1])
+        ip, raw = Ipv4Repr.parse(p)
+        return TcpRepr.parse(raw, ip.src, ip.dst)[0]
+
+    synack = board_sends(TcpRepr(40000, 7, 100, 0, SYN, 64240, linux_options(mss=1460, ts=(1000, 0), sack_perm=True,
+                                                                           wscale=6)))
+    assert synack.flags == SYN | ACK and synack.ack == 101
+    isn = synack.seq
+    assert board_sends(TcpRepr(40000, 7, 101, isn + 1, ACK, 1004, linux_options(ts=(1001, 0)))) is None
+    ack = board_sends(TcpRepr(40000, 7, 101, isn + 1, ACK | PSH, 1004, linux_options(ts=(1002, 0))), b"hello")
+    assert (ack.flags, ack.seq, ack.ack, ack.window, ack.timestamp[1]) == (ACK, isn + 1, 106, 65160 >> 7, 1002)
+    ack = board_sends(TcpRepr(40000, 7, 106, isn + 1, ACK | FIN, 1004, linux_options(ts=(1003, 0))))
+    assert (ack.flags, ack.ack) == (ACK, 107) and peer.acks == 2
+    assert peer.fin() == 1
+    _, p = EthernetRepr.parse(sent[-1])
+    ip, raw = Ipv4Repr.parse(p)
+    fin = TcpRepr.parse(raw, ip.src, ip.dst)[0]
+    assert (fin.flags, fin.seq, fin.ack, fin.timestamp[1]) == (FIN | ACK, isn + 1, 107, 1003)
+
+
+@pytest.mark.board
+def test_fin_wait2_orphan_shows_a_seeded_tcp_fin_timeout_as_a_reset_instead_of_the_timewait_ack(tmp_path):
+    """fin-wait2-orphan: nc wrote, shut its side and was killed in FIN_WAIT2 2 s in; the
+    peer's FIN at 10 s finds, declared 60 s, the FIN_WAIT2 timewait sock (its ACK from the
+    control socket); an image with tcp_fin_timeout 5 dropped it by 9 s at the latest, so
+    the FIN is answered by tcp_v4_send_reset."""
+    v = verdict_of(seeded(sysctls={"net.ipv4.tcp_fin_timeout": 5}), "fin-wait2-orphan", tmp_path)
+    dump = json.dumps(v.rows, indent=1, default=int)
+    assert v.error is None, dump
+    assert sorted((r["kind"], r["stream_name"]) for r in v.rows) == [("EXTRA", "TCP_RST"), ("MISSING", "TCP_ACK")], dump
+    assert all(9.9 < rel_s(v, r) < 11.5 for r in v.rows), dump

@@ -120,6 +120,11 @@ def test_the_cells_the_issue_names(result):
     assert rows_of(summary(result, "services.http.keepalive"), "keepalive-idle") == {"MISSING TCP_PROBE",
                                                                                      "MISSING TCP_RST"}
     assert "EXTRA TCP_PROBE" in rows_of(summary(result, "services.ssh.keepalive"), "handshake")
+    # fin-wait2-orphan: nc shut its side and was killed in FIN_WAIT2 (tcp_close ->
+    # tcp_time_wait(TCP_FIN_WAIT2, tcp_fin_time)); the peer's FIN 8 s later finds the
+    # timewait sock with the declared 60 s (an ACK), nothing with 5 s (tcp_v4_send_reset)
+    assert rows_of(summary(result, "net.ipv4.tcp_fin_timeout", "5"), "fin-wait2-orphan") == {
+        "MISSING TCP_ACK", "EXTRA TCP_RST"}
     # declared 6 (5): the first SYN (SYN-ACK) it no longer sends is missing, 31 s or 63 s
     # after the first: only a scenario that waits that long shows it
     for field, seed, giveup in (("net.ipv4.tcp_syn_retries", "4", "syn-giveup"),

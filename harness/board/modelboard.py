@@ -53,12 +53,14 @@ from models.clock import Window
 from models.config import FirmwareConfig
 from models.errors import ModelError, ModelUsageError, WireError
 from models.inputs import (
+    Close,
     Connect,
     FrameArrived,
     LinkChanged,
     PowerCycle,
     Reboot,
     Send,
+    Shutdown,
     WatchdogDaemonStart,
     WatchdogSignal,
 )
@@ -116,7 +118,7 @@ CONNECT_HOLD_NS = int(CONNECT_HOLD_S * NSEC_PER_SEC)   # the harness's connect h
 BANNER = "Linux version 6.1.0-model (bmc-hil model-as-board) #1 SMP"
 # The harness's peers on a wire it owns (harness.runner.WIRE_PEERS), by scenario `peer`.
 WIRE_PEER_CLASSES = {"silent": "SilentPeer", "stalled": "StalledPeer", "deaf": "DeafPeer", "late": "LatePeer",
-                     "idle": "IdlePeer"}
+                     "idle": "IdlePeer", "closing": "ClosingPeer"}
 
 
 class VirtualClock:
@@ -482,6 +484,7 @@ class _Pending:
     fd: str
     data: bytes
     scheduled: bool = False
+    shutdown: bool = False      # then shutdown(SHUT_WR), as nc at its stdin's EOF
 
 
 class ModelBoard(Board):
@@ -510,6 +513,7 @@ class ModelBoard(Board):
         self._console_log = open(self.out_dir / "console.log", "a", encoding="utf-8")
         self._qmp_log = open(self.out_dir / "qmp.jsonl", "a", encoding="utf-8")
         self._pending: dict[str, _Pending] = {}
+        self._nc_by_port: dict[int, str] = {}
         self._constants = ExitStack()
         self._capture: Path | None = None
 
@@ -625,15 +629,26 @@ class ModelBoard(Board):
         self.record("reboot")
         self._at(self.clock.now + SHUTDOWN_NS, lambda: self._input(Reboot()))
 
-    def board_connect(self, fd: str, addr: str, port: int, data: str | None = None) -> None:
-        """busybox nc on the board connects to `addr`:`port` (and writes `data` once connected)."""
+    def board_connect(self, fd: str, addr: str, port: int, data: str | None = None, shutdown: bool = False) -> None:
+        """busybox nc on the board connects to `addr`:`port` (and writes `data` once
+        connected; with `shutdown`, then shuts its side)."""
         try:
             self._input(Connect(fd, addr, int(port)))
         except ModelUsageError as exc:
             raise BoardError(f"board_connect: {exc}", artifacts=self.out_dir) from exc
+        self._nc_by_port[int(port)] = fd
         if data is not None:
-            self._pending[fd] = _Pending(fd, data.encode())
+            self._pending[fd] = _Pending(fd, data.encode(), shutdown=shutdown)
             self._applications()
+
+    def board_close(self, port: int) -> None:
+        """The nc connected to `port` is killed: its socket is closed (tcp_close)."""
+        fd = self._nc_by_port.pop(int(port), None)
+        if fd is None or self.model is None or fd not in self.model.fds:
+            raise BoardError(f"board_close: no program of the board is connected to port {port}",
+                             artifacts=self.out_dir)
+        self._pending.pop(fd, None)
+        self._input(Close(fd))
 
     def network_ready(self) -> bool:
         """What the strategy's NETWORK step checks: eth0 up with carrier (and, here, the
@@ -656,7 +671,7 @@ class ModelBoard(Board):
             raise BoardError(f"peer {peer!r}: the model-as-board knows slirp and "
                              + ", ".join(p for p, c in WIRE_PEER_CLASSES.items() if hasattr(wire_peers, c)))
         cls = getattr(wire_peers, WIRE_PEER_CLASSES[peer])
-        if peer == "stalled":
+        if peer in ("stalled", "closing"):
             self.peers.append(cls(self.wire, peer_ip, clock=self.clock.monotonic_ns))
         elif peer == "deaf":
             self.peers.append(cls(self.wire, peer_ip, str(self.declared.interface.address.ip)))
@@ -752,6 +767,12 @@ class ModelBoard(Board):
     def _write(self, pend: _Pending) -> None:
         if self.model is not None and pend.fd in self.model.fds:
             self._input(Send(pend.fd, pend.data))
+            if pend.shutdown:
+                self._at(self.clock.now + APP_WRITE_NS, lambda: self._shutdown(pend.fd))
+
+    def _shutdown(self, fd: str) -> None:
+        if self.model is not None and fd in self.model.fds:
+            self._input(Shutdown(fd))
 
     # -- artifacts ---------------------------------------------------------------------------------------
     def _boot(self, t: int) -> None:
@@ -831,10 +852,20 @@ def do_model_step(board: ModelBoard, step, n: int) -> dict:
         # Recorded when asked, as the runner does; nc gets to connect() APP_START_NS later.
         peer, port = peer_ip_str(board.declared), int(step.args["port"])
         extra = {"data": step.args["data"]} if "data" in step.args else {}
+        if step.args.get("shutdown"):
+            extra["shutdown"] = True
         board.record("board_connect", addr=peer, port=port, **extra)
         board.advance_to(board.clock.now + APP_START_NS)
-        board.board_connect(f"board{n}", peer, port, step.args.get("data"))
+        board.board_connect(f"board{n}", peer, port, step.args.get("data"), bool(step.args.get("shutdown")))
         return {}
+    if step.do == "board_close":
+        # Recorded when asked, as the runner does; the kill ends nc APP_START_NS later.
+        board.record("board_close", port=int(step.args["port"]))
+        board.advance_to(board.clock.now + APP_START_NS)
+        board.board_close(int(step.args["port"]))
+        return {}
+    if step.do == "peer_fin":
+        return {"fins": board.peers[-1].fin()}
     if step.do == "reboot":
         board.reboot()
         return {}

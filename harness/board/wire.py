@@ -279,6 +279,93 @@ class StalledPeer(SilentPeer):
         self.synacks += 1
 
 
+@dataclass
+class _PeerConn:
+    """One connection the closing peer accepted from the board."""
+
+    board_mac: bytes
+    board_ip: int
+    board_port: int
+    my_ip: int
+    my_port: int
+    snd_nxt: int                 # our next sequence number
+    rcv_nxt: int                 # the board's next sequence number
+    ts_recent: int | None        # the board's last TSval (None: no timestamps)
+    wscale: bool                 # window scaling agreed
+
+
+class ClosingPeer(StalledPeer):
+    """A peer that answers ARP and the board's SYN (as StalledPeer), acknowledges at once
+    each data segment and FIN the board sends it, and sends its own FIN (with ACK) on each
+    connection when `fin()` is called (a scenario's `peer_fin` step). Its segments are
+    Linux-shaped: seq from its SYN-ACK's ISN, window 65160 >> 7 with the window scale 7
+    its SYN-ACK offered, and a timestamp from `clock` echoing the board's last TSval.
+    So a board program's shutdown(SHUT_WR) leaves its socket in FIN_WAIT2, and the FIN
+    after the program exited finds the FIN_WAIT2 timewait sock (tcp_timewait_state_process:
+    TIME_WAIT and an ACK) or, once tcp_fin_timeout has passed, nothing (tcp_v4_send_reset)."""
+
+    def __init__(self, wire: FrameTransport, ip: str, mac: str = "52:55:0a:00:02:02",
+                 clock: Callable[[], int] = time.monotonic_ns):
+        super().__init__(wire, ip, mac, clock)
+        self.conns: dict[int, _PeerConn] = {}     # by the board's port
+        self.acks = 0
+        self.fins = 0
+
+    def _synack(self, frame: bytes) -> None:
+        super()._synack(frame)
+        eth, ip, syn = self._parse_tcp(frame)
+        isn = self._isn[(ip.src, syn.src_port, syn.seq)]
+        ts = syn.timestamp[0] if syn.timestamp is not None else None
+        self.conns[syn.src_port] = _PeerConn(eth.src, ip.src, syn.src_port, ip.dst, syn.dst_port,
+                                             (isn + 1) & 0xFFFFFFFF, (syn.seq + 1) & 0xFFFFFFFF, ts,
+                                             syn.wscale is not None)
+
+    def _on_frame(self, frame: bytes) -> None:
+        super()._on_frame(frame)
+        flags = self._tcp_flags_to_me(frame)
+        if flags is None or flags & 0x06 or not flags & 0x10:
+            return   # not TCP to us, a SYN or a RST, or no ACK
+        from models.wire import FIN, EthernetRepr, Ipv4Repr, TcpRepr
+
+        _, payload = EthernetRepr.parse(frame)
+        ip, segment = Ipv4Repr.parse(payload, verify_checksum=False)
+        seg, data = TcpRepr.parse(segment, ip.src, ip.dst, verify_checksum=False)
+        conn = self.conns.get(seg.src_port)
+        if conn is None:
+            return
+        if seg.timestamp is not None:
+            conn.ts_recent = seg.timestamp[0]
+        end = (seg.seq + len(data) + (1 if seg.flags & FIN else 0)) & 0xFFFFFFFF
+        if end != seg.seq:
+            # new data or FIN: acknowledged at once; a retransmission of what was already
+            # acknowledged: the same ACK again (as tcp_send_dupack)
+            if 0 < ((end - conn.rcv_nxt) & 0xFFFFFFFF) < 0x8000_0000:
+                conn.rcv_nxt = end
+            self._segment(conn, 0)
+            self.acks += 1
+
+    def fin(self) -> int:
+        """Send our FIN (with ACK) on every connection; returns how many."""
+        from models.wire import FIN
+
+        for conn in self.conns.values():
+            self._segment(conn, FIN)
+            conn.snd_nxt = (conn.snd_nxt + 1) & 0xFFFFFFFF
+            self.fins += 1
+        return len(self.conns)
+
+    def _segment(self, conn: _PeerConn, flags: int) -> None:
+        from models.wire import ACK, TcpRepr, linux_options
+
+        ts = None
+        if conn.ts_recent is not None:
+            ts = ((self._clock() // 1_000_000 + self._ts_offset) & 0xFFFFFFFF, conn.ts_recent)
+        window = self.SYNACK_WINDOW >> self.WSCALE if conn.wscale else self.SYNACK_WINDOW
+        tcp = TcpRepr(conn.my_port, conn.board_port, conn.snd_nxt, conn.rcv_nxt, flags | ACK, window,
+                      linux_options(ts=ts))
+        self._send_tcp(conn.board_mac, conn.my_ip, conn.board_ip, tcp)
+
+
 class IdlePeer(SilentPeer):
     """A peer that answers ARP (as SilentPeer) and completes the handshakes the harness
     opens: the board's SYN-ACK to its SYN gets the ACK Linux would send for it

@@ -88,8 +88,8 @@ STREAM_FIELDS: tuple[str, ...] = (
     "eth_src",  # source MAC, 48 bits
     "eth_dst",  # destination MAC, 48 bits
     # ip_id - the connection's first: the board's TCP socket frames (not its SYN-ACKs,
-    # which the listener sends with ID 0, nor RSTs, which may come from the control
-    # socket); -1 on every other frame. See _ip_id_rel.
+    # which the listener sends with ID 0, nor RSTs and bare ACKs with ID 0, which come from
+    # the control socket); -1 on every other frame. See _ip_id_rel.
     "ip_id_rel",
 )
 FIELD = {name: i for i, name in enumerate(STREAM_FIELDS)}
@@ -351,8 +351,11 @@ def _ip_id_rel(flow: np.ndarray, sel: np.ndarray, flags: np.ndarray, seq: np.nda
     A connection begins at the board's SYN-ACK in the flow, or at a SYN that is not a
     retransmission (same seq) of the SYN just before it; its SYN-ACKs
     (ip_build_and_send_pkt: ID 0 with DF) and the control socket's RSTs (tcp_v4_send_reset,
-    ID 0 with DF) are not socket frames here; a RST with another ID is the socket's own
-    (tcp_send_active_reset -> ip_queue_xmit: its inet_id). -1 where not a socket frame."""
+    ID 0 with DF) are not socket frames here, nor a bare ACK with ID 0 (a timewait sock's,
+    tcp_v4_timewait_ack -> tcp_v4_send_ack on the control socket; a socket's own inet_id is
+    0 once in 65536 frames, and is then compared as ID 0); a RST with another ID is the
+    socket's own (tcp_send_active_reset -> ip_queue_xmit: its inet_id). -1 where not a
+    socket frame."""
     n = flow.size
     out = np.full(n, -1, np.int64)
     o = order[sel[order]]                  # the board's TCP frames, by flow then capture order
@@ -366,7 +369,8 @@ def _ip_id_rel(flow: np.ndarray, sel: np.ndarray, flags: np.ndarray, seq: np.nda
     resent = np.zeros(o.size, bool)        # a SYN again, same ISN: the same socket's retransmission
     resent[1:] = syn[1:] & ~synack[1:] & syn[:-1] & ~synack[:-1] & (sq[1:] == sq[:-1]) & ~new_flow[1:]
     epoch = np.cumsum(new_flow | synack | (syn & ~resent))
-    socket = ~synack & (((fl & TCP_RST) == 0) | (ip_id[o] != 0))
+    control = ((fl & TCP_RST) != 0) | ((fl & 0x3F) == TCP_ACK)   # RST, or ACK alone
+    socket = ~synack & (~control | (ip_id[o] != 0))
     first = _first_of_each(epoch, socket)
     base = np.full(int(epoch[-1]) + 1, -1, np.int64)
     base[epoch[first]] = ip_id[o[first]]

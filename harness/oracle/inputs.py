@@ -28,12 +28,14 @@ from harness.oracle.bounds import (
 from harness.oracle.observe import FrameView, Observation
 from models.inputs import (
     BoardInput,
+    Close,
     Connect,
     FrameArrived,
     LinkChanged,
     PowerCycle,
     Reboot,
     Send,
+    Shutdown,
     WatchdogDaemonStart,
     WatchdogSignal,
 )
@@ -68,6 +70,7 @@ class BoardConnect:
     port: int
     asked_ns: int
     data: bytes | None            # the bytes asked for, if the application writes
+    shutdown: bool = False        # then shutdown(SHUT_WR) at its stdin's EOF
     sport: int = 0                # the port Linux drew, when it was inside its bound
     observed_sport: int = 0       # the port the board used, whatever it was
 
@@ -255,13 +258,29 @@ def _board_connects(obs: Observation, mi: ModelInputs, end_ns: int, app_latency_
                 mi.learn(Learnt("app_latency", arps[0] - 1_000 - asked, 0, app_latency_ns,
                                 f"connect to {addr}:{port} (no SYN seen)", arps[0]), "TIME", "ARP_REQUEST")
                 t_call = arps[0] - 1_000
-        bc = BoardConnect(fd, addr, port, asked, None if data is None else str(data).encode(), sport, observed)
+        bc = BoardConnect(fd, addr, port, asked, None if data is None else str(data).encode(),
+                          bool(rec.get("shutdown")), sport, observed)
         mi.connects.append(bc)
         mi.inputs.append(TimedInput(t_call, ORDER_APP, Connect(fd, addr, port, sport)))
     _retime_synacks(obs, mi)
     for bc in mi.connects:
         if bc.data is not None:
             _app_write(obs, mi, bc, end_ns, app_latency_ns)
+    _board_closes(obs, mi, end_ns, app_latency_ns)
+
+
+def _board_closes(obs: Observation, mi: ModelInputs, end_ns: int, app_latency_ns: int) -> None:
+    """The harness's board_close records: the program connected to that port was ended, so
+    the kernel closed its socket (tcp_close). From FIN_WAIT2 that close sends nothing, so
+    when it came is not learnt: it is at least the request and at most app_latency after
+    (Close.late_ns), and where the board's answer would depend on it the model stops."""
+    for rec in obs.records("board_close"):
+        asked, port = int(rec["host_wall_ns"]), int(rec["port"])
+        if not obs.boot_ns <= asked <= end_ns:
+            continue
+        bc = next((c for c in reversed(mi.connects) if c.port == port and c.asked_ns <= asked), None)
+        if bc is not None:
+            mi.inputs.append(TimedInput(asked, ORDER_APP, Close(bc.fd, app_latency_ns)))
 
 
 def _arp_requests(obs: Observation, peer_ip: int, t0: int, t1: int) -> list[int]:
@@ -363,6 +382,25 @@ def _app_write(obs: Observation, mi: ModelInputs, bc: BoardConnect, end_ns: int,
                     "TCP_DATA"):
             t_write = first_seq
     mi.inputs.append(TimedInput(t_write, ORDER_APP, Send(bc.fd, bc.data)))
+    if bc.shutdown:
+        _app_shutdown(obs, mi, bc, t_write, end_ns, app_latency_ns)
+
+
+def _app_shutdown(obs: Observation, mi: ModelInputs, bc: BoardConnect, t_write: int, end_ns: int,
+                  app_latency_ns: int) -> None:
+    """nc's shutdown(SHUT_WR) at its stdin's EOF, after its write: when is learnt from the
+    board's first FIN on the flow (tcp_shutdown -> tcp_send_fin sends it at once), within
+    the application-latency bound after the write; outside it (or with no FIN) the model
+    shuts down right after the write, so a late or missing FIN shows."""
+    fins = sorted(t for kind in (EventKind.TCP_FIN, EventKind.TCP_DATA)
+                  for t, _, v in _flow_frames(obs, bc.stream(kind), t_write)
+                  if v is not None and v.flags & 0x01 and t <= end_ns)
+    t_shut = t_write
+    if fins:
+        where = f"shutdown on {bc.addr}:{bc.port}"
+        if mi.learn(Learnt("app_latency", fins[0] - t_write, 0, app_latency_ns, where, fins[0]), "TIME", "TCP_FIN"):
+            t_shut = fins[0]
+    mi.inputs.append(TimedInput(t_shut, ORDER_APP, Shutdown(bc.fd)))
 
 
 def _check_payload(mi: ModelInputs, bc: BoardConnect, payload: bytes, rel: int, t: int, frame: int) -> None:

@@ -91,6 +91,12 @@ CHECKED_FIELDS = {
     # the listener's port, and whether it sends cookies or drops (tcp_syncookies)
     EventKind.SYN_FLOOD: field_mask("detail0", "detail1"),
     EventKind.TCP_DATA: APP_DATA_FIELDS | field_mask("ip_tos", "ip_id_rel", *_ETH),
+    # on a flow whose application shuts its side (BoardConnect.shutdown): its FIN
+    # (tcp_send_fin), and its ACKs: the socket's own (inet_id, counted from the connection's
+    # first frame) or a timewait sock's (tcp_v4_timewait_ack on the control socket: ID 0)
+    EventKind.TCP_FIN: APP_DATA_FIELDS | field_mask("ip_tos", "ip_id_rel", *_ETH),
+    EventKind.TCP_ACK: field_mask("tcp_flags", "payload_len", "tcp_rel_seq", "tcp_rel_ack", "tcp_timestamps",
+                                  "ip_ttl", "ip_df", "ip_tos", "ip_id", *_ETH),
 }
 
 
@@ -183,7 +189,18 @@ def _app_keep(kind, direction, peer_ip, peer_port, time_ns, connects: list[Board
     for ip, port in _app_targets(connects):
         ok |= (peer_ip == ip) & (peer_port == port)
     first = min(c.asked_ns for c in connects)
-    return keep & ok & (time_ns >= first)
+    keep &= ok
+    # a flow whose application shuts its side: its FIN and its ACKs too (the FIN_WAIT2
+    # timewait sock's answer to the peer's FIN)
+    shut = [c for c in connects if c.shutdown]
+    if shut:
+        ctl = np.isin(kind, [EventKind.TCP_FIN, EventKind.TCP_ACK]) & (direction == FROM_BOARD) & \
+            (time_ns >= start_ns) & (time_ns <= end_ns)
+        ok_shut = np.zeros(kind.size, bool)
+        for ip, port in _app_targets(shut):
+            ok_shut |= (peer_ip == ip) & (peer_port == port)
+        keep |= ctl & ok_shut
+    return keep & (time_ns >= first)
 
 
 def predicted_events(obs: Observation, run: ModelRun, mi: ModelInputs, start_ns: int, end_ns: int, tol: Tolerance,
@@ -215,7 +232,8 @@ def predicted_events(obs: Observation, run: ModelRun, mi: ModelInputs, start_ns:
     # unread data) carries its inet_id, random at its start: compared as a count from the
     # connection's first frame (ip_id_rel), as its other frames; the control socket's
     # (ip_id_rel -1) has ID 0.
-    own_rst = (fe.kind[idx] == EventKind.TCP_RST) & (fe.events.fields[idx, FIELD["ip_id_rel"]] >= 0)
+    own_rst = np.isin(fe.kind[idx], [EventKind.TCP_RST, EventKind.TCP_ACK]) & \
+        (fe.events.fields[idx, FIELD["ip_id_rel"]] >= 0)
     check[own_rst] = (check[own_rst] & ~field_mask("ip_id")) | field_mask("ip_id_rel")
     parts = {"stream": [fe.events.stream[idx]], "t": [t], "lo": [lo], "hi": [hi], "fields": [fe.events.fields[idx]],
              "check": [check],
