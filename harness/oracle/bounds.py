@@ -51,11 +51,13 @@ LEARNT: dict[str, LearntSpec] = {s.name: s for s in (
     LearntSpec("linkwatch_run", "a carrier loss is not urgent to linkwatch: its work (which flushes "
                "the neighbour table) runs at most once a second (linkwatch_schedule_work, linkwatch_nextevent)",
                "0 to 1 s after the carrier loss, and accepted only if the board then matches the model completely"),
-    LearntSpec("app_latency", "when a program on the board gets to connect() or write() after the harness "
-               "asked, or a daemon gets to accept() a connection (httpd's SO_KEEPALIVE, and so its first "
+    LearntSpec("app_latency", "when a program on the board gets to connect(), write() or shutdown() after the "
+               "harness asked, or a daemon gets to accept() a connection (httpd's SO_KEEPALIVE, and so its first "
                "keepalive timer, starts there), is up to the shell and the scheduler, not the network stack",
                "0 to the board's app_latency (board file; emulated default measured by bench/latency.py); "
-               "for `reboot`, plus shutdown_latency"),
+               "for `reboot`, plus shutdown_latency. A killed program's close() (board_close) sends nothing "
+               "from FIN_WAIT2, so it is not learnt: the model takes it as anywhere in that bound and stops "
+               "where the board's answer would depend on when"),
     LearntSpec("first_rtt", "the board's first RTT sample is taken on its own clock "
                "(tcp_rcv_synsent_state_process -> tcp_clean_rtx_queue); its TSvals (ms) say what it measured",
                "at least the wire's SYN to SYN-ACK time, at most HANDSHAKE_ACK_MAX (100 ms)"),
