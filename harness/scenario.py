@@ -7,6 +7,8 @@
                             # or deaf: a peer that asks for the board once and answers no ARP;
                             # or late: a peer that answers the board's ARP from its 2nd request on;
                             # or idle: a peer that completes its connects' handshakes, then is silent
+                            # or closing: stalled, but it acknowledges the board's data and FIN
+                            # and sends its own FIN at a peer_fin step
     tier: ci                # or long: too long for CI (builtin_scenarios("all") has it)
     expect: [LINK_DOWN, LINK_UP]   # what the run must provoke (EventKind names); default:
                                    # derived from the steps (default_expect)
@@ -21,6 +23,10 @@
       - {at: 21s, do: reboot}
       - {at: 22s, do: board_connect, port: 9}    # the board connects out to the peer
       - {at: 23s, do: board_connect, port: 7, data: "hello"}   # ... and writes once connected
+      - {at: 23s, do: board_connect, port: 7, data: "hi", shutdown: true}   # ... then shuts its
+                                                 # side (shutdown(SHUT_WR)) and reads on
+      - {at: 24s, do: board_close, port: 7}      # the program on port 7 is killed (close())
+      - {at: 25s, do: peer_fin}                  # the closing peer sends its FIN
       - {at: 22s, do: frame, hex: "ffff..."}     # raw frame from the peer (wire mode, predict)
       - {at: 24s, do: ping}                      # an ICMP echo request from the peer to the board
       - {at: 25s, do: ping, to: subnet-broadcast}   # ... or limited-broadcast (255.255.255.255)

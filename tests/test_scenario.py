@@ -127,6 +127,12 @@ def test_builtin_data_retransmit_is_a_stalled_peer_and_one_write():
     ({}, {"at": 0, "do": "board_connect", "port": 7, "data": "x" * 257}, "steps[0].data: expected printable ASCII"),
     ({}, {"at": 0, "do": "connect", "port": 7, "data": "x"}, "s.yaml: steps[0].data: unknown field for connect"),
     ({}, {"at": 0, "do": "board_connect", "data": "x"}, "s.yaml: steps[0].port: expected an integer"),
+    ({}, {"at": 0, "do": "board_connect", "port": 7, "shutdown": True}, "steps[0].shutdown: expected true or false, "
+                                                                        "with data"),
+    ({}, {"at": 0, "do": "board_connect", "port": 7, "data": "x", "shutdown": "yes"}, "steps[0].shutdown: expected"),
+    ({}, {"at": 0, "do": "board_close"}, "s.yaml: steps[0].port: expected an integer"),
+    ({"peer": "stalled"}, {"at": 0, "do": "peer_fin"}, "steps[0]: peer_fin is the closing peer's FIN: it needs "
+                                                       "peer: closing"),
 ])
 def test_bad_peer_or_data_is_named_with_file_step_and_field(top, step, message):
     with pytest.raises(ScenarioError) as info:
@@ -149,6 +155,27 @@ def test_board_write_command_writes_the_data_exactly_and_keeps_stdin_open(tmp_pa
     assert out.read_text() == data
 
 
+def test_board_write_shutdown_command_writes_the_data_then_ends_stdin_and_leaves_nc_pid(tmp_path):
+    """printf ends, so nc sees EOF after the data (shutdown(SHUT_WR)); the subshell that
+    execs nc writes its pid where board_close finds it."""
+    from harness.runner import BOARD_WRITE_HOLD_S, _board_write_shutdown_command, _nc_pidfile
+
+    data = "it's 100% $HOME `id` \\n \"q\""
+    cmd = _board_write_shutdown_command("10.0.2.2", 7, data)
+    assert f"exec nc -w {BOARD_WRITE_HOLD_S} 10.0.2.2 7" in cmd and _nc_pidfile(7) in cmd
+    out, pidfile = tmp_path / "written", tmp_path / "pid"
+    local = cmd.replace(f"nc -w {BOARD_WRITE_HOLD_S} 10.0.2.2 7", f"cat > {out}").replace(_nc_pidfile(7), str(pidfile))
+    subprocess.run(["sh", "-c", local.removesuffix("&")], check=True, timeout=10)
+    assert out.read_text() == data and pidfile.read_text().strip().isdigit()
+
+
+def test_closing_peer_scenario_parses_with_shutdown_close_and_peer_fin():
+    sc = load_scenario("fin-wait2-orphan")
+    assert sc.peer == "closing" and [s.do for s in sc.steps] == ["board_connect", "board_close", "peer_fin"]
+    assert sc.steps[0].args["shutdown"] is True and sc.steps[1].args == {"port": sc.steps[0].args["port"]}
+    assert sc.tier == "ci" and sc.end_ns <= 15_000_000_000
+
+
 # -- expect: what a scenario must provoke ----------------------------------------------------
 @pytest.mark.parametrize("step, kinds", [
     ({"at": 0, "do": "connect", "service": "ssh"}, ("TCP_SYNACK",)),
@@ -159,6 +186,7 @@ def test_board_write_command_writes_the_data_exactly_and_keeps_stdin_open(tmp_pa
     ({"at": 0, "do": "reboot"}, ("RESTARTING", "QMP_RESET")),
     ({"at": 0, "do": "board_connect", "port": 9}, ("TCP_SYN",)),
     ({"at": 0, "do": "board_connect", "port": 7, "data": "x"}, ("TCP_SYN", "TCP_DATA")),
+    ({"at": 0, "do": "board_connect", "port": 7, "data": "x", "shutdown": True}, ("TCP_SYN", "TCP_DATA", "TCP_FIN")),
     ({"at": 0, "do": "watchdog_start", "timeout": 5}, ()),
     ({"at": 0, "do": "watchdog_stop"}, ()),
 ])
