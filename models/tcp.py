@@ -923,6 +923,18 @@ class TcpSock:
         # fifth: no ACK, no processing
         if not seg.flags & ACK:
             return self._flush()
+        # tcp_ack(): an ACK of data never sent (after snd_nxt) is dropped before any of it
+        # is taken, ts_recent included (SKB_DROP_REASON_TCP_ACK_UNSENT_DATA); in ESTABLISHED
+        # tcp_rcv_established discards it silently, in the other states
+        # tcp_rcv_state_process answers with tcp_send_challenge_ack.
+        if seq_lt(self.snd_nxt, seg.ack):
+            if self.state is not TcpState.ESTABLISHED:
+                self.send_ack(now, "challenge-ack-unsent-data")
+                # An accepted connection's daemon, which the model does not play, may have
+                # written or closed (httpd's FIN after the peer's): then the ACK is in
+                # order and the board answers nothing. Only some boards send this one.
+                self._mark_optional(self.passive)
+            return self._flush()
         if self.ts_ok and seg.timestamp and seq_le(seg.seq, self.rcv_nxt):
             self.ts_recent = seg.timestamp[0]   # tcp_store_ts_recent()
         if not self._ack(now, seg, seg_len):
@@ -969,9 +981,6 @@ class TcpSock:
         acked: !FLAG_NOT_DUP) says the peer hears us: sk_dst_confirm(). An old ACK (before
         snd_una) and one with nothing out (the no_queue path) confirm nothing. `seg_len`:
         the sequence space the segment occupies (FLAG_DATA)."""
-        if seq_lt(self.snd_nxt, seg.ack):
-            self.send_ack(now, "ack-unsent-data")   # SKB_DROP_REASON_TCP_ACK_UNSENT_DATA
-            return False
         if seq_lt(seg.ack, self.snd_una):
             return True   # old duplicate ACK: ignore the ACK field, keep the data
         prior_packets = len(self.rtx_queue)

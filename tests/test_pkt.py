@@ -33,7 +33,6 @@ CORPUS = Path(__file__).resolve().parent.parent / "suites" / "pkt"
 # failure they must show (suites/pkt/README.md lists them with the reason). When the model
 # is fixed the script passes and the test below says so: move it out of this table.
 KNOWN_MODEL_BUGS = {
-    "ack-above-snd-nxt.pkt": (13, "unexpected outbound segment", "> . 1:1(0) ack 1 "),
     "delayed-ack-fin-before-data.pkt": (13, "expected outbound segment not sent", "> . 1:1(0) ack 2 "),
     "psh-small-peer-window.pkt": (16, "outbound segment differs in flags", "> . 1:1461(1460) ack 1 "),
     "ecn-syn.pkt": (9, "outbound segment differs in flags", "> S. 0:0(0) ack 1 "),

@@ -678,3 +678,40 @@ def test_fin_timeout_past_timewait_len_waits_on_the_keepalive_timer_then_as_a_ti
     assert sk.timewait_sock and sk.timers == {TimerKind.FIN_WAIT2: sec(81)}
     pair.run_until(sec(81))
     assert sk.state is TcpState.CLOSED
+
+
+# -- an ACK of data never sent (tcp_ack: SKB_DROP_REASON_TCP_ACK_UNSENT_DATA) ----------------
+def _ack_above_snd_nxt(sock, now: int, layer: SocketLayer) -> list:
+    seg = TcpRepr(sock.remote[1], sock.local[1], sock.rcv_nxt, (sock.snd_nxt + 100) % (1 << 32), ACK, 502)
+    return layer.tcp_v4_rcv(now, sock.remote[0], sock.local[0], seg, b"")
+
+
+def test_an_ack_above_snd_nxt_in_established_is_dropped_silently_ts_recent_untouched():
+    """tcp_rcv_established -> tcp_ack returns -SKB_DROP_REASON_TCP_ACK_UNSENT_DATA before
+    tcp_replace_ts_recent: discard, no answer."""
+    pair, cfd, sfd = connected_pair()
+    client = pair.a.sock(cfd)
+    before = (client.snd_una, client.ts_recent, client.state)
+    assert _ack_above_snd_nxt(client, ms(100), pair.a) == []
+    assert (client.snd_una, client.ts_recent, client.state) == before
+
+
+def test_an_ack_above_snd_nxt_after_established_gets_a_challenge_ack_optional_if_accepted():
+    """tcp_rcv_state_process (CLOSE_WAIT here) answers it with tcp_send_challenge_ack. On an
+    accepted socket the daemon the model does not play may have written or closed, which
+    would make the ACK in order: then only some boards send it."""
+    pair, cfd, sfd = connected_pair()
+    pair.put("a", pair.a.close(ms(100), cfd))
+    pair.run_until(ms(200))
+    server = pair.b.sock(sfd)
+    assert server.state is TcpState.CLOSE_WAIT and server.passive
+    (answer,) = _ack_above_snd_nxt(server, ms(300), pair.b)
+    assert answer.cause == "challenge-ack-unsent-data" and answer.tcp.flags == ACK and answer.optional
+    # the connecting side is played by the model: its challenge ACK is sure
+    pair2, cfd2, sfd2 = connected_pair()
+    pair2.put("b", pair2.b.close(ms(100), sfd2))
+    pair2.run_until(ms(200))
+    active = pair2.a.sock(cfd2)
+    assert active.state is TcpState.CLOSE_WAIT and not active.passive
+    (answer,) = _ack_above_snd_nxt(active, ms(300), pair2.a)
+    assert answer.cause == "challenge-ack-unsent-data" and not answer.optional
