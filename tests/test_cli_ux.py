@@ -20,7 +20,7 @@ from harness.scenario import builtin_scenarios
 
 BMC_HIL = [sys.executable, "-m", "harness"]
 SUBCOMMANDS = ("setup", "image", "boot", "console", "ssh", "link", "power", "scenarios", "run", "compare",
-               "predict", "flap", "nightly", "qmp")
+               "predict", "flap", "nightly", "qmp", "pkt")
 
 
 def run(*args, timeout=120, **kw):
