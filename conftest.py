@@ -6,9 +6,16 @@ from the cache); they run in CI like every other test.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import pytest
+
+# A run started as a background job of a shell without job control begins with SIGINT
+# ignored, and every child would inherit that: the tests that press Ctrl-C on `bmc-hil`
+# would then see it ignored. Give this process (and so its children) the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
