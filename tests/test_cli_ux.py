@@ -302,7 +302,11 @@ def session(tmp_path_factory):
         yield out_dir
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.terminate()          # Ctrl-C did not end it: no board left behind either way
+            proc.wait(timeout=30)
 
 
 def _boots(out_dir: Path) -> int:
