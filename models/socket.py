@@ -452,17 +452,7 @@ class SocketLayer:
                       # snt_synack is 0: tcp_synack_rtt_meas takes no sample from the SYN-ACK,
                       # only the TS echo (what from_request does for a resent SYN-ACK)
                       num_retrans=1)
-        child = TcpSock.from_request(now, p, self.rng, req, seg, name=f"{self.name}:child",
-                                     listener_tos=lst.tos, listener_dont_fragment=lst.dont_fragment)
-        child.host_queued = self.host_queued
-        child.keepalive = lst.keepalive
-        if child.keepalive:
-            child.set_keepalive(now, True)
-        self.established[(req.local[0], req.local[1], req.remote[0], req.remote[1])] = child
-        listener.accept_queue.append(child)
-        if payload or seg.flags & FIN:
-            return child.rcv(now, seg, payload)
-        return []
+        return self._child(now, p, lst, listener, req, seg, payload)
 
     def _syn_flood_action(self, now: int, lst: _Socket) -> bool:
         """tcp_syn_flood_action(): send a cookie when tcp_syncookies allows it; the first
@@ -512,7 +502,14 @@ class SocketLayer:
             self.drops.append(Drop(now, "SKB_DROP_REASON_NOT_SPECIFIED", "accept queue full at third ACK"))
             return []
         del listener.syn_queue[req.remote]
-        child = TcpSock.from_request(now, self.params, self.rng, req, seg, name=f"{self.name}:child",
+        return self._child(now, self.params, lst, listener, req, seg, payload)
+
+    def _child(self, now: int, params: TcpParams, lst: _Socket, listener, req: RequestSock, seg: TcpRepr,
+               payload: bytes) -> list[OutSegment]:
+        """The listener's child from a request (tcp_check_req, or a cookie's
+        tcp_get_cookie_sock): it inherits the listener's options, is hashed, queued for
+        accept() (inet_csk_complete_hashdance), and takes what the ACK carried."""
+        child = TcpSock.from_request(now, params, self.rng, req, seg, name=f"{self.name}:child",
                                      listener_tos=lst.tos, listener_dont_fragment=lst.dont_fragment)
         child.host_queued = self.host_queued
         child.keepalive = lst.keepalive
