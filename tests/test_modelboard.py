@@ -214,3 +214,30 @@ def test_model_board_file_fields_are_checked():
         parse_board({"kind": "emulated", "seed": 1}, "<emulated>")
     with pytest.raises(BoardFileError, match="console: not used by the model-as-board"):
         parse_board({"kind": "model", "console": {"url": "/dev/ttyUSB0"}}, "<model>")
+
+
+def test_a_first_keepalive_probe_later_than_the_accept_bound_is_a_row(tmp_path):
+    """httpd's SO_KEEPALIVE comes when it gets to accept(), so the first keepalive timer
+    may start up to the board's app_latency after the handshake (models.board
+    Board.accept_latency), never more: the same run with its first probe moved past that
+    bound (and the timer's slack and the frame tolerance) is a divergence, not a pass."""
+    import dataclasses
+
+    from models.wire import ACK, ip4
+
+    from .pcap_edit import edit_board_segment
+
+    short = {**DEFAULT_CONFIG, "sysctls": {**DEFAULT_CONFIG.get("sysctls", {}), "net.ipv4.tcp_keepalive_time": 2,
+                                           "net.ipv4.tcp_keepalive_intvl": 2, "net.ipv4.tcp_keepalive_probes": 2}}
+    spec = model_board(short, firmware=short, app_latency=0.2)
+    r = run_scenario(spec, load_scenario("keepalive-idle"), tmp_path / "run", log=lambda m: None)
+    v = check_scenario(spec, r, Tolerance())
+    assert v.ok and "TCP_PROBE" in v.compared_kinds, json.dumps(v.rows, indent=1, default=int)
+    board_ip = ip4(str(spec.firmware.interface.address.ip))
+    cap = r.out_dir / "capture.pcap"
+    # the board's first bare ACK after its SYN-ACK is the first probe (seq snd_una - 1)
+    edit_board_segment(cap, board_ip, lambda segs: next(
+        i for i, (_, _, tcp, payload) in enumerate(segs) if tcp.flags == ACK and not payload), shift_ms=600)
+    late = check_scenario(spec, dataclasses.replace(r), Tolerance())
+    assert {(row["kind"], row["stream_name"]) for row in late.rows} == {("LATE", "TCP_PROBE")}, \
+        json.dumps(late.rows, indent=1, default=int)

@@ -17,6 +17,9 @@ from harness.report import write_report
 from harness.runner import check_scenario, run_scenario
 from harness.scenario import builtin_scenarios, load_scenario
 from models.config import DEFAULT_CONFIG
+from models.wire import ACK, ip4
+
+from .pcap_edit import board_tcp, edit_board_segment
 
 BUILTINS = list(builtin_scenarios())   # every one that ships: each must pass on the healthy image
 
@@ -412,6 +415,47 @@ def mutated(healthy_runs, name: str, tmp_path, *, records=None, console_extra=No
     return check_scenario(spec, dataclasses.replace(run, out_dir=d), Tolerance())
 
 
+@pytest.mark.board
+def test_a_first_rtt_sample_below_the_handshake_acks_tsval_is_tried_and_kept_only_if_the_board_matches(
+        healthy_runs, tmp_path):
+    """The handshake ACK is stamped after the RTT sample (tcp_clean_rtx_queue, then
+    tcp_send_ack), and under load the guest's clock moves between the two: a board whose
+    ACK's TSval says 30 ms more than it measured (an RTO three jiffies shorter than the
+    TSvals give, so its last doubling is about 0.5 s early) still matches, through a
+    first_rtt case below the TSvals' value. No case is kept unless the board then matches completely: the
+    same run with its last retransmission 1 s early keeps the TSvals' case and its rows."""
+    import dataclasses
+    import shutil
+
+    from harness.oracle.observe import Artifacts
+
+    board_ip = ip4(str(emulated_spec().firmware.interface.address.ip))
+    run, healthy = healthy_runs[1]["data-retransmit"]
+    rtt = next(x for x in healthy.learnt if x.name == "first_rtt").value
+    for early, sub in ((False, "later-ack"), (True, "later-ack-early-data")):
+        d = tmp_path / sub
+        shutil.copytree(run.out_dir, d)
+        (cap,) = Artifacts.in_dir(d, "host-wall").captures
+        # the board's handshake ACK is its first bare ACK; its program writes 100 ms later
+        # than it did (else its first data bounds the sample: connect() returned before it)
+        edit_board_segment(cap, board_ip, lambda segs: next(
+            i for i, (_, _, tcp, payload) in enumerate(segs) if tcp.flags == ACK and not payload), tsval_delta=30)
+        for k in range(sum(1 for s in board_tcp(cap, board_ip) if s[3])):
+            edit_board_segment(cap, board_ip, lambda segs, k=k: [i for i, s in enumerate(segs) if s[3]][k],
+                               shift_ms=100)
+        if early:
+            edit_board_segment(cap, board_ip, lambda segs: max(i for i, s in enumerate(segs) if s[3]),
+                               shift_ms=-1000)
+        v = check_scenario(emulated_spec(), dataclasses.replace(run, out_dir=d), Tolerance())
+        learnt = next(x for x in v.learnt if x.name == "first_rtt")
+        if not early:
+            assert v.ok, json.dumps(v.rows, indent=1, default=int)
+            assert learnt.value < rtt + 30_000_000 and any("first RTT sample taken" in n for n in v.notes), v.notes
+        else:
+            assert ("EARLY", "TCP_DATA") in kinds_of(v), v.rows
+            assert learnt.value == rtt + 30_000_000 and any("first_rtt cases tried" in n for n in v.notes), v.notes
+
+
 def kinds_of(v) -> set[tuple[str, str]]:
     return {(r["kind"], r["stream_name"]) for r in v.rows}
 
@@ -577,7 +621,8 @@ def test_linkwatch_cases_are_kept_only_when_the_board_then_matches_completely(tm
         rows = [t for t in (20,) if delays.get(0) != 3] + [60, 61][: 2 - (1 if delays.get(1) == 6 else 0)]
         return verdict(rows), base_run
 
-    v = _linkwatch_cases(base, base_run, attempt, 100, tmp_path, tmp_path / "predicted-trial.pcap")
+    v = _linkwatch_cases(base, base_run, attempt, 100, tmp_path, tmp_path / "predicted-trial.pcap",
+                         tmp_path / "predicted.pcap")
     assert v is base and len(v.rows) == 3 and "none matched completely" in v.notes[-1]
 
     def attempt_all(delays):
@@ -586,7 +631,7 @@ def test_linkwatch_cases_are_kept_only_when_the_board_then_matches_completely(tm
             base_run
 
     v = _linkwatch_cases(verdict([20, 60, 61]), base_run, attempt_all, 100, tmp_path,
-                         tmp_path / "predicted-trial.pcap")
+                         tmp_path / "predicted-trial.pcap", tmp_path / "predicted.pcap")
     assert v.rows == [] and [(x.name, x.value) for x in v.learnt] == [("linkwatch_run", 3), ("linkwatch_run", 6)]
 
 

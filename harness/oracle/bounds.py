@@ -60,7 +60,9 @@ LEARNT: dict[str, LearntSpec] = {s.name: s for s in (
                "where the board's answer would depend on when"),
     LearntSpec("first_rtt", "the board's first RTT sample is taken on its own clock "
                "(tcp_rcv_synsent_state_process -> tcp_clean_rtx_queue); its TSvals (ms) say what it measured",
-               "at least the wire's SYN to SYN-ACK time, at most HANDSHAKE_ACK_MAX (100 ms)"),
+               "at least the wire's SYN to SYN-ACK time, at most HANDSHAKE_ACK_MAX (100 ms); the TSvals' value, "
+               "or where the board does not match it another in [that wire time, the TSvals' ms + 1] (the ACK is "
+               "stamped after the sample), accepted only if the board then matches the model completely"),
     LearntSpec("boot_to_ifup", "how long the firmware takes from power-on to `ip link set eth0 up` is the "
                "boot's, not the network stack's",
                "0 to BOOT_TO_IFUP_MAX (60 s, the board strategy's boot timeout)"),
@@ -137,6 +139,9 @@ BOOT_TO_SERVICES_NS = CONSTANTS["boot_to_services"].value_ns
 APP_LATENCY_NS = CONSTANTS["app_latency"].value_ns
 BOOT_TO_IFUP_MAX_NS = CONSTANTS["boot_to_ifup_max"].value_ns
 SHUTDOWN_LATENCY_NS = CONSTANTS["shutdown_latency"].value_ns
+# At most this many first_rtt cases are tried for one verdict (harness.oracle.judge._rtt_cases):
+# a quarter-jiffy grid over a span of at most HANDSHAKE_ACK_MAX on one flow is 40.
+RTT_CASES_MAX = 40
 
 
 def markdown_tables() -> str:

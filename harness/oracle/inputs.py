@@ -26,6 +26,7 @@ from harness.oracle.bounds import (
     Learnt,
 )
 from harness.oracle.observe import FrameView, Observation
+from models.clock import JIFFY
 from models.inputs import (
     BoardInput,
     Close,
@@ -80,6 +81,21 @@ class BoardConnect:
         return stream_key(int(kind), FROM_BOARD, FLOW_TCP, ip4(self.addr), port, self.port)
 
 
+@dataclass(frozen=True)
+class RttCase:
+    """The times the peer's SYN-ACK on a connected flow may be fed at: the board's first
+    RTT sample lies between the wire's SYN to SYN-ACK time and its handshake ACK's TSval
+    (tcp_clean_rtx_queue samples before tcp_send_ack stamps the ACK), and the TSvals are
+    whole ms. `times[0]` is what the TSvals say; the others, one per quarter jiffy of the
+    rest of that span, are tried only when the board does not match the first
+    (harness.oracle.judge._rtt_cases), and adopted only if it then matches completely."""
+
+    input_index: int    # the SYN-ACK's index in ModelInputs.inputs
+    learnt_index: int   # its first_rtt's index in ModelInputs.learnt
+    conn_t: int         # the connect() the sample is counted from
+    times: tuple[int, ...]
+
+
 @dataclass
 class ModelInputs:
     """Everything the loop gives the model, and what was learnt to build it."""
@@ -93,6 +109,7 @@ class ModelInputs:
     phy_seen: list[int] = field(default_factory=list)     # its Link is Up/Down lines, inside their bound
     ifups_seen: list[int] = field(default_factory=list)   # its first Link is Up after each reset, inside
     timer_hints: list[tuple[int, tuple]] = field(default_factory=list)
+    rtt_cases: list[RttCase] = field(default_factory=list)
     to_ifup_ns: int = 0
 
     def learn(self, value: Learnt, row_kind: str, stream_name: str, field_name: str | None = None) -> bool:
@@ -328,7 +345,9 @@ def _retime_synacks(obs: Observation, mi: ModelInputs) -> None:
     and the capture's do not run alike over a few ms (the guest runs under TCG), so the
     board's own word is taken: its handshake ACK, sent in that same softirq, carries a
     TSval that many ms after its SYN's. Learnt as `first_rtt`, within HANDSHAKE_ACK_MAX;
-    never before the SYN-ACK reached the wire."""
+    never before the SYN-ACK reached the wire. The ACK is stamped after the sample, and
+    under load the guest's clock moves between the two, so the rest of the span down to
+    the wire's time is kept as RttCase alternatives."""
     board_ip = int(obs.declared.interface.address.ip)
     for bc in mi.connects:
         if not bc.sport:
@@ -342,19 +361,23 @@ def _retime_synacks(obs: Observation, mi: ModelInputs) -> None:
         ts_syn, ts_ack = syns[0][2].tsval, acks[0][2].tsval
         if ts_syn is None or ts_ack is None:
             continue   # no timestamps: keep the wire time
-        rtt_ns = ((ts_ack - ts_syn) % (1 << 32)) * 1_000_000 + 500_000
+        diff_ns = ((ts_ack - ts_syn) % (1 << 32)) * 1_000_000
+        rtt_ns = diff_ns + 500_000
         wire = mi.inputs[j].t
         lo = max(0, wire - conn_t - 1_000_000)   # the TSvals are whole ms
         if mi.learn(Learnt("first_rtt", rtt_ns, lo, HANDSHAKE_ACK_MAX_NS, f"connect to {bc.addr}:{bc.port}",
                            acks[0][0]), "TIME", "TCP_ACK"):
-            old = mi.inputs[j]
-            t_new = max(wire, conn_t + rtt_ns)
             # the ms the TSvals are rounded to may put it after the board's first data,
             # which it cannot be: connect() returned before the program wrote
             data = [t for t, _, v in _flow_frames(obs, bc.stream(EventKind.TCP_DATA), wire) if v is not None]
-            if data:
-                t_new = max(wire, min(t_new, data[0] - 1))
-            mi.inputs[j] = TimedInput(t_new, old.order, old.input)
+            last = min(conn_t + min(diff_ns + 999_999, HANDSHAKE_ACK_MAX_NS), data[0] - 1 if data else 1 << 62)
+
+            first = max(wire, min(conn_t + rtt_ns, last))
+            span = range(max(wire, conn_t + lo), last + 1, JIFFY // 4)
+            others = sorted({max(wire, min(t, last)) for t in span} - {first}, key=lambda t: abs(t - first))
+            old = mi.inputs[j]
+            mi.inputs[j] = TimedInput(first, old.order, old.input)
+            mi.rtt_cases.append(RttCase(j, len(mi.learnt) - 1, conn_t, (first, *others)))
 
 
 def _app_write(obs: Observation, mi: ModelInputs, bc: BoardConnect, end_ns: int, app_latency_ns: int) -> None:

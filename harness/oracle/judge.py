@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from itertools import islice, product
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from harness.ingest.streams import (
     frame_events,
     stream_key,
 )
-from harness.oracle.bounds import APP_LATENCY_NS, CONSTANTS, LINKWATCH_MAX_DELAY_NS, Learnt
+from harness.oracle.bounds import APP_LATENCY_NS, CONSTANTS, LINKWATCH_MAX_DELAY_NS, RTT_CASES_MAX, Learnt
 from harness.oracle.inputs import APP_DATA_FIELDS, BoardConnect, ModelInputs, model_inputs
 from harness.oracle.loop import ModelRun, run_model
 from harness.oracle.observe import Artifacts, Observation, observe
@@ -349,15 +350,21 @@ def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: i
     use_qmp = art.qmp is not None
     trial = out_dir / "predicted-trial.pcap"
 
-    def attempt(delays: dict[int, int]) -> tuple[Verdict, ModelRun]:
+    def attempt(delays: dict[int, int], path: Path | None = None) -> tuple[Verdict, ModelRun]:
         run = run_model(obs, mi, start_ns, end_ns, seed=seed, linkwatch_delays=delays,
                         accept_latency_ns=tol.app_latency_ns)
-        path = out_dir / "predicted.pcap" if not delays else trial
+        path = path or (out_dir / "predicted.pcap" if not delays else trial)
         return judge(obs, mi, run, start_ns, end_ns, scenario, tol, use_qmp, path), run
 
-    verdict, run = attempt({})
-    if verdict.rows and run.carrier_losses and verdict.error is None:
-        verdict = _linkwatch_cases(verdict, run, attempt, end_ns, out_dir, trial)
+    def with_linkwatch(path: Path) -> Verdict:
+        v, run = attempt({}, path)
+        if v.rows and run.carrier_losses and v.error is None:
+            v = _linkwatch_cases(v, run, attempt, end_ns, out_dir, trial, path)
+        return v
+
+    verdict = with_linkwatch(out_dir / "predicted.pcap")
+    if verdict.rows and verdict.error is None and any(len(c.times) > 1 for c in mi.rtt_cases):
+        verdict = _rtt_cases(verdict, mi, with_linkwatch, out_dir)
     trial.unlink(missing_ok=True)
     verdict.notes += obs.salvaged
     _errors(verdict, obs, expect)
@@ -365,7 +372,41 @@ def check_run(art: Artifacts, declared: FirmwareConfig, start_ns: int, end_ns: i
     return verdict
 
 
-def _linkwatch_cases(base: Verdict, base_run: ModelRun, attempt, end_ns: int, out_dir: Path, trial: Path) -> Verdict:
+def _rtt_cases(base: Verdict, mi: ModelInputs, attempt, out_dir: Path) -> Verdict:
+    """When the board does not match the model fed its first RTT sample as its TSvals say,
+    the other values of that sample's span (RttCase: the board's handshake ACK is stamped
+    after the sample, and under load its clock moves between the two) are tried, up to
+    RTT_CASES_MAX combinations over the connected flows. A case stands only if the board
+    then matches completely; otherwise the TSvals' case's rows are the verdict, and the
+    cases tried are listed. Never the case with the fewest rows."""
+    cases = [c for c in mi.rtt_cases if len(c.times) > 1]
+    saved = [(mi.inputs[c.input_index], mi.learnt[c.learnt_index]) for c in cases]
+    case_pcap = out_dir / "predicted-rtt.pcap"
+    tried = []
+    try:
+        for pick in islice((p for p in product(*(range(len(c.times)) for c in cases)) if any(p)), RTT_CASES_MAX):
+            for c, k, (ti, learnt) in zip(cases, pick, saved, strict=True):
+                mi.inputs[c.input_index] = replace(ti, t=c.times[k])
+                mi.learnt[c.learnt_index] = replace(learnt, value=c.times[k] - c.conn_t)
+            v = attempt(case_pcap)
+            values = ", ".join(f"{(c.times[k] - c.conn_t) / 1e6:.1f} ms" for c, k in zip(cases, pick, strict=True))
+            tried.append(f"{values}: {len(v.rows)} rows" + (" (error)" if v.error else ""))
+            if not v.rows and v.error is None:
+                case_pcap.replace(out_dir / "predicted.pcap")
+                v.notes.append(f"the board's first RTT sample taken as {values} after connect(), not what its "
+                               "handshake ACK's TSval says (learnt: first_rtt; the ACK is stamped after the sample)")
+                return v
+        for c, (ti, learnt) in zip(cases, saved, strict=True):
+            mi.inputs[c.input_index], mi.learnt[c.learnt_index] = ti, learnt
+        base.notes.append("first_rtt cases tried, none matched completely (the TSvals' case's rows stand): "
+                          + "; ".join(tried))
+        return base
+    finally:
+        case_pcap.unlink(missing_ok=True)
+
+
+def _linkwatch_cases(base: Verdict, base_run: ModelRun, attempt, end_ns: int, out_dir: Path, trial: Path,
+                     final: Path) -> Verdict:
     """When the carrier-off linkwatch work ran is not in any record (it is rate-limited to
     once a second and runs when a worker gets to it), yet it decides whether a packet
     sent just after the loss found the old neighbour entry or began a resolution. Each
@@ -395,7 +436,7 @@ def _linkwatch_cases(base: Verdict, base_run: ModelRun, attempt, end_ns: int, ou
                 break
     kept = out_dir / "predicted-chosen.pcap"
     if chosen and not cur.rows:
-        kept.replace(out_dir / "predicted.pcap")
+        kept.replace(final)
         learnt = [Learnt("linkwatch_run", d, 0, LINKWATCH_MAX_DELAY_NS, f"carrier loss {k}", losses[k] + d)
                   for k, d in sorted(chosen.items())]
         cur = replace(cur, learnt=[*cur.learnt, *learnt])
