@@ -373,6 +373,7 @@ class Board:
             self._app(now, ev)
         else:
             raise ModelUsageError(f"unknown input {ev!r} at {now} ns")
+        self._tcp_out(now, self.sockets.tsq_released(now))
         self._retime(now, 0)
         return self._flush()
 
@@ -594,6 +595,8 @@ class Board:
                     self._tcp_out(now, self.sockets.tcp_v4_err(now, packet, ICMP_HOST_UNREACH))
         if self.sockets.poll_at() is not None and self.sockets.poll_at() <= now:
             self._tcp_out(now, self.sockets.on_timer(now))
+        # a copy held back in an arp_queue left it (sent or purged): TSQ's callback
+        self._tcp_out(now, self.sockets.tsq_released(now))
         return self._flush()
 
     def ifup_observed(self, now: int) -> list[Predicted]:

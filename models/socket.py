@@ -535,6 +535,16 @@ class SocketLayer:
                     best = req.expires_at
         return best
 
+    def tsq_released(self, now: int) -> list[OutSegment]:
+        """TSQ's callback for each socket whose held-back copy (TcpSock.tsq_throttled) no
+        longer waits in the host (models.board asks after every neighbour change)."""
+        out: list[OutSegment] = []
+        for sk in list(self.established.values()):
+            seq = sk.tsq_throttled
+            if seq is not None and not (sk.host_queued and sk.host_queued(sk, seq)):
+                out += sk.tsq_release(now)
+        return out
+
     def on_timer(self, now: int) -> list[OutSegment]:
         """Run every socket timer due at `now`, including reqsk_timer_handler."""
         out: list[OutSegment] = []

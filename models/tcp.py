@@ -349,6 +349,11 @@ class TcpSock:
         # neighbour layer answers; None: never)
         self.host_queued: Callable[[TcpSock, int], bool] | None = None
         self.spurious_rtx_hostqueues = 0   # LINUX_MIB_TCPSPURIOUS_RTX_HOSTQUEUES
+        # TSQ_THROTTLED, set by skb_still_in_host_queue: the seq of the copy it found
+        # waiting; and the RTO's head marked lost (tcp_enter_loss) but not resent since
+        # (lost_out > retrans_out)
+        self.tsq_throttled: int | None = None
+        self.head_lost_unsent = False
         # options
         self.nodelay = False
         self.keepalive = False
@@ -670,6 +675,7 @@ class TcpSock:
                 sent = self.snd_nxt != nxt
             elif self.rtx_queue and self._still_in_host_queue(self.rtx_queue[-1]):
                 self.spurious_rtx_hostqueues += 1
+                self.tsq_throttled = self.rtx_queue[-1].seq
             elif self.rtx_queue:
                 tail = self.rtx_queue[-1]
                 tail.retransmitted = True    # TCPCB_EVER_RETRANS: no RTT sample from it
@@ -1249,9 +1255,13 @@ class TcpSock:
             self.cwnd = 1
         if self._still_in_host_queue(head):
             # __tcp_retransmit_skb() -> -EBUSY: nothing is sent, yet the timer backs off as if
-            # it had been (only a positive error takes TCP_RESOURCE_PROBE_INTERVAL instead)
+            # it had been (only a positive error takes TCP_RESOURCE_PROBE_INTERVAL instead);
+            # the head stays lost and unsent until TSQ calls back (tsq_release)
             self.spurious_rtx_hostqueues += 1
+            self.tsq_throttled = head.seq
+            self.head_lost_unsent = not syn
         else:
+            self.head_lost_unsent = False
             head.retransmitted = True
             head.tx_at = now
             self.total_retrans += 1
@@ -1263,6 +1273,26 @@ class TcpSock:
         self.retransmits += 1
         self.rto = min(self.rto << 1, TCP_RTO_MAX)
         self._arm_rto(now)
+
+    def tsq_release(self, now: int) -> list[OutSegment]:
+        """The copy skb_still_in_host_queue found waiting has left the host (sent once its
+        neighbour resolved, or freed with the neighbour's queue): tcp_wfree sees
+        TSQ_THROTTLED and the TSQ tasklet runs tcp_tsq_write (net/ipv4/tcp_output.c). With
+        the RTO's head lost and not resent since (lost_out > retrans_out) and cwnd above
+        what is in flight (1 > 0 after tcp_enter_loss), tcp_xmit_retransmit_queue resends
+        the head at once and rearms the retransmission timer from now with icsk_rto."""
+        self.tsq_throttled = None
+        open_states = (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.CLOSING, TcpState.CLOSE_WAIT,
+                       TcpState.LAST_ACK)
+        if self.state in open_states and self.head_lost_unsent and self.rtx_queue:
+            head = self.rtx_queue[0]
+            self.head_lost_unsent = False
+            head.retransmitted = True
+            head.tx_at = now
+            self.total_retrans += 1
+            self._send(now, head.flags, head.seq, head.data, "retransmit")
+            self._arm_rto(now)
+        return self._flush()
 
     def _still_in_host_queue(self, skb: _TxSkb) -> bool:
         """skb_still_in_host_queue(): the segment's last copy has not left the host yet (it

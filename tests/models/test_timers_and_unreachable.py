@@ -205,3 +205,55 @@ def test_a_late_linkwatch_run_leaves_the_old_entry_to_the_packet_sent_before_it(
     assert late.resolutions == [ms(200)] and ip4(PEER) in late.neigh.entries   # it found the old entry
     run(late, sec(1) + ms(450))
     assert ip4(PEER) not in late.neigh.entries         # flushed when linkwatch ran, 300 ms after the loss
+
+
+def _established_with_data() -> tuple[TcpSock, list[bool]]:
+    from models.wire import ACK, SYN, TcpRepr, linux_options
+
+    sk = TcpSock(TcpParams(), random.Random(3))
+    held = [False]
+    sk.host_queued = lambda s, seq: held[0]
+    sk.connect(0, (ip4("10.0.2.15"), 40000), (ip4(PEER), 7))
+    # SACK permitted: a tail loss probe is scheduled (tcp_schedule_loss_probe: tcp_is_sack)
+    sk.rcv(ms(10), TcpRepr(7, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535,
+                           linux_options(mss=1460, sack_perm=True)), b"")
+    sk.send(ms(20), b"x" * 23)
+    return sk, held
+
+
+def _fire(sk: TcpSock) -> tuple[int, list]:
+    t = sk.poll_at()
+    return t, sk.on_timer(t)
+
+
+def test_an_rto_whose_copy_waits_in_the_host_is_resent_when_tsq_calls_back():
+    """tcp_retransmit_timer finds the head's last copy in an arp_queue
+    (skb_still_in_host_queue: -EBUSY, TSQ_THROTTLED): nothing goes out, the RTO backs off.
+    When that copy leaves (the neighbour resolved), tcp_wfree -> tcp_tsq_write sees the
+    head lost and not resent (lost_out > retrans_out, cwnd 1 > 0 in flight), and
+    tcp_xmit_retransmit_queue resends it at once, rearming the RTO from then with
+    icsk_rto, as the emulated board did after a link flap (IP IDs in a row, 1 ms apart)."""
+    sk, held = _established_with_data()
+    _, tlp = _fire(sk)
+    _, rto1 = _fire(sk)
+    assert [s.cause for s in tlp + rto1] == ["loss-probe-retransmit", "retransmit"] and sk.tsq_throttled is None
+    held[0] = True
+    _, rto2 = _fire(sk)
+    assert rto2 == [] and sk.spurious_rtx_hostqueues == 1 and sk.tsq_throttled is not None
+    t_rto3 = sk.poll_at()
+    held[0] = False
+    release = t_rto3 - ms(300)
+    (again,) = sk.tsq_release(release)
+    assert again.payload == b"x" * 23 and sk.tsq_throttled is None and not sk.head_lost_unsent
+    assert sk.poll_at() == release + sk.rto        # rearmed from now, not the backed-off timer
+    assert sk.tsq_release(release + 1) == []         # once: the head is no longer lost and unsent
+
+
+def test_a_tail_loss_probe_held_in_the_host_resends_nothing_when_tsq_calls_back():
+    # The probe marks nothing lost (lost_out 0): tcp_tsq_write finds nothing to resend.
+    sk, held = _established_with_data()
+    held[0] = True
+    _, tlp = _fire(sk)
+    assert tlp == [] and sk.tsq_throttled is not None and not sk.head_lost_unsent
+    held[0] = False
+    assert sk.tsq_release(sk.poll_at() - 1) == [] and sk.tsq_throttled is None
