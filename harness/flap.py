@@ -117,9 +117,8 @@ class _Traffic:
         else:
             import socket
 
-            port = self.board.host_port("http") if hasattr(self.board, "host_port") else 80
-            host = "127.0.0.1" if hasattr(self.board, "host_port") else self.board.ssh.host
-            with socket.create_connection((host, port), timeout=3) as s:
+            http = next((s.port for s in self.board.declared.services if s.name == "http"), 80)
+            with socket.create_connection(self.board.service_address("http", http), timeout=3) as s:
                 s.sendall(b"GET / HTTP/1.0\r\n\r\n")
                 s.settimeout(3)
                 if not s.recv(16).startswith(b"HTTP/"):

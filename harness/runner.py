@@ -81,16 +81,12 @@ def open_scenario_board(spec: BoardSpec, scenario: Scenario, out: Path):
 
 def _do_connect(board, step: Step, n: int = 0) -> dict:
     port = connect_port(step, board.declared)
-    if _wired(board):
+    if board.wired:
         # The harness is the peer: it sends the SYN and never answers the SYN-ACK (a
         # half-open connection). The board ARPs for the peer first; SilentPeer answers.
         board.wire.inject(peer_syn_frame(board.declared, n, port))
         return {"sent_syn": True}
-    if hasattr(board, "forwards"):
-        name = step.args.get("service") or f"port{port}"
-        host, hport = "127.0.0.1", board.host_port(name)
-    else:
-        host, hport = board.ssh.host, port
+    host, hport = board.service_address(step.args.get("service") or f"port{port}", port)
     try:
         with socket.create_connection((host, hport), timeout=5) as s:
             s.settimeout(CONNECT_HOLD_S)
@@ -148,13 +144,9 @@ def _nc_pidfile(port: int) -> str:
     return f"/tmp/bmc-hil-nc-{port}.pid"
 
 
-def _wired(board) -> bool:
-    return getattr(board, "network", "user") == "wire"
-
-
 def _shell(board, command: str) -> None:
     """A command on the board: over SSH, or on the console when the harness owns the wire."""
-    if _wired(board):
+    if board.wired:
         board.console.run(command, timeout=10)
     else:
         board.run(command, timeout=10)
@@ -213,7 +205,7 @@ def do_step(board, step: Step, n: int = 0) -> dict:
         port = int(step.args["port"])
         board.record("board_close", port=port)
         command = f"kill $(cat {_nc_pidfile(port)})"
-        if not _wired(board):
+        if not board.wired:
             board.run(command, timeout=10)    # raises on a non-zero status
             return {}
         out, status = board.console.run(command, timeout=10)
@@ -297,7 +289,7 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
     error = None
     with board:
         board.capture_start(out / "capture.pcap")
-        if _wired(board):
+        if board.wired:
             from harness.board.wire import SilentPeer
 
             BoardStrategy(board, timeouts_for(spec)).transition(BoardState.NETWORK)
@@ -362,9 +354,8 @@ def run_scenario(spec: BoardSpec, scenario: Scenario, out: Path, log=print) -> S
         budget = timeouts_for(spec)
         liveness = check_liveness(board, budget.booted + budget.shell)
         board.record("liveness", **liveness)
-        wire = getattr(board, "wire", None)
-        if wire is not None and wire.errors:
-            board.record("harness_error", what="wire", errors=list(wire.errors))
+        if board.wire is not None and board.wire.errors:
+            board.record("harness_error", what="wire", errors=list(board.wire.errors))
         board.capture_stop()
         counters["after"] = read_kernel_counters(board) if liveness["alive"] else None
     (out / "kernel-counters.json").write_text(json.dumps(counters, indent=1) + "\n")

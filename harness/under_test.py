@@ -92,12 +92,10 @@ class BoardUnderTest:
         board = self.board
         if board is None:
             return None
-        check_alive = getattr(board, "check_alive", None)
-        if check_alive is not None:
-            try:
-                check_alive()
-            except QemuError as exc:
-                return exc
+        try:
+            board.check_alive()
+        except QemuError as exc:
+            return exc
         try:
             board.ssh.run("true", timeout=10, check=True)
             return None
@@ -119,19 +117,13 @@ class BoardUnderTest:
         board = self.board
         if board is None:
             return
-        if getattr(board, "link_up", True) is False:
-            if getattr(board, "pid", 0) is None or self._qemu_dead():
+        if not board.link_up:
+            emulator = board.emulator
+            if emulator is not None and not emulator.running:
                 board.power_off()
                 board.power_on()
             board.set_link(True)
         self.boot()
-
-    def _qemu_dead(self) -> bool:
-        try:
-            getattr(self.board, "check_alive", lambda: None)()
-        except QemuError:
-            return True
-        return False
 
     def close(self) -> None:
         if self.board is not None:

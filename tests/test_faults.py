@@ -401,6 +401,7 @@ def test_liveness_of_a_board_without_an_emulator_is_its_console(tmp_path):
     """A real board has no emulator to ask: check_liveness used to call a check_alive it
     lacked (AttributeError on every real-board scenario). Its console answering is alive;
     a console that never answers is not, within the timeout."""
+    from harness.board.base import Lifecycle
     from harness.board.real import RealBoard
     from harness.errors import ConsoleTimeout
     from harness.runner import check_liveness
@@ -417,6 +418,7 @@ def test_liveness_of_a_board_without_an_emulator_is_its_console(tmp_path):
     class Lab(RealBoard):
         def __init__(self, console):    # only what check_liveness touches
             self._c = console
+            self.name, self.lifecycle = "lab", Lifecycle.ACTIVE
 
         @property
         def console(self):

@@ -656,11 +656,14 @@ class LabgridBoard(Board):
         self._power = self._link = None
         self._link_up = True
         self._powered_by_us = False
+        # service name -> (guest port, host port on 127.0.0.1), when the place forwards them
+        self.forwards: dict[str, tuple[int, int]] = {}
         try:
             self.lease.acquire()
             self.record("place_acquired", place=self.lease.place, coordinator=spec.coordinator,
                         holder=self.lease.identity)
             self._map(self.lease.resources)
+            self._activated()     # the place is ours: the board may already be running
         except BaseException:
             self.lease.release()
             super().close()
@@ -677,15 +680,19 @@ class LabgridBoard(Board):
                                   password=o.get("password", ssh.args.get("password")), key_file=o.get("key_file"),
                                   known_hosts=o.get("known_hosts", "strict"),
                                   known_hosts_file=o.get("known_hosts_file"))
-        if verbs.forwards:
-            # The runner connects to a board that has `forwards` through 127.0.0.1, as to the
-            # emulated board's slirp forwards; a lab board reached at its own address has none
-            # and is connected to on the declared ports.
-            self.forwards = verbs.forwards
+        self.forwards = dict(verbs.forwards or {})
+
+    def service_address(self, service: str, port: int) -> tuple[str, int]:
+        """A place that forwards the board's services (an emulated board exported as a
+        place) is reached through 127.0.0.1; one reached at its own address has no
+        forwards and is connected to on the declared ports."""
+        if self.forwards:
+            return "127.0.0.1", self.host_port(service)
+        return self.ssh.host, port
 
     def host_port(self, service: str) -> int:
         """The 127.0.0.1 port the place forwards to `service` (a service name or `port<N>`)."""
-        forwards = getattr(self, "forwards", {})
+        forwards = self.forwards
         if service not in forwards:
             raise BoardError(f"place {self.lease.place} forwards no {service!r} (it forwards "
                              f"{', '.join(sorted(forwards)) or 'nothing'}): export it from the bench "

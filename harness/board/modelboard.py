@@ -526,6 +526,14 @@ class ModelBoard(Board):
     def ssh(self):
         raise BoardError("the model-as-board has no SSH server (the model plays the board)")
 
+    @property
+    def wired(self) -> bool:
+        return self.network == "wire"
+
+    def service_address(self, service: str, port: int) -> tuple[str, int]:
+        raise BoardError("the model-as-board has no sockets on this machine: its peers are played on its "
+                         "virtual wire")
+
     def record(self, name: str, **detail) -> HostEvent:
         """As Board.record, stamped with the virtual clock's host clocks."""
         ev = HostEvent(name, self.clock.monotonic_ns(), self.clock.wall_ns(), detail)
@@ -552,6 +560,7 @@ class ModelBoard(Board):
                                 describe_frames=False)
         self._qmp("RESUME", {})
         self._boot(self.clock.now)
+        self._activated()
 
     def power_off(self) -> None:
         """The player stops; the seeded constants go back to Linux's."""
@@ -559,6 +568,7 @@ class ModelBoard(Board):
             self.model = None
             self.record("power_off")
         self._constants.close()
+        self._activated(False)
 
     def reset(self) -> None:
         """QMP system_reset: a fresh kernel with no output of its own."""

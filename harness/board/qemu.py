@@ -110,6 +110,7 @@ class QemuBoard(Board):
         self.forwards: dict[str, tuple[int, int]] = {}
         self.console_port: int | None = None
         self._link_up = True
+        self._link_wanted = None
         self._capture: Path | None = None
         self.capture_files: list[Path] = []
         self._boots = 0
@@ -136,6 +137,24 @@ class QemuBoard(Board):
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        """QEMU was started and has not exited."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def emulator(self) -> QemuBoard:
+        return self
+
+    @property
+    def wired(self) -> bool:
+        return self.network == "wire"
+
+    def service_address(self, service: str, port: int) -> tuple[str, int]:
+        """A service is reached through its slirp forward on 127.0.0.1 (`service` is a
+        service name or `port<N>`)."""
+        return "127.0.0.1", self.host_port(service)
 
     def command_line(self) -> list[str]:
         """The full QEMU command line for the next power-on."""
@@ -233,6 +252,7 @@ class QemuBoard(Board):
         cred = self.image.credentials
         self._ssh = SSHConnection("127.0.0.1", self.host_port("ssh"), cred.user, password=cred.password,
                                   key_file=cred.key_file, known_hosts="auto-accept")
+        self._activated()
 
     def _wait_for_socket(self, path: Path, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -293,6 +313,7 @@ class QemuBoard(Board):
             self.wire.close()
             self.wire = None
         self._cleanup_sockets()
+        self._activated(False)
 
     def _cleanup_sockets(self) -> None:
         if self._sockdir is not None:
@@ -322,9 +343,8 @@ class QemuBoard(Board):
         self._link_wanted = wanted
 
     def _wants_down(self) -> bool:
-        wanted = getattr(self, "_link_wanted", None)
-        if wanted is not None:
-            self._link_up = wanted()
+        if self._link_wanted is not None:
+            self._link_up = self._link_wanted()
         return not self._link_up
 
     # A MAC soft reset in QEMU resets the PHY with link on, whatever set_link said: when

@@ -30,6 +30,7 @@ class RealBoard(Board):
                                   known_hosts=s.known_hosts, known_hosts_file=s.known_hosts_file)
         self._capture: LiveCapture | None = None
         self._link_up = True
+        self._activated()     # a real board may already be running: its verbs work from here
 
     @property
     def console(self) -> SerialConsole:
