@@ -34,6 +34,7 @@ from harness.errors import BoardError, HarnessError, Terminated
 from harness.oracle import Tolerance, Verdict
 from harness.paths import prepare_run_dir
 from harness.proc import die_with_parent
+from harness.report import ReportCache
 
 # How long a child gets to write its results after Ctrl-C before it is terminated, then killed.
 CHILD_INTERRUPT_GRACE_S = 30.0
@@ -109,6 +110,8 @@ class NightlyResult:
     interrupted: BaseException | bool = False   # the KeyboardInterrupt (Terminated: SIGTERM)
     finished: float | None = None
     scenario_phase_s: float | None = None       # the scenario phase's wall time (all boards)
+    # what report.html's earlier writes drew, so each scenario's plot is drawn once
+    report_cache: ReportCache = field(default_factory=ReportCache, repr=False, compare=False)
 
     @property
     def exit_code(self) -> int:
@@ -239,7 +242,7 @@ def _write_scenario_report(result: NightlyResult, out: Path, specs: list[BoardSp
         # reuse); rewritten as we go.
         write_report(out, [Verdict.from_json(s.verdict) for s in judged],
                      {"board": " + ".join(dict.fromkeys(s.name for s in specs)), "tolerance_scale": scale},
-                     folders=[out / s.folder for s in judged])
+                     folders=[out / s.folder for s in judged], cache=result.report_cache)
 
 
 # A worker's line that carries a finished scenario's outcome (JSON); its other lines are its log.

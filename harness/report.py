@@ -875,21 +875,43 @@ def timeline_paths(out_dir: Path, verdicts: Sequence[Verdict]) -> list[Path]:
     return [out_dir / f"{name}.timeline.png" for name in unique_names([v.scenario for v in verdicts])]
 
 
+class ReportCache:
+    """The views and plots of a report rewritten as verdicts come in (the nightly rewrites
+    it after every scenario): a verdict whose JSON, name, files and plot path are those of
+    the last write keeps its view and its PNG, so each plot is drawn once, not once per
+    later scenario."""
+
+    def __init__(self):
+        self._kept: dict[tuple, tuple[ScenarioView, Path]] = {}
+
+    def view_and_plot(self, verdict: Verdict, name: str, files: ScenarioFiles, declared,
+                      plot: Path) -> tuple[ScenarioView, Path]:
+        key = (name, json.dumps(verdict.to_json(), sort_keys=True, default=int), files, str(plot))
+        kept = self._kept.get(key)
+        if kept is None or not kept[1].exists():
+            view = ScenarioView.build(verdict, name, files, declared)
+            kept = self._kept[key] = (view, timeline_plot(view.verdict, plot, view))
+        return kept
+
+
 def write_report(out_dir: Path, verdicts: list[Verdict], meta: dict,
                  folders: Sequence[Path | ScenarioFiles | None] | Mapping[str, Path | ScenarioFiles | None] | None = None,
-                 declared=None) -> dict[str, Path]:
+                 declared=None, cache: ReportCache | None = None) -> dict[str, Path]:
     """report.json, report.html and a timeline PNG per scenario in `out_dir`.
 
     `folders`: each verdict's artifact folder (or ScenarioFiles), in order or by scenario
     name; by default a subfolder named like the scenario (as `bmc-hil run` lays a run
     out), else `out_dir` itself for a single verdict whose verdict.json is there (as
     `compare` does). `declared`: the firmware config, whose services name the flows
-    (default: the services the scenario's steps connected to)."""
+    (default: the services the scenario's steps connected to). `cache`: reuse what an
+    earlier write of the same report drew (ReportCache)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     names = unique_names([v.scenario for v in verdicts])
     files = _scenario_files(out_dir, verdicts, names, folders)
-    views = [ScenarioView.build(v, n, f, declared) for v, n, f in zip(verdicts, names, files, strict=True)]
-    plots = [timeline_plot(v.verdict, p, v) for v, p in zip(views, timeline_paths(out_dir, verdicts), strict=True)]
+    cache = cache or ReportCache()
+    drawn = [cache.view_and_plot(v, n, f, declared, p)
+             for v, n, f, p in zip(verdicts, names, files, timeline_paths(out_dir, verdicts), strict=True)]
+    views, plots = [d[0] for d in drawn], [d[1] for d in drawn]
     data = {**meta, "ok": all(v.ok for v in verdicts), "scenarios": [v.to_json() for v in verdicts]}
     (out_dir / "report.json").write_text(json.dumps(data, indent=1, default=int) + "\n")
     errors = [v for v in verdicts if v.error]

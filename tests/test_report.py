@@ -353,3 +353,30 @@ def test_without_the_declared_config_a_connect_step_names_the_connection_it_open
     paths = write_report(tmp_path / "report", [verdicts[0]], {"board": "model"}, folders=[run])
     flows = {FLOW.match(r["flow"]).group(1, 2) for r in Page(paths["html"].read_text()).table("handshake", "divergences")}
     assert flows == {("ssh", "22"), ("http", "80")}
+
+
+def test_a_report_rewritten_as_verdicts_come_in_draws_each_plot_once(report, tmp_path, monkeypatch):
+    """The nightly rewrites report.html after every scenario: with a ReportCache a verdict
+    already drawn keeps its PNG (drawn once, not once per later scenario), a verdict that
+    changed (a re-run's) is drawn again, and the page is the one a single write gives."""
+    import dataclasses
+
+    import harness.report as rep
+
+    _, verdicts, folders, _ = report
+    drawn = []
+    real_plot = rep.timeline_plot
+    monkeypatch.setattr(rep, "timeline_plot", lambda v, path, view=None: drawn.append(v.scenario) or
+                        real_plot(v, path, view))
+    cache = rep.ReportCache()
+    for k in range(1, len(verdicts) + 1):
+        rep.write_report(tmp_path / "inc", verdicts[:k], {"board": "model"}, folders=folders[:k],
+                         declared=model_board().firmware, cache=cache)
+    assert drawn == [v.scenario for v in verdicts]
+    changed = [*verdicts[:-1], dataclasses.replace(verdicts[-1], error="the board died again")]
+    rep.write_report(tmp_path / "inc", changed, {"board": "model"}, folders=folders,
+                     declared=model_board().firmware, cache=cache)
+    assert drawn[len(verdicts):] == [verdicts[-1].scenario]
+    rep.write_report(tmp_path / "once", changed, {"board": "model"}, folders=folders, declared=model_board().firmware)
+    assert (tmp_path / "inc" / "report.html").read_text().replace(str(tmp_path / "inc"), "") == \
+        (tmp_path / "once" / "report.html").read_text().replace(str(tmp_path / "once"), "")
