@@ -425,6 +425,7 @@ class TcpSock:
         self.ack_pending = False
         self.delack_cause: int | None = None
         self.ato = 0
+        self.delack_exact = False
         self.quick = 0
         self.pingpong = 0
         self.lrcvtime = 0
@@ -1124,8 +1125,11 @@ class TcpSock:
         self._send_delayed_ack(now)
 
     def _send_delayed_ack(self, now: int) -> None:
-        """tcp_send_delayed_ack(): ato bounded by the RTT and TCP_DELACK_MAX."""
-        ato = self.ato or TCP_ATO_MIN
+        """tcp_send_delayed_ack(): ato bounded by the RTT and TCP_DELACK_MAX. Before any
+        data arrived (a FIN first) ato is still 0 (tcp_event_data_recv sets it), so the
+        timer is due at once and the ACK goes on the next tick."""
+        ato = self.ato
+        self.delack_exact = ato == 0
         if ato > TCP_DELACK_MIN:
             max_ato = TCP_DELACK_MAX if self.pingpong else jiffies(HZ // 2)
             if self.srtt_us:
@@ -1221,11 +1225,14 @@ class TcpSock:
                 if self.ack_pending:
                     # tcp_delack_timer_handler: leave pingpong, ato grows. Linux's ato depends
                     # on arrival spacing, so the ACK may come anywhere in DELACK_MIN..DELACK_MAX.
+                    # ato 0 (no data yet): due at once, on the next tick; the timer's own
+                    # slack is the board's (models.board._retime)
                     cause = self.delack_cause if self.delack_cause is not None else now - TCP_DELACK_MIN
-                    self.send_ack(now, "delayed-ack", Window(min(now, cause + TCP_DELACK_MIN),
-                                                             max(now, cause + TCP_DELACK_MAX)))
+                    self.send_ack(now, "delayed-ack", None if self.delack_exact else Window(
+                        min(now, cause + TCP_DELACK_MIN), max(now, cause + TCP_DELACK_MAX)))
+                    # missed in pingpong: leave it and deflate ato; else inflate it
+                    self.ato = TCP_ATO_MIN if self.pingpong else min(self.ato << 1, self.rto)
                     self.pingpong = 0
-                    self.ato = min(self.ato << 1, self.rto)
             elif timer is TimerKind.KEEPALIVE:
                 self._keepalive_timer(now)
             elif timer is TimerKind.FIN_WAIT2 and self.state is TcpState.FIN_WAIT2 and not self.timewait_sock:

@@ -343,13 +343,28 @@ def test_passive_side_reaches_closed_after_last_ack():
     assert server.state is TcpState.CLOSED and server.error is None
 
 
-def test_ack_of_peer_fin_is_delayed_in_close_wait():
+def test_ack_of_a_peer_fin_before_any_data_goes_on_the_next_tick():
+    # tcp_fin enters pingpong, so the ACK is delayed (tcp_send_delayed_ack), but ato is
+    # still 0 (tcp_event_data_recv never ran): the timer is due at once. Seen on a Linux
+    # host: the FIN's ACK 1.2 ms after it (HZ 1000), not TCP_ATO_MIN later.
     pair, cfd, _ = connected_pair()
     pair.run_until(ms(100))
     pair.put("a", pair.a.close(ms(100), cfd))
     pair.run_until(ms(400))
     (t, ack), = pair.sent("b", "delayed-ack")
-    assert t == ms(105) + ms(40) and ack.window == Window(ms(105) + ms(40), ms(105) + ms(200))
+    assert t == ms(105) and ack.window is None
+
+
+def test_ack_of_a_peer_fin_after_data_waits_the_ato():
+    # after data, ato is TCP_ATO_MIN (tcp_event_data_recv); the FIN's pingpong delays its ACK that long
+    pair, cfd, sfd = connected_pair()
+    pair.run_until(ms(100))
+    pair.put("a", pair.a.send(ms(100), cfd, b"hello"))
+    pair.run_until(ms(200))
+    pair.put("a", pair.a.close(ms(200), cfd))
+    pair.run_until(ms(500))
+    (t, ack), = pair.sent("b", "delayed-ack")
+    assert t == ms(205) + ms(40) and ack.window == Window(ms(205) + ms(40), ms(205) + ms(200))
 
 
 def test_close_with_unread_data_sends_rst():
@@ -576,7 +591,7 @@ def test_orphan_in_fin_wait2_waits_tcp_fin_timeout_but_at_least_three_and_a_half
         pair, lfd = listening_pair(params_a=TcpParams(fin_timeout=fin_timeout))
         cfd = pair.a.socket()
         pair.put("a", pair.a.connect(0, cfd, B_ADDR, 22))
-        pair.run_until(ms(50))
+        pair.run_until(ms(100))
         sk = pair.a.sock(cfd)
         assert sk.rto == ms(210)   # the handshake's 10 ms RTT + TCP_RTO_MIN: 21 jiffies, 3.5 x is 74
         pair.put("a", pair.a.close(ms(100), cfd))
