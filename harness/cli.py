@@ -378,13 +378,20 @@ def _session_or_spec(board_arg: str):
 
 
 def cmd_console(args) -> int:
+    session, spec = _session_or_spec(args.board)
+    if spec.kind == "labgrid":
+        # the place is held while the terminal is open, and released when it ends
+        with _verb_board(spec, args, "console") as board:
+            return _miniterm(board.console_url, board.baudrate)
+    return _miniterm(session.console_url if session else spec.console_url, spec.baudrate)
+
+
+def _miniterm(url: str, baudrate: int) -> int:
     import serial
     from serial.tools.miniterm import Miniterm
 
-    session, spec = _session_or_spec(args.board)
-    url = session.console_url if session else spec.console_url
     try:
-        port = serial.serial_for_url(url, baudrate=spec.baudrate, timeout=1)
+        port = serial.serial_for_url(url, baudrate=baudrate, timeout=1)
     except (ValueError, serial.SerialException) as exc:
         raise HarnessError(f"console {url}: {exc}") from exc
     term = Miniterm(port, eol="lf")
@@ -403,12 +410,15 @@ def cmd_console(args) -> int:
 
 def cmd_ssh(args) -> int:
     from harness.board.ssh import SSHConnection
-    from harness.errors import SSHError
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not args.timeout > 0:
         raise HarnessError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     session, spec = _session_or_spec(args.board)
+    if spec.kind == "labgrid":
+        # the place's network service, the place held for the session
+        with _verb_board(spec, args, "ssh") as board:
+            return _attach(board.ssh, command, args.timeout, None)
     if session:
         conn = SSHConnection(session.ssh_host, session.ssh_port, session.ssh_user,
                              key_file=Path(session.key_file), known_hosts="auto-accept")
@@ -416,11 +426,17 @@ def cmd_ssh(args) -> int:
         s = spec.ssh
         conn = SSHConnection(s.host, s.port, s.user, password=s.password, key_file=s.key_file,
                              known_hosts=s.known_hosts, known_hosts_file=s.known_hosts_file)
+    return _attach(conn, command, args.timeout, session)
+
+
+def _attach(conn, command: list[str], timeout: float, session) -> int:
+    from harness.errors import SSHError
+
     try:
         # As ssh(1): the words are joined with spaces and the board's shell reads them.
         if command:
-            return conn.attach(" ".join(command), timeout=args.timeout, connect_timeout=args.timeout)
-        return conn.attach(None, timeout=None, connect_timeout=args.timeout)
+            return conn.attach(" ".join(command), timeout=timeout, connect_timeout=timeout)
+        return conn.attach(None, timeout=None, connect_timeout=timeout)
     except SSHError as exc:
         hint = "; see the link with: bmc-hil link status" if "link down" in str(exc) and session else ""
         raise SSHError(f"{exc}{hint}") from exc
@@ -428,10 +444,13 @@ def cmd_ssh(args) -> int:
         conn.close()
 
 
-def _real_board(spec, args, what: str):
-    from harness.board.real import RealBoard
+def _verb_board(spec, args, what: str):
+    """A real or lab board for one verb (open_board: a lab board's place is acquired, and
+    released when the verb ends; the power it was left in stays)."""
+    from harness.board import open_board
 
-    return RealBoard(spec, Path(args.out) if args.out else _default_out(f"{what}-{spec.name}"))
+    out = Path(args.out) if getattr(args, "out", None) else _default_out(f"{what}-{spec.name}")
+    return open_board(spec, out, log=_stderr, leave_powered=True)
 
 
 def cmd_link(args) -> int:
@@ -444,7 +463,7 @@ def cmd_link(args) -> int:
         session.record("link_up" if up else "link_down", by=f"bmc-hil link {args.state}")
         _qmp_commands(Path(session.control_socket), [("set_link", {"name": "net0", "up": up})])
     else:
-        with _real_board(spec, args, "link") as board:
+        with _verb_board(spec, args, "link") as board:
             board.set_link(up)
     print(f"link {args.state}")
     return EXIT_OK
@@ -485,6 +504,14 @@ def cmd_power(args) -> int:
     session, spec = _session_or_spec(args.board)
     if session:
         return _power_emulated(session, args)
+    if spec.kind == "labgrid":
+        if args.action == "status":
+            raise HarnessError(f"{spec.source}: labgrid's power drivers cannot ask a place's power state")
+        with _verb_board(spec, args, "power") as board:
+            {"on": board.power_on, "off": board.power_off, "cycle": board.reset}[args.action]()
+            place = board.lease.place
+        print(f"power {args.action}: done (place {place}'s power resource)")
+        return EXIT_OK
     verbs = spec.power_commands
     if args.action == "status":
         raise HarnessError(f"{spec.source}: the board file has no way to ask a real board's power state")
@@ -492,7 +519,7 @@ def cmd_power(args) -> int:
     missing = [v for v in need if v not in verbs]
     if missing:
         raise HarnessError(f"{spec.source}: no power.{missing[0]} command in the board file")
-    with _real_board(spec, args, "power") as board:
+    with _verb_board(spec, args, "power") as board:
         {"on": board.power_on, "off": board.power_off, "cycle": board.reset}[args.action]()
     print(f"power {args.action}: done ({' then '.join('power.' + v for v in need)})")
     return EXIT_OK

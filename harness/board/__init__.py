@@ -12,9 +12,10 @@ __all__ = ["Board", "BoardSpec", "BoardState", "BoardStrategy", "Timeouts", "emu
            "load_board_file", "open_board"]
 
 
-def open_board(spec: BoardSpec, out_dir: Path, log=print) -> Board:
+def open_board(spec: BoardSpec, out_dir: Path, log=print, leave_powered: bool = False) -> Board:
     """A driver for `spec`: builds (or takes from the cache) the image of an emulated board,
-    acquires the place of a labgrid board (released by the driver's `close()`)."""
+    acquires the place of a labgrid board (released by the driver's `close()`, which also
+    powers off what it powered on unless `leave_powered`: a `bmc-hil power on`)."""
     if spec.kind == "emulated":
         from harness.board.qemu import QemuBoard
         from harness.image import build_image
@@ -25,7 +26,7 @@ def open_board(spec: BoardSpec, out_dir: Path, log=print) -> Board:
     if spec.kind == "labgrid":
         from harness.board.labgrid import LabgridBoard
 
-        return LabgridBoard(spec, out_dir, log=log)
+        return LabgridBoard(spec, out_dir, log=log, leave_powered=leave_powered)
     from harness.board.real import RealBoard
 
     return RealBoard(spec, out_dir)

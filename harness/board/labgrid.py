@@ -644,7 +644,7 @@ class FrameTap:
 class LabgridBoard(Board):
     """A board reached through a labgrid place (`BoardSpec` of kind `labgrid`)."""
 
-    def __init__(self, spec: BoardSpec, out_dir: Path, log=print):
+    def __init__(self, spec: BoardSpec, out_dir: Path, log=print, leave_powered: bool = False):
         if spec.kind != "labgrid":
             raise ValueError(f"{spec.source}: LabgridBoard needs kind: labgrid, got {spec.kind}")
         super().__init__(spec.name, out_dir, spec.firmware)
@@ -656,6 +656,7 @@ class LabgridBoard(Board):
         self._power = self._link = None
         self._link_up = True
         self._powered_by_us = False
+        self._leave_powered = leave_powered     # close() powers off what it powered on unless this
         # service name -> (guest port, host port on 127.0.0.1), when the place forwards them
         self.forwards: dict[str, tuple[int, int]] = {}
         try:
@@ -819,7 +820,7 @@ class LabgridBoard(Board):
                 self._ssh.close()
                 if self._console is not None:
                     self._console.close()
-                if self._powered_by_us:
+                if self._powered_by_us and not self._leave_powered:
                     self._powered_by_us = False
                     try:
                         self.power_off()

@@ -59,3 +59,37 @@ def test_ctrl_c_in_the_middle_of_a_boot_releases_the_place_and_powers_the_board_
     assert names[-2:] == ["power_off", "place_released"], names
     assert lab.place(bench_place).acquired is None
     assert lab.reservations() == []
+
+
+def test_the_board_verbs_drive_a_place_and_release_it_after_each(lab, bench_place, tmp_path):
+    """`bmc-hil power`, `ssh` and `link` on a `kind: labgrid` board file: each verb acquires
+    the place, drives the resource the place maps to it (the PDU, the network service, the
+    link relay) and releases it; a `power on` leaves the board on."""
+    board = lab.board_file(tmp_path, place=bench_place)
+
+    def hil(*words, timeout=120):
+        return subprocess.run([sys.executable, "-m", "harness", *words, "--board", str(board)],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def ssh_uname(timeout: int):
+        r = subprocess.run([sys.executable, "-m", "harness", "ssh", "--board", str(board), "--timeout", str(timeout),
+                            "--", "uname", "-m"], capture_output=True, text=True, timeout=timeout + 60)
+        return r.returncode, r.stdout + r.stderr
+
+    on = hil("power", "on")
+    assert on.returncode == 0 and f"place {bench_place}" in on.stdout, on.stdout + on.stderr
+    assert lab.place(bench_place).acquired is None
+    deadline = time.monotonic() + 90
+    while (r := ssh_uname(15))[0] != 0:            # booting; SSH comes up with it
+        assert time.monotonic() < deadline, r[1][-2000:]
+    assert "armv6l" in r[1]
+    assert hil("link", "down").returncode == 0
+    code, said = ssh_uname(5)
+    assert code != 0 and lab.place(bench_place).acquired is None, said
+    assert hil("link", "up").returncode == 0
+    deadline = time.monotonic() + 30
+    while (r := ssh_uname(10))[0] != 0:
+        assert time.monotonic() < deadline, r[1][-2000:]
+    off = hil("power", "off")
+    assert off.returncode == 0 and ssh_uname(5)[0] != 0
+    assert lab.reservations() == []
