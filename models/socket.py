@@ -31,11 +31,13 @@ from .tcp import (
 )
 from .wire.icmp import ICMP_HOST_UNREACH, ICMP_NET_UNREACH
 from .wire.ipv4 import INET_ECN_MASK, tcp_quote
-from .wire.tcp import ACK, FIN, RST, SYN, TcpRepr
+from .wire.tcp import ACK, CWR, ECE, FIN, RST, SYN, TcpRepr
 
 __all__ = ["SocketLayer", "Drop", "SOMAXCONN_DEFAULT"]
 
 SOMAXCONN_DEFAULT = 4096
+# net.ipv4.tcp_ecn (tcp_sk_init: 2, ECN when the peer asks; not a firmware-config key)
+TCP_ECN = 2
 # net/ipv4/syncookies.c: the peer MSS values a cookie can encode
 MSSTAB = (536, 1300, 1440, 1460)
 # tcp_syn_flood_action (pr_fmt "TCP: "; the request_sock slab is "request_sock_" + tcp_prot.name)
@@ -393,6 +395,13 @@ class SocketLayer:
         # the ISN: secure_tcp_seq, or the cookie (cookie_v4_init_sequence: a keyed hash of the
         # flow, the peer's ISN, a minute counter and the index of the peer's MSS in msstab);
         # both are learnt from the board (harness/oracle/bounds.py `isn`)
+        # tcp_ecn_create_request: a SYN with ECE and CWR from a not-ECT packet (or with
+        # reserved bits) asks for ECN, and tcp_ecn (2, tcp_sk_init) grants it; a cookie
+        # keeps it only in its timestamp (cookie_init_timestamp's TS_OPT_ECN)
+        ect = seg.ip_dsfield & INET_ECN_MASK != 0
+        ecn_ok = bool(TCP_ECN and seg.flags & ECE and seg.flags & CWR and (not ect or seg.flags >> 8 & 0xF))
+        if want_cookie and not ts_ok:
+            ecn_ok = False
         peer_mss = seg.mss or 536
         if want_cookie:
             peer_mss = next(m for m in reversed(MSSTAB) if peer_mss >= m or m == MSSTAB[0])
@@ -406,6 +415,7 @@ class SocketLayer:
             ts_recent=ts[0] if ts_ok else 0, ts_offset=self.rng.getrandbits(32) if ts_ok else 0,
             peer_window=seg.window, rcv_wnd=rcv_wnd, window_clamp=clamp, rcv_wscale=rcv_wscale,
             snt_synack=now, expires_at=now + TCP_TIMEOUT_INIT, syn_tos=seg.ip_dsfield, syncookie=want_cookie,
+            ecn_ok=ecn_ok,
         )
         if want_cookie:
             # TCP_SYNACK_COOKIE: sent, then the request is freed (reqsk_free): no timer. What
@@ -446,6 +456,7 @@ class SocketLayer:
         rcv_wnd, clamp, rcv_wscale = tcp_select_initial_window(
             p, p.win_from_space(p.tcp_rmem[1]), cookie.peer_mss, wscale_ok)
         req = replace(cookie, ts_ok=not plain, sack_ok=cookie.sack_ok and not plain,
+                      ecn_ok=cookie.ecn_ok and not plain,     # cookie_ecn_ok: the TSecr's TS_OPT_ECN
                       snd_wscale=cookie.snd_wscale if wscale_ok else None,
                       ts_recent=seg.timestamp[0] if not plain else 0,
                       rcv_wnd=rcv_wnd, window_clamp=clamp, rcv_wscale=rcv_wscale,

@@ -32,8 +32,8 @@ from .config import SYSCTL_DEFAULTS, rmem_triple
 from .errors import ModelError, ModelUsageError, SocketError
 from .ipv4 import InetTx
 from .wire.icmp import ICMP_HOST_UNREACH, ICMP_NET_UNREACH
-from .wire.ipv4 import INET_ECN_MASK
-from .wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr, linux_options
+from .wire.ipv4 import INET_ECN_ECT_0, INET_ECN_MASK
+from .wire.tcp import ACK, ECE, FIN, PSH, RST, SYN, TcpRepr, linux_options
 
 __all__ = [
     "TcpState", "TcpParams", "OutSegment", "TcpSock", "RequestSock", "TimerKind",
@@ -279,6 +279,7 @@ class RequestSock:
     num_retrans: int = 0
     syn_tos: int = 0   # tcp_conn_request: the SYN's TOS byte (TCP_SKB_CB(skb)->ip_dsfield)
     syncookie: bool = False   # req->syncookie: never queued, its SYN-ACK sent once (TCP_SYNACK_COOKIE)
+    ecn_ok: bool = False      # inet_rsk(req)->ecn_ok (tcp_ecn_create_request)
 
     def synack(self, now: int, params: TcpParams, cause: str, listener_tos: int = 0) -> OutSegment:
         """tcp_make_synack(): options in tcp_synack_options() order, window not scaled.
@@ -289,13 +290,14 @@ class RequestSock:
         than IPV4_MIN_MTU bytes, so it has DF and ID 0 whatever the listener's pmtudisc."""
         ts_now = now // NSEC_PER_MSEC
         if self.syncookie and self.ts_ok:
-            ts_now = cookie_init_timestamp(ts_now, self.snd_wscale, self.sack_ok)
+            ts_now = cookie_init_timestamp(ts_now, self.snd_wscale, self.sack_ok, self.ecn_ok)
         tsval = (ts_now + self.ts_offset) % MOD32
         opts = linux_options(mss=params.advmss, ts=(tsval, self.ts_recent) if self.ts_ok else None,
                              sack_perm=self.sack_ok,
                              wscale=self.rcv_wscale if self.snd_wscale is not None else None)
-        tcp = TcpRepr(self.local[1], self.remote[1], self.iss, (self.irs + 1) % MOD32, SYN | ACK,
-                      min(self.rcv_wnd, U16_MAX), opts)
+        # tcp_ecn_make_synack: ECE when the request is ecn_ok
+        tcp = TcpRepr(self.local[1], self.remote[1], self.iss, (self.irs + 1) % MOD32,
+                      SYN | ACK | (ECE if self.ecn_ok else 0), min(self.rcv_wnd, U16_MAX), opts)
         tos = ((self.syn_tos & ~INET_ECN_MASK) | (listener_tos & INET_ECN_MASK)) if params.reflect_tos \
             else listener_tos
         return OutSegment(self.local[0], self.remote[0], tcp, b"", cause, ip=InetTx(None, tos, df=True))
@@ -439,8 +441,11 @@ class TcpSock:
         self.timers: dict[TimerKind, int] = {}
         # struct inet_sock: what ip_queue_xmit puts in the IPv4 header of this socket's
         # segments. inet_create(): TOS 0, IP_PMTUDISC_WANT (DF) unless ip_no_pmtu_disc, inet_id 0.
-        # ECN is not modelled: with tcp_ecn 2 the board never asks for it, and a peer that
-        # does would get ECE in Linux's SYN-ACK and ECT(0) in the TOS of its data, not here.
+        # ECN (tcp_ecn 2): never asked for on the board's connects; a peer that asks gets it
+        # on an accepted socket (ecn_ok, TCP_ECN_OK). Its data then carries ECT(0)
+        # (tcp_ecn_send); what congestion marks would start (a CE seen: ECE until the peer's
+        # CWR; the peer's ECE: CWR and a cwnd reduction) is not modelled.
+        self.ecn_ok = False
         self.tos = 0
         self.dont_fragment = not params.no_pmtu_disc
         self.inet_id = 0
@@ -559,6 +564,11 @@ class TcpSock:
             ip = InetTx(None, self.tos & ~INET_ECN_MASK, df=True)
             confirm = False   # the control socket's skb: no dst_pending_confirm
         else:
+            if self.ecn_ok and not flags & SYN:
+                # tcp_ecn_send: a data segment not sent before sets ECT(0) in the socket's TOS
+                # (INET_ECN_xmit); an ACK or a retransmission clears it (INET_ECN_dontxmit)
+                new_data = bool(payload) and not seq_lt(seq, self.snd_nxt)
+                self.tos = (self.tos & ~INET_ECN_MASK) | (INET_ECN_ECT_0 if new_data else 0)
             ip = InetTx(self._next_ip_id(), self.tos, self.dont_fragment)   # ip_queue_xmit
             confirm = self._take_confirm()
         self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, bytes(payload), cause, window, ip, confirm))
@@ -822,6 +832,7 @@ class TcpSock:
         sk.iss, sk.irs, sk.ts_offset = req.iss, req.irs, req.ts_offset
         sk.inet_id = rng.getrandbits(16)   # tcp_v4_syn_recv_sock(): get_random_u16()
         sk.tos = (req.syn_tos & ~INET_ECN_MASK) if params.reflect_tos else listener_tos
+        sk.ecn_ok = req.ecn_ok          # tcp_ecn_openreq_child
         sk.dont_fragment = listener_dont_fragment
         sk.snd_una = sk.snd_nxt = (req.iss + 1) % MOD32
         sk.rcv_nxt = sk.rcv_wup = (req.irs + 1) % MOD32

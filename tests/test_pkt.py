@@ -34,7 +34,6 @@ CORPUS = Path(__file__).resolve().parent.parent / "suites" / "pkt"
 # is fixed the script passes and the test below says so: move it out of this table.
 KNOWN_MODEL_BUGS = {
     "psh-small-peer-window.pkt": (16, "outbound segment differs in flags", "> . 1:1461(1460) ack 1 "),
-    "ecn-syn.pkt": (9, "outbound segment differs in flags", "> S. 0:0(0) ack 1 "),
 }
 
 PASSIVE = """\

@@ -17,6 +17,7 @@ IP_DF = 0x4000
 IP_MF = 0x2000
 IP_OFFSET = 0x1FFF
 INET_ECN_MASK = 0x03   # include/net/inet_ecn.h: the TOS byte's two ECN bits (RFC 3168)
+INET_ECN_ECT_0 = 2     # include/net/inet_ecn.h: ECN-capable transport (0)
 
 IPV4_HEADER = HeaderTable(
     ("version_ihl", "B"), ("tos", "B"), ("tot_len", "H"), ("id", "H"), ("frag_off", "H"),
