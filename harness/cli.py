@@ -827,11 +827,15 @@ def cmd_run(args) -> int:
     from harness.report import write_report
     from harness.scenario import builtin_scenarios, load_scenario
 
-    spec = load_board_file(args.board)
+    boards = args.boards or ["emulated"]
+    specs = [load_board_file(b) for b in boards]
+    spec = specs[0]
     names = args.scenarios or list(builtin_scenarios())
     scenarios = [load_scenario(n) for n in names]  # all parsed before the board is touched
-    out = Path(args.out) if args.out else _default_out(f"run-{spec.name}")
+    out = Path(args.out) if args.out else _default_out(f"run-{'+'.join(dict.fromkeys(s.name for s in specs))}")
     tol = _tolerance(args)
+    if len(specs) > 1:
+        return _run_on_boards(args, boards, specs, scenarios, names, out)
     prepare_run_dir(out)
     verdicts, interrupted = [], None
     with _Progress() as progress:
@@ -855,6 +859,42 @@ def cmd_run(args) -> int:
                                          "interrupted": interrupted},
                          folders=[out / f for f in unique_names([sc.name for sc in scenarios])],
                          declared=spec.firmware)
+    code = _print_verdicts(verdicts, paths, args.json)
+    if interrupted is not None:
+        raise Terminated() if "SIGTERM" in interrupted else KeyboardInterrupt()
+    return code
+
+
+def _run_on_boards(args, boards: list[str], specs, scenarios, names: list[str], out: Path) -> int:
+    """`run` over several boards: the scenarios spread over them as the nightly's are (a
+    worker process per board takes the next scenario when its board is free), each judged
+    once, no re-run; the report lists them in the order asked, each row naming its board."""
+    from harness.nightly import NightlyResult, Progress, run_scenarios, worker_board_args
+    from harness.oracle import Verdict
+    from harness.paths import prepare_run_dir, unique_names
+    from harness.report import write_report
+
+    board_args = worker_board_args(boards, specs)
+    prepare_run_dir(out)
+    result = NightlyResult(" + ".join(dict.fromkeys(s.name for s in specs)), out, time.time())
+    interrupted = None
+    try:
+        run_scenarios(specs, names, out, args.tolerance_scale, Progress(), result, board_args, rerun=False)
+    except KeyboardInterrupt as exc:
+        interrupted = _interruption(exc)
+    by_folder = {o.folder: o for o in result.scenarios}
+    folders = unique_names([sc.name for sc in scenarios])   # as run_scenarios names them
+    verdicts = []
+    for sc, folder in zip(scenarios, folders, strict=True):
+        o = by_folder.get(folder)
+        if o is not None and o.verdict is not None:
+            verdicts.append(Verdict.from_json(o.verdict))
+        else:
+            why = o.error if o is not None and o.error else f"not run: {interrupted or 'the run ended before it'}"
+            verdicts.append(_not_compared(sc.name, why))
+    paths = write_report(out, verdicts, {"board": result.board, "tolerance_scale": args.tolerance_scale,
+                                         "interrupted": interrupted},
+                         folders=[out / f for f in folders], declared=specs[0].firmware, cache=result.report_cache)
     code = _print_verdicts(verdicts, paths, args.json)
     if interrupted is not None:
         raise Terminated() if "SIGTERM" in interrupted else KeyboardInterrupt()
@@ -1374,7 +1414,9 @@ def build_parser() -> argparse.ArgumentParser:
     rn = _sub(sub, "run", "drive a board through scenarios, capture, and compare with the model")
     rn.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                     help="scenario files or built-in names (default: every CI-tier built-in scenario)")
-    board_arg(rn)
+    rn.add_argument("--board", dest="boards", action="append", metavar="FILE|emulated",
+                    help="board file, or 'emulated' for the built-in emulated board (default); repeat it to "
+                         "spread the scenarios over several boards")
     rn.add_argument("--out", help="report and artifact folder, new or empty (default: bmc-hil-runs/TIME-run-NAME)")
     rn.add_argument("--tolerance-scale", type=float, default=1.0, metavar="K",
                     help="multiply every timing tolerance by K (default 1)")

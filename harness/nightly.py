@@ -179,14 +179,15 @@ class Progress:
 
 # -- the phases ----------------------------------------------------------------------------
 def run_scenarios(specs: BoardSpec | list[BoardSpec], names: list[str], out: Path, scale: float, progress: Progress,
-                  result: NightlyResult, board_args: list[str] | None = None) -> None:
+                  result: NightlyResult, board_args: list[str] | None = None, rerun: bool = True) -> None:
     """Each scenario on a fresh board through the oracle; report.json and PNGs in `out`.
 
     With one board the scenarios run here, one after the other. With several, each board
     gets a worker process (`python -m harness.nightly worker`) that takes the next scenario
     as soon as its board is free, so the scenarios are spread over the boards as they end;
     `board_args` are how a worker names its board (a board file's absolute path, or
-    `emulated`)."""
+    `emulated`). `rerun`: a divergence runs once more on a fresh board (the nightly's
+    flake rule); `bmc-hil run` judges each scenario once."""
     from harness.paths import unique_names
     from harness.scenario import load_scenario
 
@@ -198,19 +199,19 @@ def run_scenarios(specs: BoardSpec | list[BoardSpec], names: list[str], out: Pat
     if len(specs) == 1:
         for sc, folder in zip(scenarios, folders, strict=True):
             t0 = time.monotonic()
-            outcome = scenario_with_rerun(specs[0], sc, out, folder, tol, progress)
+            outcome = scenario_with_rerun(specs[0], sc, out, folder, tol, progress, rerun)
             outcome.seconds = time.monotonic() - t0
             _scenario_done(outcome, result, out, specs, scale, progress)
         return
-    _run_sharded(specs, board_args or [s.name for s in specs], names, folders, out, scale, progress, result)
+    _run_sharded(specs, board_args or [s.name for s in specs], names, folders, out, scale, progress, result, rerun)
 
 
 def scenario_with_rerun(spec: BoardSpec, sc, out: Path, folder: str, tol: Tolerance,
-                        progress: Progress) -> ScenarioOutcome:
+                        progress: Progress, rerun: bool = True) -> ScenarioOutcome:
     """One scenario on a fresh board; a divergence runs once more on another fresh board:
-    twice is a finding, once a flake."""
+    twice is a finding, once a flake (without `rerun`, the first verdict stands)."""
     outcome = _scenario_outcome(spec, sc, out / folder, tol, progress)
-    if outcome.verdict is not None and not outcome.verdict["ok"] and not outcome.verdict.get("error"):
+    if rerun and outcome.verdict is not None and not outcome.verdict["ok"] and not outcome.verdict.get("error"):
         progress.line(f"    {sc.name}: {len(outcome.verdict['divergences'])} divergences; running it again")
         again = _scenario_outcome(spec, sc, out / f"{folder}-rerun", tol, progress)
         if again.verdict is not None:
@@ -245,12 +246,24 @@ def _write_scenario_report(result: NightlyResult, out: Path, specs: list[BoardSp
                      folders=[out / s.folder for s in judged], cache=result.report_cache)
 
 
+def worker_board_args(boards: list[str], specs: list[BoardSpec]) -> list[str]:
+    """How each worker names its board: a board file's absolute path (the children resolve
+    it from their own cwd), or `emulated`. The same lab board twice is refused: one board
+    cannot run two scenarios at once (an emulated board can: each scenario boots its own
+    QEMU)."""
+    board_args = [b if b == "emulated" else str(Path(b).resolve()) for b in boards]
+    if len(set(board_args)) < len(board_args) and any(s.kind not in ("emulated", "model") for s in specs):
+        raise NightlyError("the same lab board is named twice: one board cannot run two scenarios at once "
+                           "(an emulated board can: each scenario boots its own QEMU)")
+    return board_args
+
+
 # A worker's line that carries a finished scenario's outcome (JSON); its other lines are its log.
 WORKER_MARK = "@@bmc-hil-outcome "
 
 
 def _run_sharded(specs: list[BoardSpec], board_args: list[str], names: list[str], folders: list[str], out: Path,
-                 scale: float, progress: Progress, result: NightlyResult) -> None:
+                 scale: float, progress: Progress, result: NightlyResult, rerun: bool = True) -> None:
     """The scenarios spread over several boards: a worker process per board, each fed the
     next scenario when it reports the last. Ctrl-C ends every worker by its pid (its board
     is closed as a single run's is); what did not run is listed as not run."""
@@ -266,7 +279,7 @@ def _run_sharded(specs: list[BoardSpec], board_args: list[str], names: list[str]
 
     def work(i: int, spec: BoardSpec, board_arg: str) -> None:
         command = [sys.executable, "-m", "harness.nightly", "worker", "--board", board_arg, "--out", str(out),
-                   "--tolerance-scale", f"{scale:g}"]
+                   "--tolerance-scale", f"{scale:g}", *([] if rerun else ["--no-rerun"])]
         with open(out / f"worker-{i}.log", "w", encoding="utf-8") as log:
             child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, errors="replace", start_new_session=True, preexec_fn=die_with_parent,
@@ -344,6 +357,7 @@ def worker_main(argv: list[str]) -> int:
     ap.add_argument("--board", required=True)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--tolerance-scale", type=float, default=1.0)
+    ap.add_argument("--no-rerun", action="store_true", help="judge each scenario once (bmc-hil run)")
     args = ap.parse_args(argv)
     spec = load_board_file(args.board)
     tol = Tolerance().scaled(args.tolerance_scale)
@@ -352,7 +366,8 @@ def worker_main(argv: list[str]) -> int:
         folder, name = line.rstrip("\n").split("\t", 1)
         t0 = time.monotonic()
         try:
-            outcome = scenario_with_rerun(spec, load_scenario(name), args.out, folder, tol, progress)
+            outcome = scenario_with_rerun(spec, load_scenario(name), args.out, folder, tol, progress,
+                                          not args.no_rerun)
         except HarnessError as exc:
             outcome = ScenarioOutcome(name, 0.0, error=str(exc), folder=folder, board=spec.name)
         outcome.seconds = time.monotonic() - t0
@@ -701,11 +716,7 @@ def nightly(board: str | list[str], out: Path, tolerance_scale: float = 1.0, sce
     if not boards:
         raise NightlyError("no board: give --board FILE|emulated (repeat it for several boards)")
     specs = [load_board_file(b) for b in boards]
-    # The children resolve a board file from their own cwd: hand them an absolute path.
-    board_args = [b if b == "emulated" else str(Path(b).resolve()) for b in boards]
-    if len(set(board_args)) < len(board_args) and any(s.kind not in ("emulated", "model") for s in specs):
-        raise NightlyError("the same lab board is named twice: one board cannot run two scenarios at once "
-                           "(an emulated board can: each scenario boots its own QEMU)")
+    board_args = worker_board_args(boards, specs)
     suites = (suites or default_suites_dir()).resolve()
     if not (suites / "robot").is_dir():
         raise NightlyError(f"{suites}: no suites here (expected pytest suites and a robot/ folder)")

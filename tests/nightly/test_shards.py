@@ -125,3 +125,31 @@ def test_several_boards_without_xdist_workers_is_a_usage_error(tmp_path):
     proc = run_pytest("test_inline.py", "--board", files[0], "--board", files[1], cwd=tmp_path)
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR
     assert "--board is given 2 times" in proc.stderr and "-n 2" in proc.stderr
+
+
+def test_run_over_two_boards_judges_each_scenario_once_and_reports_in_order(tmp_path):
+    """`bmc-hil run --board A --board B`: the scenarios spread over both boards (a worker
+    each), each judged once (no re-run: a seeded board's divergence is a FAIL at once),
+    report.json in the order asked; exit 1 for the divergence. The same lab board twice is
+    refused before anything runs."""
+    healthy, seeded = board_file(tmp_path, "bmc-a"), board_file(tmp_path, "bmc-b", SEEDED)
+    out = tmp_path / "run"
+    names = ["handshake", "closed-port", "handshake"]
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", *names, "--board", str(healthy), "--board",
+                           str(seeded), "--out", str(out), "--json"], capture_output=True, text=True, timeout=300)
+    report = json.loads((out / "report.json").read_text())
+    assert [v["scenario"] for v in report["scenarios"]] == names
+    assert report["board"] == "bmc-a + bmc-b"
+    for folder in ("handshake", "closed-port", "handshake-2"):
+        assert (out / folder / "verdict.json").exists() and not (out / f"{folder}-rerun").exists()
+    # the MTU seed shows on handshake's SYN-ACK MSS: whichever board ran a handshake decides it
+    mss_rows = [v for v in report["scenarios"] if v["scenario"] == "handshake" and v["divergences"]]
+    assert (proc.returncode == 1) == bool(mss_rows), proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (out / "worker-0.log").exists() and (out / "worker-1.log").exists()
+    lab = tmp_path / "lab.yaml"
+    (tmp_path / "firmware.json").write_text(json.dumps(DEFAULT_CONFIG))
+    lab.write_text(yaml.safe_dump({"kind": "labgrid", "coordinator": "127.0.0.1:1", "place": "p",
+                                   "firmware": "firmware.json"}))
+    twice = subprocess.run([sys.executable, "-m", "harness", "run", "closed-port", "--board", str(lab), "--board",
+                            str(lab), "--out", str(tmp_path / "twice")], capture_output=True, text=True, timeout=60)
+    assert twice.returncode == 2 and "the same lab board is named twice" in twice.stderr
