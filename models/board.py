@@ -374,6 +374,7 @@ class Board:
         else:
             raise ModelUsageError(f"unknown input {ev!r} at {now} ns")
         self._tcp_out(now, self.sockets.tsq_released(now))
+        self._daemons_accept()
         self._retime(now, 0)
         return self._flush()
 
@@ -597,7 +598,18 @@ class Board:
             self._tcp_out(now, self.sockets.on_timer(now))
         # a copy held back in an arp_queue left it (sent or purged): TSQ's callback
         self._tcp_out(now, self.sockets.tsq_released(now))
+        self._daemons_accept()
         return self._flush()
+
+    def _daemons_accept(self) -> None:
+        """dropbear and httpd accept() each connection as it completes (the model-as-board's
+        player does the same), so a service's accept queue never fills: with a listen
+        backlog of 0 (somaxconn 0) the second connection is accepted as the first was.
+        When each got to accept() is not observable; it bounds only the first keepalive
+        timer of what httpd accepts (accept_latency)."""
+        for lst in list(self.sockets.listeners.values()):
+            while lst.listener is not None and lst.listener.accept_queue:
+                self.sockets.accept(lst.fd)
 
     def ifup_observed(self, now: int) -> list[Predicted]:
         """The board was seen bringing eth0 up at `now` (its first Link is Up after a

@@ -200,8 +200,11 @@ class NeighTable:
 
     @property
     def reachable_window(self) -> tuple[int, int]:
-        """How much earlier/later than this run's draw the real reachable time may be."""
+        """How much earlier/later than this run's draw the real reachable time may be
+        (none with base 0: neigh_rand_reach_time returns 0 exactly)."""
         base = self.params.base_reachable_time
+        if not base:
+            return 0, 0
         return self.reachable_time - (base >> 1), (base + (base >> 1)) - 1 - self.reachable_time
 
     def _set(self, now: int, n: Neighbour, state: Nud) -> None:

@@ -514,7 +514,9 @@ class TcpSock:
         cur_win = max((self.rcv_wup + self.rcv_wnd - self.rcv_nxt) % MOD32, 0)
         if cur_win >= 0x80000000:
             cur_win = 0
-        if free_space < (full_space >> 1):
+        if mss <= 0:
+            new_win = 0    # no space at all (tcp_adv_win_scale -30 and below): "if (mss <= 0) return 0"
+        elif free_space < (full_space >> 1):
             free_space = free_space >> self.rcv_wscale << self.rcv_wscale
             new_win = 0 if free_space < (allowed >> 4) or free_space < mss else None
         else:

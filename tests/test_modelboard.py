@@ -241,3 +241,17 @@ def test_a_first_keepalive_probe_later_than_the_accept_bound_is_a_row(tmp_path):
     late = check_scenario(spec, dataclasses.replace(r), Tolerance())
     assert {(row["kind"], row["stream_name"]) for row in late.rows} == {("LATE", "TCP_PROBE")}, \
         json.dumps(late.rows, indent=1, default=int)
+
+
+@pytest.mark.parametrize("key, value, name", [
+    ("net.core.somaxconn", 0, "handshake"),                  # backlog 0: the daemons accept each at once
+    ("net.ipv4.tcp_adv_win_scale", -31, "handshake"),        # no receive space: window 0, not a crash
+    ("net.ipv4.neigh.default.base_reachable_time_ms", 0, "neigh-reachable"),   # reachable time 0 exactly
+])
+def test_a_healthy_board_at_an_edge_of_a_sysctl_is_judged_healthy(tmp_path, key, value, name):
+    """Declared and played alike, a value at the edge of what Linux accepts gives no row and
+    no model failure: each of these once made the model fail or disagree with itself."""
+    cfg = {**DEFAULT_CONFIG, "sysctls": {**DEFAULT_CONFIG.get("sysctls", {}), key: value}}
+    spec = model_board(cfg, firmware=cfg)
+    _, v = run(spec, name, tmp_path)
+    assert v.ok, (v.error, json.dumps(v.rows, indent=1, default=int))

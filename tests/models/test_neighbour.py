@@ -279,3 +279,17 @@ def test_arp_evict_nocarrier_off_keeps_the_entry():
     t.arp_rcv(ms(1), *reply_frame())
     t.neigh_carrier_down(sec(2))
     assert t.entries[PEER].state is Nud.REACHABLE
+
+
+def test_a_base_reachable_time_of_0_makes_a_resolved_entry_stale_at_once_without_a_window():
+    # neigh_rand_reach_time(0) is 0 exactly: no draw, so the DELAY timer has no reachable-time
+    # slack (the model used to build an empty window and fail)
+    t = table(base_reachable_time=0)
+    t.neigh_resolve_output(0, PEER, b"1" * 50)
+    t.arp_rcv(ms(2), *reply_frame())
+    assert t.reachable_window == (0, 0)
+    t.neigh_resolve_output(ms(3), PEER, b"2" * 50)      # used: REACHABLE past its 0 s -> DELAY
+    seen = []
+    while t.poll_at() is not None and t.poll_at() < sec(10):
+        seen += t.on_timer(t.poll_at())
+    assert Nud.DELAY in [s for _, _, s in t.entries[PEER].transitions]
