@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 # include/net/tcp.h, in jiffies at HZ=100, as model time.
 TCP_TIMEOUT_INIT = jiffies(1 * HZ)
 TCP_TIMEOUT_FALLBACK = jiffies(3 * HZ)
-TCP_TIMEOUT_MIN_JIFFIES = 2   # include/net/tcp.h TCP_TIMEOUT_MIN
+TCP_TIMEOUT_MIN_US = 2000     # include/net/tcp.h TCP_TIMEOUT_MIN_US (2 * USEC_PER_MSEC)
 TCP_RTO_MAX = jiffies(120 * HZ)
 TCP_RTO_MIN = jiffies(HZ // 5)
 TCP_DELACK_MAX = jiffies(HZ // 5)
@@ -656,14 +656,16 @@ class TcpSock:
 
     def _schedule_loss_probe(self, now: int, advancing_rto: bool) -> bool:
         """tcp_schedule_loss_probe(): with SACK, not in loss recovery and data out, probe
-        after 2 srtt + TCP_RTO_MIN (one segment out; else + TCP_TIMEOUT_MIN), or at the
+        after 2 srtt + TCP_RTO_MIN (one segment out; else + TCP_TIMEOUT_MIN_US), or at the
         RTO if that comes first. False: no probe (the caller arms the RTO)."""
         if self.params.early_retrans not in (3, 4) or not self.rtx_queue or not self.sack_ok \
                 or self.loss_high is not None:
             return False
         if self.srtt_us:
-            timeout = _usecs_to_jiffies_ns(self.srtt_us >> 2)
-            timeout += TCP_RTO_MIN if len(self.rtx_queue) == 1 else jiffies(TCP_TIMEOUT_MIN_JIFFIES)
+            # 2 srtt plus tcp_rto_min_us for one packet out, else TCP_TIMEOUT_MIN_US (2 ms),
+            # rounded up to jiffies after the sum
+            extra_us = TCP_RTO_MIN // 1000 if len(self.rtx_queue) == 1 else TCP_TIMEOUT_MIN_US
+            timeout = _usecs_to_jiffies_ns((self.srtt_us >> 2) + extra_us)
         else:
             timeout = TCP_TIMEOUT_INIT
         if advancing_rto:

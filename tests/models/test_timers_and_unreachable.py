@@ -207,7 +207,7 @@ def test_a_late_linkwatch_run_leaves_the_old_entry_to_the_packet_sent_before_it(
     assert ip4(PEER) not in late.neigh.entries         # flushed when linkwatch ran, 300 ms after the loss
 
 
-def _established_with_data() -> tuple[TcpSock, list[bool]]:
+def _established_with_data(data: bytes = b"x" * 23) -> tuple[TcpSock, list[bool]]:
     from models.wire import ACK, SYN, TcpRepr, linux_options
 
     sk = TcpSock(TcpParams(), random.Random(3))
@@ -217,7 +217,7 @@ def _established_with_data() -> tuple[TcpSock, list[bool]]:
     # SACK permitted: a tail loss probe is scheduled (tcp_schedule_loss_probe: tcp_is_sack)
     sk.rcv(ms(10), TcpRepr(7, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535,
                            linux_options(mss=1460, sack_perm=True)), b"")
-    sk.send(ms(20), b"x" * 23)
+    sk.send(ms(20), data)
     return sk, held
 
 
@@ -257,3 +257,12 @@ def test_a_tail_loss_probe_held_in_the_host_resends_nothing_when_tsq_calls_back(
     assert tlp == [] and sk.tsq_throttled is not None and not sk.head_lost_unsent
     held[0] = False
     assert sk.tsq_release(sk.poll_at() - 1) == [] and sk.tsq_throttled is None
+
+
+def test_a_tail_loss_probe_with_several_segments_out_adds_2_ms_before_rounding():
+    # tcp_schedule_loss_probe: usecs_to_jiffies(2 srtt + TCP_TIMEOUT_MIN_US) with more than
+    # one packet out: the handshake's 10 ms RTT gives 22 ms, 3 jiffies (not 2 + 2 jiffies)
+    sk, _ = _established_with_data()
+    assert sk.poll_at() == ms(20) + ms(210)        # one segment out: 2 srtt + 200 ms, capped by the RTO
+    sk2, _ = _established_with_data(b"y" * 2000)   # two segments out
+    assert len(sk2.rtx_queue) == 2 and sk2.probe_pending and sk2.poll_at() == ms(20) + ms(30)
