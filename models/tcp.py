@@ -1099,8 +1099,7 @@ class TcpSock:
         """tcp_event_data_recv(): quickack at the start, then the ato estimate."""
         self.rcv_mss = max(min(length, self.advmss), self.rcv_mss) if length >= self.rcv_mss else self.rcv_mss
         if not self.ato:
-            quick = self.rcv_wnd // (2 * self.rcv_mss) or 2
-            self.quick = max(self.quick, min(quick, TCP_MAX_QUICKACKS))
+            self._incr_quickack()
             self.ato = TCP_ATO_MIN
         else:
             m = now - self.lrcvtime
@@ -1110,8 +1109,17 @@ class TcpSock:
                 self.ato = (self.ato >> 1) + m
                 if self.ato > self.rto:
                     self.ato = self.rto
+            elif m > self.rto:
+                # "Too long gap. Apparently sender failed to restart window, so that we
+                # send ACKs quickly."
+                self._incr_quickack()
         self.lrcvtime = now
         self.ack_pending = True
+
+    def _incr_quickack(self) -> None:
+        """tcp_incr_quickack(TCP_MAX_QUICKACKS): half the window in full segments (at least 2)."""
+        quick = self.rcv_wnd // (2 * self.rcv_mss) or 2
+        self.quick = max(self.quick, min(quick, TCP_MAX_QUICKACKS))
 
     def _fin(self, now: int) -> None:
         """tcp_fin(): the peer closed its side."""

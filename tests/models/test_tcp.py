@@ -243,6 +243,20 @@ def test_first_data_segment_is_acked_at_once_by_quickack():
     assert pair.b.recv(ms(60), sfd, 100)[0] == b"hello"
 
 
+def test_data_after_a_gap_longer_than_the_rto_is_acked_at_once_again():
+    # tcp_event_data_recv: m > icsk_rto ("Too long gap. Apparently sender failed to restart
+    # window") -> tcp_incr_quickack: quick ACKs again, though the first ones were used up
+    pair, cfd, sfd = connected_pair()
+    pair.put("a", pair.a.send(ms(50), cfd, b"hello"))
+    pair.run_until(ms(60))
+    server = pair.b.sock(sfd)
+    server.quick = 0                          # the quick ACKs of the connection's start are spent
+    pair.run_until(ms(1060))                  # idle 1 s: longer than the RTO (210 ms)
+    pair.put("a", pair.a.send(ms(1060), cfd, b"again"))
+    pair.run_until(ms(1200))
+    assert [t for t, s in pair.sent("b") if s.cause == "ack-now"] == [ms(55), ms(1065)]
+
+
 def test_data_segment_carries_psh_at_end_of_send():
     pair, cfd, _ = connected_pair()
     (seg,) = pair.a.send(ms(50), cfd, b"x" * 100)
