@@ -778,11 +778,15 @@ class TcpSock:
             self.sack_ok = self.sack_ok and seg.sack_permitted
             self.peer_mss = seg.mss or TCP_MSS_DEFAULT
             self._sync_mss()
+            # tcp_try_undo_spurious_syn, before tcp_ack: a SYN-ACK echoing the first SYN's
+            # TSval shows the SYN's timeouts were spurious (retrans_stamp: the first SYN's clock)
+            spurious = self.ts_ok and bool(tsopt[1]) and self.retrans_stamp is not None \
+                and tsopt[1] == self._tsval(self.retrans_stamp)
             if self._ack_rtx_queue(now, seg):
                 self.sk_dst_confirm()   # tcp_ack: FLAG_SYN_ACKED is forward progress
             self.rcv_tstamp = now
             self.set_state(now, TcpState.ESTABLISHED)
-            self._init_transfer(now)
+            self._init_transfer(now, undo_marker=self.total_retrans > 0 and not spurious)
             self.lrcvtime = now
             self.send_ack(now, "handshake-ack")
             self._write_xmit(now)
@@ -806,11 +810,15 @@ class TcpSock:
         hint = min(self.advmss, self.mss_cache, self.rcv_wnd // 2, TCP_MSS_DEFAULT)
         self.rcv_mss = max(hint, TCP_MIN_MSS)
 
-    def _init_transfer(self, now: int) -> None:
+    def _init_transfer(self, now: int, undo_marker: bool = False) -> None:
         """tcp_init_transfer()/tcp_init_metrics(): no RTT sample from the handshake means
         RFC 6298 5.7's 3 s fallback RTO. tcp_init_metrics() begins with sk_dst_confirm():
         an accepted connection's first segment (its ACK or data after the third ACK)
-        confirms the neighbour, as the handshake ACK does on a connect."""
+        confirms the neighbour, as the handshake ACK does on a connect. cwnd starts at 1
+        after more than one SYN or SYN-ACK retransmission that was not spurious
+        ("total_retrans > 1 && undo_marker", RFC 5681), else at TCP_INIT_CWND (seen on a
+        Linux host: cwnd 1 after a connect whose SYNs were lost while its link was down)."""
+        self.cwnd = 1 if self.total_retrans > 1 and undo_marker else TCP_INIT_CWND
         self.sk_dst_confirm()
         if self.srtt_us == 0:
             self.rttvar_us = self.mdev_us = self.mdev_max_us = TCP_TIMEOUT_FALLBACK // 1000
@@ -862,7 +870,13 @@ class TcpSock:
         sk.rcv_tstamp = now
         sk.lrcvtime = now
         sk.set_state(now, TcpState.ESTABLISHED)
-        sk._init_transfer(now)
+        # tcp_create_openreq_child: total_retrans is the SYN-ACK's resends, undo_marker set
+        # if it timed out; tcp_try_undo_spurious_syn clears it when the ACK echoes the first
+        # SYN-ACK's TSval (retrans_stamp: snt_synack, the first one's clock)
+        sk.total_retrans = req.num_retrans
+        first_tsval = (req.snt_synack // NSEC_PER_MSEC + req.ts_offset) % MOD32
+        spurious = sk.ts_ok and bool(seg.timestamp) and seg.timestamp[1] == first_tsval
+        sk._init_transfer(now, undo_marker=req.num_timeout > 0 and not spurious)
         return sk
 
     # -- RTT ---------------------------------------------------------------------------

@@ -266,3 +266,53 @@ def test_a_tail_loss_probe_with_several_segments_out_adds_2_ms_before_rounding()
     assert sk.poll_at() == ms(20) + ms(210)        # one segment out: 2 srtt + 200 ms, capped by the RTO
     sk2, _ = _established_with_data(b"y" * 2000)   # two segments out
     assert len(sk2.rtx_queue) == 2 and sk2.probe_pending and sk2.poll_at() == ms(20) + ms(30)
+
+
+def _synack_after(retries: int, echo_first: bool = False) -> TcpSock:
+    """A connect whose SYN went out `retries` more times before the SYN-ACK (with TS)."""
+    from models.wire import ACK, SYN, TcpRepr, linux_options
+
+    sk = TcpSock(TcpParams(), random.Random(3))
+    (syn,) = sk.connect(0, (ip4("10.0.2.15"), 40000), (ip4(PEER), 7))
+    t = 0
+    for _ in range(retries):
+        t, out = _fire(sk)
+        assert [s.tcp.flags for s in out] == [SYN]
+    echo = syn.tcp.timestamp[0] if echo_first else out[0].tcp.timestamp[0] if retries else syn.tcp.timestamp[0]
+    sk.rcv(t + ms(10), TcpRepr(7, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535,
+                               linux_options(mss=1460, ts=(5, echo), sack_perm=True, wscale=7)), b"")
+    return sk
+
+
+def test_cwnd_starts_at_1_after_more_than_one_syn_retransmission_unless_spurious():
+    # tcp_init_transfer: "total_retrans > 1 && undo_marker" -> cwnd 1 (RFC 5681); seen on a
+    # Linux host in two namespaces: cwnd 1 after SYNs lost while the link was down
+    assert [_synack_after(n).cwnd for n in (0, 1, 2)] == [10, 10, 1]
+    sk = _synack_after(2)
+    assert len(sk.send(sec(8), b"z" * 5000)) == 1          # one segment until an ACK comes
+    # tcp_try_undo_spurious_syn: the SYN-ACK echoes the first SYN: the timeouts were spurious
+    assert _synack_after(2, echo_first=True).cwnd == 10
+
+
+def test_an_accepted_connection_whose_synack_was_resent_twice_starts_with_cwnd_1():
+    # tcp_create_openreq_child: total_retrans = num_retrans, undo_marker when it timed out;
+    # an ACK echoing the first SYN-ACK's TSval undoes it (tcp_try_undo_spurious_syn)
+    from models.socket import SocketLayer
+    from models.wire import ACK, SYN, TcpRepr, linux_options
+
+    def child(echo_first: bool):
+        board = ip4("10.0.2.15")
+        layer = SocketLayer(TcpParams(), random.Random(1), (board,), lambda d: board)
+        fd = layer.socket()
+        layer.bind(fd, 0, 80)
+        layer.listen(fd, 9)
+        opts = linux_options(mss=1460, ts=(100, 0), sack_perm=True, wscale=7)
+        (first,) = layer.tcp_v4_rcv(0, ip4(PEER), board, TcpRepr(40000, 80, 1000, 0, SYN, 64240, opts), b"")
+        resent = [s for t in (sec(1), sec(3)) for s in layer.on_timer(t)]
+        assert len(resent) == 2
+        echo = (first if echo_first else resent[-1]).tcp.timestamp[0]
+        layer.tcp_v4_rcv(sec(3) + ms(5), ip4(PEER), board, TcpRepr(40000, 80, 1001, (first.tcp.seq + 1) % (1 << 32),
+                         ACK, 502, linux_options(ts=(101, echo))), b"")
+        return next(sk for sk in layer.established.values() if sk.passive)
+
+    assert child(False).cwnd == 1 and child(True).cwnd == 10
