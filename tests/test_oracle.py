@@ -683,3 +683,25 @@ def test_compare_exits_2_with_the_reason_when_the_model_refuses_an_input(healthy
     assert out.returncode == 2, out.stderr
     report = json.loads(out.stdout)
     assert not report["ok"] and "no watchdog daemon" in report["scenarios"][0]["error"]
+
+
+def test_a_retransmission_that_began_a_resolution_is_timed_by_its_arp_request(tmp_path):
+    """A soak run of syn-retransmit-resume on the emulated board (tests/data/runs): after the
+    link flap the board's RTO fired 78 ms late, inside its timer-wheel window; the
+    neighbour had been flushed, so it broadcast a request, the peer answered within a ms
+    and only then did the SYN leave, 3 ms after the request. The timer ran at the request:
+    taking the SYN's time put the model's request after the peer's reply, which it then
+    ignored, and predicted requests every second and no SYN after them (8 rows)."""
+    import json as _json
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).parent / "data" / "runs" / "syn-retransmit-resume-late-rto"
+    d = tmp_path / "run"
+    shutil.copytree(src, d)
+    window = _json.loads((d / "window.json").read_text())
+    v = check_run(Artifacts.in_dir(d, "host-wall"), emulated_spec().firmware, window["start_ns"], window["end_ns"],
+                  "syn-retransmit-resume", Tolerance(), d, expect=load_scenario("syn-retransmit-resume").expect)
+    assert v.ok, (v.error, _json.dumps(v.rows, indent=1, default=int))
+    assert [e[0] for e in v.series["observed"]].count("TCP_SYN") == \
+        [e[0] for e in v.series["predicted"]].count("TCP_SYN") == 5

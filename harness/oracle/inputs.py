@@ -444,15 +444,28 @@ def _timer_evidence(obs: Observation, board_ip: int) -> list[tuple[int, tuple]]:
     kinds = [EventKind.ARP_REQUEST, EventKind.TCP_SYN, EventKind.TCP_SYNACK, EventKind.TCP_DATA, EventKind.TCP_PROBE]
     out = []
     sel = np.flatnonzero((obs.frame_dir == FROM_BOARD) & ~obs.frame_probe & np.isin(obs.frame_kind, kinds))
+    gateway = obs.declared.interface.gateway
+    arps: dict[int, list[int]] = {}        # broadcast requests by target
+    last: dict[tuple, int] = {}            # the flow's previous frame
     for i, v in zip(sel.tolist(), obs.views(sel), strict=True):
         if v is None:
             continue
+        t = int(obs.frames.time_ns[i])
         if v.arp_tip is not None:
             what = ("arp", v.arp_tip)
+            arps.setdefault(v.arp_tip, []).append(t)
         else:
             peer_ip, peer_port, board_port = v.flow(board_ip)
             what = ("tcp", board_port, peer_ip, peer_port)
-        out.append((int(obs.frames.time_ns[i]), what))
+            # A retransmission that found its neighbour flushed (a carrier loss) began a
+            # resolution: the timer ran at the first broadcast request for the next hop
+            # since the flow's previous frame, and the segment left only with the reply.
+            hops = [peer_ip] + ([int(gateway)] if gateway is not None else [])
+            began = [a for h in hops for a in arps.get(h, ()) if last.get(what, -1) < a <= t]
+            last[what] = t
+            if began:
+                t = min(began) - 1_000
+        out.append((t, what))
     return out
 
 
