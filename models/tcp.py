@@ -252,6 +252,7 @@ class TimerKind(enum.Enum):
     KEEPALIVE = "keepalive"
     TIME_WAIT = "time_wait"
     FIN_WAIT2 = "fin_wait2"
+    PROBE0 = "probe0"      # ICSK_TIME_PROBE0: the zero-window probe, only while nothing is in flight
 
 
 
@@ -629,7 +630,64 @@ class TcpSock:
             self.fin_queued = False
             self._xmit_new(now, FIN, b"")
         if self.snd_nxt != nxt0 and not probe:
+            self.timers.pop(TimerKind.PROBE0, None)   # one icsk timer: the RTO's now
             self._schedule_loss_probe(now, False)
+        elif self.snd_nxt == nxt0 and not self.rtx_queue and self.write_queue \
+                and TimerKind.PROBE0 not in self.timers:
+            # tcp_write_xmit sent nothing, nothing is out and data waits (the peer's window
+            # is closed): tcp_check_probe_timer arms ICSK_TIME_PROBE0 at tcp_probe0_base
+            self.timers[TimerKind.PROBE0] = now + self._probe0_base()
+
+    def _probe0_base(self) -> int:
+        """tcp_probe0_base(): max(icsk_rto, TCP_RTO_MIN)."""
+        return max(self.rto, TCP_RTO_MIN)
+
+    def _probe0_when(self) -> int:
+        """tcp_probe0_when(sk, TCP_RTO_MAX): the base doubled by the backoff, at most TCP_RTO_MAX."""
+        return min(self._probe0_base() << self.backoff, TCP_RTO_MAX)
+
+    def _probe_timer(self, now: int) -> None:
+        """tcp_probe_timer(): nothing to probe for (data out, or none waiting) ends the
+        probes; past tcp_retries2 unanswered probes the connection dies (tcp_write_err);
+        else tcp_send_probe0. An ACK resets probes_out (tcp_ack), so a peer that answers
+        keeps the connection open however long its window stays closed (RFC 1122 4.2.2.17)."""
+        if self.rtx_queue or not self.write_queue:
+            self.probes_out = 0
+            return
+        if self.probes_out >= self.params.retries2:
+            self._done(now, "ETIMEDOUT")      # tcp_write_err()
+            return
+        self._send_probe0(now)
+
+    def _send_probe0(self, now: int) -> None:
+        """tcp_send_probe0() -> tcp_write_wakeup(): if the send head begins inside the
+        window (it opened a little), what fits of it goes out with PSH (and the RTO takes
+        over); else a zero-window probe, an ACK with seq snd_una - 1 and no data
+        (tcp_xmit_probe_skb), and the timer again at tcp_probe0_when, backed off up to
+        tcp_retries2 times."""
+        wnd_end = (self.snd_una + self.snd_wnd) % MOD32
+        if seq_lt(self.snd_nxt, wnd_end):
+            size = min(self.mss_cache, len(self.write_queue), (wnd_end - self.snd_nxt) % MOD32)
+            data = bytes(self.write_queue[:size])
+            del self.write_queue[:size]
+            self.push_marks = [m - size for m in self.push_marks if m - size > 0]
+            flags = PSH
+            if not self.write_queue and self.fin_queued:
+                flags |= FIN
+                self.fin_queued = False
+            self._xmit_new(now, flags, data)
+            self._rearm_rto(now)                # tcp_event_new_data_sent: nothing was out
+        else:
+            self._send(now, 0, (self.snd_una - 1) % MOD32, b"", "window-probe")
+        self.timers.pop(TimerKind.PROBE0, None)
+        if self.rtx_queue or not self.write_queue:
+            self.probes_out = 0
+            self.backoff = 0
+            return
+        self.probes_out += 1
+        if self.backoff < self.params.retries2:
+            self.backoff += 1
+        self.timers[TimerKind.PROBE0] = now + self._probe0_when()
 
     def _xmit_new(self, now: int, flags: int, data: bytes) -> None:
         skb = _TxSkb(self.snd_nxt, data, flags, now)
@@ -1033,6 +1091,15 @@ class TcpSock:
         acked = self._ack_rtx_queue(now, seg) if seg.ack != self.snd_una else 0
         if prior_packets and (acked or not (seg_len or win_update)):
             self.sk_dst_confirm()
+        if not prior_packets and self.write_queue and TimerKind.PROBE0 in self.timers:
+            # tcp_ack_probe: the window now takes the send head: no more probes (the data
+            # goes in tcp_data_snd_check); else the probe timer again, at the same backoff
+            head_end = (self.snd_nxt + min(self.mss_cache, len(self.write_queue))) % MOD32
+            if seq_le(head_end, (self.snd_una + self.snd_wnd) % MOD32):
+                self.backoff = 0
+                self.timers.pop(TimerKind.PROBE0, None)
+            else:
+                self.timers[TimerKind.PROBE0] = now + self._probe0_when()
         return True
 
     def _ack_rtx_queue(self, now: int, seg: TcpRepr) -> int:
@@ -1272,6 +1339,8 @@ class TcpSock:
                     self.pingpong = 0
             elif timer is TimerKind.KEEPALIVE:
                 self._keepalive_timer(now)
+            elif timer is TimerKind.PROBE0:
+                self._probe_timer(now)
             elif timer is TimerKind.FIN_WAIT2 and self.state is TcpState.FIN_WAIT2 and not self.timewait_sock:
                 self._fin_wait2_keepalive_timer(now)
             elif timer in (TimerKind.TIME_WAIT, TimerKind.FIN_WAIT2):
