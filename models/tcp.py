@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 TCP_TIMEOUT_INIT = jiffies(1 * HZ)
 TCP_TIMEOUT_FALLBACK = jiffies(3 * HZ)
 TCP_TIMEOUT_MIN_US = 2000     # include/net/tcp.h TCP_TIMEOUT_MIN_US (2 * USEC_PER_MSEC)
+TCP_ORPHAN_RETRIES = 8        # tcp_orphan_retries(): what sysctl tcp_orphan_retries 0 means
 TCP_RTO_MAX = jiffies(120 * HZ)
 TCP_RTO_MIN = jiffies(HZ // 5)
 TCP_DELACK_MAX = jiffies(HZ // 5)
@@ -1460,6 +1461,10 @@ class TcpSock:
             rto_base = TCP_TIMEOUT_INIT
         else:
             retry_until = p.retries2
+            if self.orphan:
+                # tcp_orphan_retries(): tcp_orphan_retries is 0 by default, which means 8
+                # while the RTO is below TCP_RTO_MAX ("alive"), else 0
+                retry_until = TCP_ORPHAN_RETRIES if self.rto < TCP_RTO_MAX else 0
             expired = False
             rto_base = TCP_RTO_MIN
         if not expired and self.retransmits and self.retrans_stamp is not None:

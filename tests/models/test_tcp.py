@@ -744,3 +744,24 @@ def test_an_ack_above_snd_nxt_after_established_gets_a_challenge_ack_optional_if
     assert active.state is TcpState.CLOSE_WAIT and not active.passive
     (answer,) = _ack_above_snd_nxt(active, ms(300), pair2.a)
     assert answer.cause == "challenge-ack-unsent-data" and not answer.optional
+
+
+def test_an_orphan_gives_up_after_8_retransmissions_not_tcp_retries2():
+    # tcp_write_timeout: a closed socket (SOCK_DEAD) retries tcp_orphan_retries(), which
+    # is 8 while the RTO is below TCP_RTO_MAX (the sysctl's default 0): its data and FIN to
+    # a silent peer die about 102 s on (tcp_model_timeout(8, 200 ms)), where an open socket
+    # goes on to tcp_retries2 (15, about 924 s)
+    ends = {}
+    for orphan in (True, False):
+        pair, cfd, _ = connected_pair()
+        pair.run_until(ms(100))
+        pair.silent.add("b")
+        pair.put("a", pair.a.send(ms(100), cfd, b"unheard"))
+        sk = pair.a.sock(cfd)
+        if orphan:
+            pair.put("a", pair.a.close(ms(100), cfd))
+        pair.run_until(sec(200))
+        ends[orphan] = (sk.state, sk.error, sk.transitions[-1][0])
+    state, error, at = ends[True]
+    assert (state, error) == (TcpState.CLOSED, "ETIMEDOUT") and sec(100) < at < sec(110), ends
+    assert ends[False][0] is TcpState.ESTABLISHED
