@@ -1107,12 +1107,18 @@ class TcpSock:
         """tcp_clean_rtx_queue() + tcp_ack_update_rtt() + slow start; returns how many
         segments the ACK took off the queue (FLAG_ACKED when not 0)."""
         acked_segs = 0
-        rtt_us = -1
+        first_ackt = None
+        retrans_acked = False
         while self.rtx_queue and seq_le(self.rtx_queue[0].end_seq, seg.ack):
             skb = self.rtx_queue.pop(0)
             acked_segs += 1
-            if not skb.retransmitted:
-                rtt_us = (now - skb.sent_at) // 1000   # Karn: only from segments sent once
+            if skb.retransmitted:
+                retrans_acked = True                   # FLAG_RETRANS_DATA_ACKED
+            elif first_ackt is None:
+                first_ackt = skb.sent_at               # the oldest acked segment sent once
+        # tcp_clean_rtx_queue: the sample is from the oldest segment acked, and there is
+        # none if retransmitted data was acked too (Karn)
+        rtt_us = (now - first_ackt) // 1000 if first_ackt is not None and not retrans_acked else -1
         self.snd_una = seg.ack
         # tcp_process_tlp_ack() (simplified): an ACK at or past the probe ends its episode;
         # past the loss's high_seq ends CA_Loss
@@ -1122,7 +1128,8 @@ class TcpSock:
             self.loss_high = None
         if acked_segs:
             if rtt_us < 0 and self.ts_ok and seg.timestamp and seg.timestamp[1]:
-                rtt_us = ((self._tsval(now) - seg.timestamp[1]) % MOD32) * 1000
+                # tcp_ack_update_rtt: the TS echo's delta, at least 1 ms
+                rtt_us = max((self._tsval(now) - seg.timestamp[1]) % MOD32, 1) * 1000
             if rtt_us >= 0:
                 self._rtt_estimator(max(rtt_us, 1))
                 self._set_rto()

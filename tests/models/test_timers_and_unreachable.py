@@ -316,3 +316,25 @@ def test_an_accepted_connection_whose_synack_was_resent_twice_starts_with_cwnd_1
         return next(sk for sk in layer.established.values() if sk.passive)
 
     assert child(False).cwnd == 1 and child(True).cwnd == 10
+
+
+def test_the_rtt_sample_is_the_oldest_acked_segments_and_none_if_a_resend_is_acked():
+    # tcp_clean_rtx_queue: seq_rtt from first_ackt (the oldest segment acked that was sent
+    # once); FLAG_RETRANS_DATA_ACKED voids it; then the TS echo's delta, at least 1 ms
+    from models.wire import ACK, TcpRepr
+
+    def acked(resend_first: bool) -> TcpSock:
+        sk, _ = _established_with_data(b"")
+        sk.nodelay = True
+        sk.send(ms(100), b"a" * 10)
+        sk.send(ms(150), b"b" * 10)
+        if resend_first:
+            sk.rtx_queue[0].retransmitted = True
+        sk.rcv(ms(200), TcpRepr(7, 40000, 1001, sk.snd_nxt, ACK, 65535, ()), b"")
+        return sk
+
+    srtt0 = _established_with_data(b"")[0].srtt_us
+    assert srtt0 == 10_000 << 3                       # the handshake's 10 ms
+    # 7/8 of the old plus 1/8 of 100 ms (the first segment's), not of 50 ms
+    assert acked(False).srtt_us == srtt0 - (srtt0 >> 3) + 100_000
+    assert acked(True).srtt_us == srtt0               # no sample at all
