@@ -750,11 +750,13 @@ class TcpSock:
             elif self.rtx_queue and self._still_in_host_queue(self.rtx_queue[-1]):
                 self.spurious_rtx_hostqueues += 1
                 self.tsq_throttled = self.rtx_queue[-1].seq
+                self._stamp_first_retransmit(self.rtx_queue[-1])
             elif self.rtx_queue:
                 tail = self.rtx_queue[-1]
                 tail.retransmitted = True    # TCPCB_EVER_RETRANS: no RTT sample from it
                 tail.tx_at = now
                 self._send(now, tail.flags, tail.seq, tail.data, "loss-probe-retransmit")
+                self._stamp_first_retransmit(tail)
                 sent = True
             if sent:
                 self.tlp_high_seq = self.snd_nxt
@@ -1365,8 +1367,6 @@ class TcpSock:
         if self._write_timeout(now):
             return
         head = self.rtx_queue[0]
-        if self.retrans_stamp is None:
-            self.retrans_stamp = head.sent_at
         syn = head.flags & SYN and self.state is TcpState.SYN_SENT
         if not syn:
             # tcp_enter_loss(): CA_Loss until snd_una passes high_seq; the TLP episode ends
@@ -1390,10 +1390,19 @@ class TcpSock:
                 self._send_syn(now, "syn-retransmit")
             else:
                 self._send(now, head.flags, head.seq, head.data, "retransmit")
+        self._stamp_first_retransmit(head)
         self.backoff += 1
         self.retransmits += 1
         self.rto = min(self.rto << 1, TCP_RTO_MAX)
         self._arm_rto(now)
+
+    def _stamp_first_retransmit(self, skb: _TxSkb) -> None:
+        """tcp_retransmit_skb(): "Save stamp of the first (attempted) retransmit": the
+        skb's timestamp after the attempt (now if it went out, its last transmission if the
+        host still held a copy). tcp_write_timeout counts the give-up time from here; a
+        connect's SYN set it when first sent (tcp_connect)."""
+        if self.retrans_stamp is None:
+            self.retrans_stamp = skb.tx_at
 
     def tsq_release(self, now: int) -> list[OutSegment]:
         """The copy skb_still_in_host_queue found waiting has left the host (sent once its

@@ -338,3 +338,18 @@ def test_the_rtt_sample_is_the_oldest_acked_segments_and_none_if_a_resend_is_ack
     # 7/8 of the old plus 1/8 of 100 ms (the first segment's), not of 50 ms
     assert acked(False).srtt_us == srtt0 - (srtt0 >> 3) + 100_000
     assert acked(True).srtt_us == srtt0               # no sample at all
+
+
+def test_the_give_up_time_counts_from_the_first_retransmission_the_probe():
+    # tcp_retransmit_skb saves the stamp of the first (attempted) retransmit, here the tail
+    # loss probe's, and tcp_write_timeout counts tcp_model_timeout(tcp_retries2) from it
+    from models.tcp import tcp_model_timeout
+
+    sk, _ = _established_with_data()
+    sk.params = TcpParams(retries2=3)
+    t_tlp, out = _fire(sk)
+    assert [s.cause for s in out] == ["loss-probe-retransmit"] and sk.retrans_stamp == t_tlp
+    while sk.state is not TcpState.CLOSED:
+        _fire(sk)
+    died = sk.transitions[-1][0]
+    assert sk.error == "ETIMEDOUT" and died >= t_tlp + tcp_model_timeout(3, ms(200)) > ms(20) + tcp_model_timeout(3, ms(200))
