@@ -48,6 +48,7 @@ TCP_TIMEOUT_INIT = jiffies(1 * HZ)
 TCP_TIMEOUT_FALLBACK = jiffies(3 * HZ)
 TCP_TIMEOUT_MIN_US = 2000     # include/net/tcp.h TCP_TIMEOUT_MIN_US (2 * USEC_PER_MSEC)
 TCP_ORPHAN_RETRIES = 8        # tcp_orphan_retries(): what sysctl tcp_orphan_retries 0 means
+CUBIC_BETA, BICTCP_BETA_SCALE = 717, 1024   # net/ipv4/tcp_cubic.c: beta = 717/1024, about 0.7
 TCP_RTO_MAX = jiffies(120 * HZ)
 TCP_RTO_MIN = jiffies(HZ // 5)
 TCP_DELACK_MAX = jiffies(HZ // 5)
@@ -1369,10 +1370,13 @@ class TcpSock:
         head = self.rtx_queue[0]
         syn = head.flags & SYN and self.state is TcpState.SYN_SENT
         if not syn:
-            # tcp_enter_loss(): CA_Loss until snd_una passes high_seq; the TLP episode ends
+            # tcp_enter_loss(): on entering CA_Loss (not again within it) ssthresh is CUBIC's
+            # (cubictcp_recalc_ssthresh: cwnd * beta 717 / 1024, at least 2); CA_Loss lasts
+            # until snd_una passes high_seq; the TLP episode ends; cwnd is what is in flight
+            # (nothing, all marked lost) plus one
+            if self.loss_high is None:
+                self.ssthresh = max(self.cwnd * CUBIC_BETA // BICTCP_BETA_SCALE, 2)
             self.loss_high, self.tlp_high_seq = self.snd_nxt, None
-            # RFC 5681 loss: one segment in flight until ACKs come back
-            self.ssthresh = max(len(self.rtx_queue) // 2, 2)
             self.cwnd = 1
         if self._still_in_host_queue(head):
             # __tcp_retransmit_skb() -> -EBUSY: nothing is sent, yet the timer backs off as if

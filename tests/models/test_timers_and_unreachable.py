@@ -353,3 +353,15 @@ def test_the_give_up_time_counts_from_the_first_retransmission_the_probe():
         _fire(sk)
     died = sk.transitions[-1][0]
     assert sk.error == "ETIMEDOUT" and died >= t_tlp + tcp_model_timeout(3, ms(200)) > ms(20) + tcp_model_timeout(3, ms(200))
+
+
+def test_an_rto_sets_cubics_ssthresh_once_per_loss_episode():
+    # tcp_enter_loss -> cubictcp_recalc_ssthresh: max(cwnd * 717 / 1024, 2) from the cwnd
+    # the loss found (10: 7), not half of what is in flight, and not again in CA_Loss
+    sk, _ = _established_with_data(b"y" * 2000)
+    assert sk.cwnd == 10
+    while not sk.loss_high:
+        _fire(sk)                    # the tail loss probe, then the RTO
+    assert (sk.ssthresh, sk.cwnd) == (7, 1)
+    _fire(sk)                        # the next RTO, still in CA_Loss
+    assert sk.ssthresh == 7
