@@ -577,6 +577,10 @@ class TcpSock:
             ip = InetTx(self._next_ip_id(), self.tos, self.dont_fragment)   # ip_queue_xmit
             confirm = self._take_confirm()
         self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, bytes(payload), cause, window, ip, confirm))
+        if payload and self.ato and now - self.lrcvtime < self.ato:
+            # tcp_event_data_sent: "If it is a reply for ato after last received packet,
+            # enter pingpong mode" (TCP_PINGPONG_THRESH 1)
+            self.pingpong = 1
         if flags & ACK:
             self.ack_pending = False
             self.timers.pop(TimerKind.DELACK, None)
