@@ -297,6 +297,16 @@ class SocketLayer:
         sk = self.established.get((dst, seg.dst_port, src, seg.src_port))
         if sk is not None and sk.state is not TcpState.CLOSED:
             out = sk.rcv(now, seg, payload)
+            isn = sk.tw_syn_isn
+            if isn is not None:
+                # TCP_TW_SYN: a new SYN to a TIME_WAIT flow goes to the listener, with the
+                # timewait sock's ISN; with no listener it is ACKed (TCP_TW_ACK)
+                lst = self.listeners.get(seg.dst_port)
+                if lst is not None and lst.bound[0] in (0, dst):
+                    sk.tw_syn_taken(now)
+                    self._reap(sk)
+                    return out + self._listen_rcv(now, lst, src, dst, seg, payload, isn)
+                out += sk.tw_syn_refused(now)
             self._reap(sk)
             return out
         lst = self.listeners.get(seg.dst_port)
@@ -335,7 +345,7 @@ class SocketLayer:
                 self.closed_socks.append(sk)
 
     def _listen_rcv(self, now: int, lst: _Socket, src: int, dst: int, seg: TcpRepr,
-                    payload: bytes) -> list[OutSegment]:
+                    payload: bytes, tw_isn: int | None = None) -> list[OutSegment]:
         listener = lst.listener
         remote = (src, seg.src_port)
         req = listener.syn_queue.get(remote)
@@ -354,10 +364,10 @@ class SocketLayer:
         if not seg.flags & SYN or seg.flags & FIN:
             self.drops.append(Drop(now, "SKB_DROP_REASON_TCP_FLAGS", "not a SYN"))
             return []
-        return self._conn_request(now, lst, (dst, seg.dst_port), remote, seg)
+        return self._conn_request(now, lst, (dst, seg.dst_port), remote, seg, tw_isn)
 
     def _conn_request(self, now: int, lst: _Socket, local: tuple[int, int], remote: tuple[int, int],
-                      seg: TcpRepr) -> list[OutSegment]:
+                      seg: TcpRepr, tw_isn: int | None = None) -> list[OutSegment]:
         """tcp_conn_request() (net/ipv4/tcp_input.c): a request sock and its SYN-ACK, or,
         when the SYN queue is full (inet_csk_reqsk_queue_is_full: more requests than the
         listener's backlog) or tcp_syncookies is 2, a syncookie SYN-ACK with no request sock
@@ -383,7 +393,7 @@ class SocketLayer:
         plain = want_cookie and not ts_ok
         sack_ok = p.sack and seg.sack_permitted and not plain
         wscale = seg.wscale if (p.window_scaling and seg.wscale is not None and not plain) else None
-        if not want_cookie:
+        if not want_cookie and not tw_isn:
             max_syn_backlog = p.max_syn_backlog
             if not p.syncookies and max_syn_backlog - qlen < (max_syn_backlog >> 2) \
                     and not self._peer_is_proven(remote[0]):
@@ -409,7 +419,7 @@ class SocketLayer:
         rcv_wnd, clamp, rcv_wscale = tcp_select_initial_window(
             p, p.win_from_space(p.tcp_rmem[1]), p.advmss - (12 if ts_ok else 0), wscale is not None)
         req = RequestSock(
-            local=local, remote=remote, irs=seg.seq, iss=self.rng.getrandbits(32),
+            local=local, remote=remote, irs=seg.seq, iss=tw_isn if tw_isn else self.rng.getrandbits(32),
             peer_mss=peer_mss, ts_ok=ts_ok, sack_ok=sack_ok,
             snd_wscale=None if wscale is None else min(wscale, 14),
             ts_recent=ts[0] if ts_ok else 0, ts_offset=self.rng.getrandbits(32) if ts_ok else 0,

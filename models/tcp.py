@@ -48,6 +48,7 @@ TCP_TIMEOUT_INIT = jiffies(1 * HZ)
 TCP_TIMEOUT_FALLBACK = jiffies(3 * HZ)
 TCP_TIMEOUT_MIN_US = 2000     # include/net/tcp.h TCP_TIMEOUT_MIN_US (2 * USEC_PER_MSEC)
 TCP_ORPHAN_RETRIES = 8        # tcp_orphan_retries(): what sysctl tcp_orphan_retries 0 means
+TCP_PAWS_MSL = jiffies(60 * HZ)   # include/net/tcp.h: a RST may pass PAWS once ts_recent is this old
 CUBIC_BETA, BICTCP_BETA_SCALE = 717, 1024   # net/ipv4/tcp_cubic.c: beta = 717/1024, about 0.7
 TCP_RTO_MAX = jiffies(120 * HZ)
 TCP_RTO_MIN = jiffies(HZ // 5)
@@ -372,6 +373,8 @@ class TcpSock:
         self.timewait_sock = False
         self.tw_rcv_wnd = 0
         self.tw_last_oow_ack: int | None = None
+        self.ts_recent_at = 0          # when ts_recent was last taken (ts_recent_stamp)
+        self.tw_syn_isn: int | None = None   # TCP_TW_SYN: a new SYN the listener takes, with this ISN
         self.fw2_unsure: list[tuple[int, int]] = []
         # send side
         self.iss = 0
@@ -840,7 +843,7 @@ class TcpSock:
             tsopt = seg.timestamp
             self.ts_ok = self.ts_ok and tsopt is not None
             if self.ts_ok:
-                self.ts_recent = tsopt[0]
+                self.ts_recent, self.ts_recent_at = tsopt[0], now
             self.sack_ok = self.sack_ok and seg.sack_permitted
             self.peer_mss = seg.mss or TCP_MSS_DEFAULT
             self._sync_mss()
@@ -1039,6 +1042,7 @@ class TcpSock:
             return self._flush()
         if self.ts_ok and seg.timestamp and seq_le(seg.seq, self.rcv_nxt):
             self.ts_recent = seg.timestamp[0]   # tcp_store_ts_recent()
+            self.ts_recent_at = now
         if not self._ack(now, seg, seg_len):
             return self._flush()
         st = self.state
@@ -1267,12 +1271,57 @@ class TcpSock:
         self.timers[TimerKind.DELACK] = now + ato
 
     def _rcv_timewait(self, now: int, seg: TcpRepr, payload: bytes) -> None:
-        """tcp_timewait_state_process(): re-ACK a retransmitted FIN and restart the 2MSL wait."""
-        if seg.flags & RST:
-            return   # RFC 1337: ignore RST in TIME_WAIT (tcp_rfc1337 0 kills it; default 0)
-        if seg.flags & FIN and (seg.seq + len(payload) + 1) % MOD32 == self.rcv_nxt:
+        """tcp_timewait_state_process() in TCP_TIME_WAIT (net/ipv4/tcp_minisocks.c).
+
+        PAWS first (tcp_paws_reject: a TSval older than ts_recent, except a RST when
+        ts_recent is more than TCP_PAWS_MSL, 60 s, old). An in-window segment (seq ==
+        rcv_nxt) that is a bare ACK restarts the 2MSL wait and is not answered; an in-window
+        RST kills the timewait sock (tcp_rfc1337 is 0: TIME_WAIT assassination). A SYN
+        (no ACK, no RST) above rcv_nxt or with a newer TSval opens a new connection through
+        the listener, with ISN snd_nxt + 65537 (TCP_TW_SYN: `tw_syn_isn`). Anything else
+        but a RST restarts the wait (if it acks, or PAWS rejected it) and is ACKed, at most
+        once per tcp_invalid_ratelimit unless it carries data or a FIN
+        (tcp_timewait_check_oow_rate_limit)."""
+        seg_len = len(payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
+        tsval = seg.timestamp[0] if self.ts_ok and seg.timestamp else None
+        paws_reject = tsval is not None and bool(self.ts_recent) and seq_lt(tsval, self.ts_recent) \
+            and not (seg.flags & RST and now - self.ts_recent_at >= TCP_PAWS_MSL)
+        rst = bool(seg.flags & RST)
+        if not paws_reject and seg.seq == self.rcv_nxt and (seg_len == 0 or rst):
+            if rst:
+                self._done(now, None)        # kill: inet_twsk_deschedule_put
+                return
             self.timers[TimerKind.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
+            if tsval is not None:
+                self.ts_recent, self.ts_recent_at = tsval, now
+            return
+        if seg.flags & SYN and not rst and not seg.flags & ACK and not paws_reject and (
+                seq_lt(self.rcv_nxt, seg.seq) or (tsval is not None and seq_lt(self.ts_recent, tsval))):
+            # TCP_TW_SYN: the socket layer hands it to the listener (tw_syn_taken), or, with
+            # none, ACKs it from here (tw_syn_refused)
+            self.tw_syn_isn = ((self.snd_nxt + 65535 + 2) % MOD32) or 1
+            return
+        if rst:
+            return
+        if paws_reject or seg.flags & ACK:
+            self.timers[TimerKind.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
+        last = self.tw_last_oow_ack
+        if seg.seq == (seg.seq + seg_len) % MOD32 or seg.flags & SYN:
+            if last is not None and 0 <= now - last < TCP_INVALID_RATELIMIT:
+                return
+            self.tw_last_oow_ack = now
         self.send_ack(now, "timewait-ack")
+
+    def tw_syn_taken(self, now: int) -> None:
+        """tcp_v4_rcv, TCP_TW_SYN with a listener: the timewait sock is gone."""
+        self.tw_syn_isn = None
+        self._done(now, None)               # inet_twsk_deschedule_put
+
+    def tw_syn_refused(self, now: int) -> list[OutSegment]:
+        """tcp_v4_rcv, TCP_TW_SYN with no listener: fall through to TCP_TW_ACK."""
+        self.tw_syn_isn = None
+        self.send_ack(now, "timewait-ack")
+        return self._flush()
 
     def _rcv_fin_wait2_timewait(self, now: int, seg: TcpRepr, payload: bytes) -> None:
         """tcp_timewait_state_process() for a timewait sock in TCP_FIN_WAIT2 (an orphan
@@ -1330,6 +1379,7 @@ class TcpSock:
         self.timers.clear()
         self.rtx_queue.clear()
         self.timers[TimerKind.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
+        self.ts_recent_at = now          # tw_ts_recent_stamp (the model's, at the latest)
 
     # -- timers ------------------------------------------------------------------------
     def on_timer(self, now: int) -> list[OutSegment]:

@@ -765,3 +765,27 @@ def test_an_orphan_gives_up_after_8_retransmissions_not_tcp_retries2():
     state, error, at = ends[True]
     assert (state, error) == (TcpState.CLOSED, "ETIMEDOUT") and sec(100) < at < sec(110), ends
     assert ends[False][0] is TcpState.ESTABLISHED
+
+
+def test_a_new_syn_to_a_time_wait_flow_opens_a_connection_with_the_isn_after_the_old_one():
+    # tcp_timewait_state_process: a SYN (no ACK) above rcv_nxt is TCP_TW_SYN; tcp_v4_rcv
+    # hands it to the listener, and tcp_conn_request takes tcp_tw_isn = snd_nxt + 65535 + 2
+    from models.socket import SocketLayer
+
+    layer = SocketLayer(TcpParams(), random.Random(1), (B_ADDR,), lambda d: B_ADDR)
+    lfd = layer.socket()
+    layer.bind(lfd, 0, 80)
+    layer.listen(lfd, 9)
+    (synack,) = layer.tcp_v4_rcv(0, A_ADDR, B_ADDR, TcpRepr(40000, 80, 1000, 0, SYN, 64240, ()), b"")
+    iss = synack.tcp.seq
+    layer.tcp_v4_rcv(ms(1), A_ADDR, B_ADDR, TcpRepr(40000, 80, 1001, iss + 1, ACK, 64240, ()), b"")
+    fd = layer.accept(lfd)
+    (fin,) = layer.close(ms(2), fd)
+    layer.tcp_v4_rcv(ms(3), A_ADDR, B_ADDR, TcpRepr(40000, 80, 1001, iss + 2, FIN | ACK, 64240, ()), b"")
+    (tw,) = [sk for sk in layer.established.values() if sk.state is TcpState.TIME_WAIT]
+    # an old duplicate SYN (below rcv_nxt) is only ACKed; a new one opens a connection
+    (ack,) = layer.tcp_v4_rcv(ms(4), A_ADDR, B_ADDR, TcpRepr(40000, 80, 900, 0, SYN, 64240, ()), b"")
+    assert ack.tcp.flags == ACK and tw.state is TcpState.TIME_WAIT
+    (new,) = layer.tcp_v4_rcv(ms(5), A_ADDR, B_ADDR, TcpRepr(40000, 80, 5000, 0, SYN, 64240, ()), b"")
+    assert new.tcp.flags == SYN | ACK and new.tcp.seq == (iss + 2 + 65537) % (1 << 32)
+    assert tw.state is TcpState.CLOSED
