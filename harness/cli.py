@@ -868,7 +868,8 @@ def cmd_run(args) -> int:
 def _run_on_boards(args, boards: list[str], specs, scenarios, names: list[str], out: Path) -> int:
     """`run` over several boards: the scenarios spread over them as the nightly's are (a
     worker process per board takes the next scenario when its board is free), each judged
-    once, no re-run; the report lists them in the order asked, each row naming its board."""
+    once, no re-run; the report lists them in the order asked (each worker's log names
+    what its board ran)."""
     from harness.nightly import NightlyResult, Progress, run_scenarios, worker_board_args
     from harness.oracle import Verdict
     from harness.paths import prepare_run_dir, unique_names

@@ -451,6 +451,8 @@ def test_a_first_rtt_sample_below_the_handshake_acks_tsval_is_tried_and_kept_onl
         if not early:
             assert v.ok, json.dumps(v.rows, indent=1, default=int)
             assert learnt.value < rtt + 30_000_000 and any("first RTT sample taken" in n for n in v.notes), v.notes
+            # the case is bounded by its span: the TSvals' ms + 1 (or the first data), not 100 ms
+            assert learnt.lo <= learnt.value <= learnt.hi < 100_000_000, learnt
         else:
             assert ("EARLY", "TCP_DATA") in kinds_of(v), v.rows
             assert any("first_rtt cases tried" in n for n in v.notes) and learnt.value >= rtt + 29_000_000, v.notes

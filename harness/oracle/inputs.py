@@ -94,6 +94,7 @@ class RttCase:
     learnt_index: int   # its first_rtt's index in ModelInputs.learnt
     conn_t: int         # the connect() the sample is counted from
     times: tuple[int, ...]
+    hi: int             # the span's upper bound (after conn_t): the TSvals' ms + 1, or the first data
 
 
 @dataclass
@@ -377,7 +378,7 @@ def _retime_synacks(obs: Observation, mi: ModelInputs) -> None:
             others = sorted({max(wire, min(t, last)) for t in span} - {first}, key=lambda t: abs(t - first))
             old = mi.inputs[j]
             mi.inputs[j] = TimedInput(first, old.order, old.input)
-            mi.rtt_cases.append(RttCase(j, len(mi.learnt) - 1, conn_t, (first, *others)))
+            mi.rtt_cases.append(RttCase(j, len(mi.learnt) - 1, conn_t, (first, *others), last - conn_t))
 
 
 def _app_write(obs: Observation, mi: ModelInputs, bc: BoardConnect, end_ns: int, app_latency_ns: int) -> None:

@@ -387,7 +387,9 @@ def _rtt_cases(base: Verdict, mi: ModelInputs, attempt, out_dir: Path) -> Verdic
         for pick in islice((p for p in product(*(range(len(c.times)) for c in cases)) if any(p)), RTT_CASES_MAX):
             for c, k, (ti, learnt) in zip(cases, pick, saved, strict=True):
                 mi.inputs[c.input_index] = replace(ti, t=c.times[k])
-                mi.learnt[c.learnt_index] = replace(learnt, value=c.times[k] - c.conn_t)
+                # an alternative case is bounded by its span, not by HANDSHAKE_ACK_MAX alone
+                mi.learnt[c.learnt_index] = replace(learnt, value=c.times[k] - c.conn_t,
+                                                    hi=learnt.hi if k == 0 else min(learnt.hi, c.hi))
             v = attempt(case_pcap)
             values = ", ".join(f"{(c.times[k] - c.conn_t) / 1e6:.1f} ms" for c, k in zip(cases, pick, strict=True))
             tried.append(f"{values}: {len(v.rows)} rows" + (" (error)" if v.error else ""))
