@@ -1157,7 +1157,7 @@ def cmd_nightly(args) -> int:
 def cmd_pkt(args) -> int:
     from harness.pkt.command import run_command
 
-    return run_command(args.scripts, args.target, args.tolerance_usecs, args.json)
+    return run_command(args.scripts, args.target, args.tolerance_usecs, args.json, args.board, args.out)
 
 
 # -- parser ----------------------------------------------------------------------------
@@ -1174,12 +1174,13 @@ EPILOGS = {
   bmc-hil pkt suites/pkt/*.pkt                  the project's corpus against the model
   bmc-hil pkt my.pkt --tolerance-usecs 10000    a wider timing tolerance
   bmc-hil pkt suites/pkt/*.pkt --json           the results as JSON
+  bmc-hil pkt suites/pkt/*.pkt --target board   the same scripts on the emulated board
 
 exit codes:
   0    every script passed
   1    a script failed (its line, the expected and the actual segment are printed)
-  2    bad input: a syntax error (file:line:column), a missing file, --target board
-       (not built yet)""",
+  2    bad input: a syntax error (file:line:column), a missing file; a board that
+       could not be booted or reached""",
     "bmc-hil": """examples:
   bmc-hil boot --check             boot the emulated board, SSH in, power off
   bmc-hil boot                     keep it up; in another terminal:
@@ -1489,10 +1490,16 @@ def build_parser() -> argparse.ArgumentParser:
     nt.add_argument("--suites", metavar="DIR", help="the suites folder (default: ./suites, else the harness's own)")
     nt.set_defaults(func=cmd_nightly)
 
-    pk = _sub(sub, "pkt", "run packetdrill-syntax scripts against the model (the board target is to come)")
+    pk = _sub(sub, "pkt", "run packetdrill-syntax scripts against the model or the emulated board")
     pk.add_argument("scripts", nargs="+", metavar="SCRIPT.pkt", help="packetdrill-syntax scripts (suites/pkt/*.pkt)")
     pk.add_argument("--target", choices=["model", "board"], default="model",
-                    help="model: the reference model in virtual time (default); board: not built yet")
+                    help="model: the reference model in virtual time (default); board: the emulated board's "
+                         "Linux, syscalls run by its pktagent, the remote played on the harness's wire")
+    pk.add_argument("--board", metavar="FILE",
+                    help="with --target board: an emulated board file (default: the built-in image)")
+    pk.add_argument("--out", metavar="DIR", default="pkt-out",
+                    help="with --target board: where the wire's capture, the console and QEMU's log go "
+                         "(default: pkt-out)")
     pk.add_argument("--tolerance-usecs", type=int, metavar="N",
                     help="timing tolerance in microseconds (default: the script's --tolerance_usecs, else 4000; "
                          "12.5%% of the gap when that is more)")

@@ -18,7 +18,8 @@ from harness.errors import SetupError
 HOST_PACKAGES: dict[str, str] = {
     "qemu-system-arm": "the emulated AST2500 (machines ast2500-evb, romulus-bmc)",
     "tshark": "capture dissection and the cross-check of the pcap reader",
-    "gcc-arm-linux-gnueabi": "cross compiler for the board's kernel",
+    "gcc-arm-linux-gnueabi": "cross compiler for the board's kernel and the pkt syscall agent",
+    "libc6-dev-armel-cross": "the C library the pkt syscall agent is linked against (statically)",
     "linux-source-6.1": "Debian's Linux 6.1 source, built for the emulated board",
     "make": "kernel build",
     "bc": "kernel build",

@@ -164,6 +164,9 @@ class FakeTarget:
     """A target that sends what it is told: for the checks the model never trips."""
 
     name = "fake"
+    lead_ns = 0
+    late_look_ns = 600 * 10**9
+    late_slack_ns = 0
 
     def __init__(self, sent):
         self.sent = list(sent)
@@ -287,11 +290,20 @@ def test_cli_help_has_examples_and_exit_codes():
     assert out.returncode == 0 and "examples:" in out.stdout and "exit codes:" in out.stdout
 
 
-def test_cli_board_target_says_it_is_not_built_yet():
+def test_cli_board_target_needs_an_emulated_board_file(tmp_path):
+    board = tmp_path / "player.yaml"
+    board.write_text("name: player\nkind: model\n")
     out = subprocess.run([sys.executable, "-m", "harness", "pkt", str(CORPUS / "rst-closed-port.pkt"),
-                          "--target", "board"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2
-    assert "board target is not built yet" in out.stderr
+                          "--target", "board", "--board", str(board), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "emulated board" in out.stderr and "player.yaml" in out.stderr
+
+
+def test_cli_board_option_is_for_the_board_target(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "harness", "pkt", str(CORPUS / "rst-closed-port.pkt"),
+                          "--board", "x.yaml"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--board is for --target board" in out.stderr
 
 
 def test_fds_are_the_lowest_free_as_the_kernel_hands_them_out():

@@ -10,6 +10,7 @@ test is waiting on the console.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -98,6 +99,14 @@ class SerialConsole:
                 if time.monotonic() >= deadline or "could not open port" in str(exc) and not self.url.startswith(("socket://", "rfc2217://")):
                     raise ConsoleError(f"cannot open serial console {self.url}: {exc}") from exc
                 time.sleep(0.05)
+        # A console over TCP (socket://, rfc2217://): no Nagle on our side, or a typed line
+        # written in pieces waits for the far end's delayed ACK (40 ms on loopback).
+        sock = getattr(self._port, "_socket", None)
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         if self.log_path is not None:
             self._log = open(self.log_path, "a", encoding="utf-8", errors="replace")
         self._stop.clear()

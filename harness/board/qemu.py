@@ -167,7 +167,9 @@ class QemuBoard(Board):
             "-initrd", str(img.initramfs),
             "-append", " ".join(filter(None, ["console=ttyS4,115200 rdinit=/init printk.time=1",
                                               self.kernel_args])),
-            "-chardev", f"socket,id=con0,host=127.0.0.1,port={self.console_port},server=on,wait=off",
+            # nodelay: QEMU writes the UART's output a byte at a time; with Nagle, all but
+            # the first byte of a line wait for the harness's delayed ACK (40 ms)
+            "-chardev", f"socket,id=con0,host=127.0.0.1,port={self.console_port},server=on,wait=off,nodelay=on",
             "-serial", "chardev:con0",
             "-qmp", f"unix:{self._sockdir / 'qmp.sock'},server=on,wait=off",
             # A second monitor for other processes (`bmc-hil link`, a lab-style board file).

@@ -115,6 +115,17 @@ class Wire:
         with self._cond:
             return len(self.frames)
 
+    def frames_since(self, since: int, until_ns: int) -> tuple[list[WireFrame], int]:
+        """The frames after index `since`, waiting for one until host monotonic `until_ns`
+        at the latest; (the frames, the index to pass next time)."""
+        with self._cond:
+            while len(self.frames) <= since:
+                left = until_ns - time.monotonic_ns()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left / 1e9, 0.2))
+            return self.frames[since:], len(self.frames)
+
     def _note(self, direction: str, frame: bytes, dropped: bool) -> None:
         f = WireFrame(direction, time.monotonic_ns(), time.time_ns(), frame, dropped)
         with self._cond:

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from harness.errors import ImageBuildError
+from harness.image.agent import AGENT_BOARD_PATH, agent_key, build_agent
 from harness.paths import cache_dir
 from harness.sysdeps import BOARD_ARCH, BOARD_PACKAGES
 from models.config import SERVICE_IP_TOS_DEFAULTS, SERVICE_KEEPALIVE_DEFAULTS, ConfigError, FirmwareConfig
@@ -141,6 +142,7 @@ def initramfs_recipe(config: FirmwareConfig, debs: list[Path], pubkey: str, pass
         "debs": sorted(p.name for p in debs),
         "authorized_key": pubkey,
         "password_sha256": hashlib.sha256(password.encode()).hexdigest(),
+        "agent": agent_key(),
     }
 
 
@@ -163,6 +165,9 @@ def build_initramfs(config: FirmwareConfig, password: str = DEFAULT_PASSWORD, lo
             if proc.returncode != 0:
                 raise ImageBuildError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip()}")
         _populate(root, config, pubkey, password)
+        agent = root / AGENT_BOARD_PATH.lstrip("/")
+        shutil.copyfile(build_agent(log), agent)
+        agent.chmod(0o755)
         data = _cpio_newc(root)
         tmp_out = out.with_suffix(f".{os.getpid()}.tmp")   # two builds at once each write their own
         with open(tmp_out, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:

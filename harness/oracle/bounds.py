@@ -108,6 +108,9 @@ SEC = 1_000_000_000
 CONSTANTS: dict[str, Constant] = {c.name: c for c in (
     Constant("frame_tolerance", 100 * MS, "QEMU (TCG) and slirp latency of a frame sent in reply to one "
              "that arrived; measured by bench/latency.py (reply delays)"),
+    Constant("pkt_board_latency", 20 * MS, "`bmc-hil pkt --target board`: how much later than packetdrill's "
+             "tolerance the emulated board's segment may come (QEMU TCG's delay between a frame or a call and "
+             "the kernel's answer); measured by bench/pkt_board.py (offsets)"),
     Constant("console_tolerance", 250 * MS, "serial console latency of a printk line on the emulated "
              "UART; measured by bench/latency.py (console lag)"),
     Constant("reset_tolerance", 500 * MS, "a watchdog reset comes one busybox watchdog kick period late at "

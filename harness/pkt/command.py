@@ -4,25 +4,63 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
 
 from .run import run_script
 from .script import PktSyntaxError, parse_file
 from .target import ModelTarget
 
-__all__ = ["run_command", "BOARD_NOT_BUILT"]
+__all__ = ["run_command", "run_on_board"]
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
-BOARD_NOT_BUILT = ("the board target is not built yet: it needs the syscall agent in the board image "
-                   "(issue 10); run the scripts with --target model meanwhile")
 
 
-def run_command(scripts: list[str], target: str, tolerance_usecs: int | None, as_json: bool) -> int:
+def run_on_board(parsed: list, board_file: str | None, out: Path, tolerance_usecs: int | None,
+                 log=print, late_slack_ns: int | None = None) -> list:
+    """Boot the emulated board of `board_file` (the built-in one if None) on the harness's
+    own wire, start pktagent on its console, and run each script in turn. The wire's
+    capture (capture.pcap), the console and QEMU's log are kept in `out`."""
+    from harness.board import BoardState, BoardStrategy, emulated_spec, load_board_file, timeouts_for
+    from harness.board.qemu import QemuBoard
+    from harness.errors import BoardError
+    from harness.image import build_image
+
+    from .board import BoardTarget
+
+    spec = load_board_file(board_file) if board_file else emulated_spec()
+    if spec.kind != "emulated":
+        raise BoardError(f"{spec.source}: --target board runs on an emulated board (kind: emulated): the "
+                         f"harness plays the remote on its own wire, which a {spec.kind} board does not have yet")
+    out.mkdir(parents=True, exist_ok=True)
+    image = build_image(spec.image_config or spec.firmware, log=lambda m: None)
+    board = QemuBoard(image, out, machine=spec.machine, network="wire", declared=spec.firmware, name=spec.name)
+    results = []
+    with board:
+        board.capture_start(out / "capture.pcap")
+        BoardStrategy(board, timeouts_for(spec)).transition(BoardState.NETWORK)
+        target = BoardTarget(board, log, late_slack_ns)
+        try:
+            for script in parsed:
+                target.begin()
+                result = run_script(script, target, tolerance_usecs)
+                result.notes = list(target.notes)
+                target.end()
+                results.append(result)
+        finally:
+            target.close()
+    return results
+
+
+def run_command(scripts: list[str], target: str, tolerance_usecs: int | None, as_json: bool,
+                board_file: str | None = None, out: str | None = None) -> int:
     """Parse every script first (a bad one is exit 2, nothing run), then run each."""
-    if target == "board":
-        print(f"bmc-hil pkt: {BOARD_NOT_BUILT}", file=sys.stderr)
-        return EXIT_ERROR
     if tolerance_usecs is not None and tolerance_usecs < 0:
         print("bmc-hil pkt: --tolerance-usecs must not be negative", file=sys.stderr)
+        return EXIT_ERROR
+    if board_file and target != "board":
+        print("bmc-hil pkt: --board is for --target board", file=sys.stderr)
         return EXIT_ERROR
     parsed = []
     for path in scripts:
@@ -31,7 +69,15 @@ def run_command(scripts: list[str], target: str, tolerance_usecs: int | None, as
         except PktSyntaxError as exc:
             print(f"bmc-hil pkt: {exc}", file=sys.stderr)
             return EXIT_ERROR
-    results = [run_script(script, ModelTarget(), tolerance_usecs) for script in parsed]
+    if target == "board":
+        try:
+            results = run_on_board(parsed, board_file, Path(out or "pkt-out"), tolerance_usecs,
+                                   log=lambda m: print(m, file=sys.stderr))
+        except HarnessError as exc:
+            print(f"bmc-hil pkt: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+    else:
+        results = [run_script(script, ModelTarget(), tolerance_usecs) for script in parsed]
     if as_json:
         print(json.dumps({"target": target, "passed": sum(r.passed for r in results), "failed":
                           sum(not r.passed for r in results), "scripts": [r.to_json() for r in results]}, indent=2))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from models.wire.tcp import ACK, SYN, TCPOPT_SACK, TCPOPT_TIMESTAMP, TcpRepr
 
 from .script import OPTIONS_UNCHECKED, Event, Python, Segment, Shell, Syscall, describe_segment
-from .target import NotModelled, Sent, Target
+from .target import NotModelled, Sent, Target, TargetError
 
 __all__ = ["Failure", "ScriptResult", "run_script", "DEFAULT_TOLERANCE_USECS", "DEFAULT_TOLERANCE_PERCENT",
            "REMOTE_ISN", "REMOTE_PORT", "LOCAL_PORT"]
@@ -37,7 +37,6 @@ REMOTE_PORT = 47001       # the remote's port
 LOCAL_PORT = 8080         # bind(fd, ...) and connect(fd, ...) use packetdrill's 8080
 MOD32 = 1 << 32
 INBOUND_WINDOW = 65535    # an inbound segment without `win`
-LATE_LOOK_NS = 600 * 10**9   # how far past a missing segment's deadline to look for it
 
 
 @dataclass
@@ -63,6 +62,8 @@ class ScriptResult:
     target: str
     failure: Failure | None = None
     events: int = 0
+    notes: list[str] = field(default_factory=list)   # how the target mapped the script
+    offsets_ns: list[int] = field(default_factory=list)   # each timed outbound segment's, see _match_outbound
 
     @property
     def passed(self) -> bool:
@@ -70,6 +71,10 @@ class ScriptResult:
 
     def to_json(self) -> dict:
         d = {"script": self.path, "target": self.target, "passed": self.passed, "events": self.events}
+        if self.notes:
+            d["notes"] = self.notes
+        if self.offsets_ns:
+            d["offsets_ms"] = [round(o / 1e6, 3) for o in self.offsets_ns]
         if self.failure:
             f = self.failure
             d["failure"] = {"line": f.line, "script_line": f.text, "message": f.message,
@@ -91,6 +96,7 @@ class _State:
     local_port: int = LOCAL_PORT
     prev_ns: int = 0
     queue: list[Sent] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)   # outbound actual - script time, ns (0: inside)
     ts_offset: int | None = None                 # actual TS val - script TS val
     last_ts: tuple[int, int] | None = None       # (actual TS val, sent at ns) of the last outbound
 
@@ -154,7 +160,7 @@ def _check_unexpected(st: _State, ev: Event, at_ns: int) -> None:
                             "one expects it", actual=_describe_sent(st, sent))
 
 
-def _inbound(st: _State, ev: Event, seg: Segment, at_ns: int) -> None:
+def _inbound(st: _State, ev: Event, seg: Segment, at_ns: int) -> int:
     opts = []
     if isinstance(seg.options, tuple):
         for kind, value in seg.options:
@@ -175,7 +181,8 @@ def _inbound(st: _State, ev: Event, seg: Segment, at_ns: int) -> None:
         tcp.options_bytes()
     except ValueError as exc:
         raise _fail(ev, f"bad inbound options: {exc}") from exc
-    st.target.inject(at_ns, REMOTE_PORT, st.local_port, tcp, bytes(seg.length))
+    actual = st.target.inject(at_ns, REMOTE_PORT, st.local_port, tcp, bytes(seg.length))
+    return at_ns if actual is None else actual
 
 
 def _match_outbound(st: _State, ev: Event, seg: Segment, sent: Sent, lo: int, hi: int, tol: int) -> int:
@@ -188,7 +195,9 @@ def _match_outbound(st: _State, ev: Event, seg: Segment, sent: Sent, lo: int, hi
         w0, w1 = (sent.window.earliest, sent.window.latest) if sent.window else (sent.at, sent.at)
         if w1 < lo - tol:
             raise _fail(ev, "outbound segment too early", expected, _describe_sent(st, sent))
-        if w0 > hi + tol:
+        # how far outside the script's time it came (0: inside), for the board's figures
+        st.offsets.append(w0 - hi if w0 > hi else (w1 - lo if w1 < lo else 0))
+        if w0 > hi + tol + st.target.late_slack_ns:
             raise _fail(ev, "outbound segment too late", expected, _describe_sent(st, sent))
         anchor = min(max(lo, w0), w1)
     t = sent.tcp
@@ -244,17 +253,18 @@ def _match_options(st: _State, seg: Segment, sent: Sent) -> list[str]:
 
 
 def _outbound(st: _State, ev: Event, seg: Segment) -> int:
+    late_look = st.target.late_look_ns
     if ev.time.any:
-        lo, hi, tol = st.prev_ns, st.prev_ns + LATE_LOOK_NS, 0
+        lo, hi, tol = st.prev_ns, st.prev_ns + late_look, 0
     else:
         lo, hi = _expected_window(st, ev)
         tol = _tolerance_ns(st, lo - st.prev_ns)
-    deadline = hi + tol
+    deadline = hi + tol + st.target.late_slack_ns
     if not st.queue:
         st.queue += st.target.advance(deadline, stop_at_first=True)
     if not st.queue:
-        later = st.target.advance(deadline + LATE_LOOK_NS, stop_at_first=True)
-        actual = _describe_sent(st, later[0]) if later else f"nothing in the {LATE_LOOK_NS // 10**9} s after"
+        later = st.target.advance(deadline + late_look, stop_at_first=True)
+        actual = _describe_sent(st, later[0]) if later else f"nothing in the {late_look / 10**9:g} s after"
         expected = f"{seg.describe()} at {_fmt_time(lo)}" + (f"..{_fmt_time(hi)}" if hi != lo else "") + \
             (f" (+-{tol / 1e6:g} ms)" if tol else "")
         raise _fail(ev, "expected outbound segment not sent", expected, actual)
@@ -262,7 +272,8 @@ def _outbound(st: _State, ev: Event, seg: Segment) -> int:
     return _match_outbound(st, ev, seg, sent, lo, hi, tol)
 
 
-def _syscall(st: _State, ev: Event, call: Syscall, at_ns: int) -> None:
+def _syscall(st: _State, ev: Event, call: Syscall, at_ns: int) -> int:
+    """Run the call and check what it returned; returns when it ran."""
     try:
         outcome = st.target.syscall(at_ns, call, REMOTE_PORT, LOCAL_PORT)
     except NotModelled as exc:
@@ -281,6 +292,7 @@ def _syscall(st: _State, ev: Event, call: Syscall, at_ns: int) -> None:
                 raise _fail(ev, f"unknown errno {arg[0]}")
         if isinstance(want_value, int) and outcome.value != want_value:
             raise _fail(ev, f"{call.name}() wrote {outcome.value}", f"[{arg[0]}]", f"[{outcome.value}]")
+    return at_ns if outcome.at is None else outcome.at
 
 
 def run_script(script, target: Target, tolerance_usecs: int | None = None) -> ScriptResult:
@@ -307,15 +319,20 @@ def run_script(script, target: Target, tolerance_usecs: int | None = None) -> Sc
                 raise _fail(ev, "'*' is for outbound segments")
             at, _ = _expected_window(st, ev)
             if at < st.prev_ns:
-                raise _fail(ev, f"the script's time runs backwards: {_fmt_time(at)} after {_fmt_time(st.prev_ns)}")
-            st.queue += target.advance(at)
+                # within the tolerance, an absolute time just behind the last event's actual one
+                if st.prev_ns - at > st.tol_usecs * 1000:
+                    raise _fail(ev, f"the script's time runs backwards: {_fmt_time(at)} after "
+                                    f"{_fmt_time(st.prev_ns)}")
+                at = st.prev_ns
+            # a syscall is handed over `lead_ns` ahead: the target starts it on time itself
+            st.queue += target.advance(at if isinstance(action, Segment) else at - target.lead_ns)
             _check_unexpected(st, ev, at)
             if isinstance(action, Segment):
-                _inbound(st, ev, action, at)
+                actual = _inbound(st, ev, action, at)
             else:
-                _syscall(st, ev, action, at)
-            st.queue += target.advance(at)
-            st.prev_ns = at
+                actual = _syscall(st, ev, action, at)
+            st.queue += target.advance(actual)
+            st.prev_ns = actual
             result.events += 1
         if st.queue:
             sent = st.queue[0]
@@ -324,4 +341,7 @@ def run_script(script, target: Target, tolerance_usecs: int | None = None) -> Sc
                                 "unexpected outbound segment at the end of the script", actual=_describe_sent(st, sent)))
     except _Fail as exc:
         result.failure = exc.failure
+    except TargetError as exc:
+        result.failure = Failure(ev.line, ev.text, f"target {target.name}: {exc}")
+    result.offsets_ns = st.offsets
     return result

@@ -22,7 +22,7 @@ from models.wire.tcp import TcpRepr
 
 from .script import Syscall
 
-__all__ = ["Target", "Sent", "SyscallOutcome", "NotModelled", "ModelTarget", "LOCAL_ADDR", "REMOTE_ADDR",
+__all__ = ["Target", "Sent", "SyscallOutcome", "NotModelled", "TargetError", "ModelTarget", "LOCAL_ADDR", "REMOTE_ADDR",
            "O_RDWR", "O_NONBLOCK"]
 
 LOCAL_ADDR = 0xC0000201    # 192.0.2.1, the stack under test
@@ -34,6 +34,11 @@ O_NONBLOCK = 0o4000
 
 class NotModelled(Exception):
     """The script asks for something this target cannot do (an option, a blocking wait)."""
+
+
+class TargetError(Exception):
+    """The target failed to carry out an event (a call that never returned, a frame it
+    cannot parse): the script fails at that line with this message."""
 
 
 @dataclass(frozen=True)
@@ -50,23 +55,36 @@ class Sent:
 @dataclass(frozen=True)
 class SyscallOutcome:
     """What a syscall returned: `ret`, the errno's name when it failed, and for a call
-    that writes a value out (getsockopt, ioctl) that value."""
+    that writes a value out (getsockopt, ioctl) that value. `at`: when the target ran it,
+    if not at the time it was asked for (a real board's call starts a little late)."""
 
     ret: int
     errno: str | None = None
     value: int | None = None
+    at: int | None = None
 
 
 class Target(Protocol):
-    """The four verbs a script runner needs. Times are ns from the script's start."""
+    """The verbs a script runner needs. Times are ns from the script's start.
+
+    `lead_ns`: how long before its time a syscall must be handed over (a board's agent
+    takes the call ahead and starts it on its own clock); `late_look_ns`: how long past a
+    missing segment's deadline to look for it (virtual time costs nothing; real time does);
+    `late_slack_ns`: how much later than the tolerance an outbound segment may come
+    because the target runs slower than the stack it stands for (an emulated CPU), never
+    earlier."""
 
     name: str
+    lead_ns: int
+    late_look_ns: int
+    late_slack_ns: int
 
     def syscall(self, at: int, call: Syscall, remote_port: int, local_port: int) -> SyscallOutcome:
         """Run `call` at `at` (raises NotModelled)."""
 
-    def inject(self, at: int, src_port: int, dst_port: int, tcp: TcpRepr, payload: bytes) -> None:
-        """The remote's segment reaches the target at `at`."""
+    def inject(self, at: int, src_port: int, dst_port: int, tcp: TcpRepr, payload: bytes) -> int | None:
+        """The remote's segment reaches the target at `at`; returns when it actually did
+        if that was later (None: at `at`)."""
 
     def advance(self, until: int, stop_at_first: bool = False) -> list[Sent]:
         """Let time run to `until` (or to the first segment sent, with `stop_at_first`);
@@ -91,6 +109,9 @@ class ModelTarget:
     at LOCAL_ADDR, in virtual time."""
 
     name = "model"
+    lead_ns = 0
+    late_look_ns = 600 * 10**9
+    late_slack_ns = 0
 
     def __init__(self, params: TcpParams | None = None, seed: int = 0):
         self.layer = SocketLayer(params or TcpParams(), random.Random(seed), (LOCAL_ADDR,), lambda dst: LOCAL_ADDR)

@@ -1,0 +1,424 @@
+"""`--target board`: the script's local side is the board's own Linux.
+
+The board runs the syscalls in pktagent (harness/pkt/agent/pktagent.c, in the image at
+/usr/bin/pktagent), driven over its serial console; the harness plays the script's remote
+end on its own wire (QEMU `-netdev dgram`: the board's only peer), as packetdrill's wire
+mode has a server play it on a LAN. Addresses and ports are mapped:
+
+- the script's local address is the board's declared address, its remote address a fresh
+  address on the board's subnet for each script (answered by ARP here), so no neighbour
+  entry and no tcp_metrics entry (keyed by destination: tcp_get_metrics) of one script
+  reaches the next;
+- the script's local port (packetdrill's 8080) and its remote port are fresh for each
+  script too, so a socket the last script left in TIME_WAIT (inet_csk_bind_conflict) or
+  an orphan still retransmitting to its old peer never meets the next; the board's frames
+  to other ports are not the script's and are left out.
+
+Times: a segment's time is when the wire stamped it on the host's monotonic clock. A
+syscall's is when the agent began it on the board's CLOCK_MONOTONIC, mapped to the host's
+by the offset of the shortest of a few console round trips before each script (its error
+is at most half that round trip, which is reported in the result's notes).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+from harness.board.wire import WireFrame
+from harness.errors import BoardError
+from harness.image.agent import AGENT_BOARD_PATH
+from harness.oracle.bounds import CONSTANTS
+from models.errors import WireError
+from models.wire import ETH_P_IP, IPPROTO_TCP, EthernetRepr, Ipv4Repr, TcpRepr, ip4, mac_bytes
+
+from .script import Syscall
+from .target import NotModelled, Sent, SyscallOutcome, TargetError
+
+__all__ = ["BoardTarget", "AgentConsole", "LINUX_ARM_NAMES", "AGENT_PROTOCOL"]
+
+AGENT_PROTOCOL = 1
+REMOTE_MAC = "52:55:0a:00:02:fe"
+# Linux's numbers for the names scripts use, as the ARM EABI kernel has them (ARM takes
+# the asm-generic socket, fcntl and ioctl values): include/uapi/asm-generic/socket.h,
+# fcntl.h, ioctls.h; include/uapi/linux/in.h, tcp.h; include/linux/socket.h.
+LINUX_ARM_NAMES = {
+    "AF_INET": 2, "PF_INET": 2, "SOCK_STREAM": 1, "IPPROTO_TCP": 6, "IPPROTO_IP": 0, "SOL_IP": 0,
+    "SOL_TCP": 6, "SOL_SOCKET": 1,
+    "SO_REUSEADDR": 2, "SO_ERROR": 4, "SO_SNDBUF": 7, "SO_RCVBUF": 8, "SO_KEEPALIVE": 9,
+    "TCP_NODELAY": 1, "TCP_MAXSEG": 2, "TCP_CORK": 3, "TCP_KEEPIDLE": 4, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 6,
+    "TCP_QUICKACK": 12, "TCP_USER_TIMEOUT": 18, "IP_TOS": 1,
+    "F_GETFL": 3, "F_SETFL": 4, "O_RDWR": 0o2, "O_NONBLOCK": 0o4000,
+    "SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2,
+    "SIOCINQ": 0x541B, "FIONREAD": 0x541B,
+    "MSG_DONTWAIT": 0x40, "MSG_MORE": 0x8000,
+}
+# An outbound segment may come this much later than the script's tolerance: the emulated
+# CPU's delay between a frame in (or a call) and the kernel's answer; see CONSTANTS.
+PKT_BOARD_LATENCY_NS = CONSTANTS["pkt_board_latency"].value_ns
+CONSOLE_PINGS = 6
+WIRE_MARKS = 6
+MARK_PORT = 9             # discard
+CALL_TIMEOUT_S = 5.0      # a call that has not returned by then blocks for good: Ctrl-C
+_ANSWER = re.compile(r"^= (-?\d+) (.*)$")
+
+
+class AgentConsole:
+    """pktagent on the board's console: start it, send requests, wait for answers."""
+
+    def __init__(self, console, log=lambda m: None):
+        self.console = console
+        self.log = log
+        self._answers: dict[int, tuple[str, int]] = {}
+        self._cond = threading.Condition()
+        self._next = 1
+        self.running = False
+        console.add_listener(self._on_line)
+
+    def _on_line(self, line) -> None:
+        m = _ANSWER.match(line.text.strip())
+        if m:
+            with self._cond:
+                self._answers[int(m.group(1))] = (m.group(2), line.host_monotonic_ns)
+                self._cond.notify_all()
+
+    def start(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._answers.pop(0, None)
+        self.console.sendline(AGENT_BOARD_PATH)
+        text, _ = self.wait(0, timeout, f"{AGENT_BOARD_PATH} did not start")
+        if text != f"PKTAGENT {AGENT_PROTOCOL}":
+            raise BoardError(f"{AGENT_BOARD_PATH} speaks {text!r}, the harness protocol {AGENT_PROTOCOL}: "
+                             "rebuild the image")
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            try:
+                self.request("quit", timeout=3.0)
+            except BoardError:
+                self.interrupt()
+        self.running = False
+
+    def interrupt(self) -> None:
+        """Ctrl-C: the agent gives the shell its echo back and exits."""
+        self.console.send("\x03")
+        self.running = False
+
+    def send(self, *words) -> tuple[int, int]:
+        """Send a request; (its id, the host time it left)."""
+        with self._cond:
+            rid = self._next
+            self._next += 1
+        sent = time.monotonic_ns()
+        self.console.sendline(" ".join(str(w) for w in (rid, *words)))
+        return rid, sent
+
+    def wait(self, rid: int, timeout: float, what: str) -> tuple[str, int]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while rid not in self._answers:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BoardError(f"pktagent: {what} (no answer within {timeout:g} s); console:\n"
+                                     f"{self.console.tail(8)}")
+                self._cond.wait(min(left, 0.2))
+            return self._answers.pop(rid)
+
+    def request(self, *words, timeout: float = 5.0) -> tuple[str, int, int]:
+        """(the answer's text, the host time the request left, the host time it came)."""
+        rid, sent = self.send(*words)
+        text, came = self.wait(rid, timeout, f"request {' '.join(map(str, words))!r}")
+        if text.startswith("ERR "):
+            raise BoardError(f"pktagent refused {' '.join(map(str, words))!r}: {text[4:]}")
+        return text, sent, came
+
+    def console_bounds(self, pings: int = CONSOLE_PINGS) -> tuple[int, int, int]:
+        """What the console says of board CLOCK_MONOTONIC - host monotonic (ns): each
+        reading was taken between the request leaving and the answer coming, so the
+        offset lies in [reading - came, reading - sent]; the tightest (lo, hi) over
+        `pings`, and the shortest round trip."""
+        lo, hi, rtt = None, None, None
+        for _ in range(pings):
+            text, sent, came = self.request("time")
+            b = int(text)
+            lo = b - came if lo is None else max(lo, b - came)
+            hi = b - sent if hi is None else min(hi, b - sent)
+            rtt = came - sent if rtt is None else min(rtt, came - sent)
+        return lo, hi, rtt
+
+
+@dataclass
+class _Flow:
+    """One script's mapping onto the board."""
+
+    remote_ip: str
+    remote_port: int
+    local_port: int
+    t0: int = 0                  # host monotonic ns of the script's time 0
+    offset: int = 0              # board monotonic - host monotonic (as the wire stamps)
+    rtt: int = 0                 # the console's shortest round trip
+    pending: list[Sent] = field(default_factory=list)
+
+
+class BoardTarget:
+    """A booted board on the harness's wire with pktagent in its image (see the module's
+    docstring). `begin()` before each script, `end()` after it, `close()` at the end."""
+
+    name = "board"
+    late_look_ns = 3 * 10**9
+
+    def __init__(self, board, log=lambda m: None, late_slack_ns: int | None = None):
+        if not board.wired or getattr(board, "wire", None) is None:
+            raise BoardError(f"board {board.name}: the board target needs the harness's own wire "
+                             "(an emulated board with network: wire)")
+        self.board = board
+        self.late_slack_ns = PKT_BOARD_LATENCY_NS if late_slack_ns is None else late_slack_ns
+        self.wire = board.wire
+        self.log = log
+        iface = board.declared.interface
+        self.board_ip = str(iface.address.ip)
+        self.board_mac = iface.mac
+        taken = {iface.address.ip, iface.gateway}
+        # fresh remote addresses from the top of the board's subnet down
+        self._addresses = [str(a) for a in reversed(list(iface.address.network.hosts())) if a not in taken][:200]
+        self._n = 0
+        self.flow: _Flow | None = None
+        self._cursor = self.wire.cursor()
+        self._arp_lock = threading.Lock()
+        self.wire.on_frame(self._answer_arp)
+        self.agent = AgentConsole(board.console, log)
+        self.agent.start()
+        self._fds: set[int] = set()
+        self.notes: list[str] = []
+
+    # -- per script ----------------------------------------------------------------------
+    def begin(self) -> None:
+        if not self.agent.running:
+            self.agent.start()
+        self.agent.request("closeall")
+        n = self._n
+        self._n += 1
+        flow = _Flow(self._addresses[n % len(self._addresses)], 41000 + n % 20000, 21000 + n % 20000)
+        with self._arp_lock:
+            self.flow = flow
+        self._announce(flow)
+        lo, hi, flow.rtt = self.agent.console_bounds()
+        flow.offset = self._wire_offset()
+        if not lo - 5_000_000 <= flow.offset <= hi:
+            raise BoardError(f"the board's clock read through the wire ({flow.offset} ns from the host's) is "
+                             f"outside what the console allows ({lo}..{hi} ns)")
+        self._cursor = self.wire.cursor()
+        flow.t0 = time.monotonic_ns() + 20_000_000
+        self.notes = [f"remote {flow.remote_ip}:{flow.remote_port}, local port {flow.local_port}; board clock "
+                      f"{flow.offset} ns from the host's (the console allows {lo}..{hi})"]
+
+    def _announce(self, flow: _Flow) -> None:
+        """The remote asks for the board's address (an ARP request), so the board holds
+        its address (arp_process: neigh_event_ns, STALE) before the script: the script's
+        first segment waits for no resolution."""
+        rip = ip4(flow.remote_ip).to_bytes(4, "big")
+        bip = ip4(self.board_ip).to_bytes(4, "big")
+        mac = mac_bytes(REMOTE_MAC)
+        arp = b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + rip + b"\0" * 6 + bip
+        since = self.wire.cursor()
+        self.wire.inject(b"\xff" * 6 + mac + b"\x08\x06" + arp + b"\0" * 18)
+        self.wire.wait_frame(lambda f: len(f) >= 42 and f[12:14] == b"\x08\x06" and f[20:22] == b"\x00\x02"
+                             and f[38:42] == rip, 5.0, since=since)
+
+    def _wire_offset(self) -> int:
+        """board CLOCK_MONOTONIC - host monotonic as the wire stamps: the agent sends a
+        datagram to the subnet's broadcast address (no resolution to wait for) and says
+        when; the wire stamps it a little later (the board's transmit path), as it stamps
+        every segment, so the latest of a few readings maps the board's times onto the
+        wire's."""
+        bcast = str(self.board.declared.interface.address.network.broadcast_address)
+        best = None
+        for _ in range(WIRE_MARKS):
+            since = self.wire.cursor()
+            rid, _ = self.agent.send("mark", bcast, MARK_PORT)
+            text, _ = self.agent.wait(rid, 5.0, "mark")
+            if text.startswith("ERR "):
+                raise BoardError(f"pktagent could not send its clock mark: {text[4:]}")
+            payload = f"pktagent mark {rid}".encode()
+            f = self.wire.wait_frame(lambda d, p=payload: d[12:14] == b"\x08\x00" and len(d) > 23 and d[23] == 17
+                                     and p in d, 5.0, since=since)
+            est = int(text) - f.host_monotonic_ns
+            best = est if best is None else max(best, est)
+        return best
+
+    def end(self) -> None:
+        if self.agent.running:
+            try:
+                self.agent.request("closeall")
+            except BoardError:
+                self.agent.interrupt()
+
+    def close(self) -> None:
+        self.agent.stop()
+
+    # -- ARP for the script's remote -------------------------------------------------------
+    def _answer_arp(self, frame: bytes) -> None:
+        with self._arp_lock:
+            flow = self.flow
+        if flow is None or len(frame) < 42 or frame[12:14] != b"\x08\x06" or frame[20:22] != b"\x00\x01":
+            return
+        if frame[38:42] != ip4(flow.remote_ip).to_bytes(4, "big"):
+            return
+        mac = mac_bytes(REMOTE_MAC)
+        sha, spa = frame[22:28], frame[28:32]
+        arp = b"\x00\x01\x08\x00\x06\x04\x00\x02" + mac + frame[38:42] + sha + spa
+        self.wire.inject(sha + mac + b"\x08\x06" + arp + b"\0" * 18)
+
+    # -- time ------------------------------------------------------------------------------
+    @property
+    def lead_ns(self) -> int:
+        """A call goes to the agent a console round trip (and a millisecond) ahead."""
+        return (self.flow.rtt if self.flow else 0) + 1_000_000
+
+    def _host(self, at: int) -> int:
+        return self.flow.t0 + at
+
+    def _sleep_until(self, host_ns: int) -> None:
+        left = host_ns - time.monotonic_ns()
+        if left > 0:
+            time.sleep(left / 1e9)
+
+    def _collect(self, frames: list[WireFrame]) -> None:
+        flow = self.flow
+        rip = ip4(flow.remote_ip)
+        for f in frames:
+            if f.direction != "from_board" or f.dropped:
+                continue
+            try:
+                eth, payload = EthernetRepr.parse(f.data)
+                if eth.ethertype != ETH_P_IP:
+                    continue
+                ip, seg = Ipv4Repr.parse(payload)
+                if ip.protocol != IPPROTO_TCP or ip.dst != rip:
+                    continue
+                tcp, data = TcpRepr.parse(seg, ip.src, ip.dst)
+            except (ValueError, WireError) as exc:
+                raise TargetError(f"the board sent a frame the harness cannot parse ({exc}): "
+                                  f"{f.data[:64].hex()}") from exc
+            if tcp.dst_port != flow.remote_port:
+                continue
+            flow.pending.append(Sent(f.host_monotonic_ns - flow.t0, tcp, bytes(data)))
+
+    def advance(self, until: int, stop_at_first: bool = False) -> list[Sent]:
+        flow = self.flow
+        deadline = self._host(until)
+        while True:
+            frames, self._cursor = self.wire.frames_since(self._cursor, deadline)
+            self._collect(frames)
+            due = [s for s in flow.pending if s.at <= until]
+            if (stop_at_first and due) or time.monotonic_ns() >= deadline:
+                flow.pending = [s for s in flow.pending if s.at > until]
+                return due
+
+    # -- the remote's segments -------------------------------------------------------------
+    def inject(self, at: int, src_port: int, dst_port: int, tcp: TcpRepr, payload: bytes) -> int:
+        flow = self.flow
+        from dataclasses import replace
+
+        tcp = replace(tcp, src_port=flow.remote_port, dst_port=self._local_port(dst_port))
+        src, dst = ip4(flow.remote_ip), ip4(self.board_ip)
+        seg = tcp.emit(payload, src, dst)
+        ip = Ipv4Repr(src, dst, IPPROTO_TCP, len(seg), ident=(self._n * 997 + at // 1000) & 0xFFFF)
+        frame = EthernetRepr(mac_bytes(self.board_mac), mac_bytes(REMOTE_MAC), ETH_P_IP).emit(ip.emit(seg))
+        self._sleep_until(self._host(at))
+        sent = time.monotonic_ns()
+        self.wire.inject(frame)
+        return sent - flow.t0
+
+    def _local_port(self, port: int) -> int:
+        from .run import LOCAL_PORT
+
+        return self.flow.local_port if port == LOCAL_PORT else port
+
+    # -- syscalls --------------------------------------------------------------------------
+    def syscall(self, at: int, call: Syscall, remote_port: int, local_port: int) -> SyscallOutcome:
+        words = self._words(call, local_port)
+        flow = self.flow
+        board_at = max(0, self._host(at) + flow.offset)
+        # Sent ahead, so the agent's clock, not the console's latency, says when.
+        self._sleep_until(self._host(at) - self.lead_ns)
+        rid, _ = self.agent.send("call", board_at, call.name, *words)
+        try:
+            text, _ = self.agent.wait(rid, CALL_TIMEOUT_S, f"{call.name}() did not return")
+        except BoardError as exc:
+            self.agent.interrupt()
+            raise TargetError(f"{call.name}() did not return within {CALL_TIMEOUT_S:g} s on the board "
+                              "(a blocking call packetdrill would write as 'a...b'); the agent was stopped") from exc
+        if text.startswith("ERR "):
+            raise TargetError(f"pktagent refused {call.name}(): {text[4:]}")
+        ret, err, value, start, _end = text.split()
+        ret, err = int(ret), int(err)
+        import errno as errno_mod
+
+        outcome = SyscallOutcome(ret, errno_mod.errorcode.get(err, str(err)) if ret < 0 else None,
+                                 None if value == "-" else int(value), at=int(start) - flow.offset - flow.t0)
+        if call.name in ("socket", "accept") and ret >= 0:
+            self._fds.add(ret)
+        return outcome
+
+    def _num(self, arg, what: str) -> int:
+        if isinstance(arg, int):
+            return arg
+        if isinstance(arg, list) and len(arg) == 1:
+            return self._num(arg[0], what)
+        if isinstance(arg, tuple):
+            value = 0
+            for name in arg:
+                value |= self._num(name, what)
+            return value
+        if isinstance(arg, str) and arg in LINUX_ARM_NAMES:
+            return LINUX_ARM_NAMES[arg]
+        raise NotModelled(f"{what} {arg!r}: the board target knows no number for it")
+
+    def _words(self, call: Syscall, local_port: int) -> list:
+        a = call.args
+        name = call.name
+
+        def arg(i, what):
+            if i >= len(a):
+                raise NotModelled(f"{name}(): {what} is missing (argument {i + 1})")
+            return a[i]
+
+        fd = self._num(arg(0, "the file descriptor"), "file descriptor") if name != "socket" else None
+        flow = self.flow
+        if name == "socket":
+            domain = arg(0, "the domain")
+            return [2 if domain is Ellipsis else self._num(domain, "domain"),
+                    self._num(arg(1, "the type"), "socket type"),
+                    0 if arg(2, "the protocol") is Ellipsis else self._num(a[2], "protocol")]
+        if name == "bind":
+            return [fd, "0.0.0.0", flow.local_port]
+        if name == "connect":
+            return [fd, flow.remote_ip, flow.remote_port]
+        if name == "listen":
+            return [fd, self._num(arg(1, "the backlog"), "backlog")]
+        if name in ("accept", "close"):
+            return [fd]
+        if name in ("read", "write", "recv", "send"):
+            words = [fd, self._num(arg(2, "the byte count"), "byte count")]
+            if name in ("recv", "send") and len(a) > 3 and a[3] is not Ellipsis:
+                words.append(self._num(a[3], "flags"))
+            return words
+        if name == "shutdown":
+            return [fd, self._num(arg(1, "how"), "how")]
+        if name == "setsockopt":
+            return [fd, self._num(arg(1, "the level"), "level"), self._num(arg(2, "the option"), "option"),
+                    self._num(arg(3, "the value"), "value")]
+        if name == "getsockopt":
+            return [fd, self._num(arg(1, "the level"), "level"), self._num(arg(2, "the option"), "option")]
+        if name == "fcntl":
+            words = [fd, self._num(arg(1, "the command"), "command")]
+            if len(a) > 2:
+                words.append(self._num(a[2], "flags"))
+            return words
+        if name == "ioctl":
+            return [fd, self._num(arg(1, "the request"), "request")]
+        raise NotModelled(f"syscall {name}() is not run by the board's agent")
