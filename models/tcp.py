@@ -63,6 +63,18 @@ TCP_MAX_QUICKACKS = 16
 TCP_MSS_DEFAULT = 536
 TCP_MIN_MSS = 88
 TCP_INIT_CWND = 10
+USEC_PER_SEC = 10**6
+# GSO sizing (tcp_xmit_size_goal, tcp_tso_autosize): net/ipv4/tcp_ipv4.c tcp_sk_init's
+# sysctl defaults, tcp_init_sock's sk_pacing_shift, and sk_setup_caps' sk_gso_max_size:
+# the device's GSO_LEGACY_MAX_SIZE (65536) less MAX_TCP_HEADER + 1, MAX_TCP_HEADER being
+# L1_CACHE_ALIGN(128 + MAX_HEADER) = 192 for the board's kernel (64-byte lines; no
+# tunnels or WLAN: MAX_HEADER = LL_MAX_HEADER = 32).
+TCP_MIN_TSO_SEGS = 2
+TCP_TSO_RTT_LOG = 9
+TCP_PACING_SS_RATIO = 200
+TCP_PACING_CA_RATIO = 120
+SK_PACING_SHIFT = 10
+GSO_MAX_SIZE = 65536 - (192 + 1)
 TCP_MAX_WSCALE = 14
 TCPOLEN_TSTAMP_ALIGNED = 12
 U16_MAX = 0xFFFF
@@ -387,6 +399,9 @@ class TcpSock:
         self.snd_sml = 0
         self.write_queue = bytearray()
         self.push_marks: list[int] = []   # byte offsets in write_queue ending a send() call
+        self.skb_lens: list[int] = []     # the write queue's skbs (their lengths), head first
+        self.pushed_seq: int | None = None   # tp->pushed_seq: write_seq at the last tcp_mark_push
+        self.rtt_min_us = 0               # tcp_min_rtt: the least RTT sample
         self.rtx_queue: list[_TxSkb] = []
         self.fin_queued = False
         self.mss_cache = TCP_MSS_DEFAULT
@@ -506,6 +521,7 @@ class TcpSock:
         self.timers.clear()
         self.rtx_queue.clear()
         self.write_queue.clear()
+        self.skb_lens.clear()
         self.push_marks.clear()
 
     # -- output ----------------------------------------------------------------------
@@ -598,42 +614,49 @@ class TcpSock:
         self.timers[TimerKind.RETRANSMIT] = now + self.rto
         self.probe_pending = False
 
-    def _write_xmit(self, now: int, push_fin: bool = False, probe: bool = False) -> None:
-        """tcp_write_xmit(): send what cwnd, the peer's window and Nagle allow; then, if it
-        sent anything, schedule a tail loss probe. `probe` (push_one 2, from the probe
-        itself): one segment, cwnd and Nagle ignored, no new probe scheduled."""
+    def _write_xmit(self, now: int, push_fin: bool = False, probe: bool = False, push_one: bool = False) -> None:
+        """tcp_write_xmit(): send what cwnd, the peer's window and Nagle allow, an skb (a
+        GSO burst of up to tcp_tso_segs segments) at a time; then, if it sent anything,
+        schedule a tail loss probe. `probe` (push_one 2, from the probe itself): one skb,
+        a congestion window of at least one segment, no new probe scheduled. `push_one`
+        (tcp_push_one, from tcp_sendmsg_locked when an skb fills): one skb, Nagle off.
+        Not modelled: tcp_tso_should_defer, which holds an skb only when the last
+        transmission was within 1 ms and the head's ACK is due within min(srtt/2, 1 ms)."""
         if self.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1,
                               TcpState.CLOSING, TcpState.LAST_ACK):
             return
         nxt0 = self.snd_nxt
+        max_segs = self._tso_segs()
         while self.write_queue:
-            size = min(self.mss_cache, len(self.write_queue))
+            mss = self.mss_cache
+            skb_len = self.skb_lens[0]
+            tso_segs = -(-skb_len // mss)                      # tcp_init_tso_segs
             in_flight_segs = len(self.rtx_queue)
-            if in_flight_segs >= self.cwnd and not probe:
-                break
+            if in_flight_segs >= self.cwnd:                    # tcp_cwnd_test
+                if not probe:
+                    break
+                cwnd_quota = 1
+            else:
+                cwnd_quota = min(max(self.cwnd >> 1, 1), self.cwnd - in_flight_segs)
             wnd_end = (self.snd_una + self.snd_wnd) % MOD32
-            if seq_lt(wnd_end, (self.snd_nxt + size) % MOD32):
+            if seq_lt(wnd_end, (self.snd_nxt + min(mss, skb_len)) % MOD32):   # tcp_snd_wnd_test
                 break
-            last_of_queue = size == len(self.write_queue)
-            if size < self.mss_cache and not self.nodelay and not probe and not (last_of_queue and self.fin_queued):
+            last_of_queue = len(self.skb_lens) == 1
+            if tso_segs == 1 and skb_len < mss and not self.nodelay and not probe and not push_one \
+                    and not (last_of_queue and self.fin_queued):
                 # Nagle, with Minshall's refinement (tcp_nagle_check): hold a small
                 # segment only while an earlier small one is unacknowledged.
                 if self.rtx_queue and seq_lt(self.snd_una, self.snd_sml) and seq_le(self.snd_sml, self.snd_nxt):
                     break
-            data = bytes(self.write_queue[:size])
-            del self.write_queue[:size]
-            flags = 0
-            marks = [m - size for m in self.push_marks]
-            if any(m <= 0 for m in marks):
-                flags |= PSH
-            self.push_marks = [m for m in marks if m > 0]
-            if not self.write_queue and self.fin_queued:
-                flags |= FIN
-                self.fin_queued = False
-            self._xmit_new(now, flags, data)
-            if size < self.mss_cache:
-                self.snd_sml = self.snd_nxt
-            if probe:
+            limit = mss
+            if tso_segs > 1:
+                limit = self._mss_split_point(skb_len, last_of_queue, min(cwnd_quota, max_segs),
+                                              probe or push_one)
+            if skb_len > limit:                                # tso_fragment: PSH and FIN go with the tail
+                self.skb_lens[0:1] = [limit, skb_len - limit]
+                skb_len = limit
+            self._transmit_skb(now, skb_len)
+            if probe or push_one:
                 break
         if self.fin_queued and not self.write_queue and not (probe and self.snd_nxt != nxt0):
             self.fin_queued = False
@@ -646,6 +669,92 @@ class TcpSock:
             # tcp_write_xmit sent nothing, nothing is out and data waits (the peer's window
             # is closed): tcp_check_probe_timer arms ICSK_TIME_PROBE0 at tcp_probe0_base
             self.timers[TimerKind.PROBE0] = now + self._probe0_base()
+
+    def _take(self, size: int) -> tuple[bytes, int]:
+        """Take `size` bytes off the head of the write queue (splitting the head skb, as
+        tcp_fragment does); returns them and the PSH a send() end (tcp_mark_push) put there."""
+        data = bytes(self.write_queue[:size])
+        del self.write_queue[:size]
+        left = size
+        while left:
+            if self.skb_lens[0] <= left:
+                left -= self.skb_lens.pop(0)
+            else:
+                self.skb_lens[0] -= left
+                left = 0
+        marks = [m - size for m in self.push_marks]
+        self.push_marks = [m for m in marks if m > 0]
+        return data, PSH if any(m <= 0 for m in marks) else 0
+
+    def _transmit_skb(self, now: int, size: int) -> None:
+        """tcp_transmit_skb() of the head skb's first `size` bytes, as the wire sees it
+        after GSO (tcp_gso_segment): MSS-sized segments, PSH and FIN only on the last.
+        __tcp_transmit_skb forces PSH on an skb of more than one segment ("to expedite
+        GRO flush at receiver"), so a burst's last segment carries PSH."""
+        data, flags = self._take(size)
+        mss = self.mss_cache
+        if len(data) > mss:
+            flags |= PSH
+        if not self.write_queue and self.fin_queued:
+            flags |= FIN
+            self.fin_queued = False
+        for off in range(0, len(data), mss):
+            piece = data[off:off + mss]
+            last = off + mss >= len(data)
+            self._xmit_new(now, flags if last else 0, piece)
+            if len(piece) < mss:
+                self.snd_sml = self.snd_nxt
+
+    def _mss_split_point(self, skb_len: int, is_tail: bool, max_segs: int, nagle_off: bool) -> int:
+        """tcp_mss_split_point(): how much of the head skb goes out as one burst: max_segs
+        segments, or what the peer's window takes, less a partial last segment that
+        Nagle would hold."""
+        mss = self.mss_cache
+        window = (self.snd_una + self.snd_wnd - self.snd_nxt) % MOD32
+        max_len = mss * max_segs
+        if max_len <= window and not is_tail:
+            return max_len
+        needed = min(skb_len, window)
+        if max_len <= needed:
+            return max_len
+        partial = needed % mss
+        # tcp_nagle_check(partial != 0, tp, nonagle): hold the partial segment while a
+        # small one is out, unless pushed (TCP_NAGLE_PUSH/OFF) or TCP_NODELAY
+        if partial and not nagle_off and not self.nodelay and not self.fin_queued \
+                and self.rtx_queue and seq_lt(self.snd_una, self.snd_sml) and seq_le(self.snd_sml, self.snd_nxt):
+            return needed - partial
+        return needed
+
+    def _tso_segs(self) -> int:
+        """tcp_tso_segs() -> tcp_tso_autosize(): about a millisecond of the pacing rate
+        (sk_pacing_rate >> sk_pacing_shift 10), plus sk_gso_max_size >> (min RTT in us >>
+        tcp_tso_rtt_log 9) for short paths, in segments; at least tcp_min_tso_segs (2).
+        The pacing rate is tcp_update_pacing_rate's: mss * cwnd (or packets out) / srtt,
+        times tcp_pacing_ss_ratio 200 % in slow start's first half, else
+        tcp_pacing_ca_ratio 120 %; unbounded (sk_max_pacing_rate) before an RTT sample."""
+        mss = self.mss_cache
+        if self.srtt_us:
+            ratio = TCP_PACING_SS_RATIO if self.cwnd < self.ssthresh // 2 else TCP_PACING_CA_RATIO
+            rate = mss * ((USEC_PER_SEC // 100) << 3) * ratio * max(self.cwnd, len(self.rtx_queue)) // self.srtt_us
+            nbytes = rate >> SK_PACING_SHIFT
+        else:
+            nbytes = GSO_MAX_SIZE
+        if self.rtt_min_us:
+            r = self.rtt_min_us >> TCP_TSO_RTT_LOG
+            if r < 32:
+                nbytes += GSO_MAX_SIZE >> r
+        nbytes = min(nbytes, GSO_MAX_SIZE)
+        return max(nbytes // mss, TCP_MIN_TSO_SEGS)
+
+    def _xmit_size_goal(self) -> int:
+        """tcp_xmit_size_goal(): tcp_sendmsg fills skbs to a multiple of the MSS, bounded by
+        half the peer's largest window (tcp_bound_to_half_wnd) and sk_gso_max_size."""
+        mss = self.mss_cache
+        cutoff = self.max_window >> 1 if self.max_window > TCP_MSS_DEFAULT else self.max_window
+        goal = GSO_MAX_SIZE
+        if cutoff and goal > cutoff:
+            goal = max(cutoff, 68 - (20 + (TCPOLEN_TSTAMP_ALIGNED if self.ts_ok else 0)))
+        return max(goal // mss * mss, mss)
 
     def _probe0_base(self) -> int:
         """tcp_probe0_base(): max(icsk_rto, TCP_RTO_MIN)."""
@@ -677,9 +786,7 @@ class TcpSock:
         wnd_end = (self.snd_una + self.snd_wnd) % MOD32
         if seq_lt(self.snd_nxt, wnd_end):
             size = min(self.mss_cache, len(self.write_queue), (wnd_end - self.snd_nxt) % MOD32)
-            data = bytes(self.write_queue[:size])
-            del self.write_queue[:size]
-            self.push_marks = [m - size for m in self.push_marks if m - size > 0]
+            data, _ = self._take(size)
             flags = PSH
             if not self.write_queue and self.fin_queued:
                 flags |= FIN
@@ -869,12 +976,21 @@ class TcpSock:
             self.set_state(now, TcpState.SYN_RECV)
             self._send(now, SYN, self.iss, b"", "simultaneous-open-synack")
 
-    def _sync_mss(self) -> None:
-        """tcp_sync_mss(): the payload per segment, less the timestamp option."""
+    def _sync_mss(self, initial: bool = True) -> None:
+        """tcp_sync_mss(): the payload per segment, less the timestamp option, and at most
+        half the peer's largest window (tcp_bound_to_half_wnd: a peer with a tiny window
+        gets segments that fit it twice). `initial`: with tcp_initialize_rcv_mss, as at
+        the handshake."""
         mss = min(self.peer_mss, self.advmss)
         if self.ts_ok:
             mss -= TCPOLEN_TSTAMP_ALIGNED
-        self.mss_cache = max(mss, TCP_MIN_MSS - 40)
+        mss = max(mss, TCP_MIN_MSS - 40)
+        cutoff = self.max_window >> 1 if self.max_window > TCP_MSS_DEFAULT else self.max_window
+        if cutoff and mss > cutoff:
+            mss = max(cutoff, 68 - (20 + (TCPOLEN_TSTAMP_ALIGNED if self.ts_ok else 0)))
+        self.mss_cache = mss
+        if not initial:
+            return
         # tcp_initialize_rcv_mss()
         hint = min(self.advmss, self.mss_cache, self.rcv_wnd // 2, TCP_MSS_DEFAULT)
         self.rcv_mss = max(hint, TCP_MIN_MSS)
@@ -950,7 +1066,9 @@ class TcpSock:
 
     # -- RTT ---------------------------------------------------------------------------
     def _rtt_estimator(self, mrtt_us: int) -> None:
-        """tcp_rtt_estimator(), integer for integer."""
+        """tcp_rtt_estimator(), integer for integer; and tcp_update_rtt_min (a plain
+        minimum: its window, tcp_min_rtt_wlen, is 300 s)."""
+        self.rtt_min_us = max(mrtt_us, 1) if not self.rtt_min_us else min(self.rtt_min_us, max(mrtt_us, 1))
         rto_min_us = TCP_RTO_MIN // 1000
         m = mrtt_us
         srtt = self.srtt_us
@@ -1097,7 +1215,10 @@ class TcpSock:
         if seq_lt(self.snd_wl1, seg.seq) or seg.seq == self.snd_wl1 or seg.ack != self.snd_una:
             self.snd_wnd = window
             self.snd_wl1 = seg.seq
-            self.max_window = max(self.max_window, window)
+            if window > self.max_window:
+                # tcp_ack_update_window: a larger window than any before re-bounds the MSS
+                self.max_window = window
+                self._sync_mss(initial=False)
         self.rcv_tstamp = now
         self.probes_out = 0
         acked = self._ack_rtx_queue(now, seg) if seg.ack != self.snd_una else 0
@@ -1598,10 +1719,41 @@ class TcpSock:
             raise SocketError(self.error, "send on a failed connection")
         if self.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT) or self.shut_wr:
             raise SocketError("EPIPE" if self.state is not TcpState.CLOSED else "ENOTCONN", f"send in {self.state.value}")
-        self.write_queue += data
-        self.push_marks.append(len(self.write_queue))
-        self._write_xmit(now)
+        self._sendmsg(now, data)
+        self._write_xmit(now)         # tcp_push(): the tail marked PSH (unless MSG_MORE), then push
         return self._flush()
+
+    def _sendmsg(self, now: int, data: bytes) -> None:
+        """tcp_sendmsg_locked(): copy into the tail skb while it is below the size goal,
+        then into new ones; each skb that fills is pushed at once (tcp_push_one when it is
+        the send head), or, past half the peer's largest window since the last push
+        (forced_push), marked PSH and everything pushed. The call's end is marked PSH
+        (tcp_push -> tcp_mark_push)."""
+        write_seq = (self.snd_nxt + len(self.write_queue)) % MOD32
+        if self.pushed_seq is None:
+            self.pushed_seq = write_seq        # tcp_create_openreq_child / tcp_connect_queue_skb
+        goal = self._xmit_size_goal()
+        pos = 0
+        while pos < len(data):
+            if self.skb_lens and self.skb_lens[-1] < goal:
+                copy = min(goal - self.skb_lens[-1], len(data) - pos)
+                self.skb_lens[-1] += copy
+            else:
+                copy = min(goal, len(data) - pos)
+                self.skb_lens.append(copy)
+            self.write_queue += data[pos:pos + copy]
+            pos += copy
+            write_seq = (write_seq + copy) % MOD32
+            if pos == len(data) or self.skb_lens[-1] < goal:
+                continue
+            if seq_lt((self.pushed_seq + (self.max_window >> 1)) % MOD32, write_seq):   # forced_push
+                self.push_marks.append(len(self.write_queue))
+                self.pushed_seq = write_seq
+                self._write_xmit(now)
+            elif len(self.skb_lens) == 1:      # the send head
+                self._write_xmit(now, push_one=True)
+        self.push_marks.append(len(self.write_queue))
+        self.pushed_seq = write_seq
 
     def recv(self, now: int, size: int) -> tuple[bytes, list[OutSegment]]:
         """tcp_recvmsg(): take bytes; a window update goes out when the window has opened

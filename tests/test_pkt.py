@@ -32,9 +32,7 @@ CORPUS = Path(__file__).resolve().parent.parent / "suites" / "pkt"
 # Scripts that fail against the model because the model is wrong, with the line and the
 # failure they must show (suites/pkt/README.md lists them with the reason). When the model
 # is fixed the script passes and the test below says so: move it out of this table.
-KNOWN_MODEL_BUGS = {
-    "psh-small-peer-window.pkt": (16, "outbound segment differs in flags", "> . 1:1461(1460) ack 1 "),
-}
+KNOWN_MODEL_BUGS: dict[str, tuple[int, str, str]] = {}
 
 PASSIVE = """\
 0     socket(..., SOCK_STREAM, IPPROTO_TCP) = 3

@@ -394,6 +394,7 @@ def test_fin_flag_rides_on_last_data_when_closing():
     pair.a.setsockopt(ms(50), cfd, "TCP_NODELAY", True)
     sk = pair.a.sock(cfd)
     sk.write_queue += b"tail"
+    sk.skb_lens.append(4)
     sk.push_marks.append(4)
     sk.cwnd = 0   # hold the data so close() queues the FIN behind it
     pair.a.close(ms(50), cfd)
