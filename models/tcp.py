@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 TCP_TIMEOUT_INIT = jiffies(1 * HZ)
 TCP_TIMEOUT_FALLBACK = jiffies(3 * HZ)
 TCP_TIMEOUT_MIN_US = 2000     # include/net/tcp.h TCP_TIMEOUT_MIN_US (2 * USEC_PER_MSEC)
+TCP_TIMEOUT_MIN = jiffies(2)  # include/net/tcp.h TCP_TIMEOUT_MIN (2U jiffies)
 TCP_ORPHAN_RETRIES = 8        # tcp_orphan_retries(): what sysctl tcp_orphan_retries 0 means
 TCP_PAWS_MSL = jiffies(60 * HZ)   # include/net/tcp.h: a RST may pass PAWS once ts_recent is this old
 CUBIC_BETA, BICTCP_BETA_SCALE = 717, 1024   # net/ipv4/tcp_cubic.c: beta = 717/1024, about 0.7
@@ -926,6 +927,10 @@ class TcpSock:
         """tcp_rcv_synsent_state_process()."""
         if seg.flags & ACK:
             if seg.ack != self.snd_nxt:
+                # "Previous FIN/ACK or RST/ACK might be ignored": before the first
+                # retransmission the SYN goes again at TCP_TIMEOUT_MIN (2 jiffies), not the RTO
+                if self.retransmits == 0:
+                    self.timers[TimerKind.RETRANSMIT] = now + TCP_TIMEOUT_MIN
                 if not seg.flags & RST:
                     self._tx.append(_reset_for(self.local, self.remote, seg, 0, "rst-bad-ack"))
                 return

@@ -13,7 +13,7 @@ import pytest
 from harness.cli import main
 from harness.pkt import ModelTarget, PktSyntaxError, parse_file, parse_script, run_script
 from harness.pkt.script import OPTIONS_UNCHECKED, Segment, Syscall
-from harness.pkt.target import Sent
+from harness.pkt.target import Sent, SyscallOutcome
 from models.wire.tcp import (
     ACK,
     PSH,
@@ -219,6 +219,55 @@ def test_an_option_the_model_lacks_fails_as_not_modelled_naming_the_line():
     assert r.failure.line == 1 and "not modelled" in r.failure.message
     r = run_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 connect(3, ..., ...) = 0\n")
     assert r.failure.line == 2 and "blocking connect" in r.failure.message
+
+
+class LaterTarget(FakeTarget):
+    """A target that answers calls later, as a board's agent does: each call's outcome
+    (ret, errno, the time it began) is what the test says."""
+
+    def __init__(self, outcomes, sent=()):
+        super().__init__(sent)
+        self.outcomes = list(outcomes)
+        self.asked = []
+
+    def syscall(self, at, call, remote_port, local_port):
+        self.asked.append((call.name, at))
+        ret, errno, began = self.outcomes.pop(0)
+        return LaterCall(SyscallOutcome(ret, errno, at=at + began))
+
+
+class LaterCall:
+    def __init__(self, outcome):
+        self.outcome, self.polls = outcome, 0
+
+    def result(self, block):
+        self.polls += 1
+        return self.outcome if block or self.polls > 1 else None
+
+
+THREE_CALLS = ("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 bind(3, ..., ...) = 0\n"
+               "+0.1 listen(3, 1) = 0\n")
+
+
+def test_calls_answered_later_are_checked_when_the_answers_come():
+    ok = LaterTarget([(3, None, 0), (0, None, 0), (0, None, 10**5)])
+    assert run_script(parse_script(THREE_CALLS), ok).passed
+    assert ok.asked == [("socket", 0), ("bind", 0), ("listen", 10**8)], "handed over at their times, not after answers"
+    r = run_script(parse_script(THREE_CALLS), LaterTarget([(3, None, 0), (-1, "EADDRINUSE", 0), (0, None, 0)]))
+    assert r.failure.line == 2 and r.failure.actual == "= -1 EADDRINUSE"
+
+
+def test_a_call_the_target_began_late_fails_its_line():
+    r = run_script(parse_script(THREE_CALLS), LaterTarget([(3, None, 0), (0, None, 5 * 10**6), (0, None, 0)]))
+    assert r.failure.line == 2 and "5.0 ms after its time" in r.failure.message
+    assert run_script(parse_script(THREE_CALLS), LaterTarget([(3, None, 0), (0, None, 3 * 10**6),
+                                                             (0, None, 0)])).passed, "within the 4 ms tolerance"
+
+
+def test_an_earlier_calls_failure_is_reported_before_a_later_lines():
+    text = THREE_CALLS + "+0 > S. 0:0(0) ack 1\n"
+    r = run_script(parse_script(text), LaterTarget([(3, None, 0), (-1, "EINVAL", 0), (0, None, 0)]))
+    assert r.failure.line == 2, r.failure
 
 
 # -- the corpus ----------------------------------------------------------------------------

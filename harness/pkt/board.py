@@ -22,6 +22,7 @@ is at most half that round trip, which is reported in the result's notes).
 
 from __future__ import annotations
 
+import errno as errno_mod
 import re
 import threading
 import time
@@ -116,6 +117,10 @@ class AgentConsole:
         self.console.sendline(" ".join(str(w) for w in (rid, *words)))
         return rid, sent
 
+    def has_answer(self, rid: int) -> bool:
+        with self._cond:
+            return rid in self._answers
+
     def wait(self, rid: int, timeout: float, what: str) -> tuple[str, int]:
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -163,6 +168,30 @@ class _Flow:
     pending: list[Sent] = field(default_factory=list)
 
 
+class _AgentCall:
+    """A call the agent was given: its answer, when it comes (harness.pkt.run's PendingCall)."""
+
+    def __init__(self, target: BoardTarget, rid: int, name: str, flow: _Flow):
+        self.target, self.rid, self.name, self.flow = target, rid, name, flow
+
+    def result(self, block: bool) -> SyscallOutcome | None:
+        agent = self.target.agent
+        if not block and not agent.has_answer(self.rid):
+            return None
+        try:
+            text, _ = agent.wait(self.rid, CALL_TIMEOUT_S, f"{self.name}() did not return")
+        except BoardError as exc:
+            agent.interrupt()
+            raise TargetError(f"{self.name}() did not return within {CALL_TIMEOUT_S:g} s on the board (a "
+                              "blocking call packetdrill would write as 'a...b'); the agent was stopped") from exc
+        if text.startswith("ERR "):
+            raise TargetError(f"pktagent refused {self.name}(): {text[4:]}")
+        ret, err, value, start, _end = text.split()
+        ret, err = int(ret), int(err)
+        return SyscallOutcome(ret, errno_mod.errorcode.get(err, str(err)) if ret < 0 else None,
+                              None if value == "-" else int(value), at=int(start) - self.flow.offset - self.flow.t0)
+
+
 class BoardTarget:
     """A booted board on the harness's wire with pktagent in its image (see the module's
     docstring). `begin()` before each script, `end()` after it, `close()` at the end."""
@@ -191,7 +220,6 @@ class BoardTarget:
         self.wire.on_frame(self._answer_arp)
         self.agent = AgentConsole(board.console, log)
         self.agent.start()
-        self._fds: set[int] = set()
         self.notes: list[str] = []
 
     # -- per script ----------------------------------------------------------------------
@@ -339,30 +367,15 @@ class BoardTarget:
         return self.flow.local_port if port == LOCAL_PORT else port
 
     # -- syscalls --------------------------------------------------------------------------
-    def syscall(self, at: int, call: Syscall, remote_port: int, local_port: int) -> SyscallOutcome:
+    def syscall(self, at: int, call: Syscall, remote_port: int, local_port: int) -> _AgentCall:
         words = self._words(call, local_port)
         flow = self.flow
         board_at = max(0, self._host(at) + flow.offset)
-        # Sent ahead, so the agent's clock, not the console's latency, says when.
+        # Handed over ahead, so the agent's clock, not the console's latency, says when;
+        # the script goes on meanwhile, and the answer is checked when it comes.
         self._sleep_until(self._host(at) - self.lead_ns)
         rid, _ = self.agent.send("call", board_at, call.name, *words)
-        try:
-            text, _ = self.agent.wait(rid, CALL_TIMEOUT_S, f"{call.name}() did not return")
-        except BoardError as exc:
-            self.agent.interrupt()
-            raise TargetError(f"{call.name}() did not return within {CALL_TIMEOUT_S:g} s on the board "
-                              "(a blocking call packetdrill would write as 'a...b'); the agent was stopped") from exc
-        if text.startswith("ERR "):
-            raise TargetError(f"pktagent refused {call.name}(): {text[4:]}")
-        ret, err, value, start, _end = text.split()
-        ret, err = int(ret), int(err)
-        import errno as errno_mod
-
-        outcome = SyscallOutcome(ret, errno_mod.errorcode.get(err, str(err)) if ret < 0 else None,
-                                 None if value == "-" else int(value), at=int(start) - flow.offset - flow.t0)
-        if call.name in ("socket", "accept") and ret >= 0:
-            self._fds.add(ret)
-        return outcome
+        return _AgentCall(self, rid, call.name, flow)
 
     def _num(self, arg, what: str) -> int:
         if isinstance(arg, int):

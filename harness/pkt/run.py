@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from models.wire.tcp import ACK, SYN, TCPOPT_SACK, TCPOPT_TIMESTAMP, TcpRepr
 
 from .script import OPTIONS_UNCHECKED, Event, Python, Segment, Shell, Syscall, describe_segment
-from .target import NotModelled, Sent, Target, TargetError
+from .target import NotModelled, Sent, SyscallOutcome, Target, TargetError
 
 __all__ = ["Failure", "ScriptResult", "run_script", "DEFAULT_TOLERANCE_USECS", "DEFAULT_TOLERANCE_PERCENT",
            "REMOTE_ISN", "REMOTE_PORT", "LOCAL_PORT"]
@@ -97,6 +97,7 @@ class _State:
     prev_ns: int = 0
     queue: list[Sent] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)   # outbound actual - script time, ns (0: inside)
+    pending: list = field(default_factory=list)   # (event, call, time, PendingCall) not yet answered
     ts_offset: int | None = None                 # actual TS val - script TS val
     last_ts: tuple[int, int] | None = None       # (actual TS val, sent at ns) of the last outbound
 
@@ -273,11 +274,41 @@ def _outbound(st: _State, ev: Event, seg: Segment) -> int:
 
 
 def _syscall(st: _State, ev: Event, call: Syscall, at_ns: int) -> int:
-    """Run the call and check what it returned; returns when it ran."""
+    """Run the call; returns the time to anchor on. A target that answers later (a
+    board's agent, which starts the call at `at_ns` on its own clock) hands back a
+    PendingCall: the script goes on, and the answer is checked when it comes."""
     try:
         outcome = st.target.syscall(at_ns, call, REMOTE_PORT, LOCAL_PORT)
     except NotModelled as exc:
         raise _fail(ev, f"not modelled on target {st.target.name}: {exc}") from exc
+    if isinstance(outcome, SyscallOutcome):
+        _check_outcome(ev, call, outcome)
+        return at_ns if outcome.at is None else outcome.at
+    st.pending.append((ev, call, at_ns, outcome))
+    return at_ns
+
+
+def _settle(st: _State, block: bool) -> None:
+    """Check the answers of calls handed over earlier, in order; with `block`, wait for
+    all of them. A call the target began later than the tolerance (and its slack) after
+    its time broke the script's timing: that fails its line."""
+    while st.pending:
+        ev, call, at_ns, pending = st.pending[0]
+        try:
+            outcome = pending.result(block)
+        except TargetError as exc:
+            raise _fail(ev, f"target {st.target.name}: {exc}") from exc
+        if outcome is None:
+            return
+        st.pending.pop(0)
+        _check_outcome(ev, call, outcome)
+        late = (outcome.at or at_ns) - at_ns
+        if late > st.tol_usecs * 1000 + st.target.late_slack_ns:
+            raise _fail(ev, f"target {st.target.name} began {call.name}() {late / 1e6:.1f} ms after its time: the "
+                            "script's timing was not kept")
+
+
+def _check_outcome(ev: Event, call: Syscall, outcome: SyscallOutcome) -> None:
     want = f"= {call.ret}" + (f" {call.errno}" if call.errno else "")
     got = f"= {outcome.ret}" + (f" {outcome.errno}" if outcome.errno else "")
     if outcome.ret != call.ret or (call.errno or None) != (outcome.errno if outcome.ret == -1 else None):
@@ -292,7 +323,6 @@ def _syscall(st: _State, ev: Event, call: Syscall, at_ns: int) -> int:
                 raise _fail(ev, f"unknown errno {arg[0]}")
         if isinstance(want_value, int) and outcome.value != want_value:
             raise _fail(ev, f"{call.name}() wrote {outcome.value}", f"[{arg[0]}]", f"[{outcome.value}]")
-    return at_ns if outcome.at is None else outcome.at
 
 
 def run_script(script, target: Target, tolerance_usecs: int | None = None) -> ScriptResult:
@@ -328,12 +358,17 @@ def run_script(script, target: Target, tolerance_usecs: int | None = None) -> Sc
             st.queue += target.advance(at if isinstance(action, Segment) else at - target.lead_ns)
             _check_unexpected(st, ev, at)
             if isinstance(action, Segment):
+                # events happen in order: a call handed over earlier has returned before a
+                # segment reaches the target (its answer, not only its start time)
+                _settle(st, block=True)
                 actual = _inbound(st, ev, action, at)
             else:
                 actual = _syscall(st, ev, action, at)
             st.queue += target.advance(actual)
             st.prev_ns = actual
             result.events += 1
+            _settle(st, block=False)
+        _settle(st, block=True)
         if st.queue:
             sent = st.queue[0]
             last = script.events[-1] if script.events else None
@@ -343,5 +378,14 @@ def run_script(script, target: Target, tolerance_usecs: int | None = None) -> Sc
         result.failure = exc.failure
     except TargetError as exc:
         result.failure = Failure(ev.line, ev.text, f"target {target.name}: {exc}")
+    if result.failure is not None and st.pending:
+        # a call before the failing line may have failed first: report the earliest
+        try:
+            _settle(st, block=True)
+        except _Fail as exc:
+            if exc.failure.line < result.failure.line:
+                result.failure = exc.failure
+        except TargetError:
+            pass
     result.offsets_ns = st.offsets
     return result

@@ -22,7 +22,7 @@ from models.wire.tcp import TcpRepr
 
 from .script import Syscall
 
-__all__ = ["Target", "Sent", "SyscallOutcome", "NotModelled", "TargetError", "ModelTarget", "LOCAL_ADDR", "REMOTE_ADDR",
+__all__ = ["Target", "PendingCall", "Sent", "SyscallOutcome", "NotModelled", "TargetError", "ModelTarget", "LOCAL_ADDR", "REMOTE_ADDR",
            "O_RDWR", "O_NONBLOCK"]
 
 LOCAL_ADDR = 0xC0000201    # 192.0.2.1, the stack under test
@@ -64,6 +64,13 @@ class SyscallOutcome:
     at: int | None = None
 
 
+class PendingCall(Protocol):
+    """A call handed to a target that answers later."""
+
+    def result(self, block: bool) -> SyscallOutcome | None:
+        """The outcome (None if not yet come and not `block`); raises TargetError."""
+
+
 class Target(Protocol):
     """The verbs a script runner needs. Times are ns from the script's start.
 
@@ -79,8 +86,9 @@ class Target(Protocol):
     late_look_ns: int
     late_slack_ns: int
 
-    def syscall(self, at: int, call: Syscall, remote_port: int, local_port: int) -> SyscallOutcome:
-        """Run `call` at `at` (raises NotModelled)."""
+    def syscall(self, at: int, call: Syscall, remote_port: int, local_port: int) -> SyscallOutcome | PendingCall:
+        """Run `call` at `at` (raises NotModelled): its outcome, or a PendingCall when the
+        target answers later."""
 
     def inject(self, at: int, src_port: int, dst_port: int, tcp: TcpRepr, payload: bytes) -> int | None:
         """The remote's segment reaches the target at `at`; returns when it actually did
