@@ -34,8 +34,8 @@ class Agent:
         assert line[:2] == ["=", str(self.n)], line
         return line[2:]
 
-    def call(self, name, *args, at=0):
-        ret, err, value, start, end = self.ask("call", at, name, *args)
+    def call(self, name, *args, at=0, slot=0):
+        ret, err, value, start, end = self.ask("call", at, slot, name, *args)
         return int(ret), int(err), None if value == "-" else int(value), int(start), int(end)
 
     def close(self):
@@ -49,7 +49,8 @@ def agent(tmp_path):
     cc = shutil.which("cc") or shutil.which("gcc")
     assert cc, "a host C compiler (gcc) is part of `bmc-hil setup`"
     binary = tmp_path / "pktagent"
-    subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(binary), str(AGENT_SOURCE)], check=True)
+    subprocess.run([cc, "-O2", "-pthread", "-Wall", "-Wextra", "-Werror", "-o", str(binary), str(AGENT_SOURCE)],
+                   check=True)
     a = Agent(binary)
     yield a
     a.close()
@@ -87,8 +88,21 @@ def test_a_passive_connection_through_the_agent(agent):
     peer.close()
     assert agent.call("close", 4)[:2] == (0, 0)
     assert agent.call("close", 4)[:2] == (-1, errno.EBADF)
-    assert agent.ask("closeall") == ["0"]
+    assert agent.ask("closeall", 0) == ["0"]
     assert agent.call("socket", N["AF_INET"], N["SOCK_STREAM"], 0)[0] == 3, "closeall frees fd 3"
+
+
+def test_each_slot_has_its_own_fds_as_a_process_would(agent):
+    assert agent.call("socket", 2, 1, 6, slot=0)[0] == 3
+    assert agent.call("socket", 2, 1, 6, slot=1)[0] == 3, "slot 1 starts from fd 3 too"
+    assert agent.call("socket", 2, 1, 6, slot=1)[0] == 4
+    assert agent.call("close", 3, slot=0)[:2] == (0, 0)
+    assert agent.call("close", 3, slot=0)[:2] == (-1, errno.EBADF), "closed in slot 0"
+    assert agent.call("fcntl", 3, N["F_GETFL"], slot=1)[0] == N["O_RDWR"], "slot 1's fd 3 is still open"
+    assert agent.call("socket", 2, 1, 6, slot=0)[0] == 3, "the lowest free fd again (alloc_fd)"
+    assert agent.ask("closeall", 1) == ["0"]
+    assert agent.call("fcntl", 4, N["F_GETFL"], slot=1)[:2] == (-1, errno.EBADF)
+    assert agent.call("fcntl", 3, N["F_GETFL"], slot=0)[0] == N["O_RDWR"], "slot 0 untouched"
 
 
 def test_errors_come_back_as_linux_errno_numbers(agent):
@@ -117,13 +131,27 @@ def test_a_call_starts_on_the_agents_clock_at_the_time_given(agent):
     assert start >= before
 
 
+def test_a_call_waiting_for_its_time_holds_up_only_its_own_slot(agent):
+    now = int(agent.ask("time")[0])
+    agent.n += 1
+    late_id = agent.n
+    agent.proc.stdin.write(f"{late_id} call {now + 300_000_000} 0 socket 2 1 6\n")
+    agent.proc.stdin.flush()
+    ret, err, _, start, _ = agent.call("socket", 2, 1, 6, slot=1)     # answered first
+    assert ret == 3 and start < now + 300_000_000
+    line = agent.proc.stdout.readline().split()
+    assert line[:3] == ["=", str(late_id), "3"] and int(line[6]) >= now + 300_000_000
+
+
 @pytest.mark.parametrize("request_line, why", [
-    ("call 0 frobnicate 1", "unknown syscall"),
-    ("call 0 listen 3", "wrong number of arguments"),
-    ("call 0 listen x 1", "not a number"),
-    ("call 0 bind 3 300.1.1.1 80", "bad address"),
-    ("call 0 read 3 99999999", "count out of range"),
-    ("call soon socket 2 1 6", "bad time"),
+    ("call 0 0 frobnicate 1", "unknown syscall"),
+    ("call 0 0 listen 3", "wrong number of arguments"),
+    ("call 0 0 listen x 1", "not a number"),
+    ("call 0 0 bind 3 300.1.1.1 80", "bad address"),
+    ("call 0 0 read 3 99999999", "count out of range"),
+    ("call soon 0 socket 2 1 6", "bad time"),
+    ("call 0 16 socket 2 1 6", "bad slot"),
+    ("closeall -1", "bad slot"),
     ("launch", "unknown request"),
 ])
 def test_a_bad_request_is_named_and_the_agent_goes_on(agent, request_line, why):

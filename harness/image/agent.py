@@ -16,7 +16,7 @@ from harness.paths import cache_dir
 
 AGENT_SOURCE = Path(__file__).resolve().parent.parent / "pkt" / "agent" / "pktagent.c"
 CROSS_CC = "arm-linux-gnueabi-gcc"
-AGENT_CFLAGS = ("-static", "-Os", "-Wall", "-Wextra", "-Werror", "-s")
+AGENT_CFLAGS = ("-static", "-pthread", "-Os", "-Wall", "-Wextra", "-Werror", "-s")
 # Where the initramfs puts it; the board target runs it by this name.
 AGENT_BOARD_PATH = "/usr/bin/pktagent"
 

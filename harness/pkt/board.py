@@ -38,9 +38,10 @@ from models.wire import ETH_P_IP, IPPROTO_TCP, EthernetRepr, Ipv4Repr, TcpRepr, 
 from .script import Syscall
 from .target import NotModelled, Sent, SyscallOutcome, TargetError
 
-__all__ = ["BoardTarget", "AgentConsole", "LINUX_ARM_NAMES", "AGENT_PROTOCOL"]
+__all__ = ["BoardHost", "BoardTarget", "AgentConsole", "LINUX_ARM_NAMES", "AGENT_PROTOCOL"]
 
-AGENT_PROTOCOL = 1
+AGENT_PROTOCOL = 2
+AGENT_SLOTS = 16          # pktagent's SLOTS: scripts at once
 REMOTE_MAC = "52:55:0a:00:02:fe"
 # Linux's numbers for the names scripts use, as the ARM EABI kernel has them (ARM takes
 # the asm-generic socket, fcntl and ioctl values): include/uapi/asm-generic/socket.h,
@@ -59,6 +60,7 @@ LINUX_ARM_NAMES = {
 # An outbound segment may come this much later than the script's tolerance: the emulated
 # CPU's delay between a frame in (or a call) and the kernel's answer; see CONSTANTS.
 PKT_BOARD_LATENCY_NS = CONSTANTS["pkt_board_latency"].value_ns
+CALL_LEAD_NS = 30_000_000
 CONSOLE_PINGS = 6
 WIRE_MARKS = 6
 MARK_PORT = 9             # discard
@@ -74,6 +76,7 @@ class AgentConsole:
         self.log = log
         self._answers: dict[int, tuple[str, int]] = {}
         self._cond = threading.Condition()
+        self._send_lock = threading.Lock()      # one request line at a time on the console
         self._next = 1
         self.running = False
         console.add_listener(self._on_line)
@@ -110,11 +113,12 @@ class AgentConsole:
 
     def send(self, *words) -> tuple[int, int]:
         """Send a request; (its id, the host time it left)."""
-        with self._cond:
-            rid = self._next
-            self._next += 1
-        sent = time.monotonic_ns()
-        self.console.sendline(" ".join(str(w) for w in (rid, *words)))
+        with self._send_lock:
+            with self._cond:
+                rid = self._next
+                self._next += 1
+            sent = time.monotonic_ns()
+            self.console.sendline(" ".join(str(w) for w in (rid, *words)))
         return rid, sent
 
     def has_answer(self, rid: int) -> bool:
@@ -192,12 +196,11 @@ class _AgentCall:
                               None if value == "-" else int(value), at=int(start) - self.flow.offset - self.flow.t0)
 
 
-class BoardTarget:
+class BoardHost:
     """A booted board on the harness's wire with pktagent in its image (see the module's
-    docstring). `begin()` before each script, `end()` after it, `close()` at the end."""
-
-    name = "board"
-    late_look_ns = 3 * 10**9
+    docstring), shared by the scripts that run on it, one after another or at once:
+    `target()` gives a script its own BoardTarget (agent slot, remote address, ports);
+    `close()` at the end."""
 
     def __init__(self, board, log=lambda m: None, late_slack_ns: int | None = None):
         if not board.wired or getattr(board, "wire", None) is None:
@@ -214,34 +217,93 @@ class BoardTarget:
         # fresh remote addresses from the top of the board's subnet down
         self._addresses = [str(a) for a in reversed(list(iface.address.network.hosts())) if a not in taken][:200]
         self._n = 0
-        self.flow: _Flow | None = None
-        self._cursor = self.wire.cursor()
-        self._arp_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._free_slots = list(range(AGENT_SLOTS))
+        self.remotes: dict[bytes, int] = {}      # remote addresses answered by ARP -> users
         self.wire.on_frame(self._answer_arp)
         self.agent = AgentConsole(board.console, log)
         self.agent.start()
-        self.notes: list[str] = []
 
-    # -- per script ----------------------------------------------------------------------
-    def begin(self) -> None:
-        if not self.agent.running:
-            self.agent.start()
-        self.agent.request("closeall")
-        n = self._n
-        self._n += 1
+    def target(self) -> BoardTarget:
+        """A target for one script (blocks while every agent slot is taken)."""
+        while True:
+            with self._lock:
+                if self._free_slots:
+                    slot = self._free_slots.pop(0)
+                    n = self._n
+                    self._n += 1
+                    break
+            time.sleep(0.05)
         flow = _Flow(self._addresses[n % len(self._addresses)], 41000 + n % 20000, 21000 + n % 20000)
-        with self._arp_lock:
-            self.flow = flow
-        self._announce(flow)
-        lo, hi, flow.rtt = self.agent.console_bounds()
-        flow.offset = self._wire_offset()
-        if not lo - 5_000_000 <= flow.offset <= hi:
-            raise BoardError(f"the board's clock read through the wire ({flow.offset} ns from the host's) is "
-                             f"outside what the console allows ({lo}..{hi} ns)")
+        rip = ip4(flow.remote_ip).to_bytes(4, "big")
+        with self._lock:
+            self.remotes[rip] = self.remotes.get(rip, 0) + 1
+        return BoardTarget(self, slot, flow)
+
+    def release(self, target: BoardTarget) -> None:
+        rip = ip4(target.flow.remote_ip).to_bytes(4, "big")
+        with self._lock:
+            self.remotes[rip] -= 1
+            if not self.remotes[rip]:
+                del self.remotes[rip]
+            self._free_slots.append(target.slot)
+
+    def close(self) -> None:
+        self.agent.stop()
+
+    # -- ARP for the scripts' remotes -------------------------------------------------------
+    def _answer_arp(self, frame: bytes) -> None:
+        if len(frame) < 42 or frame[12:14] != b"\x08\x06" or frame[20:22] != b"\x00\x01":
+            return
+        with self._lock:
+            if frame[38:42] not in self.remotes:
+                return
+        mac = mac_bytes(REMOTE_MAC)
+        sha, spa = frame[22:28], frame[28:32]
+        arp = b"\x00\x01\x08\x00\x06\x04\x00\x02" + mac + frame[38:42] + sha + spa
+        self.wire.inject(sha + mac + b"\x08\x06" + arp + b"\0" * 18)
+
+
+class BoardTarget:
+    """One script's view of a BoardHost: its agent slot (its own fd numbers), its remote
+    address and ports, its clock mapping. Closing it closes what the script left open."""
+
+    name = "board"
+    late_look_ns = 3 * 10**9
+
+    def __init__(self, host: BoardHost, slot: int, flow: _Flow):
+        self.host, self.slot, self.flow = host, slot, flow
+        self.agent = host.agent
+        self.wire = host.wire
+        self.board = host.board
+        self.board_ip, self.board_mac = host.board_ip, host.board_mac
+        self.late_slack_ns = host.late_slack_ns
+        try:
+            if not self.agent.running:
+                self.agent.start()
+            self.agent.request("closeall", slot)
+            self._announce(flow)
+            lo, hi, flow.rtt = self.agent.console_bounds()
+            flow.offset = self._wire_offset()
+            if not lo - 5_000_000 <= flow.offset <= hi:
+                raise BoardError(f"the board's clock read through the wire ({flow.offset} ns from the host's) is "
+                                 f"outside what the console allows ({lo}..{hi} ns)")
+        except BaseException:
+            host.release(self)
+            raise
         self._cursor = self.wire.cursor()
         flow.t0 = time.monotonic_ns() + 20_000_000
-        self.notes = [f"remote {flow.remote_ip}:{flow.remote_port}, local port {flow.local_port}; board clock "
-                      f"{flow.offset} ns from the host's (the console allows {lo}..{hi})"]
+        self.notes = [f"remote {flow.remote_ip}:{flow.remote_port}, local port {flow.local_port}, agent slot "
+                      f"{slot}; board clock {flow.offset} ns from the host's (the console allows {lo}..{hi})"]
+
+    def close(self) -> None:
+        try:
+            if self.agent.running:
+                self.agent.request("closeall", self.slot)
+        except BoardError:
+            self.agent.interrupt()
+        finally:
+            self.host.release(self)
 
     def _announce(self, flow: _Flow) -> None:
         """The remote asks for the board's address (an ARP request), so the board holds
@@ -277,34 +339,12 @@ class BoardTarget:
             best = est if best is None else max(best, est)
         return best
 
-    def end(self) -> None:
-        if self.agent.running:
-            try:
-                self.agent.request("closeall")
-            except BoardError:
-                self.agent.interrupt()
-
-    def close(self) -> None:
-        self.agent.stop()
-
-    # -- ARP for the script's remote -------------------------------------------------------
-    def _answer_arp(self, frame: bytes) -> None:
-        with self._arp_lock:
-            flow = self.flow
-        if flow is None or len(frame) < 42 or frame[12:14] != b"\x08\x06" or frame[20:22] != b"\x00\x01":
-            return
-        if frame[38:42] != ip4(flow.remote_ip).to_bytes(4, "big"):
-            return
-        mac = mac_bytes(REMOTE_MAC)
-        sha, spa = frame[22:28], frame[28:32]
-        arp = b"\x00\x01\x08\x00\x06\x04\x00\x02" + mac + frame[38:42] + sha + spa
-        self.wire.inject(sha + mac + b"\x08\x06" + arp + b"\0" * 18)
-
     # -- time ------------------------------------------------------------------------------
     @property
     def lead_ns(self) -> int:
-        """A call goes to the agent a console round trip (and a millisecond) ahead."""
-        return (self.flow.rtt if self.flow else 0) + 1_000_000
+        """A call goes to the agent CALL_LEAD_NS and a console round trip ahead: a request
+        line takes 1 to 15 ms through the emulated UART (bench/pkt_board.py's notes)."""
+        return (self.flow.rtt if self.flow else 0) + CALL_LEAD_NS
 
     def _host(self, at: int) -> int:
         return self.flow.t0 + at
@@ -354,7 +394,7 @@ class BoardTarget:
         tcp = replace(tcp, src_port=flow.remote_port, dst_port=self._local_port(dst_port))
         src, dst = ip4(flow.remote_ip), ip4(self.board_ip)
         seg = tcp.emit(payload, src, dst)
-        ip = Ipv4Repr(src, dst, IPPROTO_TCP, len(seg), ident=(self._n * 997 + at // 1000) & 0xFFFF)
+        ip = Ipv4Repr(src, dst, IPPROTO_TCP, len(seg), ident=(self.flow.remote_port * 997 + at // 1000) & 0xFFFF)
         frame = EthernetRepr(mac_bytes(self.board_mac), mac_bytes(REMOTE_MAC), ETH_P_IP).emit(ip.emit(seg))
         self._sleep_until(self._host(at))
         sent = time.monotonic_ns()
@@ -374,7 +414,7 @@ class BoardTarget:
         # Handed over ahead, so the agent's clock, not the console's latency, says when;
         # the script goes on meanwhile, and the answer is checked when it comes.
         self._sleep_until(self._host(at) - self.lead_ns)
-        rid, _ = self.agent.send("call", board_at, call.name, *words)
+        rid, _ = self.agent.send("call", board_at, self.slot, call.name, *words)
         return _AgentCall(self, rid, call.name, flow)
 
     def _num(self, arg, what: str) -> int:

@@ -9,8 +9,8 @@
  *
  * Requests:   <id> time
  *             <id> mark <ipv4> <port>
- *             <id> call <at_ns> <syscall> <args...>    at_ns 0: now
- *             <id> closeall
+ *             <id> call <at_ns> <slot> <syscall> <args...>    at_ns 0: now
+ *             <id> closeall <slot>
  *             <id> quit
  * Answers:    = <id> <fields...>     (only lines starting "= " are answers)
  *   time      = <id> <now_ns>
@@ -22,12 +22,19 @@
  *   bad line  = <id> ERR <what was wrong>
  * Arguments are decimal integers (addresses as dotted quads); the harness resolves the
  * script's names (SOCK_STREAM, TCP_MAXSEG, ...) to Linux's numbers.
+ *
+ * Slots: several scripts may run at once, each in its own slot (0 to SLOTS - 1) with its
+ * own file descriptor numbers, handed out as the kernel hands them out to a process
+ * (alloc_fd: the lowest free, from 3), so each script sees the fds it was written for.
+ * The first argument of every call but socket() is a slot fd. Each slot has its own
+ * thread: a call sleeping until its time holds up only its own slot's later requests.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,12 +46,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define AGENT_PROTOCOL 1
+#define AGENT_PROTOCOL 2
+#define SLOTS 16
+#define SLOT_FDS 256
 #define MAX_ARGS 8
 #define IO_MAX (1 << 20)
 
 static char iobuf[IO_MAX];		/* what read() and recv() fill */
 static const char zeros[IO_MAX];	/* what write() and send() send: zero bytes, as the model does */
+static int fdmap[SLOTS][SLOT_FDS];	/* slot fd -> the agent's fd, -1: free */
 static struct termios saved_tty;
 static int tty_saved;
 
@@ -141,8 +151,36 @@ struct outcome {
 	long long value;
 };
 
+static int slot_fd_of(int slot, long long sfd)
+{
+	if (sfd < 0 || sfd >= SLOT_FDS)
+		return -1;	/* a call on it fails with EBADF, as on a process */
+	return fdmap[slot][sfd];
+}
+
+static long long slot_fd_new(int slot, int fd)
+{
+	for (int i = 3; i < SLOT_FDS; i++)
+		if (fdmap[slot][i] < 0) {
+			fdmap[slot][i] = fd;
+			return i;
+		}
+	close(fd);
+	errno = EMFILE;
+	return -1;
+}
+
+static void slot_close_all(int slot)
+{
+	for (int i = 0; i < SLOT_FDS; i++)
+		if (fdmap[slot][i] >= 0) {
+			close(fdmap[slot][i]);
+			fdmap[slot][i] = -1;
+		}
+}
+
 /* Run one syscall; returns 0 when the request itself was bad (wrong name or args). */
-static int run_call(const char *name, int argc, char **argv, struct outcome *o, const char **why)
+static int run_call(int slot, const char *name, int argc, char **argv, struct outcome *o, const char **why)
 {
 	long long a[MAX_ARGS] = {0};
 	struct sockaddr_in sin;
@@ -153,6 +191,8 @@ static int run_call(const char *name, int argc, char **argv, struct outcome *o, 
 			*why = "an argument is not a number";
 			return 0;
 		}
+	if (strcmp(name, "socket") && argc > 0)
+		a[0] = slot_fd_of(slot, a[0]);
 	errno = 0;
 	o->has_value = 0;
 #define NEED(n) do { if (argc != (n)) { *why = "wrong number of arguments"; return 0; } } while (0)
@@ -231,6 +271,14 @@ static int run_call(const char *name, int argc, char **argv, struct outcome *o, 
 	}
 #undef NEED
 	o->err = o->ret < 0 ? errno : 0;
+	if (o->ret >= 0 && (!strcmp(name, "socket") || !strcmp(name, "accept"))) {
+		o->ret = slot_fd_new(slot, (int)o->ret);
+		o->err = o->ret < 0 ? errno : 0;
+	} else if (o->ret == 0 && !strcmp(name, "close")) {
+		for (int i = 0; i < SLOT_FDS; i++)
+			if (fdmap[slot][i] == (int)a[0])
+				fdmap[slot][i] = -1;
+	}
 	return 1;
 }
 
@@ -286,27 +334,36 @@ static void handle(char *line)
 		}
 		close(fd);
 		answer("= %lld %lld", id, sent);
-	} else if (!strcmp(tok[1], "closeall")) {
-		for (int fd = 3; fd < 1024; fd++)
-			close(fd);
+	} else if (!strcmp(tok[1], "closeall") && n == 3) {
+		long long slot;
+
+		if (!parse_long(tok[2], &slot) || slot < 0 || slot >= SLOTS) {
+			answer("= %lld ERR closeall: bad slot '%s'", id, tok[2]);
+			return;
+		}
+		slot_close_all((int)slot);
 		answer("= %lld 0", id);
 	} else if (!strcmp(tok[1], "quit")) {
 		answer("= %lld 0", id);
 		exit(0);
-	} else if (!strcmp(tok[1], "call") && n >= 4) {
+	} else if (!strcmp(tok[1], "call") && n >= 5) {
 		struct outcome o = {0};
 		const char *why = "bad request";
-		long long start, end;
+		long long start, end, slot;
 
 		if (!parse_long(tok[2], &at) || at < 0) {
 			answer("= %lld ERR bad time '%s'", id, tok[2]);
 			return;
 		}
+		if (!parse_long(tok[3], &slot) || slot < 0 || slot >= SLOTS) {
+			answer("= %lld ERR bad slot '%s'", id, tok[3]);
+			return;
+		}
 		if (at)
 			sleep_until(at);
 		start = now_ns();
-		if (!run_call(tok[3], n - 4, tok + 4, &o, &why)) {
-			answer("= %lld ERR %s: %s", id, tok[3], why);
+		if (!run_call((int)slot, tok[4], n - 5, tok + 5, &o, &why)) {
+			answer("= %lld ERR %s: %s", id, tok[4], why);
 			return;
 		}
 		end = now_ns();
@@ -319,11 +376,88 @@ static void handle(char *line)
 	}
 }
 
+/* Each slot's requests, in order, for its thread. */
+#define SLOT_QUEUE 64
+struct slot_queue {
+	pthread_mutex_t lock;
+	pthread_cond_t more;
+	char *line[SLOT_QUEUE];
+	int head, count, started;
+	pthread_t thread;
+};
+static struct slot_queue queues[SLOTS];
+
+static void *slot_main(void *arg)
+{
+	struct slot_queue *q = arg;
+
+	for (;;) {
+		char *line;
+
+		pthread_mutex_lock(&q->lock);
+		while (!q->count)
+			pthread_cond_wait(&q->more, &q->lock);
+		line = q->line[q->head];
+		q->head = (q->head + 1) % SLOT_QUEUE;
+		q->count--;
+		pthread_cond_signal(&q->more);
+		pthread_mutex_unlock(&q->lock);
+		handle(line);
+		free(line);
+	}
+	return NULL;
+}
+
+/* A call or closeall goes to its slot's thread; 0 if the line names no valid slot (the
+ * main thread then answers it, with the error). */
+static int dispatch(const char *line)
+{
+	char verb[16];
+	long long id, slot, at;
+	struct slot_queue *q;
+	int k = 0;
+
+	if (sscanf(line, "%lld %15s %n", &id, verb, &k) < 2 || !k)
+		return 0;
+	if (!strcmp(verb, "call")) {
+		if (sscanf(line + k, "%lld %lld", &at, &slot) != 2)
+			return 0;
+	} else if (!strcmp(verb, "closeall")) {
+		if (sscanf(line + k, "%lld", &slot) != 1)
+			return 0;
+	} else {
+		return 0;
+	}
+	if (slot < 0 || slot >= SLOTS)
+		return 0;
+	q = &queues[slot];
+	pthread_mutex_lock(&q->lock);
+	if (!q->started) {
+		if (pthread_create(&q->thread, NULL, slot_main, q) != 0) {
+			pthread_mutex_unlock(&q->lock);
+			return 0;
+		}
+		q->started = 1;
+	}
+	while (q->count == SLOT_QUEUE)
+		pthread_cond_wait(&q->more, &q->lock);
+	q->line[(q->head + q->count) % SLOT_QUEUE] = strdup(line);
+	q->count++;
+	pthread_cond_signal(&q->more);
+	pthread_mutex_unlock(&q->lock);
+	return 1;
+}
+
 int main(void)
 {
 	static char line[1024];
 	size_t len = 0;
 
+	memset(fdmap, 0xff, sizeof(fdmap));	/* every slot fd free (-1) */
+	for (int i = 0; i < SLOTS; i++) {
+		pthread_mutex_init(&queues[i].lock, NULL);
+		pthread_cond_init(&queues[i].more, NULL);
+	}
 	signal(SIGPIPE, SIG_IGN);	/* a write on a reset connection is EPIPE, as in packetdrill */
 	tty_quiet();
 	signal(SIGINT, on_sigint);
@@ -340,7 +474,8 @@ int main(void)
 		line[len] = '\0';
 		while ((nl = strpbrk(line, "\r\n")) != NULL) {
 			*nl = '\0';
-			handle(line);
+			if (!dispatch(line))
+				handle(line);
 			len -= (size_t)(nl + 1 - line);
 			memmove(line, nl + 1, len + 1);
 		}
