@@ -8,8 +8,9 @@ each script's run shows every outbound segment's offset from its script time, no
 the first that is late. Prints JSON: per script the rounds it passed with the board's
 own allowance (harness.oracle.bounds' pkt_board_latency) and its offsets, and over all
 segments the offsets' median, 95th and 99th percentile and maximum beside the constant
-(ratio max / constant: below 1 means the constant covers every sample). Negative
-offsets (a segment early) are counted apart: the allowance never covers those.
+(ratio max / constant: below 1 means the constant covers every sample), and how late
+the calls began beside pkt_call_latency. Negative offsets (a segment early) are counted
+apart: the allowance never covers those.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def main() -> int:
                            late_slack_ns=int(args.slack_ms * 1e6))
     constant = CONSTANTS["pkt_board_latency"].value_ns
     per_script: dict[str, dict] = {}
-    late, early = [], []
+    late, early, calls = [], [], []
     for r in results:
         name = Path(r.path).name
         d = per_script.setdefault(name, {"rounds": 0, "passed_wide": 0, "passed_with_constant": 0, "offsets_ms": [],
@@ -62,6 +63,7 @@ def main() -> int:
         if r.failure:
             d["failures"].append(f"line {r.failure.line}: {r.failure.message}; {r.failure.actual}")
         late += [o for o in r.offsets_ns if o > 0]
+        calls += r.call_lates_ns
         early += [o for o in r.offsets_ns if o < 0]
     offs = np.array(late or [0], dtype=np.int64) / 1e6
     summary = {
@@ -70,6 +72,10 @@ def main() -> int:
                     "p99": float(np.percentile(offs, 99)), "max": float(offs.max())},
         "early_ms_min": min(early) / 1e6 if early else 0.0,
         "pkt_board_latency_ms": constant / 1e6,
+        "call_late_ms": {"median": float(np.median(calls)) / 1e6 if calls else 0.0,
+                         "p99": float(np.percentile(calls, 99)) / 1e6 if calls else 0.0,
+                         "max": max(calls) / 1e6 if calls else 0.0},
+        "pkt_call_latency_ms": CONSTANTS["pkt_call_latency"].value_ns / 1e6,
         "ratio_max_to_constant": round(float(offs.max()) / ((constant + DEFAULT_TOLERANCE_USECS * 1000) / 1e6), 3),
         "passed_with_constant": sum(d["passed_with_constant"] for d in per_script.values()),
         "runs": len(results),

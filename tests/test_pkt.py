@@ -165,6 +165,7 @@ class FakeTarget:
     lead_ns = 0
     late_look_ns = 600 * 10**9
     late_slack_ns = 0
+    call_slack_ns = 0
 
     def __init__(self, sent):
         self.sent = list(sent)

@@ -111,6 +111,10 @@ CONSTANTS: dict[str, Constant] = {c.name: c for c in (
     Constant("pkt_board_latency", 20 * MS, "`bmc-hil pkt --target board`: how much later than packetdrill's "
              "tolerance the emulated board's segment may come (QEMU TCG's delay between a frame or a call and "
              "the kernel's answer); measured by bench/pkt_board.py (offsets)"),
+    Constant("pkt_call_latency", 100 * MS, "`bmc-hil pkt --target board`: how much later than the tolerance "
+             "a call may begin on the board when it could not be handed over ahead (it follows a segment): "
+             "a request line's way through the emulated UART, 1 to 45 ms seen; the segments after it are "
+             "timed from when it began; measured by bench/pkt_board.py (call_late_ms)"),
     Constant("console_tolerance", 250 * MS, "serial console latency of a printk line on the emulated "
              "UART; measured by bench/latency.py (console lag)"),
     Constant("reset_tolerance", 500 * MS, "a watchdog reset comes one busybox watchdog kick period late at "

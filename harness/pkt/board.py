@@ -60,6 +60,7 @@ LINUX_ARM_NAMES = {
 # An outbound segment may come this much later than the script's tolerance: the emulated
 # CPU's delay between a frame in (or a call) and the kernel's answer; see CONSTANTS.
 PKT_BOARD_LATENCY_NS = CONSTANTS["pkt_board_latency"].value_ns
+PKT_CALL_LATENCY_NS = CONSTANTS["pkt_call_latency"].value_ns
 CALL_LEAD_NS = 30_000_000
 CONSOLE_PINGS = 6
 WIRE_MARKS = 6
@@ -278,6 +279,7 @@ class BoardTarget:
         self.board = host.board
         self.board_ip, self.board_mac = host.board_ip, host.board_mac
         self.late_slack_ns = host.late_slack_ns
+        self.call_slack_ns = PKT_CALL_LATENCY_NS
         try:
             if not self.agent.running:
                 self.agent.start()

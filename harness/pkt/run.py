@@ -64,6 +64,7 @@ class ScriptResult:
     events: int = 0
     notes: list[str] = field(default_factory=list)   # how the target mapped the script
     offsets_ns: list[int] = field(default_factory=list)   # each timed outbound segment's, see _match_outbound
+    call_lates_ns: list[int] = field(default_factory=list)   # calls answered later: how late each began
 
     @property
     def passed(self) -> bool:
@@ -98,6 +99,8 @@ class _State:
     queue: list[Sent] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)   # outbound actual - script time, ns (0: inside)
     pending: list = field(default_factory=list)   # (event, call, time, PendingCall) not yet answered
+    last_call_at: int = 0                         # when the last answered call began
+    call_lates: list[int] = field(default_factory=list)   # answered calls: began - their time, ns
     ts_offset: int | None = None                 # actual TS val - script TS val
     last_ts: tuple[int, int] | None = None       # (actual TS val, sent at ns) of the last outbound
 
@@ -254,6 +257,11 @@ def _match_options(st: _State, seg: Segment, sent: Sent) -> list[str]:
 
 
 def _outbound(st: _State, ev: Event, seg: Segment) -> int:
+    if st.pending:
+        # the segment is timed from the previous event's actual time: a call's is known
+        # once it has answered (segments meanwhile are stamped where they were seen)
+        _settle(st, block=True)
+        st.prev_ns = max(st.prev_ns, st.last_call_at)
     late_look = st.target.late_look_ns
     if ev.time.any:
         lo, hi, tol = st.prev_ns, st.prev_ns + late_look, 0
@@ -302,8 +310,11 @@ def _settle(st: _State, block: bool) -> None:
             return
         st.pending.pop(0)
         _check_outcome(ev, call, outcome)
-        late = (outcome.at or at_ns) - at_ns
-        if late > st.tol_usecs * 1000 + st.target.late_slack_ns:
+        began = at_ns if outcome.at is None else outcome.at
+        st.last_call_at = max(st.last_call_at, began)
+        late = began - at_ns
+        st.call_lates.append(late)
+        if late > st.tol_usecs * 1000 + st.target.call_slack_ns:
             raise _fail(ev, f"target {st.target.name} began {call.name}() {late / 1e6:.1f} ms after its time: the "
                             "script's timing was not kept")
 
@@ -388,4 +399,5 @@ def run_script(script, target: Target, tolerance_usecs: int | None = None) -> Sc
         except TargetError:
             pass
     result.offsets_ns = st.offsets
+    result.call_lates_ns = st.call_lates
     return result

@@ -79,12 +79,15 @@ class Target(Protocol):
     missing segment's deadline to look for it (virtual time costs nothing; real time does);
     `late_slack_ns`: how much later than the tolerance an outbound segment may come
     because the target runs slower than the stack it stands for (an emulated CPU), never
-    earlier."""
+    earlier; `call_slack_ns`: how much later than the tolerance a call handed over may
+    begin (its request's way to the target), the segments after it being timed from when
+    it began."""
 
     name: str
     lead_ns: int
     late_look_ns: int
     late_slack_ns: int
+    call_slack_ns: int
 
     def syscall(self, at: int, call: Syscall, remote_port: int, local_port: int) -> SyscallOutcome | PendingCall:
         """Run `call` at `at` (raises NotModelled): its outcome, or a PendingCall when the
@@ -120,6 +123,7 @@ class ModelTarget:
     lead_ns = 0
     late_look_ns = 600 * 10**9
     late_slack_ns = 0
+    call_slack_ns = 0
 
     def __init__(self, params: TcpParams | None = None, seed: int = 0):
         self.layer = SocketLayer(params or TcpParams(), random.Random(seed), (LOCAL_ADDR,), lambda dst: LOCAL_ADDR)
