@@ -265,6 +265,23 @@ def test_a_call_the_target_began_late_fails_its_line():
                                                              (0, None, 0)])).passed, "within the 4 ms tolerance"
 
 
+def test_absolute_times_move_with_a_call_that_began_late():
+    class ReadyCall(LaterCall):
+        def result(self, block):
+            return self.outcome
+
+    class Target(LaterTarget):
+        call_slack_ns = 20 * 10**6      # a board's: a call may begin late
+
+        def syscall(self, at, call, remote_port, local_port):
+            return ReadyCall(super().syscall(at, call, remote_port, local_port).outcome)
+
+    script = parse_script("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n0.1 listen(3, 1) = 0\n")
+    target = Target([(3, None, 10 * 10**6), (0, None, 0)])
+    assert run_script(script, target).passed
+    assert target.asked == [("socket", 0), ("listen", 110 * 10**6)], "the script's time 0 moved 10 ms"
+
+
 def test_an_earlier_calls_failure_is_reported_before_a_later_lines():
     text = THREE_CALLS + "+0 > S. 0:0(0) ack 1\n"
     r = run_script(parse_script(text), LaterTarget([(3, None, 0), (-1, "EINVAL", 0), (0, None, 0)]))

@@ -2,7 +2,8 @@
 
 The matching rules, as packetdrill has them:
 - Times: `+x` is relative to the previous event's actual time (an outbound segment's
-  actual time is when the target sent it), so errors do not add up; `*` is any time.
+  actual time is when the target sent it, a call's when it began), so errors do not add
+  up; absolute times move by as much as a call began late; `*` is any time.
   An outbound segment may come within a tolerance of its time: max(--tolerance_usecs,
   default 4000 us, and 12.5 % (tolerance_percent) of the gap since the previous event).
 - Sequence numbers are relative: the remote's to the ISN the runner gives it, the local
@@ -100,6 +101,7 @@ class _State:
     offsets: list[int] = field(default_factory=list)   # outbound actual - script time, ns (0: inside)
     pending: list = field(default_factory=list)   # (event, call, time, PendingCall) not yet answered
     last_call_at: int = 0                         # when the last answered call began
+    shift_ns: int = 0                             # how far absolute script times moved (a late call)
     call_lates: list[int] = field(default_factory=list)   # answered calls: began - their time, ns
     ts_offset: int | None = None                 # actual TS val - script TS val
     last_ts: tuple[int, int] | None = None       # (actual TS val, sent at ns) of the last outbound
@@ -146,8 +148,8 @@ def _tolerance_ns(st: _State, gap_ns: int) -> int:
 
 def _expected_window(st: _State, ev: Event) -> tuple[int, int]:
     t = ev.time
-    start = t.start * 1000 + (st.prev_ns if t.relative else 0)
-    end = start if t.end is None else t.end * 1000 + (st.prev_ns if t.end_relative else 0)
+    start = t.start * 1000 + (st.prev_ns if t.relative else st.shift_ns)
+    end = start if t.end is None else t.end * 1000 + (st.prev_ns if t.end_relative else st.shift_ns)
     return start, end
 
 
@@ -314,6 +316,8 @@ def _settle(st: _State, block: bool) -> None:
         st.last_call_at = max(st.last_call_at, began)
         late = began - at_ns
         st.call_lates.append(late)
+        # the script's absolute times move with a call that began late, as relative ones do
+        st.shift_ns = max(st.shift_ns, late)
         if late > st.tol_usecs * 1000 + st.target.call_slack_ns:
             raise _fail(ev, f"target {st.target.name} began {call.name}() {late / 1e6:.1f} ms after its time: the "
                             "script's timing was not kept")
