@@ -48,7 +48,8 @@ class ConfigError(ValueError):
 # Linux 6.1 defaults of the sysctls the firmware config may set, as the emulated AST2500
 # (512 MB, 32-bit ARM) runs with them: every value was read off the running board's
 # /proc/sys (tests/emulated/test_sysctl_defaults.py checks them). Some depend on the board:
-# tcp_rmem[2] is tcp_init()'s max(131072, nr_free_buffer_pages-based share) of its RAM;
+# tcp_rmem[2] is tcp_init()'s max(131072, nr_free_buffer_pages-based share) of its RAM
+# (so of what the initramfs leaves free: the pkt agent's 0.6 MB moved it by 2400);
 # rmem_max (SK_RMEM_MAX) and unres_qlen_bytes (SK_WMEM_MAX) are 256 * SKB_TRUESIZE(256),
 # which depends on sizeof(struct sk_buff) on 32-bit ARM.
 # Neighbour parameters are given under `net.ipv4.neigh.default.`; the image applies
@@ -74,7 +75,7 @@ SYSCTL_DEFAULTS: dict[str, int | str] = {
     "net.ipv4.ip_default_ttl": 64,
     "net.ipv4.ip_no_pmtu_disc": 0,
     "net.ipv4.ip_local_port_range": "32768 60999",
-    "net.ipv4.tcp_rmem": "4096 131072 3981504",
+    "net.ipv4.tcp_rmem": "4096 131072 3979104",
     "net.core.rmem_max": 180224,
     "net.ipv4.tcp_adv_win_scale": 1,
     "net.ipv4.icmp_echo_ignore_broadcasts": 1,

@@ -74,7 +74,7 @@ def test_tcp_rmem_max_sets_the_window_scale():
 
 
 def test_board_scales_its_window_for_the_default_tcp_rmem():
-    # tcp_rmem[2] 3981504 on the board: ilog2 21 - 15
+    # tcp_rmem[2] 3979104 on the board: ilog2 21 - 15
     p = Board(cfg()).tcp_params
     assert tcp_select_initial_window(p, p.win_from_space(p.tcp_rmem[1]), 1460, True)[2] == 6
 

@@ -45,7 +45,7 @@ def syn_to(port: int, seq: int = 1000, flags: int = SYN, opts=None) -> TcpRepr:
 
 # -- the initial window -----------------------------------------------------------------
 def test_initial_window_for_the_boards_rmem_is_64240_scale_6():
-    # tcp_rmem[2] 3981504 on the 512 MB board: ilog2 21 - 15
+    # tcp_rmem[2] 3979104 on the 512 MB board: ilog2 21 - 15
     p = TcpParams()
     assert tcp_select_initial_window(p, p.win_from_space(131072), 1460, True)[::2] == (64240, 6)
 
