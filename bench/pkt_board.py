@@ -5,12 +5,12 @@
 Boots the emulated board once (the harness's wire, pktagent on the console) and runs the
 scripts (default: suites/pkt/*.pkt) `--rounds` times with a wide late allowance, so that
 each script's run shows every outbound segment's offset from its script time, not only
-the first that is late. Prints JSON: per script the rounds it passed with the board's
-own allowance (harness.oracle.bounds' pkt_board_latency) and its offsets, and over all
-segments the offsets' median, 95th and 99th percentile and maximum beside the constant
-(ratio max / constant: below 1 means the constant covers every sample), and how late
-the calls began beside pkt_call_latency. Negative offsets (a segment early) are counted
-apart: the allowance never covers those.
+the first that is late. Prints JSON: per script the rounds it passed with that wide
+allowance and its offsets, and over all segments the offsets' median, 95th and 99th
+percentile and maximum beside pkt_board_latency (the offsets include the timer wheel's
+rounding of long timers, which the 12.5 % tolerance covers, so compare the median and
+p95), and how late the calls began beside pkt_call_latency. Negative offsets (a segment
+early) are counted apart: the allowance never covers those.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.oracle.bounds import CONSTANTS  # noqa: E402
 from harness.pkt.command import run_on_board  # noqa: E402
-from harness.pkt.run import DEFAULT_TOLERANCE_USECS  # noqa: E402
 from harness.pkt.script import parse_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,13 +51,10 @@ def main() -> int:
     late, early, calls = [], [], []
     for r in results:
         name = Path(r.path).name
-        d = per_script.setdefault(name, {"rounds": 0, "passed_wide": 0, "passed_with_constant": 0, "offsets_ms": [],
+        d = per_script.setdefault(name, {"rounds": 0, "passed_wide": 0, "offsets_ms": [],
                                          "failures": []})
         d["rounds"] += 1
         d["passed_wide"] += r.passed
-        # with the constant: every offset within tolerance + constant (the tolerance is at least 4 ms)
-        worst = max(r.offsets_ns, default=0)
-        d["passed_with_constant"] += r.passed and worst <= DEFAULT_TOLERANCE_USECS * 1000 + constant
         d["offsets_ms"].append([round(o / 1e6, 2) for o in r.offsets_ns])
         if r.failure:
             d["failures"].append(f"line {r.failure.line}: {r.failure.message}; {r.failure.actual}")
@@ -76,8 +72,7 @@ def main() -> int:
                          "p99": float(np.percentile(calls, 99)) / 1e6 if calls else 0.0,
                          "max": max(calls) / 1e6 if calls else 0.0},
         "pkt_call_latency_ms": CONSTANTS["pkt_call_latency"].value_ns / 1e6,
-        "ratio_max_to_constant": round(float(offs.max()) / ((constant + DEFAULT_TOLERANCE_USECS * 1000) / 1e6), 3),
-        "passed_with_constant": sum(d["passed_with_constant"] for d in per_script.values()),
+        "passed_wide": sum(d["passed_wide"] for d in per_script.values()),
         "runs": len(results),
     }
     print(json.dumps({"summary": summary, "per_script": per_script}, indent=1))

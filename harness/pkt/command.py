@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -64,7 +65,10 @@ def run_on_board(parsed: list, board_file: str | None, out: Path, tolerance_usec
             threads = [threading.Thread(target=run_one, args=(i,), name=f"pkt {parsed[i].path}", daemon=True)
                        for i in sorted(long_ones)]
             for t in threads:
+                # one at a time: each start is a burst of console requests (ARP, clock
+                # readings, the first calls) that would make the others' calls late
                 t.start()
+                time.sleep(LONG_SCRIPT_STAGGER_S)
             for i in range(len(parsed)):
                 if i not in long_ones and not errors:
                     run_one(i)
@@ -78,6 +82,7 @@ def run_on_board(parsed: list, board_file: str | None, out: Path, tolerance_usec
 
 
 LONG_SCRIPT_S = 10.0
+LONG_SCRIPT_STAGGER_S = 1.5
 
 
 def _virtual_seconds(script) -> float:
