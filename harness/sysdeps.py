@@ -21,6 +21,7 @@ HOST_PACKAGES: dict[str, str] = {
     "gcc-arm-linux-gnueabi": "cross compiler for the board's kernel and the pkt syscall agent",
     "libc6-dev-armel-cross": "the C library the pkt syscall agent is linked against (statically)",
     "linux-source-6.1": "Debian's Linux 6.1 source, built for the emulated board",
+    "gcc": "the kernel build's host tools, and the pkt agent built natively for its tests",
     "make": "kernel build",
     "bc": "kernel build",
     "flex": "kernel build",
