@@ -265,6 +265,11 @@ def test_a_call_the_target_began_late_fails_its_line():
                                                              (0, None, 0)])).passed, "within the 4 ms tolerance"
 
 
+def test_a_script_with_no_events_checks_nothing_and_fails():
+    r = run_script(parse_script("// only a comment\n"), ModelTarget())
+    assert not r.passed and "checks nothing" in r.failure.message
+
+
 def test_absolute_times_move_with_a_call_that_began_late():
     class ReadyCall(LaterCall):
         def result(self, block):

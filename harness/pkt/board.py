@@ -15,9 +15,14 @@ mode has a server play it on a LAN. Addresses and ports are mapped:
   to other ports are not the script's and are left out.
 
 Times: a segment's time is when the wire stamped it on the host's monotonic clock. A
-syscall's is when the agent began it on the board's CLOCK_MONOTONIC, mapped to the host's
-by the offset of the shortest of a few console round trips before each script (its error
-is at most half that round trip, which is reported in the result's notes).
+syscall's is when the agent began it on the board's CLOCK_MONOTONIC, mapped onto the
+wire's stamps by broadcast datagrams the agent sends and says when (_wire_offset), and
+checked against what the console's round trips allow; the result's notes give both.
+
+What the target takes from the board and why it may: the clock offset (bounded by the
+console's round trips: outside them the run is an error), when a call began (at most
+pkt_call_latency past its time, else the script fails), and, as packetdrill does, the
+local ISN, TS offset and ephemeral port (any value; the runner maps them).
 """
 
 from __future__ import annotations
@@ -26,15 +31,29 @@ import errno as errno_mod
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from harness.board.wire import WireFrame
 from harness.errors import BoardError
 from harness.image.agent import AGENT_BOARD_PATH
 from harness.oracle.bounds import CONSTANTS
 from models.errors import WireError
-from models.wire import ETH_P_IP, IPPROTO_TCP, EthernetRepr, Ipv4Repr, TcpRepr, ip4, mac_bytes
+from models.wire import (
+    ARPOP_REPLY,
+    ARPOP_REQUEST,
+    BROADCAST,
+    ETH_P_ARP,
+    ETH_P_IP,
+    IPPROTO_TCP,
+    ArpRepr,
+    EthernetRepr,
+    Ipv4Repr,
+    TcpRepr,
+    ip4,
+    mac_bytes,
+)
 
+from .run import LOCAL_PORT
 from .script import Syscall
 from .target import NotModelled, Sent, SyscallOutcome, TargetError
 
@@ -72,9 +91,8 @@ _ANSWER = re.compile(r"^= (-?\d+) (.*)$")
 class AgentConsole:
     """pktagent on the board's console: start it, send requests, wait for answers."""
 
-    def __init__(self, console, log=lambda m: None):
+    def __init__(self, console):
         self.console = console
-        self.log = log
         self._answers: dict[int, tuple[str, int]] = {}
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()      # one request line at a time on the console
@@ -222,7 +240,7 @@ class BoardHost:
         self._free_slots = list(range(AGENT_SLOTS))
         self.remotes: dict[bytes, int] = {}      # remote addresses answered by ARP -> users
         self.wire.on_frame(self._answer_arp)
-        self.agent = AgentConsole(board.console, log)
+        self.agent = AgentConsole(board.console)
         self.agent.start()
 
     def target(self) -> BoardTarget:
@@ -259,10 +277,10 @@ class BoardHost:
         with self._lock:
             if frame[38:42] not in self.remotes:
                 return
+        req = ArpRepr.parse(frame[14:])
         mac = mac_bytes(REMOTE_MAC)
-        sha, spa = frame[22:28], frame[28:32]
-        arp = b"\x00\x01\x08\x00\x06\x04\x00\x02" + mac + frame[38:42] + sha + spa
-        self.wire.inject(sha + mac + b"\x08\x06" + arp + b"\0" * 18)
+        reply = ArpRepr(ARPOP_REPLY, mac, req.tip, req.sha, req.sip)
+        self.wire.inject(EthernetRepr(req.sha, mac, ETH_P_ARP).emit(reply.emit()))
 
 
 class BoardTarget:
@@ -312,11 +330,10 @@ class BoardTarget:
         its address (arp_process: neigh_event_ns, STALE) before the script: the script's
         first segment waits for no resolution."""
         rip = ip4(flow.remote_ip).to_bytes(4, "big")
-        bip = ip4(self.board_ip).to_bytes(4, "big")
         mac = mac_bytes(REMOTE_MAC)
-        arp = b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + rip + b"\0" * 6 + bip
+        request = ArpRepr(ARPOP_REQUEST, mac, ip4(flow.remote_ip), bytes(6), ip4(self.board_ip))
         since = self.wire.cursor()
-        self.wire.inject(b"\xff" * 6 + mac + b"\x08\x06" + arp + b"\0" * 18)
+        self.wire.inject(EthernetRepr(BROADCAST, mac, ETH_P_ARP).emit(request.emit()))
         self.wire.wait_frame(lambda f: len(f) >= 42 and f[12:14] == b"\x08\x06" and f[20:22] == b"\x00\x02"
                              and f[38:42] == rip, 5.0, since=since)
 
@@ -346,7 +363,7 @@ class BoardTarget:
     def lead_ns(self) -> int:
         """A call goes to the agent CALL_LEAD_NS and a console round trip ahead: a request
         line takes 1 to 15 ms through the emulated UART (bench/pkt_board.py's notes)."""
-        return (self.flow.rtt if self.flow else 0) + CALL_LEAD_NS
+        return self.flow.rtt + CALL_LEAD_NS
 
     def _host(self, at: int) -> int:
         return self.flow.t0 + at
@@ -391,8 +408,6 @@ class BoardTarget:
     # -- the remote's segments -------------------------------------------------------------
     def inject(self, at: int, src_port: int, dst_port: int, tcp: TcpRepr, payload: bytes) -> int:
         flow = self.flow
-        from dataclasses import replace
-
         tcp = replace(tcp, src_port=flow.remote_port, dst_port=self._local_port(dst_port))
         src, dst = ip4(flow.remote_ip), ip4(self.board_ip)
         seg = tcp.emit(payload, src, dst)
@@ -404,8 +419,6 @@ class BoardTarget:
         return sent - flow.t0
 
     def _local_port(self, port: int) -> int:
-        from .run import LOCAL_PORT
-
         return self.flow.local_port if port == LOCAL_PORT else port
 
     # -- syscalls --------------------------------------------------------------------------

@@ -347,6 +347,9 @@ def run_script(script, target: Target, tolerance_usecs: int | None = None) -> Sc
                                                                                   DEFAULT_TOLERANCE_USECS)
     st = _State(target, tol, script.options.get("tolerance_percent", DEFAULT_TOLERANCE_PERCENT))
     result = ScriptResult(script.path, target.name)
+    if not script.events:
+        result.failure = Failure(0, "", "the script has no events: it checks nothing")
+        return result
     try:
         for ev in script.events:
             action = ev.action

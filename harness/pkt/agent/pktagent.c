@@ -215,7 +215,9 @@ static int run_call(int slot, const char *name, int argc, char **argv, struct ou
 	} else if (!strcmp(name, "accept")) {
 		NEED(1);
 		o->ret = accept((int)a[0], NULL, NULL);
-	} else if (!strcmp(name, "read") || !strcmp(name, "recv")) {
+	} else if (!strcmp(name, "read") || !strcmp(name, "recv") || !strcmp(name, "write") || !strcmp(name, "send")) {
+		int flags = argc == 3 ? (int)a[2] : 0;
+
 		if (argc != 2 && argc != 3) {
 			*why = "wrong number of arguments";
 			return 0;
@@ -224,17 +226,10 @@ static int run_call(int slot, const char *name, int argc, char **argv, struct ou
 			*why = "count out of range";
 			return 0;
 		}
-		o->ret = recv((int)a[0], iobuf, (size_t)a[1], argc == 3 ? (int)a[2] : 0);
-	} else if (!strcmp(name, "write") || !strcmp(name, "send")) {
-		if (argc != 2 && argc != 3) {
-			*why = "wrong number of arguments";
-			return 0;
-		}
-		if (a[1] < 0 || a[1] > IO_MAX) {
-			*why = "count out of range";
-			return 0;
-		}
-		o->ret = send((int)a[0], zeros, (size_t)a[1], argc == 3 ? (int)a[2] : 0);
+		if (name[0] == 'r')
+			o->ret = recv((int)a[0], iobuf, (size_t)a[1], flags);
+		else
+			o->ret = send((int)a[0], zeros, (size_t)a[1], flags);
 	} else if (!strcmp(name, "close")) {
 		NEED(1);
 		o->ret = close((int)a[0]);
