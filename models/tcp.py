@@ -31,6 +31,7 @@ from .clock import HZ, JIFFY, NSEC_PER_MSEC, Window, jiffies, sec
 from .config import SYSCTL_DEFAULTS, rmem_triple
 from .errors import ModelError, ModelUsageError, SocketError
 from .ipv4 import InetTx
+from .tcp_cubic import Bictcp
 from .wire.icmp import ICMP_HOST_UNREACH, ICMP_NET_UNREACH
 from .wire.ipv4 import INET_ECN_ECT_0, INET_ECN_MASK
 from .wire.tcp import ACK, ECE, FIN, PSH, RST, SYN, TcpRepr, linux_options
@@ -50,7 +51,19 @@ TCP_TIMEOUT_MIN_US = 2000     # include/net/tcp.h TCP_TIMEOUT_MIN_US (2 * USEC_P
 TCP_TIMEOUT_MIN = jiffies(2)  # include/net/tcp.h TCP_TIMEOUT_MIN (2U jiffies)
 TCP_ORPHAN_RETRIES = 8        # tcp_orphan_retries(): what sysctl tcp_orphan_retries 0 means
 TCP_PAWS_MSL = jiffies(60 * HZ)   # include/net/tcp.h: a RST may pass PAWS once ts_recent is this old
-CUBIC_BETA, BICTCP_BETA_SCALE = 717, 1024   # net/ipv4/tcp_cubic.c: beta = 717/1024, about 0.7
+TCP_INFINITE_SSTHRESH = 0x7FFFFFFF
+TCP_FASTRETRANS_THRESH = 3    # include/net/tcp.h; sysctl tcp_reordering's default (tcp_sk_init)
+TCP_MAX_REORDERING = 300      # tcp_sk_init: sysctl_tcp_max_reordering
+# enum tcp_ca_state (include/uapi/linux/tcp.h)
+TCP_CA_OPEN, TCP_CA_DISORDER, TCP_CA_CWR, TCP_CA_RECOVERY, TCP_CA_LOSS = range(5)
+# tcp_ack()'s flags (net/ipv4/tcp_input.c)
+FLAG_DATA, FLAG_WIN_UPDATE, FLAG_DATA_ACKED, FLAG_RETRANS_DATA_ACKED = 0x01, 0x02, 0x04, 0x08
+FLAG_SYN_ACKED, FLAG_DATA_SACKED, FLAG_ECE, FLAG_LOST_RETRANS = 0x10, 0x20, 0x40, 0x80
+FLAG_ORIG_SACK_ACKED, FLAG_SND_UNA_ADVANCED, FLAG_DSACKING_ACK, FLAG_SET_XMIT_TIMER = 0x200, 0x400, 0x800, 0x1000
+FLAG_ACKED = FLAG_DATA_ACKED | FLAG_SYN_ACKED
+FLAG_NOT_DUP = FLAG_DATA | FLAG_WIN_UPDATE | FLAG_ACKED
+FLAG_CA_ALERT = FLAG_DATA_SACKED | FLAG_ECE | FLAG_DSACKING_ACK
+FLAG_FORWARD_PROGRESS = FLAG_ACKED | FLAG_DATA_SACKED
 TCP_RTO_MAX = jiffies(120 * HZ)
 TCP_RTO_MIN = jiffies(HZ // 5)
 TCP_DELACK_MAX = jiffies(HZ // 5)
@@ -248,8 +261,13 @@ class _TxSkb:
     data: bytes
     flags: int
     sent_at: int
-    retransmitted: bool = False
+    retransmitted: bool = False   # TCPCB_EVER_RETRANS
     tx_at: int | None = None   # the last (re)transmission: tcp_skb_timestamp_us(skb)
+    # the scoreboard (TCP_SKB_CB(skb)->sacked): TCPCB_SACKED_ACKED, TCPCB_LOST, and
+    # TCPCB_SACKED_RETRANS (a retransmission of it is out)
+    sacked: bool = False
+    lost: bool = False
+    rtx_out: bool = False
 
     def __post_init__(self) -> None:
         if self.tx_at is None:
@@ -444,6 +462,40 @@ class TcpSock:
         self.probe_pending = False
         self.tlp_high_seq: int | None = None   # a probe is out (one per tail loss episode)
         self.loss_high: int | None = None      # CA_Loss after an RTO, until snd_una passes it
+        self.tlp_retrans = False               # the probe resent the tail (not new data)
+        # loss recovery (tcp_fastretrans_alert): the congestion state (icsk_ca_state) and
+        # its high_seq; a non-SACK peer's duplicate ACKs (tcp_add_reno_sack); the reordering
+        # degree (tp->reordering, reord_seen); PRR's counts; the undo marker (None: unset)
+        self.ca_state = TCP_CA_OPEN
+        self.high_seq = 0
+        self.reno_sacked = 0
+        self.reordering = TCP_FASTRETRANS_THRESH
+        self.reord_seen = 0
+        self.prior_cwnd = 0
+        self.prr_delivered = 0
+        self.prr_out = 0
+        self.prior_ssthresh = 0
+        self.undo_marker: int | None = None
+        self.undo_retrans = 0
+        self.lost_total = 0                    # tp->lost: segments ever marked lost
+        self._sack_delivered = self._reno_delivered = 0
+        self._last_ecr: int | None = None      # the ACK's TS echo (rx_opt.rcv_tsecr), if any
+        # RACK (tcp_recovery.c): the latest sent delivered segment and its RTT; the
+        # retransmit timer is RACK's reordering timer while reo_pending (ICSK_TIME_REO_TIMEOUT)
+        self.rack_mstamp_us = 0
+        self.rack_end_seq = 0
+        self.rack_rtt_us = 0
+        self.rack_advanced = False
+        self.reo_pending = False
+        # congestion control: CUBIC's state, tcp_cong_avoid_ai's credit (snd_cwnd_cnt), and
+        # how fully cwnd is used (tcp_cwnd_validate: is_cwnd_limited, max_packets_out,
+        # cwnd_usage_seq); lsndtime: when data last went out (jiffies)
+        self.ca = Bictcp()
+        self.snd_cwnd_cnt = 0
+        self.is_cwnd_limited = False
+        self.max_packets_out = 0
+        self.cwnd_usage_seq = 0
+        self.lsndtime = 0
         self.total_retrans = 0
         # delayed ACK (icsk_ack)
         self.ack_pending = False
@@ -613,7 +665,7 @@ class TcpSock:
 
     def _arm_rto(self, now: int) -> None:
         self.timers[TimerKind.RETRANSMIT] = now + self.rto
-        self.probe_pending = False
+        self.probe_pending = self.reo_pending = False
 
     def _write_xmit(self, now: int, push_fin: bool = False, probe: bool = False, push_one: bool = False) -> None:
         """tcp_write_xmit(): send what cwnd, the peer's window and Nagle allow, an skb (a
@@ -627,12 +679,13 @@ class TcpSock:
                               TcpState.CLOSING, TcpState.LAST_ACK):
             return
         nxt0 = self.snd_nxt
+        queued = bool(self.write_queue) or self.fin_queued
         max_segs = self._tso_segs()
         while self.write_queue:
             mss = self.mss_cache
             skb_len = self.skb_lens[0]
             tso_segs = -(-skb_len // mss)                      # tcp_init_tso_segs
-            in_flight_segs = len(self.rtx_queue)
+            in_flight_segs = self._packets_in_flight()
             if in_flight_segs >= self.cwnd:                    # tcp_cwnd_test
                 if not probe:
                     break
@@ -662,6 +715,10 @@ class TcpSock:
         if self.fin_queued and not self.write_queue and not (probe and self.snd_nxt != nxt0):
             self.fin_queued = False
             self._xmit_new(now, FIN, b"")
+        if queued:
+            self._cwnd_validate(self.snd_nxt != nxt0, self._packets_in_flight() >= self.cwnd)
+        if self.snd_nxt != nxt0 and self.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY):
+            self.prr_out += sum(1 for skb in self.rtx_queue if not seq_lt(skb.seq, nxt0))
         if self.snd_nxt != nxt0 and not probe:
             self.timers.pop(TimerKind.PROBE0, None)   # one icsk timer: the RTO's now
             self._schedule_loss_probe(now, False)
@@ -670,6 +727,19 @@ class TcpSock:
             # tcp_write_xmit sent nothing, nothing is out and data waits (the peer's window
             # is closed): tcp_check_probe_timer arms ICSK_TIME_PROBE0 at tcp_probe0_base
             self.timers[TimerKind.PROBE0] = now + self._probe0_base()
+
+    def _cwnd_validate(self, sent: bool, is_cwnd_limited: bool) -> None:
+        """tcp_cwnd_validate(), from tcp_write_xmit when it sent something or cwnd held it
+        back: remember, per window of data, whether cwnd was the limit, else the most
+        packets out. (Its shrinking of an unused cwnd, tcp_cwnd_application_limited, and
+        the restart after idle are not modelled.)"""
+        if not (sent or is_cwnd_limited):
+            return
+        if not seq_lt(self.snd_una, self.cwnd_usage_seq) or is_cwnd_limited or \
+                (not self.is_cwnd_limited and len(self.rtx_queue) > self.max_packets_out):
+            self.is_cwnd_limited = is_cwnd_limited
+            self.max_packets_out = len(self.rtx_queue)
+            self.cwnd_usage_seq = self.snd_nxt
 
     def _take(self, size: int) -> tuple[bytes, int]:
         """Take `size` bytes off the head of the write queue (splitting the head skb, as
@@ -807,6 +877,13 @@ class TcpSock:
         self.timers[TimerKind.PROBE0] = now + self._probe0_when()
 
     def _xmit_new(self, now: int, flags: int, data: bytes) -> None:
+        """tcp_transmit_skb() of new data and tcp_event_new_data_sent(). tcp_event_data_sent:
+        data going out with nothing in flight restarts CUBIC's clock (CA_EVENT_TX_START),
+        and lsndtime is now."""
+        if data:
+            if not self._packets_in_flight():
+                self.ca.tx_start(now // JIFFY, self.lsndtime)
+            self.lsndtime = now // JIFFY
         skb = _TxSkb(self.snd_nxt, data, flags, now)
         self.rtx_queue.append(skb)
         self._send(now, flags, skb.seq, data, "fin" if flags & FIN and not data else "data")
@@ -820,21 +897,21 @@ class TcpSock:
         pending, what is left of the RTO since the head's last transmission."""
         if not self.rtx_queue:
             self.timers.pop(TimerKind.RETRANSMIT, None)
-            self.probe_pending = False
+            self.probe_pending = self.reo_pending = False
             return
         rto = self.rto
-        if self.probe_pending:
+        if self.probe_pending or self.reo_pending:
             delta_us = (self.rtx_queue[0].tx_at + self.rto - now) // 1000   # tcp_rto_delta_us()
             rto = _usecs_to_jiffies_ns(max(delta_us, 1))
         self.timers[TimerKind.RETRANSMIT] = now + min(rto, TCP_RTO_MAX)
-        self.probe_pending = False
+        self.probe_pending = self.reo_pending = False
 
     def _schedule_loss_probe(self, now: int, advancing_rto: bool) -> bool:
         """tcp_schedule_loss_probe(): with SACK, not in loss recovery and data out, probe
         after 2 srtt + TCP_RTO_MIN (one segment out; else + TCP_TIMEOUT_MIN_US), or at the
         RTO if that comes first. False: no probe (the caller arms the RTO)."""
         if self.params.early_retrans not in (3, 4) or not self.rtx_queue or not self.sack_ok \
-                or self.loss_high is not None:
+                or self.ca_state not in (TCP_CA_OPEN, TCP_CA_CWR):
             return False
         if self.srtt_us:
             # 2 srtt plus tcp_rto_min_us for one packet out, else TCP_TIMEOUT_MIN_US (2 ms),
@@ -850,7 +927,7 @@ class TcpSock:
         if rto_delta_us > 0:
             timeout = min(timeout, _usecs_to_jiffies_ns(rto_delta_us))
         self.timers[TimerKind.RETRANSMIT] = now + timeout
-        self.probe_pending = True
+        self.probe_pending, self.reo_pending = True, False
         return True
 
     def _send_loss_probe(self, now: int) -> None:
@@ -863,6 +940,7 @@ class TcpSock:
                 nxt = self.snd_nxt
                 self._write_xmit(now, probe=True)
                 sent = self.snd_nxt != nxt
+                self.tlp_retrans = False
             elif self.rtx_queue and self._still_in_host_queue(self.rtx_queue[-1]):
                 self.spurious_rtx_hostqueues += 1
                 self.tsq_throttled = self.rtx_queue[-1].seq
@@ -873,7 +951,7 @@ class TcpSock:
                 tail.tx_at = now
                 self._send(now, tail.flags, tail.seq, tail.data, "loss-probe-retransmit")
                 self._stamp_first_retransmit(tail)
-                sent = True
+                sent = self.tlp_retrans = True
             if sent:
                 self.tlp_high_seq = self.snd_nxt
                 self.probe_pending = False   # "Reset s.t. tcp_rearm_rto will restart timer from now"
@@ -1203,7 +1281,10 @@ class TcpSock:
         return not self.rtx_queue and not self.write_queue and not self.fin_queued and self.snd_una == self.snd_nxt
 
     def _ack(self, now: int, seg: TcpRepr, seg_len: int = 0) -> bool:
-        """tcp_ack(): advance snd_una, sample RTT, update the peer's window; False = drop.
+        """tcp_ack(): advance snd_una, take SACK blocks onto the scoreboard, clean the
+        retransmit queue, sample the RTT, update the peer's window, run loss recovery
+        (tcp_fastretrans_alert), grow or reduce cwnd (tcp_cong_control) and retransmit what
+        is lost (tcp_xmit_recovery); False = drop.
 
         With data out (prior_packets), an ACK that acknowledges some of it
         (FLAG_FORWARD_PROGRESS) or a pure duplicate (no data, no window update, nothing
@@ -1212,76 +1293,605 @@ class TcpSock:
         the sequence space the segment occupies (FLAG_DATA)."""
         if seq_lt(seg.ack, self.snd_una):
             return True   # old duplicate ACK: ignore the ACK field, keep the data
+        prior_snd_una = self.snd_una
         prior_packets = len(self.rtx_queue)
+        prior_fack = self._highest_sack_seq()
+        prior_lost = self.lost_total
+        self._sack_delivered = self._reno_delivered = 0
+        self._last_ecr = seg.timestamp[1] if self.ts_ok and seg.timestamp and seg.timestamp[1] else None
+        flag = FLAG_SND_UNA_ADVANCED if seq_lt(self.snd_una, seg.ack) else 0
+        if seg_len:
+            flag |= FLAG_DATA
         window = seg.window << self.snd_wscale
-        # tcp_may_update_window(): FLAG_WIN_UPDATE
-        win_update = seq_lt(self.snd_una, seg.ack) or seq_lt(self.snd_wl1, seg.seq) or \
-            (seg.seq == self.snd_wl1 and window > self.snd_wnd)
-        if seq_lt(self.snd_wl1, seg.seq) or seg.seq == self.snd_wl1 or seg.ack != self.snd_una:
+        # tcp_ack_update_window(): tcp_may_update_window, then a larger window than any
+        # before re-bounds the MSS
+        if seq_lt(self.snd_una, seg.ack) or seq_lt(self.snd_wl1, seg.seq) or \
+                (seg.seq == self.snd_wl1 and (window > self.snd_wnd or not window)):
+            flag |= FLAG_WIN_UPDATE
             self.snd_wnd = window
             self.snd_wl1 = seg.seq
             if window > self.max_window:
-                # tcp_ack_update_window: a larger window than any before re-bounds the MSS
                 self.max_window = window
                 self._sync_mss(initial=False)
+        self.snd_una = seg.ack           # tcp_snd_una_update
+        sackt: tuple[int, int] | None = None
+        if self.sack_ok and seg.sack_blocks:
+            sack_flag, sackt = self._sacktag_write_queue(now, seg, prior_snd_una)
+            flag |= sack_flag
         self.rcv_tstamp = now
         self.probes_out = 0
-        acked = self._ack_rtx_queue(now, seg) if seg.ack != self.snd_una else 0
-        if prior_packets and (acked or not (seg_len or win_update)):
+        if not prior_packets:
+            if self.write_queue and TimerKind.PROBE0 in self.timers:
+                # tcp_ack_probe: the window now takes the send head: no more probes (the
+                # data goes in tcp_data_snd_check); else the probe timer again, at the same
+                # backoff
+                head_end = (self.snd_nxt + min(self.mss_cache, len(self.write_queue))) % MOD32
+                if seq_le(head_end, (self.snd_una + self.snd_wnd) % MOD32):
+                    self.backoff = 0
+                    self.timers.pop(TimerKind.PROBE0, None)
+                else:
+                    self.timers[TimerKind.PROBE0] = now + self._probe0_when()
+            if self.tlp_high_seq is not None:
+                self._process_tlp_ack(seg.ack, flag)
+            return True
+        acked_flag, delivered = self._clean_rtx_queue(now, seg, prior_fack, sackt)
+        flag |= acked_flag
+        delivered += self._sack_delivered
+        if self.tlp_high_seq is not None:
+            self._process_tlp_ack(seg.ack, flag)
+        rexmit = False
+        if not flag & FLAG_NOT_DUP or flag & FLAG_CA_ALERT or self.ca_state != TCP_CA_OPEN:
+            num_dupack = 0 if flag & (FLAG_SND_UNA_ADVANCED | FLAG_NOT_DUP | FLAG_DSACKING_ACK) else 1
+            flag, rexmit = self._fastretrans_alert(now, prior_snd_una, num_dupack, flag)
+        if flag & FLAG_SET_XMIT_TIMER:
+            if not self._schedule_loss_probe(now, True):   # tcp_set_xmit_timer()
+                self._rearm_rto(now)
+        if flag & FLAG_FORWARD_PROGRESS or not flag & FLAG_NOT_DUP:
             self.sk_dst_confirm()
-        if not prior_packets and self.write_queue and TimerKind.PROBE0 in self.timers:
-            # tcp_ack_probe: the window now takes the send head: no more probes (the data
-            # goes in tcp_data_snd_check); else the probe timer again, at the same backoff
-            head_end = (self.snd_nxt + min(self.mss_cache, len(self.write_queue))) % MOD32
-            if seq_le(head_end, (self.snd_una + self.snd_wnd) % MOD32):
-                self.backoff = 0
-                self.timers.pop(TimerKind.PROBE0, None)
-            else:
-                self.timers[TimerKind.PROBE0] = now + self._probe0_when()
+        if not self.sack_ok:
+            delivered += self._reno_delivered   # tcp_add_reno_sack's tcp_count_delivered
+        self._cong_control(now, flag, delivered, self.lost_total - prior_lost)
+        if rexmit:
+            self._xmit_retransmit_queue(now)   # tcp_xmit_recovery(REXMIT_LOST)
         return True
 
-    def _ack_rtx_queue(self, now: int, seg: TcpRepr) -> int:
-        """tcp_clean_rtx_queue() + tcp_ack_update_rtt() + slow start; returns how many
-        segments the ACK took off the queue (FLAG_ACKED when not 0)."""
-        acked_segs = 0
-        first_ackt = None
-        retrans_acked = False
+    # -- the scoreboard (tcp_sacktag_write_queue, tcp_clean_rtx_queue) ----------------------
+    @property
+    def sacked_out(self) -> int:
+        """tp->sacked_out: SACKed segments, or a non-SACK peer's duplicate ACKs."""
+        if not self.sack_ok:
+            return self.reno_sacked
+        return sum(1 for s in self.rtx_queue if s.sacked)
+
+    @property
+    def lost_out(self) -> int:
+        return sum(1 for s in self.rtx_queue if s.lost)
+
+    @property
+    def retrans_out(self) -> int:
+        return sum(1 for s in self.rtx_queue if s.rtx_out)
+
+    def _packets_in_flight(self) -> int:
+        """tcp_packets_in_flight(): packets_out - (sacked_out + lost_out) + retrans_out."""
+        sacked = lost = rtx = 0
+        for s in self.rtx_queue:
+            sacked += s.sacked
+            lost += s.lost
+            rtx += s.rtx_out
+        if not self.sack_ok:
+            sacked = self.reno_sacked
+        return len(self.rtx_queue) - (sacked + lost) + rtx
+
+    def _highest_sack_seq(self) -> int:
+        """tcp_highest_sack_seq(): the end of the highest SACKed segment, else snd_una."""
+        high = None
+        if self.sack_ok:
+            for s in self.rtx_queue:
+                if s.sacked:
+                    high = s.end_seq
+        return self.snd_una if high is None else high
+
+    def _any_retrans_done(self) -> bool:
+        """tcp_any_retrans_done(): a retransmission out, or the head ever retransmitted."""
+        return bool(self.retrans_out) or bool(self.rtx_queue and self.rtx_queue[0].retransmitted)
+
+    def _sacktag_write_queue(self, now: int, seg: TcpRepr, prior_snd_una: int) -> tuple[int, tuple[int, int] | None]:
+        """tcp_sacktag_write_queue() on a queue of one segment per skb: a block marks the
+        segments it covers whole (tcp_match_skb_to_sack never splits below the MSS); a
+        first block below the ACK, or inside the second, is a D-SACK (tcp_check_dsack),
+        which only flags the ACK (its undo is not modelled). tcp_sacktag_one: a newly
+        SACKed segment advances RACK, is no longer lost, and a retransmission of it is no
+        longer out only if it was lost. Returns the flags and (first_sackt, last_sackt): the
+        send times of the first and last newly SACKed segments never retransmitted, for the
+        RTT."""
+        flag = 0
+        first_sackt = last_sackt = None
+        reord = self.snd_nxt
+        blocks = seg.sack_blocks
+        for i, (start, end) in enumerate(blocks):
+            if i == 0 and (seq_lt(start, seg.ack) or (len(blocks) > 1 and seq_le(blocks[1][0], start)
+                                                      and seq_le(end, blocks[1][1]))):
+                flag |= FLAG_DSACKING_ACK
+                continue
+            # tcp_is_sackblock_valid
+            if seq_lt(self.snd_nxt, end) or not seq_lt(start, end) or seq_lt(start, prior_snd_una):
+                continue
+            for skb in self.rtx_queue:
+                if skb.sacked or not (seq_le(start, skb.seq) and seq_le(skb.end_seq, end)):
+                    continue
+                if not seq_lt(self.snd_una, skb.end_seq):
+                    continue          # acked by this ACK: about to go
+                self._rack_advance(now, skb)
+                if skb.rtx_out:
+                    if skb.lost:
+                        skb.lost = skb.rtx_out = False
+                else:
+                    if not skb.retransmitted:
+                        if seq_lt(skb.seq, self._highest_sack_seq()) and seq_lt(skb.seq, reord):
+                            reord = skb.seq
+                        if seq_le(skb.end_seq, self.high_seq):
+                            flag |= FLAG_ORIG_SACK_ACKED
+                        if first_sackt is None:
+                            first_sackt = skb.tx_at
+                        last_sackt = skb.tx_at
+                    skb.lost = False
+                skb.sacked = True
+                flag |= FLAG_DATA_SACKED
+                self._sack_delivered += 1
+        if reord != self.snd_nxt:
+            self._check_sack_reordering(reord)
+        return flag, (None if first_sackt is None else (first_sackt, last_sackt))
+
+    def _check_sack_reordering(self, low_seq: int) -> None:
+        """tcp_check_sack_reordering(): a hole filled below the highest SACK is reordering
+        of that many segments (at most tcp_max_reordering)."""
+        fack = self._highest_sack_seq()
+        if not seq_lt(low_seq, fack):
+            return
+        metric = (fack - low_seq) % MOD32
+        mss = self.mss_cache
+        if metric > self.reordering * mss:
+            self.reordering = min((metric + mss - 1) // mss, TCP_MAX_REORDERING)
+        self.reord_seen += 1
+
+    def _clean_rtx_queue(self, now: int, seg: TcpRepr, prior_fack: int,
+                         sackt: tuple[int, int] | None) -> tuple[int, int]:
+        """tcp_clean_rtx_queue() + tcp_ack_update_rtt(): drop what the ACK covers; returns
+        the flags and how many segments were newly delivered (not SACKed before).
+
+        The RTT sample is from the oldest segment acked, and there is none if retransmitted
+        data was acked too (Karn); then from the first newly SACKed segment; then from the
+        TS echo, at least 1 ms. CUBIC takes the RTT of the latest sent of them
+        (cubictcp_acked: ca_rtt_us)."""
+        flag = 0
+        delivered = pkts_acked = 0
+        first_ackt = last_ackt = None
+        reord = self.snd_nxt
         while self.rtx_queue and seq_le(self.rtx_queue[0].end_seq, seg.ack):
             skb = self.rtx_queue.pop(0)
-            acked_segs += 1
-            if skb.retransmitted:
-                retrans_acked = True                   # FLAG_RETRANS_DATA_ACKED
-            elif first_ackt is None:
-                first_ackt = skb.sent_at               # the oldest acked segment sent once
-        # tcp_clean_rtx_queue: the sample is from the oldest segment acked, and there is
-        # none if retransmitted data was acked too (Karn)
-        rtt_us = (now - first_ackt) // 1000 if first_ackt is not None and not retrans_acked else -1
-        self.snd_una = seg.ack
-        # tcp_process_tlp_ack() (simplified): an ACK at or past the probe ends its episode;
-        # past the loss's high_seq ends CA_Loss
-        if self.tlp_high_seq is not None and seq_le(self.tlp_high_seq, seg.ack):
-            self.tlp_high_seq = None
+            pkts_acked += 1
+            if skb.retransmitted or skb.rtx_out:
+                flag |= FLAG_RETRANS_DATA_ACKED
+            elif not skb.sacked:
+                if first_ackt is None:
+                    first_ackt = skb.tx_at
+                last_ackt = skb.tx_at
+                if seq_lt(skb.seq, reord):
+                    reord = skb.seq
+                if seq_le(skb.end_seq, self.high_seq):
+                    flag |= FLAG_ORIG_SACK_ACKED
+            if not skb.sacked and self.sack_ok:
+                delivered += 1
+                if not self._spurious_retrans(seg, skb):
+                    self._rack_advance(now, skb)
+            flag |= FLAG_SYN_ACKED if skb.flags & SYN else FLAG_DATA_ACKED
+        if pkts_acked:
+            flag |= FLAG_ACKED
+        if not self.sack_ok and pkts_acked:
+            delivered = self._remove_reno_sacks(pkts_acked)
+            if flag & FLAG_RETRANS_DATA_ACKED:
+                flag &= ~FLAG_ORIG_SACK_ACKED   # a non-SACK peer cannot show the original arrived
+        rtt_us = ca_rtt_us = -1
+        if first_ackt is not None and not flag & FLAG_RETRANS_DATA_ACKED:
+            rtt_us, ca_rtt_us = (now - first_ackt) // 1000, (now - last_ackt) // 1000
+        if sackt is not None:
+            ca_rtt_us = (now - sackt[1]) // 1000
+            if rtt_us < 0:
+                rtt_us = (now - sackt[0]) // 1000
+        if rtt_us < 0 and flag & FLAG_ACKED and self.ts_ok and seg.timestamp and seg.timestamp[1]:
+            # tcp_ack_update_rtt: the TS echo's delta, at least 1 ms
+            rtt_us = ca_rtt_us = max((self._tsval(now) - seg.timestamp[1]) % MOD32, 1) * 1000
+        self.ca.acked(ca_rtt_us, now // JIFFY)
+        if rtt_us >= 0:
+            self._rtt_estimator(max(rtt_us, 1))
+            self._set_rto()
+            self.backoff = 0
         if self.loss_high is not None and seq_le(self.loss_high, seg.ack):
-            self.loss_high = None
-        if acked_segs:
-            if rtt_us < 0 and self.ts_ok and seg.timestamp and seg.timestamp[1]:
-                # tcp_ack_update_rtt: the TS echo's delta, at least 1 ms
-                rtt_us = max((self._tsval(now) - seg.timestamp[1]) % MOD32, 1) * 1000
-            if rtt_us >= 0:
-                self._rtt_estimator(max(rtt_us, 1))
-                self._set_rto()
+            self.loss_high = None    # CA_Loss ends when snd_una passes high_seq
+            self.ca_state = TCP_CA_OPEN
+        if flag & FLAG_ACKED:
+            flag |= FLAG_SET_XMIT_TIMER
             self.backoff = 0
             self.retransmits = 0
-            self.retrans_stamp = None
-            if self.cwnd < self.ssthresh:
-                self.cwnd += acked_segs
-            if self.rtx_queue:
-                if not self._schedule_loss_probe(now, True):   # tcp_set_xmit_timer()
-                    self._rearm_rto(now)
-            else:
+            if self.ca_state != TCP_CA_RECOVERY:
+                self.retrans_stamp = None
+            if self.sack_ok and seq_lt(reord, prior_fack):
+                self._check_sack_reordering(reord)
+            if not self.rtx_queue:
                 self.timers.pop(TimerKind.RETRANSMIT, None)
-                self.probe_pending = False
-        return acked_segs
+                self.probe_pending = self.reo_pending = False
+                flag &= ~FLAG_SET_XMIT_TIMER
+        elif self.rtx_queue and rtt_us >= 0 and sackt is not None and sackt[0] < self.rtx_queue[0].tx_at:
+            flag |= FLAG_SET_XMIT_TIMER
+        return flag, delivered
+
+    def _spurious_retrans(self, seg: TcpRepr, skb: _TxSkb) -> bool:
+        """tcp_skb_spurious_retrans(): a retransmitted segment acked by an echo older than
+        its last transmission: the original was acked."""
+        return (skb.retransmitted or skb.rtx_out) and self._tsecr_before(seg, skb.tx_at)
+
+    def _tsecr_before(self, seg: TcpRepr, when: int) -> bool:
+        """tcp_tsopt_ecr_before(): the peer's TS echo is older than our clock at `when`."""
+        return bool(self.ts_ok and seg.timestamp and seg.timestamp[1]) and \
+            seq_lt(seg.timestamp[1], self._tsval(when))
+
+    def _remove_reno_sacks(self, acked: int) -> int:
+        """tcp_remove_reno_sacks(): one ACK fills the hole, the rest eat duplicate ACKs;
+        returns the newly delivered count (tcp_count_delivered)."""
+        delivered = max(acked - self.reno_sacked, 1)
+        self.reno_sacked = 0 if acked - 1 >= self.reno_sacked else self.reno_sacked - (acked - 1)
+        self._check_reno_reordering(acked)
+        return delivered
+
+    def _add_reno_sack(self, num_dupack: int) -> None:
+        """tcp_add_reno_sack(): a duplicate ACK from a non-SACK peer counts as a SACKed
+        segment (so one new segment may go: RFC 3042's limited transmit falls out of
+        tcp_packets_in_flight)."""
+        if num_dupack:
+            prior = self.reno_sacked
+            self.reno_sacked += num_dupack
+            self._check_reno_reordering(0)
+            self._reno_delivered += max(self.reno_sacked - prior, 0)
+
+    def _check_reno_reordering(self, addend: int) -> None:
+        """tcp_check_reno_reordering() / tcp_limit_reno_sacked(): more duplicate ACKs than
+        segments out less the holes is reordering."""
+        holes = min(max(self.lost_out, 1), len(self.rtx_queue))
+        if self.reno_sacked + holes > len(self.rtx_queue):
+            self.reno_sacked = len(self.rtx_queue) - holes
+            self.reordering = min(len(self.rtx_queue) + addend, TCP_MAX_REORDERING)
+            self.reord_seen += 1
+
+    # -- loss recovery (tcp_fastretrans_alert, tcp_recovery.c) --------------------------------
+    def _fastretrans_alert(self, now: int, prior_snd_una: int, num_dupack: int, flag: int) -> tuple[int, bool]:
+        """tcp_fastretrans_alert(): the congestion state machine for a dubious ACK; returns
+        the flags and whether lost segments are to be retransmitted (REXMIT_LOST). After an
+        RTO (CA_Loss) the model keeps its own path: F-RTO (tcp_process_loss) and the
+        retransmission of the rest of the window are not modelled."""
+        if not self.rtx_queue and self.reno_sacked:
+            self.reno_sacked = 0
+        if self.ca_state == TCP_CA_LOSS:
+            return flag, False
+        if self.ca_state != TCP_CA_OPEN and not seq_lt(self.snd_una, self.high_seq):
+            if self.ca_state == TCP_CA_CWR:
+                if self.snd_una != self.high_seq:
+                    self._end_cwnd_reduction()
+                    self.ca_state = TCP_CA_OPEN
+            elif self.ca_state == TCP_CA_RECOVERY:
+                if not self.sack_ok:
+                    self.reno_sacked = 0
+                if self._try_undo_recovery():
+                    return flag, False
+                self._end_cwnd_reduction()
+        if self.ca_state == TCP_CA_RECOVERY:
+            if not flag & FLAG_SND_UNA_ADVANCED:
+                if not self.sack_ok:
+                    self._add_reno_sack(num_dupack)
+            elif self._try_undo_partial():
+                return flag, False
+            flag = self._identify_packet_loss(now, flag)
+        else:
+            if not self.sack_ok:
+                if flag & FLAG_SND_UNA_ADVANCED:
+                    self.reno_sacked = 0
+                self._add_reno_sack(num_dupack)
+            flag = self._identify_packet_loss(now, flag)
+            if not self.lost_out:          # tcp_time_to_recover (RACK: only a proven loss)
+                self._try_to_open()
+                return flag, False
+            self._enter_recovery()
+        return flag, True
+
+    def _identify_packet_loss(self, now: int, flag: int) -> int:
+        """tcp_identify_packet_loss(): NewReno marks the head lost (RFC 6582), RACK marks
+        what was sent before a delivered segment, by more than its RTT and the reordering
+        window."""
+        if not self.rtx_queue:
+            return flag
+        if not self.sack_ok:
+            if (self.ca_state < TCP_CA_RECOVERY and self.reno_sacked >= self.reordering) or \
+                    (self.ca_state == TCP_CA_RECOVERY and flag & FLAG_SND_UNA_ADVANCED):
+                self._mark_skb_lost(self.rtx_queue[0])   # tcp_newreno_mark_lost
+        else:
+            prior_retrans = self.retrans_out
+            if self._rack_mark_lost(now):
+                flag &= ~FLAG_SET_XMIT_TIMER
+            if prior_retrans > self.retrans_out:
+                flag |= FLAG_LOST_RETRANS
+        return flag
+
+    def _mark_skb_lost(self, skb: _TxSkb) -> None:
+        """tcp_mark_skb_lost(): a SACKed segment is never lost; a lost retransmission is no
+        longer out."""
+        if skb.sacked:
+            return
+        if skb.lost:
+            skb.rtx_out = False
+        else:
+            skb.lost = True
+            self.lost_total += 1
+
+    def _try_to_open(self) -> None:
+        """tcp_try_to_open() -> tcp_try_keep_open(): Disorder while anything is SACKed,
+        lost or retransmitted, else Open; high_seq moves with the state."""
+        if not self._any_retrans_done():
+            self.retrans_stamp = None
+        if self.ca_state != TCP_CA_CWR:
+            self._try_keep_open()
+
+    def _try_keep_open(self) -> None:
+        state = TCP_CA_DISORDER if (self.sacked_out or self.lost_out or self._any_retrans_done()) else TCP_CA_OPEN
+        if self.ca_state != state:
+            self.ca_state = state
+            self.high_seq = self.snd_nxt
+
+    def _enter_recovery(self) -> None:
+        """tcp_enter_recovery(): the undo marker, prior_ssthresh, then a cwnd reduction
+        (unless one runs): CUBIC's ssthresh, PRR from here."""
+        if not self._any_retrans_done():
+            self.retrans_stamp = None
+        self.prior_ssthresh = 0
+        self.undo_marker = self.snd_una                        # tcp_init_undo
+        self.undo_retrans = self.retrans_out or -1
+        if self.ca_state not in (TCP_CA_CWR, TCP_CA_RECOVERY):
+            self.prior_ssthresh = max(self.ssthresh, (self.cwnd >> 1) + (self.cwnd >> 2))   # tcp_current_ssthresh
+            self._init_cwnd_reduction()
+        self.ca_state = TCP_CA_RECOVERY
+
+    def _init_cwnd_reduction(self) -> None:
+        """tcp_init_cwnd_reduction(): high_seq, prior_cwnd and PRR's counts; ssthresh from
+        CUBIC (cubictcp_recalc_ssthresh: cwnd * 717 / 1024, at least 2)."""
+        self.high_seq = self.snd_nxt
+        self.tlp_high_seq = None
+        self.prior_cwnd = self.cwnd
+        self.prr_delivered = self.prr_out = 0
+        self.ssthresh = self.ca.recalc_ssthresh(self.cwnd)
+        self.snd_cwnd_cnt = 0
+
+    def _end_cwnd_reduction(self) -> None:
+        """tcp_end_cwnd_reduction(): cwnd to ssthresh (in CWR, or a reduction not undone)."""
+        if self.ssthresh < TCP_INFINITE_SSTHRESH and (self.ca_state == TCP_CA_CWR or self.undo_marker is not None):
+            self.cwnd = self.ssthresh
+
+    def _cwnd_reduction(self, newly_acked_sacked: int, newly_lost: int, flag: int) -> None:
+        """tcp_cwnd_reduction(): Proportional Rate Reduction (RFC 6937)."""
+        if newly_acked_sacked <= 0 or not self.prior_cwnd:
+            return
+        in_flight = self._packets_in_flight()
+        delta = self.ssthresh - in_flight
+        self.prr_delivered += newly_acked_sacked
+        if delta < 0:
+            sndcnt = (self.ssthresh * self.prr_delivered + self.prior_cwnd - 1) // self.prior_cwnd - self.prr_out
+        else:
+            sndcnt = max(self.prr_delivered - self.prr_out, newly_acked_sacked)
+            if flag & FLAG_SND_UNA_ADVANCED and not newly_lost:
+                sndcnt += 1
+            sndcnt = min(delta, sndcnt)
+        sndcnt = max(sndcnt, 0 if self.prr_out else 1)   # the fast retransmit goes at once
+        self.cwnd = in_flight + sndcnt
+
+    def _cong_control(self, now: int, flag: int, acked_sacked: int, newly_lost: int) -> None:
+        """tcp_cong_control(): PRR in CWR and Recovery; else, on data acked in order,
+        cubictcp_cong_avoid(): only while cwnd is what limits the sender
+        (tcp_is_cwnd_limited), slow start up to ssthresh (tcp_slow_start), then the cubic
+        function's count (bictcp_update) paced out by tcp_cong_avoid_ai."""
+        if self.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY):
+            self._cwnd_reduction(acked_sacked, newly_lost, flag)
+            return
+        if not flag & (FLAG_FORWARD_PROGRESS if self.reordering > TCP_FASTRETRANS_THRESH else FLAG_DATA_ACKED):
+            return
+        in_slow_start = self.cwnd < self.ssthresh
+        if not (self.is_cwnd_limited or (in_slow_start and self.cwnd < 2 * self.max_packets_out)):
+            return
+        acked = acked_sacked
+        if in_slow_start:
+            cwnd = min(self.cwnd + acked, self.ssthresh)
+            acked -= cwnd - self.cwnd
+            self.cwnd = cwnd
+            if not acked:
+                return
+        self.ca.update(self.cwnd, acked, now // JIFFY)
+        w = self.ca.cnt                           # tcp_cong_avoid_ai
+        if self.snd_cwnd_cnt >= w:
+            self.snd_cwnd_cnt = 0
+            self.cwnd += 1
+        self.snd_cwnd_cnt += acked
+        if self.snd_cwnd_cnt >= w:
+            delta = self.snd_cwnd_cnt // w
+            self.snd_cwnd_cnt -= delta * w
+            self.cwnd += delta
+
+    def _try_undo_recovery(self) -> bool:
+        """tcp_try_undo_recovery(): at the end of Recovery, undo if nothing needed
+        resending; a non-SACK connection holds Recovery until above high_seq is acked
+        (tcp_is_non_sack_preventing_reopen)."""
+        if self._may_undo():
+            self._undo_cwnd_reduction(False)
+        if not self.sack_ok and self.snd_una == self.high_seq:
+            if not self._any_retrans_done():
+                self.retrans_stamp = None
+            return True
+        self.ca_state = TCP_CA_OPEN
+        return False
+
+    def _try_undo_partial(self) -> bool:
+        """tcp_try_undo_partial(): a partial ACK echoing a time before the retransmission
+        means the hole was only delayed: undo if no retransmission is out."""
+        if self.undo_marker is not None and self._packet_delayed():
+            if self.retrans_out:
+                return True
+            if not self._any_retrans_done():
+                self.retrans_stamp = None
+            self._undo_cwnd_reduction(True)
+            self._try_keep_open()
+        return False
+
+    def _may_undo(self) -> bool:
+        return self.undo_marker is not None and (self.undo_retrans <= 0 or self._packet_delayed())
+
+    def _packet_delayed(self) -> bool:
+        """tcp_packet_delayed(): the echo is older than the first retransmission."""
+        if self.retrans_stamp is not None:
+            return self._last_ecr is not None and seq_lt(self._last_ecr, self._tsval(self.retrans_stamp))
+        if not self.sack_ok and not seq_lt(self.snd_una, self.high_seq):
+            return False
+        return True
+
+    def _undo_cwnd_reduction(self, unmark_loss: bool) -> None:
+        """tcp_undo_cwnd_reduction(): cwnd and ssthresh back (CUBIC's undo_cwnd is
+        tcp_reno_undo_cwnd: the larger of cwnd and prior_cwnd)."""
+        if unmark_loss:
+            for skb in self.rtx_queue:
+                skb.lost = False
+        if self.prior_ssthresh:
+            self.cwnd = max(self.cwnd, self.prior_cwnd)
+            if self.prior_ssthresh > self.ssthresh:
+                self.ssthresh = self.prior_ssthresh
+        self.undo_marker = None
+        self.rack_advanced = True
+
+    def _process_tlp_ack(self, ack: int, flag: int) -> None:
+        """tcp_process_tlp_ack(): an ACK at or past the probe ends its episode; one past a
+        retransmitted probe shows a loss: a CWR reduction (cwnd to CUBIC's ssthresh)."""
+        if seq_lt(ack, self.tlp_high_seq):
+            return
+        if not self.tlp_retrans:
+            self.tlp_high_seq = None
+        elif flag & FLAG_DSACKING_ACK:
+            self.tlp_high_seq = None
+        elif seq_lt(self.tlp_high_seq, ack):
+            self._init_cwnd_reduction()
+            self.ca_state = TCP_CA_CWR
+            self._end_cwnd_reduction()
+            self._try_keep_open()
+        elif not flag & (FLAG_SND_UNA_ADVANCED | FLAG_NOT_DUP | FLAG_DATA_SACKED):
+            self.tlp_high_seq = None
+
+    def _xmit_retransmit_queue(self, now: int) -> None:
+        """tcp_xmit_retransmit_queue(): resend lost segments, head first, while cwnd allows
+        (PRR counts them in prr_out); resending the head restarts the RTO, unless RACK's
+        reordering timer is what is pending."""
+        rearm = False
+        for skb in list(self.rtx_queue):
+            if self.cwnd - self._packets_in_flight() <= 0 or self.retrans_out >= self.lost_out:
+                break
+            if not skb.lost or skb.sacked or skb.rtx_out:
+                continue
+            if self._still_in_host_queue(skb):
+                self.spurious_rtx_hostqueues += 1     # __tcp_retransmit_skb: -EBUSY
+                self.tsq_throttled = skb.seq
+                break
+            if not seq_lt(skb.seq, (self.snd_una + self.snd_wnd) % MOD32) and skb.seq != self.snd_una:
+                break                                  # -EAGAIN: beyond the peer's window
+            skb.rtx_out = skb.retransmitted = True
+            skb.tx_at = now
+            self.total_retrans += 1
+            self._send(now, skb.flags, skb.seq, skb.data, "fast-retransmit")
+            self._stamp_first_retransmit(skb)
+            self.undo_retrans = max(self.undo_retrans, 0) + 1
+            if self.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY):
+                self.prr_out += 1
+            if skb is self.rtx_queue[0] and not self.reo_pending:
+                rearm = True
+        if rearm:
+            self._arm_rto(now)
+
+    # -- RACK (net/ipv4/tcp_recovery.c) -----------------------------------------------------
+    def _rack_advance(self, now: int, skb: _TxSkb) -> None:
+        """tcp_rack_advance(): the latest sent of the delivered segments, and its RTT; a
+        retransmission delivered sooner than min_rtt is ambiguous and skipped."""
+        rtt_us = (now - skb.tx_at) // 1000
+        if rtt_us < self.rtt_min_us and (skb.retransmitted or skb.rtx_out):
+            return
+        self.rack_advanced = True
+        self.rack_rtt_us = rtt_us
+        tx_us = skb.tx_at // 1000
+        if tx_us > self.rack_mstamp_us or (tx_us == self.rack_mstamp_us and seq_lt(self.rack_end_seq, skb.end_seq)):
+            self.rack_mstamp_us, self.rack_end_seq = tx_us, skb.end_seq
+
+    def _rack_reo_wnd(self) -> int:
+        """tcp_rack_reo_wnd(): no reordering seen: none in Recovery or once sacked_out
+        reaches the dupthresh; else min_rtt/4 (times reo_wnd_steps, 1), at most srtt."""
+        if not self.reord_seen:
+            if self.ca_state >= TCP_CA_RECOVERY or self.sacked_out >= self.reordering:
+                return 0
+        return min(self.rtt_min_us >> 2, self.srtt_us >> 3)
+
+    def _rack_detect_loss(self, now: int) -> int:
+        """tcp_rack_detect_loss(): in send order, mark lost each segment sent before the
+        latest delivered one whose RTT plus the reordering window has passed; returns the
+        longest wait (us) of the others."""
+        reo_wnd = self._rack_reo_wnd()
+        now_us = now // 1000
+        timeout = 0
+        for skb in sorted((s for s in self.rtx_queue if not s.sacked and not (s.lost and not s.rtx_out)),
+                          key=lambda s: s.tx_at // 1000):
+            tx_us = skb.tx_at // 1000
+            if not (self.rack_mstamp_us > tx_us or (self.rack_mstamp_us == tx_us
+                                                      and seq_lt(skb.end_seq, self.rack_end_seq))):
+                break
+            remaining = self.rack_rtt_us + reo_wnd - (now_us - tx_us)
+            if remaining <= 0:
+                self._mark_skb_lost(skb)
+            else:
+                timeout = max(timeout, remaining)
+        return timeout
+
+    def _rack_mark_lost(self, now: int) -> bool:
+        """tcp_rack_mark_lost(): after a delivery advanced RACK, detect losses; for those
+        still inside the window arm the reordering timer (ICSK_TIME_REO_TIMEOUT, at most
+        the RTO): True if it was armed."""
+        if not self.rack_advanced:
+            return False
+        self.rack_advanced = False
+        timeout = self._rack_detect_loss(now)
+        if timeout:
+            self.timers[TimerKind.RETRANSMIT] = now + min(_usecs_to_jiffies_ns(timeout + TCP_TIMEOUT_MIN_US), self.rto)
+            self.probe_pending, self.reo_pending = False, True
+        return bool(timeout)
+
+    def _rack_reo_timeout(self, now: int) -> None:
+        """tcp_rack_reo_timeout(): the reordering window ran out: mark, enter Recovery (with
+        one PRR step), resend; then the RTO from the head's last transmission."""
+        prior_inflight = self._packets_in_flight()
+        prior_lost = self.lost_total
+        self._rack_detect_loss(now)
+        if prior_inflight != self._packets_in_flight():
+            if self.ca_state != TCP_CA_RECOVERY:
+                self._enter_recovery()
+                self._cwnd_reduction(1, self.lost_total - prior_lost, 0)
+            self._xmit_retransmit_queue(now)
+        self._rearm_rto(now)
+
+    def _ack_rtx_queue(self, now: int, seg: TcpRepr) -> bool:
+        """tcp_ack in SYN_SENT (tcp_rcv_synsent_state_process): the SYN-ACK's ACK takes
+        the SYN off the queue; True if it did (FLAG_SYN_ACKED)."""
+        prior_snd_una, self.snd_una = self.snd_una, seg.ack
+        self._last_ecr = None
+        flag, _ = self._clean_rtx_queue(now, seg, prior_snd_una, None)
+        if flag & FLAG_SET_XMIT_TIMER and not self._schedule_loss_probe(now, True):
+            self._rearm_rto(now)
+        return bool(flag & FLAG_ACKED)
 
     def _data_queue(self, now: int, seg: TcpRepr, payload: bytes) -> None:
         """tcp_data_queue(): in-order data to the reader, out-of-order to the ofo queue."""
@@ -1543,6 +2153,9 @@ class TcpSock:
         if self.probe_pending:   # tcp_write_timer_handler: ICSK_TIME_LOSS_PROBE
             self._send_loss_probe(now)
             return
+        if self.reo_pending:     # ICSK_TIME_REO_TIMEOUT
+            self._rack_reo_timeout(now)
+            return
         if not self.rtx_queue:
             return
         if self._write_timeout(now):
@@ -1554,9 +2167,19 @@ class TcpSock:
             # (cubictcp_recalc_ssthresh: cwnd * beta 717 / 1024, at least 2); CA_Loss lasts
             # until snd_una passes high_seq; the TLP episode ends; cwnd is what is in flight
             # (nothing, all marked lost) plus one
-            if self.loss_high is None:
-                self.ssthresh = max(self.cwnd * CUBIC_BETA // BICTCP_BETA_SCALE, 2)
+            # (tcp_enter_loss: "Reduce ssthresh if it has not yet been made inside this
+            # window"). The scoreboard is cleared: the model does not mark the window lost
+            # (tcp_timeout_mark_lost) nor resend it after the head (see _fastretrans_alert).
+            if self.ca_state <= TCP_CA_DISORDER or not seq_lt(self.snd_una, self.high_seq) \
+                    or (self.ca_state == TCP_CA_LOSS and not self.retransmits):
+                self.ssthresh = self.ca.recalc_ssthresh(self.cwnd)
+            self.ca.reset()                    # cubictcp_state(TCP_CA_Loss)
+            self.snd_cwnd_cnt = 0
             self.loss_high, self.tlp_high_seq = self.snd_nxt, None
+            self.ca_state, self.high_seq = TCP_CA_LOSS, self.snd_nxt
+            self.reno_sacked = 0
+            for skb in self.rtx_queue:
+                skb.lost = skb.rtx_out = False
             self.cwnd = 1
         if self._still_in_host_queue(head):
             # __tcp_retransmit_skb() -> -EBUSY: nothing is sent, yet the timer backs off as if

@@ -297,8 +297,8 @@ def test_an_earlier_calls_failure_is_reported_before_a_later_lines():
 CORPUS_SCRIPTS = sorted(p.name for p in CORPUS.glob("*.pkt"))
 
 
-def test_corpus_is_15_to_40_scripts_each_in_the_readme_and_the_readme_lists_the_known_bugs():
-    assert 15 <= len(CORPUS_SCRIPTS) <= 40
+def test_corpus_is_at_least_40_scripts_each_in_the_readme_and_the_readme_lists_the_known_bugs():
+    assert len(CORPUS_SCRIPTS) >= 40
     readme = (CORPUS / "README.md").read_text()
     assert [n for n in CORPUS_SCRIPTS if f"| {n} |" not in readme] == []
     for name in KNOWN_MODEL_BUGS:
