@@ -761,18 +761,18 @@ class TcpSock:
         """tcp_transmit_skb() of the head skb's first `size` bytes, as the wire sees it
         after GSO (tcp_gso_segment): MSS-sized segments, PSH and FIN only on the last.
         __tcp_transmit_skb forces PSH on an skb of more than one segment ("to expedite
-        GRO flush at receiver"), so a burst's last segment carries PSH."""
+        GRO flush at receiver"), so a burst's last segment carries PSH. It sets it on the
+        clone it sends: the skb kept for retransmission has only its own PSH (tcp_mark_push)."""
         data, flags = self._take(size)
         mss = self.mss_cache
-        if len(data) > mss:
-            flags |= PSH
+        gso_psh = PSH if len(data) > mss else 0
         if not self.write_queue and self.fin_queued:
             flags |= FIN
             self.fin_queued = False
         for off in range(0, len(data), mss):
             piece = data[off:off + mss]
             last = off + mss >= len(data)
-            self._xmit_new(now, flags if last else 0, piece)
+            self._xmit_new(now, flags if last else 0, piece, gso_psh if last else 0)
             if len(piece) < mss:
                 self.snd_sml = self.snd_nxt
 
@@ -876,17 +876,17 @@ class TcpSock:
             self.backoff += 1
         self.timers[TimerKind.PROBE0] = now + self._probe0_when()
 
-    def _xmit_new(self, now: int, flags: int, data: bytes) -> None:
-        """tcp_transmit_skb() of new data and tcp_event_new_data_sent(). tcp_event_data_sent:
-        data going out with nothing in flight restarts CUBIC's clock (CA_EVENT_TX_START),
-        and lsndtime is now."""
+    def _xmit_new(self, now: int, flags: int, data: bytes, gso_psh: int = 0) -> None:
+        """tcp_transmit_skb() of new data and tcp_event_new_data_sent(); `gso_psh`: the PSH
+        only the sent clone carries. tcp_event_data_sent: data going out with nothing in
+        flight restarts CUBIC's clock (CA_EVENT_TX_START), and lsndtime is now."""
         if data:
             if not self._packets_in_flight():
                 self.ca.tx_start(now // JIFFY, self.lsndtime)
             self.lsndtime = now // JIFFY
         skb = _TxSkb(self.snd_nxt, data, flags, now)
         self.rtx_queue.append(skb)
-        self._send(now, flags, skb.seq, data, "fin" if flags & FIN and not data else "data")
+        self._send(now, flags | gso_psh, skb.seq, data, "fin" if flags & FIN and not data else "data")
         self.snd_nxt = skb.end_seq
         if TimerKind.RETRANSMIT not in self.timers or self.probe_pending:
             self._rearm_rto(now)   # tcp_event_new_data_sent()
@@ -1499,8 +1499,11 @@ class TcpSock:
             if rtt_us < 0:
                 rtt_us = (now - sackt[0]) // 1000
         if rtt_us < 0 and flag & FLAG_ACKED and self.ts_ok and seg.timestamp and seg.timestamp[1]:
-            # tcp_ack_update_rtt: the TS echo's delta, at least 1 ms
-            rtt_us = ca_rtt_us = max((self._tsval(now) - seg.timestamp[1]) % MOD32, 1) * 1000
+            # tcp_ack_update_rtt: the TS echo's delta, at least 1 ms; none from an echo of
+            # a time not yet come (the u32 delta is then past INT_MAX / 1000)
+            delta = (self._tsval(now) - seg.timestamp[1]) % MOD32
+            if delta < 0x7FFFFFFF // 1000:
+                rtt_us = ca_rtt_us = max(delta, 1) * 1000
         self.ca.acked(ca_rtt_us, now // JIFFY)
         if rtt_us >= 0:
             self._rtt_estimator(max(rtt_us, 1))

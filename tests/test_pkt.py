@@ -195,6 +195,20 @@ def test_ts_val_must_tick_with_the_clock():
     assert r.failure.line == 2 and "TS val" in r.failure.message           # one that went back
 
 
+def test_ts_val_may_lag_the_wire_by_the_targets_late_allowance_and_no_more():
+    # a segment stamped at 1 s that the wire saw 15 ms later: fine where the target may be
+    # 20 ms late (the board), not where it may not (the model)
+    script = parse_script("0 > S 0:0(0) <TS val 100 ecr 0>\n+1 > S 0:0(0) <TS val 1100 ecr 0>\n")
+    late = FakeTarget([syn_with_ts(0, 7000), syn_with_ts(10**9 + 15 * 10**6, 8000)])
+    late.late_slack_ns = 20 * 10**6
+    assert run_script(script, late).passed
+    r = run_script(script, FakeTarget([syn_with_ts(0, 7000), syn_with_ts(10**9 + 15 * 10**6, 8000)]))
+    assert r.failure.line == 2 and "TS val" in r.failure.message
+    slow = FakeTarget([syn_with_ts(0, 7000), syn_with_ts(10**9 + 15 * 10**6, 7900)])
+    slow.late_slack_ns = 20 * 10**6                    # 100 ms short is no lag: a slow clock
+    assert "TS val" in run_script(script, slow).failure.message
+
+
 def test_ts_ecr_is_checked():
     text = (CORPUS / "handshake-passive-options.pkt").read_text()
     assert run_text(text).passed

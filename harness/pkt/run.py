@@ -239,11 +239,14 @@ def _match_options(st: _State, seg: Segment, sent: Sent) -> list[str]:
                 st.ts_offset = (val - wv[0]) % MOD32
             elif st.last_ts is not None:
                 # packetdrill leaves TS val to the stack's clock: it must not go back, and
-                # it ticks once a millisecond (tcp_time_stamp_raw: tcp_clock_ns / NSEC_PER_MSEC)
+                # it ticks once a millisecond (tcp_time_stamp_raw: tcp_clock_ns / NSEC_PER_MSEC).
+                # The value is stamped when the stack sends, the time is when the wire saw
+                # it: a target's segment may come up to late_slack after its stamp (a GSO
+                # burst's last segment leaves the emulated NIC well after its first)
                 prev_val, prev_at = st.last_ts
                 step = (val - prev_val) % MOD32
                 elapsed_ms = (sent.at - prev_at) / 1e6
-                slack_ms = st.tol_usecs / 1000 + 1
+                slack_ms = st.tol_usecs / 1000 + 1 + st.target.late_slack_ns / 1e6
                 if step >= 1 << 31 or not elapsed_ms - slack_ms <= step <= elapsed_ms + slack_ms:
                     problems.append(f"TS val (it moved {step - (1 << 32) if step >= 1 << 31 else step} "
                                     f"in {elapsed_ms:g} ms)")
