@@ -268,6 +268,10 @@ class _TxSkb:
     sacked: bool = False
     lost: bool = False
     rtx_out: bool = False
+    # the kernel skb this segment is part of: the segments of one tcp_transmit_skb() (a GSO
+    # burst) share it until tcp_fragment splits them (a retransmission of fewer segments,
+    # a SACK of part, NewReno's head, the probe's tail)
+    skb_id: int = 0
 
     def __post_init__(self) -> None:
         if self.tx_at is None:
@@ -461,7 +465,6 @@ class TcpSock:
         # while probe_pending (icsk_pending == ICSK_TIME_LOSS_PROBE)
         self.probe_pending = False
         self.tlp_high_seq: int | None = None   # a probe is out (one per tail loss episode)
-        self.loss_high: int | None = None      # CA_Loss after an RTO, until snd_una passes it
         self.tlp_retrans = False               # the probe resent the tail (not new data)
         # loss recovery (tcp_fastretrans_alert): the congestion state (icsk_ca_state) and
         # its high_seq; a non-SACK peer's duplicate ACKs (tcp_add_reno_sack); the reordering
@@ -478,6 +481,9 @@ class TcpSock:
         self.undo_marker: int | None = None
         self.undo_retrans = 0
         self.lost_total = 0                    # tp->lost: segments ever marked lost
+        self._next_skb_id = 1
+        self.frto = False                      # F-RTO after this timeout (tp->frto)
+        self._rexmit_new = False
         self._sack_delivered = self._reno_delivered = 0
         self._last_ecr: int | None = None      # the ACK's TS echo (rx_opt.rcv_tsecr), if any
         # RACK (tcp_recovery.c): the latest sent delivered segment and its RTT; the
@@ -667,12 +673,14 @@ class TcpSock:
         self.timers[TimerKind.RETRANSMIT] = now + self.rto
         self.probe_pending = self.reo_pending = False
 
-    def _write_xmit(self, now: int, push_fin: bool = False, probe: bool = False, push_one: bool = False) -> None:
+    def _write_xmit(self, now: int, push_fin: bool = False, probe: bool = False, push_one: bool = False,
+                    nagle_off: bool = False) -> None:
         """tcp_write_xmit(): send what cwnd, the peer's window and Nagle allow, an skb (a
         GSO burst of up to tcp_tso_segs segments) at a time; then, if it sent anything,
         schedule a tail loss probe. `probe` (push_one 2, from the probe itself): one skb,
         a congestion window of at least one segment, no new probe scheduled. `push_one`
         (tcp_push_one, from tcp_sendmsg_locked when an skb fills): one skb, Nagle off.
+        `nagle_off`: TCP_NAGLE_OFF (tcp_xmit_recovery's push).
         Not modelled: tcp_tso_should_defer, which holds an skb only when the last
         transmission was within 1 ms and the head's ACK is due within min(srtt/2, 1 ms)."""
         if self.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1,
@@ -696,7 +704,7 @@ class TcpSock:
             if seq_lt(wnd_end, (self.snd_nxt + min(mss, skb_len)) % MOD32):   # tcp_snd_wnd_test
                 break
             last_of_queue = len(self.skb_lens) == 1
-            if tso_segs == 1 and skb_len < mss and not self.nodelay and not probe and not push_one \
+            if tso_segs == 1 and skb_len < mss and not self.nodelay and not probe and not push_one and not nagle_off \
                     and not (last_of_queue and self.fin_queued):
                 # Nagle, with Minshall's refinement (tcp_nagle_check): hold a small
                 # segment only while an earlier small one is unacknowledged.
@@ -705,7 +713,7 @@ class TcpSock:
             limit = mss
             if tso_segs > 1:
                 limit = self._mss_split_point(skb_len, last_of_queue, min(cwnd_quota, max_segs),
-                                              probe or push_one)
+                                              probe or push_one or nagle_off)
             if skb_len > limit:                                # tso_fragment: PSH and FIN go with the tail
                 self.skb_lens[0:1] = [limit, skb_len - limit]
                 skb_len = limit
@@ -727,6 +735,21 @@ class TcpSock:
             # tcp_write_xmit sent nothing, nothing is out and data waits (the peer's window
             # is closed): tcp_check_probe_timer arms ICSK_TIME_PROBE0 at tcp_probe0_base
             self.timers[TimerKind.PROBE0] = now + self._probe0_base()
+
+    def _new_skb_id(self) -> int:
+        self._next_skb_id += 1
+        return self._next_skb_id
+
+    def _fragment(self, i: int) -> None:
+        """tcp_fragment() in the retransmit queue: the segments from index `i` on that
+        shared an skb with the one before become an skb of their own."""
+        q = self.rtx_queue
+        if 0 < i < len(q) and q[i].skb_id == q[i - 1].skb_id:
+            old, new = q[i].skb_id, self._new_skb_id()
+            for skb in q[i:]:
+                if skb.skb_id != old:
+                    break
+                skb.skb_id = new
 
     def _cwnd_validate(self, sent: bool, is_cwnd_limited: bool) -> None:
         """tcp_cwnd_validate(), from tcp_write_xmit when it sent something or cwnd held it
@@ -769,10 +792,11 @@ class TcpSock:
         if not self.write_queue and self.fin_queued:
             flags |= FIN
             self.fin_queued = False
+        skb_id = self._new_skb_id()
         for off in range(0, len(data), mss):
             piece = data[off:off + mss]
             last = off + mss >= len(data)
-            self._xmit_new(now, flags if last else 0, piece, gso_psh if last else 0)
+            self._xmit_new(now, flags if last else 0, piece, gso_psh if last else 0, skb_id)
             if len(piece) < mss:
                 self.snd_sml = self.snd_nxt
 
@@ -876,7 +900,7 @@ class TcpSock:
             self.backoff += 1
         self.timers[TimerKind.PROBE0] = now + self._probe0_when()
 
-    def _xmit_new(self, now: int, flags: int, data: bytes, gso_psh: int = 0) -> None:
+    def _xmit_new(self, now: int, flags: int, data: bytes, gso_psh: int = 0, skb_id: int = 0) -> None:
         """tcp_transmit_skb() of new data and tcp_event_new_data_sent(); `gso_psh`: the PSH
         only the sent clone carries. tcp_event_data_sent: data going out with nothing in
         flight restarts CUBIC's clock (CA_EVENT_TX_START), and lsndtime is now."""
@@ -884,7 +908,7 @@ class TcpSock:
             if not self._packets_in_flight():
                 self.ca.tx_start(now // JIFFY, self.lsndtime)
             self.lsndtime = now // JIFFY
-        skb = _TxSkb(self.snd_nxt, data, flags, now)
+        skb = _TxSkb(self.snd_nxt, data, flags, now, skb_id=skb_id or self._new_skb_id())
         self.rtx_queue.append(skb)
         self._send(now, flags | gso_psh, skb.seq, data, "fin" if flags & FIN and not data else "data")
         self.snd_nxt = skb.end_seq
@@ -944,13 +968,13 @@ class TcpSock:
             elif self.rtx_queue and self._still_in_host_queue(self.rtx_queue[-1]):
                 self.spurious_rtx_hostqueues += 1
                 self.tsq_throttled = self.rtx_queue[-1].seq
-                self._stamp_first_retransmit(self.rtx_queue[-1])
             elif self.rtx_queue:
+                self._fragment(len(self.rtx_queue) - 1)   # the last MSS of the last skb
                 tail = self.rtx_queue[-1]
                 tail.retransmitted = True    # TCPCB_EVER_RETRANS: no RTT sample from it
                 tail.tx_at = now
+                # __tcp_retransmit_skb: not tcp_retransmit_skb, so no retrans_stamp
                 self._send(now, tail.flags, tail.seq, tail.data, "loss-probe-retransmit")
-                self._stamp_first_retransmit(tail)
                 sent = self.tlp_retrans = True
             if sent:
                 self.tlp_high_seq = self.snd_nxt
@@ -1352,7 +1376,16 @@ class TcpSock:
             delivered += self._reno_delivered   # tcp_add_reno_sack's tcp_count_delivered
         self._cong_control(now, flag, delivered, self.lost_total - prior_lost)
         if rexmit:
-            self._xmit_retransmit_queue(now)   # tcp_xmit_recovery(REXMIT_LOST)
+            # tcp_xmit_recovery(): REXMIT_NEW (F-RTO) pushes new data, Nagle off, and only
+            # if none went past high_seq resends what is lost
+            if self._rexmit_new:
+                self._rexmit_new = False
+                nxt = self.snd_nxt
+                self._write_xmit(now, nagle_off=True)
+                if self.snd_nxt != nxt and seq_lt(self.high_seq, self.snd_nxt):
+                    return True
+                self.frto = False
+            self._xmit_retransmit_queue(now)
         return True
 
     # -- the scoreboard (tcp_sacktag_write_queue, tcp_clean_rtx_queue) ----------------------
@@ -1438,6 +1471,11 @@ class TcpSock:
                 skb.sacked = True
                 flag |= FLAG_DATA_SACKED
                 self._sack_delivered += 1
+        # tcp_match_skb_to_sack: an skb partly SACKed is split at the block's edge
+        q = self.rtx_queue
+        for i in range(len(q) - 1, 0, -1):
+            if q[i].sacked != q[i - 1].sacked:
+                self._fragment(i)
         if reord != self.snd_nxt:
             self._check_sack_reordering(reord)
         return flag, (None if first_sackt is None else (first_sackt, last_sackt))
@@ -1484,9 +1522,11 @@ class TcpSock:
                 delivered += 1
                 if not self._spurious_retrans(seg, skb):
                     self._rack_advance(now, skb)
-            flag |= FLAG_SYN_ACKED if skb.flags & SYN else FLAG_DATA_ACKED
-        if pkts_acked:
-            flag |= FLAG_ACKED
+            if skb.flags & SYN:
+                flag |= FLAG_SYN_ACKED
+                self.retrans_stamp = None
+            else:
+                flag |= FLAG_DATA_ACKED
         if not self.sack_ok and pkts_acked:
             delivered = self._remove_reno_sacks(pkts_acked)
             if flag & FLAG_RETRANS_DATA_ACKED:
@@ -1509,15 +1549,10 @@ class TcpSock:
             self._rtt_estimator(max(rtt_us, 1))
             self._set_rto()
             self.backoff = 0
-        if self.loss_high is not None and seq_le(self.loss_high, seg.ack):
-            self.loss_high = None    # CA_Loss ends when snd_una passes high_seq
-            self.ca_state = TCP_CA_OPEN
         if flag & FLAG_ACKED:
             flag |= FLAG_SET_XMIT_TIMER
             self.backoff = 0
             self.retransmits = 0
-            if self.ca_state != TCP_CA_RECOVERY:
-                self.retrans_stamp = None
             if self.sack_ok and seq_lt(reord, prior_fack):
                 self._check_sack_reordering(reord)
             if not self.rtx_queue:
@@ -1573,8 +1608,15 @@ class TcpSock:
         retransmission of the rest of the window are not modelled."""
         if not self.rtx_queue and self.reno_sacked:
             self.reno_sacked = 0
+        if self.ca_state == TCP_CA_OPEN:
+            self.retrans_stamp = None
         if self.ca_state == TCP_CA_LOSS:
-            return flag, False
+            rexmit, self._rexmit_new = self._process_loss(flag, num_dupack)
+            flag = self._identify_packet_loss(now, flag)
+            if not (self.ca_state == TCP_CA_OPEN or flag & FLAG_LOST_RETRANS):
+                return flag, rexmit
+            self._rexmit_new = False
+            return self._fastretrans_open(now, num_dupack, flag)
         if self.ca_state != TCP_CA_OPEN and not seq_lt(self.snd_una, self.high_seq):
             if self.ca_state == TCP_CA_CWR:
                 if self.snd_una != self.high_seq:
@@ -1593,16 +1635,22 @@ class TcpSock:
             elif self._try_undo_partial():
                 return flag, False
             flag = self._identify_packet_loss(now, flag)
-        else:
-            if not self.sack_ok:
-                if flag & FLAG_SND_UNA_ADVANCED:
-                    self.reno_sacked = 0
-                self._add_reno_sack(num_dupack)
-            flag = self._identify_packet_loss(now, flag)
-            if not self.lost_out:          # tcp_time_to_recover (RACK: only a proven loss)
-                self._try_to_open()
-                return flag, False
-            self._enter_recovery()
+            return flag, True
+        return self._fastretrans_open(now, num_dupack, flag)
+
+    def _fastretrans_open(self, now: int, num_dupack: int, flag: int) -> tuple[int, bool]:
+        """tcp_fastretrans_alert()'s default case (Open, Disorder, CWR, and CA_Loss once
+        undone or its retransmissions lost): count a non-SACK peer's duplicates, find
+        losses, then stay (tcp_try_to_open) or enter Recovery."""
+        if not self.sack_ok:
+            if flag & FLAG_SND_UNA_ADVANCED:
+                self.reno_sacked = 0
+            self._add_reno_sack(num_dupack)
+        flag = self._identify_packet_loss(now, flag)
+        if not self.lost_out:          # tcp_time_to_recover (RACK: only a proven loss)
+            self._try_to_open()
+            return flag, False
+        self._enter_recovery()
         return flag, True
 
     def _identify_packet_loss(self, now: int, flag: int) -> int:
@@ -1614,7 +1662,9 @@ class TcpSock:
         if not self.sack_ok:
             if (self.ca_state < TCP_CA_RECOVERY and self.reno_sacked >= self.reordering) or \
                     (self.ca_state == TCP_CA_RECOVERY and flag & FLAG_SND_UNA_ADVANCED):
-                self._mark_skb_lost(self.rtx_queue[0])   # tcp_newreno_mark_lost
+                if not self.rtx_queue[0].lost:            # tcp_newreno_mark_lost: the head, one MSS
+                    self._fragment(1)
+                    self._mark_skb_lost(self.rtx_queue[0])
         else:
             prior_retrans = self.retrans_out
             if self._rack_mark_lost(now):
@@ -1793,12 +1843,21 @@ class TcpSock:
     def _xmit_retransmit_queue(self, now: int) -> None:
         """tcp_xmit_retransmit_queue(): resend lost segments, head first, while cwnd allows
         (PRR counts them in prr_out); resending the head restarts the RTO, unless RACK's
-        reordering timer is what is pending."""
+        reordering timer is what is pending.
+        A lost skb goes as one GSO burst of up to cwnd - in flight (and tcp_tso_segs)
+        segments, split off the rest (__tcp_retransmit_skb -> tcp_fragment); PSH is forced
+        on a burst of more than one, as for new data."""
         rearm = False
-        for skb in list(self.rtx_queue):
-            if self.cwnd - self._packets_in_flight() <= 0 or self.retrans_out >= self.lost_out:
+        max_segs = self._tso_segs()
+        q = self.rtx_queue
+        i = 0
+        while i < len(q):
+            skb = q[i]
+            segs = min(self.cwnd - self._packets_in_flight(), max_segs)
+            if segs <= 0 or self.retrans_out >= self.lost_out:
                 break
             if not skb.lost or skb.sacked or skb.rtx_out:
+                i += 1
                 continue
             if self._still_in_host_queue(skb):
                 self.spurious_rtx_hostqueues += 1     # __tcp_retransmit_skb: -EBUSY
@@ -1806,16 +1865,24 @@ class TcpSock:
                 break
             if not seq_lt(skb.seq, (self.snd_una + self.snd_wnd) % MOD32) and skb.seq != self.snd_una:
                 break                                  # -EAGAIN: beyond the peer's window
-            skb.rtx_out = skb.retransmitted = True
-            skb.tx_at = now
-            self.total_retrans += 1
-            self._send(now, skb.flags, skb.seq, skb.data, "fast-retransmit")
+            n = 1
+            while n < segs and i + n < len(q) and q[i + n].skb_id == skb.skb_id:
+                n += 1
+            self._fragment(i + n)
+            burst = q[i:i + n]
+            for k, seg in enumerate(burst):
+                seg.rtx_out = seg.retransmitted = True
+                seg.tx_at = now
+                flags = seg.flags | (PSH if n > 1 and k == n - 1 else 0)
+                self._send(now, flags if k == n - 1 else 0, seg.seq, seg.data, "fast-retransmit")
+            self.total_retrans += n
             self._stamp_first_retransmit(skb)
-            self.undo_retrans = max(self.undo_retrans, 0) + 1
+            self.undo_retrans = max(self.undo_retrans, 0) + n
             if self.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY):
-                self.prr_out += 1
-            if skb is self.rtx_queue[0] and not self.reo_pending:
+                self.prr_out += n
+            if i == 0 and not self.reo_pending:
                 rearm = True
+            i += n
         if rearm:
             self._arm_rto(now)
 
@@ -2166,24 +2233,8 @@ class TcpSock:
         head = self.rtx_queue[0]
         syn = head.flags & SYN and self.state is TcpState.SYN_SENT
         if not syn:
-            # tcp_enter_loss(): on entering CA_Loss (not again within it) ssthresh is CUBIC's
-            # (cubictcp_recalc_ssthresh: cwnd * beta 717 / 1024, at least 2); CA_Loss lasts
-            # until snd_una passes high_seq; the TLP episode ends; cwnd is what is in flight
-            # (nothing, all marked lost) plus one
-            # (tcp_enter_loss: "Reduce ssthresh if it has not yet been made inside this
-            # window"). The scoreboard is cleared: the model does not mark the window lost
-            # (tcp_timeout_mark_lost) nor resend it after the head (see _fastretrans_alert).
-            if self.ca_state <= TCP_CA_DISORDER or not seq_lt(self.snd_una, self.high_seq) \
-                    or (self.ca_state == TCP_CA_LOSS and not self.retransmits):
-                self.ssthresh = self.ca.recalc_ssthresh(self.cwnd)
-            self.ca.reset()                    # cubictcp_state(TCP_CA_Loss)
-            self.snd_cwnd_cnt = 0
-            self.loss_high, self.tlp_high_seq = self.snd_nxt, None
-            self.ca_state, self.high_seq = TCP_CA_LOSS, self.snd_nxt
-            self.reno_sacked = 0
-            for skb in self.rtx_queue:
-                skb.lost = skb.rtx_out = False
-            self.cwnd = 1
+            self._enter_loss(now)
+        self._fragment(1)                     # tcp_retransmit_skb(sk, head, 1)
         if self._still_in_host_queue(head):
             # __tcp_retransmit_skb() -> -EBUSY: nothing is sent, yet the timer backs off as if
             # it had been (only a positive error takes TCP_RESOURCE_PROBE_INTERVAL instead);
@@ -2199,12 +2250,94 @@ class TcpSock:
             if syn:
                 self._send_syn(now, "syn-retransmit")
             else:
+                head.rtx_out = True           # tcp_retransmit_skb: TCPCB_SACKED_RETRANS
+                self.undo_retrans = max(self.undo_retrans, 0) + 1
                 self._send(now, head.flags, head.seq, head.data, "retransmit")
         self._stamp_first_retransmit(head)
         self.backoff += 1
         self.retransmits += 1
         self.rto = min(self.rto << 1, TCP_RTO_MAX)
         self._arm_rto(now)
+
+    def _enter_loss(self, now: int) -> None:
+        """tcp_enter_loss(): tcp_timeout_mark_lost marks the queue lost (the head always;
+        the others once RACK's RTT has passed since they were sent; SACKed ones stay, unless
+        the head itself was SACKed: reneging); ssthresh is CUBIC's unless this window was
+        reduced already, with the undo marker; cwnd what is in flight plus one; CA_Loss
+        until snd_una passes high_seq (snd_nxt); F-RTO (tcp_frto 2) on a new recovery or
+        a repeated timeout."""
+        new_recovery = self.ca_state < TCP_CA_RECOVERY
+        head = self.rtx_queue[0]
+        reneg = head.sacked
+        if not self.sack_ok:
+            self.reno_sacked = 0
+        now_us = now // 1000
+        for skb in self.rtx_queue:
+            if reneg:
+                skb.sacked = False
+            elif skb is not head and self.rack_rtt_us - (now_us - skb.tx_at // 1000) > 0:
+                continue
+            self._mark_skb_lost(skb)
+        if self.ca_state <= TCP_CA_DISORDER or not seq_lt(self.snd_una, self.high_seq) \
+                or (self.ca_state == TCP_CA_LOSS and not self.retransmits):
+            self.prior_ssthresh = self.ssthresh if self.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY) else \
+                max(self.ssthresh, (self.cwnd >> 1) + (self.cwnd >> 2))   # tcp_current_ssthresh
+            self.prior_cwnd = self.cwnd
+            self.ssthresh = self.ca.recalc_ssthresh(self.cwnd)
+            self.undo_marker = self.snd_una                          # tcp_init_undo
+            self.undo_retrans = self.retrans_out or -1
+        self.cwnd = self._packets_in_flight() + 1
+        self.snd_cwnd_cnt = 0
+        if self.ca_state <= TCP_CA_DISORDER and self.sacked_out >= TCP_FASTRETRANS_THRESH:
+            self.reordering = min(self.reordering, TCP_FASTRETRANS_THRESH)
+        self.ca_state = TCP_CA_LOSS
+        self.ca.reset()                                              # cubictcp_state(TCP_CA_Loss)
+        self.high_seq = self.snd_nxt
+        self.tlp_high_seq = None
+        self.frto = new_recovery or bool(self.retransmits)
+
+    def _process_loss(self, flag: int, num_dupack: int) -> tuple[bool, bool]:
+        """tcp_process_loss(): CA_Loss on an ACK. Undo if the echo shows the timeout was
+        spurious; F-RTO (RFC 5682): the first ACK that advances sends new data rather than
+        retransmissions (REXMIT_NEW), and never-retransmitted data acked or SACKed then
+        undoes; past high_seq the loss is over. Returns (rexmit, rexmit_new)."""
+        recovered = not seq_lt(self.snd_una, self.high_seq)
+        if flag & FLAG_SND_UNA_ADVANCED and self._try_undo_loss(False):
+            return False, False
+        if self.frto:
+            if flag & FLAG_ORIG_SACK_ACKED and self._try_undo_loss(True):
+                return False, False
+            if seq_lt(self.high_seq, self.snd_nxt):
+                if flag & FLAG_DATA_SACKED or num_dupack:
+                    self.frto = False                 # step 3.a: the loss was real
+            elif flag & FLAG_SND_UNA_ADVANCED and not recovered:
+                self.high_seq = self.snd_nxt
+                if self.write_queue and seq_lt(self.snd_nxt, (self.snd_una + self.snd_wnd) % MOD32):
+                    return True, True                 # step 2.b: try new data
+                self.frto = False
+        if recovered:
+            self._try_undo_recovery()
+            return False, False
+        if not self.sack_ok:
+            if seq_lt(self.high_seq, self.snd_nxt) and num_dupack:
+                self._add_reno_sack(num_dupack)
+            elif flag & FLAG_SND_UNA_ADVANCED:
+                self.reno_sacked = 0
+        return True, False
+
+    def _try_undo_loss(self, frto_undo: bool) -> bool:
+        """tcp_try_undo_loss(): undo the timeout's reduction and its loss marks."""
+        if not (frto_undo or self._may_undo()):
+            return False
+        self._undo_cwnd_reduction(True)
+        self.retransmits = 0
+        if not self.sack_ok and self.snd_una == self.high_seq:   # tcp_is_non_sack_preventing_reopen
+            if not self._any_retrans_done():
+                self.retrans_stamp = None
+            return True
+        if frto_undo or self.sack_ok:
+            self.ca_state = TCP_CA_OPEN
+        return True
 
     def _stamp_first_retransmit(self, skb: _TxSkb) -> None:
         """tcp_retransmit_skb(): "Save stamp of the first (attempted) retransmit": the
@@ -2227,7 +2360,7 @@ class TcpSock:
         if self.state in open_states and self.head_lost_unsent and self.rtx_queue:
             head = self.rtx_queue[0]
             self.head_lost_unsent = False
-            head.retransmitted = True
+            head.retransmitted = head.rtx_out = True
             head.tx_at = now
             self.total_retrans += 1
             self._send(now, head.flags, head.seq, head.data, "retransmit")

@@ -17,7 +17,7 @@ from models.clock import JIFFY, Window, ms, sec, timer_wheel_slack
 from models.config import FirmwareConfig
 from models.errors import ModelUsageError
 from models.neighbour import Nud
-from models.tcp import TcpParams, TcpSock, TcpState, TimerKind, _TxSkb
+from models.tcp import TCP_CA_LOSS, TcpParams, TcpSock, TcpState, TimerKind, _TxSkb
 from models.wire import ArpRepr, EthernetRepr, ip4, mac_bytes
 from models.wire.arp import ARPOP_REPLY
 
@@ -340,19 +340,22 @@ def test_the_rtt_sample_is_the_oldest_acked_segments_and_none_if_a_resend_is_ack
     assert acked(True).srtt_us == srtt0               # no sample at all
 
 
-def test_the_give_up_time_counts_from_the_first_retransmission_the_probe():
-    # tcp_retransmit_skb saves the stamp of the first (attempted) retransmit, here the tail
-    # loss probe's, and tcp_write_timeout counts tcp_model_timeout(tcp_retries2) from it
+def test_the_give_up_time_counts_from_the_first_rto_retransmission_not_the_probe():
+    # tcp_retransmit_skb saves the stamp of the first (attempted) retransmit and
+    # tcp_write_timeout counts tcp_model_timeout(tcp_retries2) from it; the tail loss probe
+    # resends through __tcp_retransmit_skb (tcp_send_loss_probe), which stamps nothing
     from models.tcp import tcp_model_timeout
 
     sk, _ = _established_with_data()
     sk.params = TcpParams(retries2=3)
-    t_tlp, out = _fire(sk)
-    assert [s.cause for s in out] == ["loss-probe-retransmit"] and sk.retrans_stamp == t_tlp
+    _, out = _fire(sk)
+    assert [s.cause for s in out] == ["loss-probe-retransmit"] and sk.retrans_stamp is None
+    t_rto, out = _fire(sk)
+    assert [s.cause for s in out] == ["retransmit"] and sk.retrans_stamp == t_rto
     while sk.state is not TcpState.CLOSED:
         _fire(sk)
     died = sk.transitions[-1][0]
-    assert sk.error == "ETIMEDOUT" and died >= t_tlp + tcp_model_timeout(3, ms(200)) > ms(20) + tcp_model_timeout(3, ms(200))
+    assert sk.error == "ETIMEDOUT" and died >= t_rto + tcp_model_timeout(3, ms(200))
 
 
 def test_an_rto_sets_cubics_ssthresh_once_per_loss_episode():
@@ -360,7 +363,7 @@ def test_an_rto_sets_cubics_ssthresh_once_per_loss_episode():
     # the loss found (10: 7), not half of what is in flight, and not again in CA_Loss
     sk, _ = _established_with_data(b"y" * 2000)
     assert sk.cwnd == 10
-    while not sk.loss_high:
+    while sk.ca_state != TCP_CA_LOSS:
         _fire(sk)                    # the tail loss probe, then the RTO
     assert (sk.ssthresh, sk.cwnd) == (7, 1)
     _fire(sk)                        # the next RTO, still in CA_Loss
