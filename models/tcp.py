@@ -84,6 +84,7 @@ USEC_PER_SEC = 10**6
 # L1_CACHE_ALIGN(128 + MAX_HEADER) = 192 for the board's kernel (64-byte lines; no
 # tunnels or WLAN: MAX_HEADER = LL_MAX_HEADER = 32).
 TCP_MIN_TSO_SEGS = 2
+TCP_TSO_WIN_DIVISOR = 3       # tcp_sk_init: sysctl_tcp_tso_win_divisor
 TCP_TSO_RTT_LOG = 9
 TCP_PACING_SS_RATIO = 200
 TCP_PACING_CA_RATIO = 120
@@ -482,6 +483,7 @@ class TcpSock:
         self.undo_retrans = 0
         self.lost_total = 0                    # tp->lost: segments ever marked lost
         self._next_skb_id = 1
+        self.wstamp = 0                        # tcp_wstamp_ns: when this socket last sent
         self.frto = False                      # F-RTO after this timeout (tp->frto)
         self._rexmit_new = False
         self._sack_delivered = self._reno_delivered = 0
@@ -634,7 +636,9 @@ class TcpSock:
     def _send(self, now: int, flags: int, seq: int, payload: bytes, cause: str, window: Window | None = None,
               ack: bool = True) -> None:
         """tcp_transmit_skb(): every segment after the SYN carries ACK and the current window;
-        sending one clears a pending delayed ACK (tcp_event_ack_sent)."""
+        sending one clears a pending delayed ACK (tcp_event_ack_sent); every one moves
+        tcp_wstamp_ns."""
+        self.wstamp = max(self.wstamp, now)
         if ack:
             flags |= ACK
         rwin = self.tw_rcv_wnd >> self.rcv_wscale if self.timewait_sock else self._select_window()
@@ -681,13 +685,13 @@ class TcpSock:
         a congestion window of at least one segment, no new probe scheduled. `push_one`
         (tcp_push_one, from tcp_sendmsg_locked when an skb fills): one skb, Nagle off.
         `nagle_off`: TCP_NAGLE_OFF (tcp_xmit_recovery's push).
-        Not modelled: tcp_tso_should_defer, which holds an skb only when the last
-        transmission was within 1 ms and the head's ACK is due within min(srtt/2, 1 ms)."""
+        An skb of several segments may wait for an ACK due at once (tcp_tso_should_defer)."""
         if self.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1,
                               TcpState.CLOSING, TcpState.LAST_ACK):
             return
         nxt0 = self.snd_nxt
         queued = bool(self.write_queue) or self.fin_queued
+        deferred_cwnd_limited = False
         max_segs = self._tso_segs()
         while self.write_queue:
             mss = self.mss_cache
@@ -710,6 +714,11 @@ class TcpSock:
                 # segment only while an earlier small one is unacknowledged.
                 if self.rtx_queue and seq_lt(self.snd_una, self.snd_sml) and seq_le(self.snd_sml, self.snd_nxt):
                     break
+            if tso_segs > 1 and not probe and not push_one:
+                defer, cwnd_limited = self._tso_should_defer(now, skb_len, last_of_queue, max_segs)
+                deferred_cwnd_limited |= cwnd_limited
+                if defer:
+                    break
             limit = mss
             if tso_segs > 1:
                 limit = self._mss_split_point(skb_len, last_of_queue, min(cwnd_quota, max_segs),
@@ -724,7 +733,8 @@ class TcpSock:
             self.fin_queued = False
             self._xmit_new(now, FIN, b"")
         if queued:
-            self._cwnd_validate(self.snd_nxt != nxt0, self._packets_in_flight() >= self.cwnd)
+            self._cwnd_validate(self.snd_nxt != nxt0,
+                                deferred_cwnd_limited or self._packets_in_flight() >= self.cwnd)
         if self.snd_nxt != nxt0 and self.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY):
             self.prr_out += sum(1 for skb in self.rtx_queue if not seq_lt(skb.seq, nxt0))
         if self.snd_nxt != nxt0 and not probe:
@@ -735,6 +745,35 @@ class TcpSock:
             # tcp_write_xmit sent nothing, nothing is out and data waits (the peer's window
             # is closed): tcp_check_probe_timer arms ICSK_TIME_PROBE0 at tcp_probe0_base
             self.timers[TimerKind.PROBE0] = now + self._probe0_base()
+
+    def _tso_should_defer(self, now: int, skb_len: int, is_tail: bool, max_segs: int) -> tuple[bool, bool]:
+        """tcp_tso_should_defer(): hold the send head (several segments) back for an ACK
+        due within min(srtt/2, 1 ms), if something went out in the last millisecond
+        (tcp_wstamp_ns) and less than a full burst, the whole skb, or a third of the window
+        (tcp_tso_win_divisor) could go now; never in Recovery or Loss, nor for a FIN.
+        Returns (defer, cwnd-limited)."""
+        if self.ca_state >= TCP_CA_RECOVERY or now - self.wstamp - NSEC_PER_MSEC > 0:
+            return False, False
+        mss = self.mss_cache
+        send_win = (self.snd_una + self.snd_wnd - self.snd_nxt) % MOD32
+        cong_win = (self.cwnd - self._packets_in_flight()) * mss
+        limit = min(send_win, cong_win)
+        if limit >= max_segs * mss or (not is_tail and limit >= skb_len):
+            return False, False
+        if limit >= min(self.snd_wnd, self.cwnd * mss) // TCP_TSO_WIN_DIVISOR or not self.rtx_queue:
+            return False, False
+        srtt_ns = (1000 >> 3) * self.srtt_us
+        how_far_is_the_ack = self.rtx_queue[0].tx_at + srtt_ns - now
+        if how_far_is_the_ack - min(srtt_ns >> 1, NSEC_PER_MSEC) > 0:
+            return False, False
+        if cong_win < send_win:
+            if cong_win <= skb_len:
+                return True, True
+        elif send_win <= skb_len:
+            return True, False
+        if is_tail and self.fin_queued:
+            return False, False
+        return True, False
 
     def _new_skb_id(self) -> int:
         self._next_skb_id += 1
