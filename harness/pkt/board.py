@@ -65,7 +65,7 @@ from .run import LOCAL_PORT, REMOTE_PORT
 from .script import MAX_FLOWS, Syscall
 from .target import NotModelled, Sent, SyscallOutcome, TargetError
 
-__all__ = ["BoardHost", "BoardTarget", "AgentConsole", "LINUX_ARM_NAMES", "AGENT_PROTOCOL"]
+__all__ = ["BoardHost", "BoardTarget", "AgentConsole", "LINUX_ARM_NAMES", "AGENT_PROTOCOL", "script_console_lines"]
 
 AGENT_PROTOCOL = 2
 AGENT_SLOTS = 16          # pktagent's SLOTS: scripts at once
@@ -95,6 +95,13 @@ MARK_PORT = 9             # discard
 CALL_TIMEOUT_S = 5.0      # a call that has not returned by then blocks for good: Ctrl-C
 _ANSWER = re.compile(r"^= (-?\d+) (.*)$")
 _PRINTK_STAMP = re.compile(r"\[\s*\d+\.\d{6}\] ")   # printk.time=1's stamp, as harness.board.console reads it
+
+
+def script_console_lines(lines: list[tuple[int, str]], local_port: int, t0: int) -> list[tuple[int, str]]:
+    """Of the kernel messages `lines` (host ns seen, text), a script's: those that name its
+    local port (8080 mapped to `local_port`), the port written back as 8080, times from `t0`."""
+    own = re.compile(rf"(?<!\d){local_port}(?!\d)")
+    return [(at - t0, own.sub(str(LOCAL_PORT), text)) for at, text in lines if own.search(text)]
 
 
 class AgentConsole:
@@ -324,7 +331,6 @@ class BoardTarget:
         # a console line's way out through the emulated UART, as a request line's way in
         self.console_slack_ns = PKT_CALL_LATENCY_NS
         _, self._kernel_cursor = self.agent.kernel_lines_since(0)
-        self._own_port = re.compile(rf"(?<!\d){flow.local_port}(?!\d)")
         try:
             if not self.agent.running:
                 self.agent.start()
@@ -439,8 +445,7 @@ class BoardTarget:
         """The kernel messages naming this script's local port, seen since the last call,
         with the port rewritten to the script's 8080."""
         lines, self._kernel_cursor = self.agent.kernel_lines_since(self._kernel_cursor)
-        return [(at - self.flow.t0, self._own_port.sub(str(LOCAL_PORT), text)) for at, text in lines
-                if self._own_port.search(text)]
+        return script_console_lines(lines, self.flow.local_port, self.flow.t0)
 
     # -- the remote's segments -------------------------------------------------------------
     def inject(self, at: int, src_port: int, dst_port: int, tcp: TcpRepr, payload: bytes) -> int:
