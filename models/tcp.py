@@ -489,8 +489,9 @@ class TcpSock:
         self.passive = False   # accepted from a listener (tcp_create_openreq_child)
         # SO_SNDBUF (sk_sndbuf with SOCK_SNDBUF_LOCK; None: not set, the send buffer is not
         # modelled) and the end sequence of each skb sent and not yet wholly acked, which
-        # sk_wmem_queued counts (see _wmem_queued); TCP_USER_TIMEOUT (icsk_user_timeout,
-        # ms, 0: none) and icsk_probes_tstamp (the first zero-window probe timer of a run)
+        # sk_wmem_queued counts (see _wmem_queued, _skb_sent); TCP_USER_TIMEOUT
+        # (icsk_user_timeout, ms, 0: none) and icsk_probes_tstamp (the first zero-window
+        # probe timer of a run)
         self.sndbuf: int | None = None
         self.rtx_skb_ends: list[int] = []
         self.user_timeout_ms = 0
@@ -726,8 +727,7 @@ class TcpSock:
             self._xmit_new(now, flags if last else 0, piece)
             if len(piece) < mss:
                 self.snd_sml = self.snd_nxt
-        if self.sndbuf is not None:
-            self.rtx_skb_ends.append(self.snd_nxt)   # one skb in the retransmit queue
+        self._skb_sent()
 
     def _mss_split_point(self, skb_len: int, is_tail: bool, max_segs: int, nagle_off: bool) -> int:
         """tcp_mss_split_point(): how much of the head skb goes out as one burst: max_segs
@@ -824,8 +824,7 @@ class TcpSock:
                 flags |= FIN
                 self.fin_queued = False
             self._xmit_new(now, flags, data)
-            if self.sndbuf is not None:
-                self.rtx_skb_ends.append(self.snd_nxt)   # the head, or its part tcp_fragment cut off
+            self._skb_sent()                    # the head, or the part tcp_fragment cut off
             self._rearm_rto(now)                # tcp_event_new_data_sent: nothing was out
         else:
             self._send(now, 0, (self.snd_una - 1) % MOD32, b"", "window-probe")
@@ -1799,6 +1798,12 @@ class TcpSock:
             raise SocketError("EAGAIN", f"the send buffer is full ({self._wmem_queued()} of sk_sndbuf {self.sndbuf})")
         self._write_xmit(now)         # tcp_push(): the tail marked PSH (unless MSG_MORE), then push
         return copied, self._flush()
+
+    def _skb_sent(self) -> None:
+        """An skb ending at snd_nxt has gone to the retransmit queue (for _wmem_queued)."""
+        if len(self.rtx_skb_ends) >= 32:
+            self.rtx_skb_ends = [end for end in self.rtx_skb_ends if seq_lt(self.snd_una, end)]
+        self.rtx_skb_ends.append(self.snd_nxt)
 
     def _wmem_queued(self) -> int:
         """sk_wmem_queued: each skb of the write and retransmit queues at its truesize,

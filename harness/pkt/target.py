@@ -1,10 +1,10 @@
 """Where a script's local side runs: the `Target` protocol and the model behind it.
 
 A target runs the script's syscalls, takes the remote's segments, and hands back the
-segments it sent with the times it sent them. `ModelTarget` is the reference model's
-socket layer (models/socket.py) in virtual time. A board target (a small agent in the
-board image running the syscalls, the harness playing the remote on its own wire) plugs
-in behind the same four verbs; it is not built yet.
+segments it sent with the times it sent them, and the kernel's console lines.
+`ModelTarget` is the reference model's socket layer (models/socket.py) in virtual time;
+the board target (harness/pkt/board.py: a small agent in the board image running the
+syscalls, the harness playing the remote on its own wire) plugs in behind the same verbs.
 """
 
 from __future__ import annotations

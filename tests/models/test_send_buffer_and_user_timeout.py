@@ -93,6 +93,13 @@ def test_an_ack_frees_the_skbs_it_covers_for_another_write():
     assert layer.sendmsg(ms(100), fd, bytes(30000))[0] == 2000
 
 
+def test_skbs_sent_before_so_sndbuf_was_set_count_too():
+    layer, fd, _ = accepted()
+    assert [len(s.payload) for s in layer.send(ms(50), fd, bytes(2000))] == [1000, 1000]
+    layer.setsockopt(ms(50), fd, "SO_SNDBUF", 7668)
+    assert layer.sendmsg(ms(50), fd, bytes(30000))[0] == 7000     # 2 + 7 skbs of 1704
+
+
 def test_one_write_may_pass_sk_sndbuf_by_a_whole_skb():
     # sk_stream_memory_free is asked only for a new skb: a wide peer window makes the
     # size goal 32120 bytes, so the smallest send buffer still takes 30000 in one skb
