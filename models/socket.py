@@ -45,6 +45,14 @@ MSSTAB = (536, 1300, 1440, 1460)
 COOKIE_SURELY_GOOD = sec(60)
 COOKIE_FORGET = sec(120)
 SYN_FLOOD_LINE = "TCP: request_sock_TCP: Possible SYN flooding on port {port}. {msg}.  Check SNMP counters."
+# net.core.wmem_max's default, SK_WMEM_MAX: 256 * SKB_TRUESIZE(256) on the board's kernel, as
+# rmem_max (models.config); SO_SNDBUF of 10 MB reads back 360448 on the board
+SK_WMEM_MAX = 180224
+# include/net/sock.h SOCK_MIN_SNDBUF: 2 * TCP_SKB_MIN_TRUESIZE (2048 +
+# SKB_DATA_ALIGN(sizeof(struct sk_buff)), 192 on the board); SO_SNDBUF 1 reads back 4480
+SOCK_MIN_SNDBUF = 4480
+TCP_WMEM_DEFAULT = 16384   # tcp_wmem[1]: tcp_init_sock's sk_sndbuf
+INT_MAX = 0x7FFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,8 @@ class _Socket:
     listener: Listener | None = None
     user_mss: int = 0             # tp->rx_opt.user_mss (TCP_MAXSEG)
     rcvbuf: int = 0               # sk_rcvbuf set by SO_RCVBUF (SOCK_RCVBUF_LOCK), 0: not set
+    sndbuf: int | None = None     # sk_sndbuf set by SO_SNDBUF (SOCK_SNDBUF_LOCK), None: not set
+    user_timeout_ms: int = 0      # icsk_user_timeout (TCP_USER_TIMEOUT)
 
 
 class SocketLayer:
@@ -113,8 +123,9 @@ class SocketLayer:
             raise SocketError("EBADF", f"fd {fd}") from None
 
     def setsockopt(self, now: int, fd: int, option: str, value: bool | int) -> None:
-        """SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY, IP_TOS, and before connect() TCP_MAXSEG
-        and SO_RCVBUF."""
+        """SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY, IP_TOS, SO_SNDBUF, TCP_USER_TIMEOUT, and
+        before connect() TCP_MAXSEG and SO_RCVBUF. A listener's SO_SNDBUF and
+        TCP_USER_TIMEOUT go to its children (sk_clone_lock copies the socket)."""
         s = self._get(fd)
         if option == "IP_TOS":
             # do_ip_setsockopt -> __ip_sock_set_tos(): stored in a u8; on a TCP socket the
@@ -134,8 +145,39 @@ class SocketLayer:
                 s.sk.nodelay = bool(value)
         elif option in ("TCP_MAXSEG", "SO_RCVBUF"):
             self._set_connect_option(s, option, int(value))
+        elif option == "SO_SNDBUF":
+            # sock_setsockopt: capped at wmem_max (compared as u32, so a negative value is
+            # wmem_max), then doubled "to account for struct sk_buff etc. overhead", at least
+            # SOCK_MIN_SNDBUF, and locked (SOCK_SNDBUF_LOCK: tcp_sndbuf_expand leaves it)
+            val = min(int(value) & 0xFFFFFFFF, SK_WMEM_MAX)
+            s.sndbuf = max(min(val, INT_MAX // 2) * 2, SOCK_MIN_SNDBUF)
+            if s.sk:
+                s.sk.sndbuf = s.sndbuf
+        elif option == "TCP_USER_TIMEOUT":
+            # do_tcp_setsockopt: milliseconds, any state; negative is EINVAL
+            if int(value) < 0:
+                raise SocketError("EINVAL", f"TCP_USER_TIMEOUT {value}")
+            s.user_timeout_ms = int(value)
+            if s.sk:
+                s.sk.user_timeout_ms = s.user_timeout_ms
         else:
             raise SocketError("ENOPROTOOPT", option)
+
+    def getsockopt(self, fd: int, option: str) -> int:
+        """sock_getsockopt / do_tcp_getsockopt for SO_SNDBUF, SO_RCVBUF and TCP_USER_TIMEOUT.
+        A buffer not set by the application is modelled only before a connection (the
+        tcp_wmem[1] / tcp_rmem[1] tcp_init_sock gives): an established socket's grows
+        (tcp_sndbuf_expand, receive buffer autotuning), which the model does not follow."""
+        s = self._get(fd)
+        if option == "TCP_USER_TIMEOUT":
+            return s.user_timeout_ms
+        if option == "SO_SNDBUF" and s.sndbuf is not None:
+            return s.sndbuf
+        if option == "SO_RCVBUF" and s.rcvbuf:
+            return s.rcvbuf
+        if option in ("SO_SNDBUF", "SO_RCVBUF") and s.sk is None and s.listener is None:
+            return TCP_WMEM_DEFAULT if option == "SO_SNDBUF" else self.params.tcp_rmem[1]
+        raise ModelUsageError(f"getsockopt {option} on this socket is not modelled")
 
     def _set_connect_option(self, s: _Socket, option: str, value: int) -> None:
         """TCP_MAXSEG and SO_RCVBUF, for a socket that will connect(): modelled only there
@@ -233,6 +275,7 @@ class SocketLayer:
         sk = TcpSock(self.params, self.rng, name=f"{self.name}:fd{fd}")
         sk.host_queued = self.host_queued
         sk.nodelay, sk.keepalive = s.nodelay, s.keepalive
+        sk.sndbuf, sk.user_timeout_ms = s.sndbuf, s.user_timeout_ms
         sk.tos, sk.dont_fragment = s.tos, s.dont_fragment
         if s.user_mss:   # tcp_connect_init: advmss = tcp_mss_clamp(tp, ...)
             sk.advmss = min(sk.advmss, s.user_mss)
@@ -257,6 +300,7 @@ class SocketLayer:
         c.bound, c.sk = sk.local, sk
         c.nodelay, c.keepalive = s.nodelay, s.keepalive
         c.tos, c.dont_fragment = sk.tos, sk.dont_fragment
+        c.sndbuf, c.user_timeout_ms = sk.sndbuf, sk.user_timeout_ms
         sk.nodelay = s.nodelay
         return child
 
@@ -269,6 +313,10 @@ class SocketLayer:
 
     def send(self, now: int, fd: int, data: bytes) -> list[OutSegment]:
         return self.sock(fd).send(now, data)
+
+    def sendmsg(self, now: int, fd: int, data: bytes) -> tuple[int, list[OutSegment]]:
+        """send(), and how many bytes it took (fewer when SO_SNDBUF's buffer filled)."""
+        return self.sock(fd).sendmsg(now, data)
 
     def recv(self, now: int, fd: int, size: int) -> tuple[bytes, list[OutSegment]]:
         return self.sock(fd).recv(now, size)
@@ -534,6 +582,7 @@ class SocketLayer:
                                      listener_tos=lst.tos, listener_dont_fragment=lst.dont_fragment)
         child.host_queued = self.host_queued
         child.keepalive = lst.keepalive
+        child.sndbuf, child.user_timeout_ms = lst.sndbuf, lst.user_timeout_ms
         if child.keepalive:
             child.set_keepalive(now, True)
         self.established[(req.local[0], req.local[1], req.remote[0], req.remote[1])] = child

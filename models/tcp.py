@@ -92,6 +92,14 @@ SK_PACING_SHIFT = 10
 GSO_MAX_SIZE = 65536 - (192 + 1)
 TCP_MAX_WSCALE = 14
 TCPOLEN_TSTAMP_ALIGNED = 12
+# The truesize of an skb tcp_stream_alloc_skb(sk, 0, ...) makes (tcp_sendmsg_locked's new
+# skb, tso_fragment's and tcp_fragment's second half) before any data: SKB_TRUESIZE of
+# alloc_skb_fclone(MAX_TCP_HEADER)'s end offset, 192 bytes of header room and the shared
+# info in a kmalloc-512 object (end offset 256), plus SKB_DATA_ALIGN(sizeof(struct
+# sk_buff)) 192 and SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) 256 on the board's
+# 32-bit ARM (64-byte lines). Measured on the board: SO_SNDBUF 7668 (sk_sndbuf 15336)
+# takes nine 1000-byte skbs and 7669 ten, so 9 * (T + 1000) lies in 15336..15337.
+TCP_SKB_TRUESIZE_EMPTY = 704
 U16_MAX = 0xFFFF
 
 MOD32 = 1 << 32
@@ -113,6 +121,11 @@ def _ilog2(x: int) -> int:
 def _usecs_to_jiffies_ns(us: int) -> int:
     """usecs_to_jiffies() rounds up; returned as model time."""
     return -(-us * HZ // 1_000_000) * JIFFY
+
+
+def _msecs_to_jiffies_ns(ms: int) -> int:
+    """msecs_to_jiffies() rounds up; returned as model time."""
+    return -(-ms * HZ // 1000) * JIFFY
 
 
 class TcpState(enum.Enum):
@@ -534,6 +547,15 @@ class TcpSock:
         # sk_dst_pending_confirm: a neighbour confirmation waiting for the next segment sent
         self.dst_pending_confirm = False
         self.passive = False   # accepted from a listener (tcp_create_openreq_child)
+        # SO_SNDBUF (sk_sndbuf with SOCK_SNDBUF_LOCK; None: not set, the send buffer is not
+        # modelled) and the end sequence of each skb sent and not yet wholly acked, which
+        # sk_wmem_queued counts (see _wmem_queued, _skb_sent); TCP_USER_TIMEOUT
+        # (icsk_user_timeout, ms, 0: none) and icsk_probes_tstamp (the first zero-window
+        # probe timer of a run)
+        self.sndbuf: int | None = None
+        self.rtx_skb_ends: list[int] = []
+        self.user_timeout_ms = 0
+        self.probes_tstamp: int | None = None
         self._tx: list[OutSegment] = []
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -673,8 +695,8 @@ class TcpSock:
         """tcp_send_ack()."""
         self._send(now, 0, self.snd_nxt, b"", cause, window)
 
-    def _arm_rto(self, now: int) -> None:
-        self.timers[TimerKind.RETRANSMIT] = now + self.rto
+    def _arm_rto(self, now: int, timeout: int | None = None) -> None:
+        self.timers[TimerKind.RETRANSMIT] = now + (self.rto if timeout is None else timeout)
         self.probe_pending = self.reo_pending = False
 
     def _write_xmit(self, now: int, push_fin: bool = False, probe: bool = False, push_one: bool = False,
@@ -838,6 +860,7 @@ class TcpSock:
             self._xmit_new(now, flags if last else 0, piece, gso_psh if last else 0, skb_id)
             if len(piece) < mss:
                 self.snd_sml = self.snd_nxt
+        self._skb_sent()
 
     def _mss_split_point(self, skb_len: int, is_tail: bool, max_segs: int, nagle_off: bool) -> int:
         """tcp_mss_split_point(): how much of the head skb goes out as one burst: max_segs
@@ -902,9 +925,17 @@ class TcpSock:
         """tcp_probe_timer(): nothing to probe for (data out, or none waiting) ends the
         probes; past tcp_retries2 unanswered probes the connection dies (tcp_write_err);
         else tcp_send_probe0. An ACK resets probes_out (tcp_ack), so a peer that answers
-        keeps the connection open however long its window stays closed (RFC 1122 4.2.2.17)."""
+        keeps the connection open however long its window stays closed (RFC 1122 4.2.2.17),
+        unless TCP_USER_TIMEOUT is set: then the connection dies once that long has passed
+        since the run's first probe timer (icsk_probes_tstamp), answered or not."""
         if self.rtx_queue or not self.write_queue:
             self.probes_out = 0
+            self.probes_tstamp = None
+            return
+        if self.probes_tstamp is None:
+            self.probes_tstamp = now
+        elif self.user_timeout_ms and now - self.probes_tstamp >= _msecs_to_jiffies_ns(self.user_timeout_ms):
+            self._done(now, "ETIMEDOUT")      # tcp_write_err()
             return
         if self.probes_out >= self.params.retries2:
             self._done(now, "ETIMEDOUT")      # tcp_write_err()
@@ -926,6 +957,7 @@ class TcpSock:
                 flags |= FIN
                 self.fin_queued = False
             self._xmit_new(now, flags, data)
+            self._skb_sent()                    # the head, or the part tcp_fragment cut off
             self._rearm_rto(now)                # tcp_event_new_data_sent: nothing was out
         else:
             self._send(now, 0, (self.snd_una - 1) % MOD32, b"", "window-probe")
@@ -933,11 +965,24 @@ class TcpSock:
         if self.rtx_queue or not self.write_queue:
             self.probes_out = 0
             self.backoff = 0
+            self.probes_tstamp = None
             return
         self.probes_out += 1
         if self.backoff < self.params.retries2:
             self.backoff += 1
-        self.timers[TimerKind.PROBE0] = now + self._probe0_when()
+        self.timers[TimerKind.PROBE0] = now + self._clamp_probe0_to_user_timeout(now, self._probe0_when())
+
+    def _clamp_probe0_to_user_timeout(self, now: int, when: int) -> int:
+        """tcp_clamp_probe0_to_user_timeout(): with TCP_USER_TIMEOUT, the next probe comes
+        no later than the user timeout's end (counted from icsk_probes_tstamp), and no
+        sooner than TCP_TIMEOUT_MIN; the remainder is a u32, so past the end it is `when`."""
+        if not self.user_timeout_ms or self.probes_tstamp is None:
+            return when
+        elapsed = max(now - self.probes_tstamp, 0)
+        remaining = _msecs_to_jiffies_ns(self.user_timeout_ms) - elapsed
+        if remaining < 0:
+            return when
+        return min(max(remaining, TCP_TIMEOUT_MIN), when)
 
     def _xmit_new(self, now: int, flags: int, data: bytes, gso_psh: int = 0, skb_id: int = 0) -> None:
         """tcp_transmit_skb() of new data and tcp_event_new_data_sent(); `gso_psh`: the PSH
@@ -1391,9 +1436,10 @@ class TcpSock:
                 head_end = (self.snd_nxt + min(self.mss_cache, len(self.write_queue))) % MOD32
                 if seq_le(head_end, (self.snd_una + self.snd_wnd) % MOD32):
                     self.backoff = 0
+                    self.probes_tstamp = None
                     self.timers.pop(TimerKind.PROBE0, None)
                 else:
-                    self.timers[TimerKind.PROBE0] = now + self._probe0_when()
+                    self.timers[TimerKind.PROBE0] = now + self._clamp_probe0_to_user_timeout(now, self._probe0_when())
             if self.tlp_high_seq is not None:
                 self._process_tlp_ack(seg.ack, flag)
             return True
@@ -2296,7 +2342,7 @@ class TcpSock:
         self.backoff += 1
         self.retransmits += 1
         self.rto = min(self.rto << 1, TCP_RTO_MAX)
-        self._arm_rto(now)
+        self._arm_rto(now, self._clamp_rto_to_user_timeout(now))
 
     def _enter_loss(self, now: int) -> None:
         """tcp_enter_loss(): tcp_timeout_mark_lost marks the queue lost (the head always;
@@ -2466,11 +2512,27 @@ class TcpSock:
             expired = False
             rto_base = TCP_RTO_MIN
         if not expired and self.retransmits and self.retrans_stamp is not None:
-            # tcp_time_stamp is in jiffies-backed ms; compare in model time
-            expired = now - self.retrans_stamp >= tcp_model_timeout(retry_until, rto_base)
+            if self.user_timeout_ms:
+                # retransmits_timed_out(sk, retry_until, icsk_user_timeout): TCP_USER_TIMEOUT
+                # replaces tcp_model_timeout, in tcp_time_stamp's milliseconds
+                expired = now // NSEC_PER_MSEC - self.retrans_stamp // NSEC_PER_MSEC >= self.user_timeout_ms
+            else:
+                # tcp_time_stamp is in jiffies-backed ms; compare in model time
+                expired = now - self.retrans_stamp >= tcp_model_timeout(retry_until, rto_base)
         if expired:
             self._done(now, "ETIMEDOUT")   # tcp_write_err()
         return expired
+
+    def _clamp_rto_to_user_timeout(self, now: int) -> int:
+        """tcp_clamp_rto_to_user_timeout(): with TCP_USER_TIMEOUT, the retransmission timer
+        fires no later than the user timeout's end (counted from retrans_stamp, the first
+        retransmission), at once (a jiffy) if that has passed; icsk_rto itself is kept."""
+        if not self.user_timeout_ms or self.retrans_stamp is None:
+            return self.rto
+        remaining = self.user_timeout_ms - (now // NSEC_PER_MSEC - self.retrans_stamp // NSEC_PER_MSEC)
+        if remaining <= 0:
+            return JIFFY
+        return min(self.rto, _msecs_to_jiffies_ns(remaining))
 
     def _keepalive_timer(self, now: int) -> None:
         """tcp_keepalive_timer(): probe after keepalive_time idle, every intvl, give up after probes."""
@@ -2516,22 +2578,50 @@ class TcpSock:
 
     def send(self, now: int, data: bytes) -> list[OutSegment]:
         """tcp_sendmsg(): queue, mark PSH at the end of the call, push."""
+        return self.sendmsg(now, data)[1]
+
+    def sendmsg(self, now: int, data: bytes) -> tuple[int, list[OutSegment]]:
+        """tcp_sendmsg(): as `send`, and how much of `data` it took: all of it, unless
+        SO_SNDBUF's send buffer filled (a short write; EAGAIN when it took nothing, as a
+        nonblocking socket's sk_stream_wait_memory says)."""
         if self.state in (TcpState.SYN_SENT, TcpState.SYN_RECV):
             raise SocketError("EAGAIN", "send before the handshake completed")
         if self.error:
             raise SocketError(self.error, "send on a failed connection")
         if self.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT) or self.shut_wr:
-            raise SocketError("EPIPE" if self.state is not TcpState.CLOSED else "ENOTCONN", f"send in {self.state.value}")
-        self._sendmsg(now, data)
+            # sk_stream_wait_connect: a closed connection whose error was reported is EPIPE
+            raise SocketError("EPIPE", f"send in {self.state.value}")
+        copied = self._sendmsg(now, data)
+        if data and not copied:
+            raise SocketError("EAGAIN", f"the send buffer is full ({self._wmem_queued()} of sk_sndbuf {self.sndbuf})")
         self._write_xmit(now)         # tcp_push(): the tail marked PSH (unless MSG_MORE), then push
-        return self._flush()
+        return copied, self._flush()
 
-    def _sendmsg(self, now: int, data: bytes) -> None:
+    def _skb_sent(self) -> None:
+        """An skb ending at snd_nxt has gone to the retransmit queue (for _wmem_queued)."""
+        if len(self.rtx_skb_ends) >= 32:
+            self.rtx_skb_ends = [end for end in self.rtx_skb_ends if seq_lt(self.snd_una, end)]
+        self.rtx_skb_ends.append(self.snd_nxt)
+
+    def _wmem_queued(self) -> int:
+        """sk_wmem_queued: each skb of the write and retransmit queues at its truesize,
+        TCP_SKB_TRUESIZE_EMPTY (tcp_stream_alloc_skb, tcp_skb_entail) plus its data
+        (skb_copy_to_page_nocache). Sending the head of an skb splits it (tso_fragment: a
+        second skb); an ACK frees the skbs it covers (tcp_clean_rtx_queue) and trims one
+        it covers in part by the bytes acked (tcp_trim_head). Not counted: the FIN's own
+        skb, and a split when an RTO resends part of a GSO skb (tcp_fragment)."""
+        self.rtx_skb_ends = [end for end in self.rtx_skb_ends if seq_lt(self.snd_una, end)]
+        skbs = len(self.rtx_skb_ends) + len(self.skb_lens)
+        return skbs * TCP_SKB_TRUESIZE_EMPTY + len(self.write_queue) + (self.snd_nxt - self.snd_una) % MOD32
+
+    def _sendmsg(self, now: int, data: bytes) -> int:
         """tcp_sendmsg_locked(): copy into the tail skb while it is below the size goal,
         then into new ones; each skb that fills is pushed at once (tcp_push_one when it is
         the send head), or, past half the peer's largest window since the last push
         (forced_push), marked PSH and everything pushed. The call's end is marked PSH
-        (tcp_push -> tcp_mark_push)."""
+        (tcp_push -> tcp_mark_push). With SO_SNDBUF, a new skb is taken only while
+        sk_wmem_queued is below sk_sndbuf (sk_stream_memory_free), so a write stops short
+        (wait_for_space, then tcp_push); returns the bytes taken."""
         write_seq = (self.snd_nxt + len(self.write_queue)) % MOD32
         if self.pushed_seq is None:
             self.pushed_seq = write_seq        # tcp_create_openreq_child / tcp_connect_queue_skb
@@ -2542,6 +2632,8 @@ class TcpSock:
                 copy = min(goal - self.skb_lens[-1], len(data) - pos)
                 self.skb_lens[-1] += copy
             else:
+                if self.sndbuf is not None and self._wmem_queued() >= self.sndbuf:
+                    break                      # new_segment: !sk_stream_memory_free -> wait_for_space
                 copy = min(goal, len(data) - pos)
                 self.skb_lens.append(copy)
             self.write_queue += data[pos:pos + copy]
@@ -2555,8 +2647,10 @@ class TcpSock:
                 self._write_xmit(now)
             elif len(self.skb_lens) == 1:      # the send head
                 self._write_xmit(now, push_one=True)
-        self.push_marks.append(len(self.write_queue))
-        self.pushed_seq = write_seq
+        if pos:
+            self.push_marks.append(len(self.write_queue))
+            self.pushed_seq = write_seq
+        return pos
 
     def recv(self, now: int, size: int) -> tuple[bytes, list[OutSegment]]:
         """tcp_recvmsg(): take bytes; a window update goes out when the window has opened

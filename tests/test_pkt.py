@@ -91,7 +91,16 @@ def test_parser_reads_times_segments_options_and_syscalls():
     ("abc close(3) = 0\n", 1, 1, "time in seconds"),
     ("0 < . 1:1(0) ack\n", 1, 17, "the ACK number"),
     ("0 < S 0:0(0) ack 1\n", 1, 19, "without the ACK flag"),
-    ("0 frobnicate\n", 1, 3, "a packet ('<' or '>') or a syscall"),
+    ("0 frobnicate\n", 1, 3, "a packet ('<' or '>'), a syscall or a console line"),
+    ("0 < S 0:0(0) flow 0\n", 1, 19, "a flow is 1 to 16"),
+    ("0 < S 0:0(0) flow\n", 1, 18, "the flow number"),
+    ("0 close(3) = 0\n+0 console\n", 2, 11, "the console line in double quotes"),
+    ("+0 console TCP: x\n", 1, 12, "the console line in double quotes, found 'TCP'"),
+    ('+0 console "TCP: x\n', 1, 12, "unterminated string"),
+    ('+0 console "TCP: x" y\n', 1, 21, "unexpected 'y' after the console line"),
+    ('+0 console "a\\tb"\n', 1, 14, "unknown escape"),
+    ('+0 console ""\n', 1, 12, "an empty console line"),
+    ('0.1...0.2 console "x"\n', 1, 1, "for a blocking syscall"),
 ])
 def test_syntax_error_names_file_line_and_column(text, line, col, words):
     with pytest.raises(PktSyntaxError) as exc:
@@ -166,9 +175,17 @@ class FakeTarget:
     late_look_ns = 600 * 10**9
     late_slack_ns = 0
     call_slack_ns = 0
+    console_slack_ns = 0
 
-    def __init__(self, sent):
+    def __init__(self, sent, console=()):
         self.sent = list(sent)
+        self.console = list(console)   # (at, text): kernel lines, handed out as time passes
+        self.now = 0
+
+    def console_lines(self):
+        out = [c for c in self.console if c[0] <= self.now]
+        self.console = [c for c in self.console if c not in out]
+        return out
 
     def syscall(self, at, call, remote_port, local_port):
         raise AssertionError("no syscalls here")
@@ -179,6 +196,7 @@ class FakeTarget:
     def advance(self, until, stop_at_first=False):
         out = [s for s in self.sent if s.at <= until][:1 if stop_at_first else None]
         self.sent = [s for s in self.sent if s not in out]
+        self.now = max(self.now, out[-1].at if stop_at_first and out else until)
         return out
 
 
@@ -216,6 +234,125 @@ def test_ts_ecr_is_checked():
     assert r.failure.line == 16 and "TS ecr" in r.failure.message
 
 
+# -- flows ---------------------------------------------------------------------------------
+def _seg(at_ms, flags, seq, ack, flow=1, opts=(), payload=b""):
+    return Sent(at_ms * 10**6, TcpRepr(8080, 47000 + flow, seq, ack, flags, 1000, opts), payload)
+
+
+REMOTE_ISN_PLUS_1 = 0x5EED0001
+
+
+def test_each_flow_learns_its_own_local_isn_from_its_own_synack():
+    script = parse_script("0 > S. 0:0(0) ack 1\n+0 > S. 0:0(0) ack 1 flow 2\n"
+                          "+0 > . 1:1(0) ack 1 flow 2\n+0 > . 1:1(0) ack 1\n")
+    sent = [_seg(0, SYN | ACK, 1000, REMOTE_ISN_PLUS_1), _seg(0, SYN | ACK, 5000, REMOTE_ISN_PLUS_1, flow=2),
+            _seg(0, ACK, 5001, REMOTE_ISN_PLUS_1, flow=2), _seg(0, ACK, 1001, REMOTE_ISN_PLUS_1)]
+    assert run_script(script, FakeTarget(sent)).passed
+    sent[2] = _seg(0, ACK, 1001, REMOTE_ISN_PLUS_1, flow=2)      # flow 1's ISN on flow 2
+    r = run_script(script, FakeTarget(sent))
+    assert r.failure.line == 3 and "sequence numbers" in r.failure.message
+
+
+def test_a_segment_on_another_flow_than_the_line_says_fails():
+    r = run_script(parse_script("0 > S. 0:0(0) ack 1 flow 3\n"),
+                   FakeTarget([_seg(0, SYN | ACK, 1000, REMOTE_ISN_PLUS_1, flow=2)]))
+    assert r.failure.line == 1 and "flow" in r.failure.message and r.failure.actual.endswith("flow 2 at 0 s")
+
+
+def test_a_new_syn_on_a_flow_starts_a_connection_with_its_own_isn():
+    text = "0 < S 0:0(0)\n+0 > S. 0:0(0) ack 1\n+1 < S {seq}:{seq}(0)\n+0 > S. 0:0(0) ack {ack}\n"
+    sent = [_seg(0, SYN | ACK, 1000, REMOTE_ISN_PLUS_1), _seg(1000, SYN | ACK, 9000, REMOTE_ISN_PLUS_1 + 5000)]
+    assert run_script(parse_script(text.format(seq=5000, ack=5001)), FakeTarget(sent)).passed
+    # the same SYN again is the same connection: its ISN stays
+    sent[1] = _seg(1000, SYN | ACK, 9000, REMOTE_ISN_PLUS_1)
+    r = run_script(parse_script(text.format(seq=0, ack=1)), FakeTarget(sent))
+    assert r.failure.line == 4 and "sequence numbers" in r.failure.message
+
+
+def _ts_seg(at_ms, flags, tsval):
+    return _seg(at_ms, flags, 1000 if flags & SYN else 1001, REMOTE_ISN_PLUS_1, opts=((TCPOPT_TIMESTAMP, (tsval, 5)),))
+
+
+@pytest.mark.parametrize(("first", "ahead_ms", "passes"), [
+    (SYN | ACK, 60, True),     # a syncookie's TSval is up to 63 ms behind the clock
+    (SYN | ACK, 70, False),    # more than 63 ms and the 5 ms slack
+    (ACK, 60, False),          # only after a SYN-ACK
+])
+def test_ts_val_after_a_synack_may_run_up_to_63_ms_ahead_of_the_clock(first, ahead_ms, passes):
+    lines = ("0 > S. 0:0(0) ack 1 <TS val 100 ecr 5>\n+.1 > . 1:1(0) ack 1 <TS val 200 ecr 5>\n" if first & SYN
+             else "0 > . 1001:1001(0) ack 1 <TS val 100 ecr 5>\n+.1 > . 1001:1001(0) ack 1 <TS val 200 ecr 5>\n")
+    r = run_script(parse_script(lines), FakeTarget([_ts_seg(0, first, 7000), _ts_seg(100, ACK, 7000 + 100 + ahead_ms)]))
+    assert r.passed == passes, r.failure
+    if not passes:
+        assert r.failure.line == 2 and "TS val" in r.failure.message
+
+
+# -- console lines ---------------------------------------------------------------------------
+FLOOD_LINE = "TCP: request_sock_TCP: Possible SYN flooding on port 8080. Sending cookies.  Check SNMP counters."
+FLOOD = """\
+0     socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0    bind(3, ..., ...) = 0
++0    listen(3, 0) = 0
++0    < S 0:0(0) win 65535 <mss 1460>
++0    > S. 0:0(0) ack 1 win 64240 <mss 1460>
++0    < S 0:0(0) win 65535 <mss 1460> flow 2
+{console}+0    > S. 0:0(0) ack 1 win 64240 <mss 1460> flow 2
+"""
+
+
+def test_a_console_line_the_kernel_prints_passes():
+    assert run_text(FLOOD.format(console=f'+0 console "{FLOOD_LINE}"\n')).passed
+
+
+def test_a_console_line_never_printed_fails_naming_its_line():
+    r = run_text(FLOOD.format(console=f'+0 console "{FLOOD_LINE.replace("8080", "8081")}"\n'))
+    assert r.failure.line == 7 and r.failure.message == "expected console line not printed"
+    assert "port 8081" in r.failure.expected and f'"{FLOOD_LINE}" at 0 s' in r.failure.actual
+    r = run_text(FLOOD.format(console="") + f'+1 console "{FLOOD_LINE}"\n')
+    assert r.failure.line == 8 and r.failure.message == "console line too early"
+
+
+def test_a_console_line_no_line_expects_fails_as_unexpected():
+    r = run_text(FLOOD.format(console=""))
+    assert r.failure.line == 7 and r.failure.message == "unexpected console line at the end of the script"
+    assert r.failure.actual == f'"{FLOOD_LINE}" at 0 s'
+    r = run_script(parse_script('0 console "b"\n'), FakeTarget([], console=[(0, "a"), (0, "b")]))
+    assert r.failure.line == 1 and r.failure.message.startswith("unexpected console line") and '"a"' in r.failure.actual
+
+
+def test_a_target_that_sees_its_console_late_has_its_console_slack():
+    class LateConsole(FakeTarget):
+        console_slack_ns = 300 * 10**6
+
+    script = parse_script('0 console "x"\n')
+    assert run_script(script, LateConsole([], console=[(250 * 10**6, "x")])).passed
+    r = run_script(script, LateConsole([], console=[(350 * 10**6, "x")]))
+    assert r.failure.message == "expected console line not printed"
+    assert not run_script(script, FakeTarget([], console=[(250 * 10**6, "x")])).passed
+
+
+def test_the_agent_console_takes_kernel_messages_out_of_the_answers_they_cut():
+    from harness.pkt.board import AgentConsole, script_console_lines
+
+    class Line:
+        def __init__(self, text, at):
+            self.text, self.host_monotonic_ns = text, at
+
+    class Console:
+        def add_listener(self, callback):
+            self.feed = callback
+
+    console = Console()
+    agent = AgentConsole(console)
+    console.feed(Line("= 7 0 0 - 12[    3.595227] " + FLOOD_LINE.replace("8080", "21001"), 5))
+    console.feed(Line("34 1240", 6))
+    console.feed(Line("[    3.600000] TCP: something on port 21002", 7))
+    assert agent.wait(7, 1.0, "call") == ("0 0 - 1234 1240", 6)
+    lines, cursor = agent.kernel_lines_since(0)
+    assert cursor == 2 and lines[0] == (5, FLOOD_LINE.replace("8080", "21001"))
+    assert script_console_lines(lines, 21001, 1) == [(4, FLOOD_LINE)]
+
+
 def test_syscall_result_and_errno_are_checked():
     r = run_text(PASSIVE + "+0 write(4, ..., 10) = 9\n")
     assert r.failure.line == 8 and r.failure.expected == "= 9" and r.failure.actual == "= 10"
@@ -228,8 +365,8 @@ def test_syscall_result_and_errno_are_checked():
 
 def test_an_option_the_model_lacks_fails_as_not_modelled_naming_the_line():
     r = run_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
-                 "+0 setsockopt(3, SOL_SOCKET, SO_SNDBUF, [4096], 4) = 0\n")
-    assert r.failure.line == 2 and "not modelled" in r.failure.message and "SO_SNDBUF" in r.failure.message
+                 "+0 setsockopt(3, IPPROTO_TCP, TCP_KEEPIDLE, [60], 4) = 0\n")
+    assert r.failure.line == 2 and "not modelled" in r.failure.message and "TCP_KEEPIDLE" in r.failure.message
     r = run_text("0 `sysctl -q net.ipv4.tcp_timestamps=0`\n")
     assert r.failure.line == 1 and "not modelled" in r.failure.message
     r = run_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 connect(3, ..., ...) = 0\n")

@@ -12,7 +12,15 @@ mode has a server play it on a LAN. Addresses and ports are mapped:
 - the script's local port (packetdrill's 8080) and its remote port are fresh for each
   script too, so a socket the last script left in TIME_WAIT (inet_csk_bind_conflict) or
   an orphan still retransmitting to its old peer never meets the next; the board's frames
-  to other ports are not the script's and are left out.
+  to other ports are not the script's and are left out. A script's flows (`flow N`) are
+  the ports after its remote port; the segments handed to the runner carry the script's
+  own port numbers.
+
+Console lines: printk writes a kernel message to the serial console whole, between two
+characters of whatever pktagent was writing (the 8250 console write polls the UART under
+the port lock), so an answer may be cut by one: AgentConsole takes each message out (the
+text after its `[time]` stamp, with when the harness saw it) and joins the answer's two
+halves. A script's lines are those that name its local port, which is rewritten to 8080.
 
 Times: a segment's time is when the wire stamped it on the host's monotonic clock. A
 syscall's is when the agent began it on the board's CLOCK_MONOTONIC, mapped onto the
@@ -53,11 +61,11 @@ from models.wire import (
     mac_bytes,
 )
 
-from .run import LOCAL_PORT
-from .script import Syscall
+from .run import LOCAL_PORT, REMOTE_PORT
+from .script import MAX_FLOWS, Syscall
 from .target import NotModelled, Sent, SyscallOutcome, TargetError
 
-__all__ = ["BoardHost", "BoardTarget", "AgentConsole", "LINUX_ARM_NAMES", "AGENT_PROTOCOL"]
+__all__ = ["BoardHost", "BoardTarget", "AgentConsole", "LINUX_ARM_NAMES", "AGENT_PROTOCOL", "script_console_lines"]
 
 AGENT_PROTOCOL = 2
 AGENT_SLOTS = 16          # pktagent's SLOTS: scripts at once
@@ -86,6 +94,14 @@ WIRE_MARKS = 6
 MARK_PORT = 9             # discard
 CALL_TIMEOUT_S = 5.0      # a call that has not returned by then blocks for good: Ctrl-C
 _ANSWER = re.compile(r"^= (-?\d+) (.*)$")
+_PRINTK_STAMP = re.compile(r"\[\s*\d+\.\d{6}\] ")   # printk.time=1's stamp, as harness.board.console reads it
+
+
+def script_console_lines(lines: list[tuple[int, str]], local_port: int, t0: int) -> list[tuple[int, str]]:
+    """Of the kernel messages `lines` (host ns seen, text), a script's: those that name its
+    local port (8080 mapped to `local_port`), the port written back as 8080, times from `t0`."""
+    own = re.compile(rf"(?<!\d){local_port}(?!\d)")
+    return [(at - t0, own.sub(str(LOCAL_PORT), text)) for at, text in lines if own.search(text)]
 
 
 class AgentConsole:
@@ -98,10 +114,19 @@ class AgentConsole:
         self._send_lock = threading.Lock()      # one request line at a time on the console
         self._next = 1
         self.running = False
+        self._held = ""                          # an answer's first half, cut by a kernel message
+        self.kernel_lines: list[tuple[int, str]] = []   # (host ns seen, message) in order
         console.add_listener(self._on_line)
 
     def _on_line(self, line) -> None:
-        m = _ANSWER.match(line.text.strip())
+        text, self._held = self._held + line.text, ""
+        m = _PRINTK_STAMP.search(text)
+        if m:
+            with self._cond:
+                self.kernel_lines.append((line.host_monotonic_ns, text[m.end():]))
+            self._held = text[:m.start()]
+            return
+        m = _ANSWER.match(text.strip())
         if m:
             with self._cond:
                 self._answers[int(m.group(1))] = (m.group(2), line.host_monotonic_ns)
@@ -139,6 +164,11 @@ class AgentConsole:
             sent = time.monotonic_ns()
             self.console.sendline(" ".join(str(w) for w in (rid, *words)))
         return rid, sent
+
+    def kernel_lines_since(self, index: int) -> tuple[list[tuple[int, str]], int]:
+        """The kernel messages from `index` on, and the index after them."""
+        with self._cond:
+            return list(self.kernel_lines[index:]), len(self.kernel_lines)
 
     def has_answer(self, rid: int) -> bool:
         with self._cond:
@@ -298,6 +328,9 @@ class BoardTarget:
         self.board_ip, self.board_mac = host.board_ip, host.board_mac
         self.late_slack_ns = host.late_slack_ns
         self.call_slack_ns = PKT_CALL_LATENCY_NS
+        # a console line's way out through the emulated UART, as a request line's way in
+        self.console_slack_ns = PKT_CALL_LATENCY_NS
+        _, self._kernel_cursor = self.agent.kernel_lines_since(0)
         try:
             if not self.agent.running:
                 self.agent.start()
@@ -390,8 +423,11 @@ class BoardTarget:
             except (ValueError, WireError) as exc:
                 raise TargetError(f"the board sent a frame the harness cannot parse ({exc}): "
                                   f"{f.data[:64].hex()}") from exc
-            if tcp.dst_port != flow.remote_port:
+            k = tcp.dst_port - flow.remote_port
+            if not 0 <= k < MAX_FLOWS:
                 continue
+            tcp = replace(tcp, dst_port=REMOTE_PORT + k,
+                          src_port=LOCAL_PORT if tcp.src_port == flow.local_port else tcp.src_port)
             flow.pending.append(Sent(f.host_monotonic_ns - flow.t0, tcp, bytes(data)))
 
     def advance(self, until: int, stop_at_first: bool = False) -> list[Sent]:
@@ -405,13 +441,20 @@ class BoardTarget:
                 flow.pending = [s for s in flow.pending if s.at > until]
                 return due
 
+    def console_lines(self) -> list[tuple[int, str]]:
+        """The kernel messages naming this script's local port, seen since the last call,
+        with the port rewritten to the script's 8080."""
+        lines, self._kernel_cursor = self.agent.kernel_lines_since(self._kernel_cursor)
+        return script_console_lines(lines, self.flow.local_port, self.flow.t0)
+
     # -- the remote's segments -------------------------------------------------------------
     def inject(self, at: int, src_port: int, dst_port: int, tcp: TcpRepr, payload: bytes) -> int:
         flow = self.flow
-        tcp = replace(tcp, src_port=flow.remote_port, dst_port=self._local_port(dst_port))
+        remote_port = flow.remote_port + src_port - REMOTE_PORT     # the script's flow N
+        tcp = replace(tcp, src_port=remote_port, dst_port=self._local_port(dst_port))
         src, dst = ip4(flow.remote_ip), ip4(self.board_ip)
         seg = tcp.emit(payload, src, dst)
-        ip = Ipv4Repr(src, dst, IPPROTO_TCP, len(seg), ident=(self.flow.remote_port * 997 + at // 1000) & 0xFFFF)
+        ip = Ipv4Repr(src, dst, IPPROTO_TCP, len(seg), ident=(remote_port * 997 + at // 1000) & 0xFFFF)
         frame = EthernetRepr(mac_bytes(self.board_mac), mac_bytes(REMOTE_MAC), ETH_P_IP).emit(ip.emit(seg))
         self._sleep_until(self._host(at))
         sent = time.monotonic_ns()

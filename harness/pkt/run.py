@@ -11,8 +11,22 @@ The matching rules, as packetdrill has them:
   script's flags, start:end(len), `ack` and `win` when given, and its options in order
   (none when the script gives none, anything for `<...>`). Outbound TS val is mapped to
   the script's (the first one fixes the offset, and inbound `ecr` is translated with it);
-  later ones are checked only for monotony and the 1 ms TS clock; `ecr` must be what the
-  script wrote (the remote's TS values are the script's own).
+  later ones are checked only for monotony and the 1 ms TS clock (within the tolerance,
+  and the target's late slack: a segment reaches the wire after its TS val was stamped);
+  `ecr` must be what the script wrote (the remote's TS values are the script's own).
+- Flows (`flow N`, the project's extension): the remote's Nth port is REMOTE_PORT + N - 1.
+  Each flow is its own connection: its local ISN, TS offset and TS clock check are its own,
+  learnt from its own first SYN or SYN-ACK (Linux draws both per 4-tuple:
+  secure_tcp_seq_and_ts_off), and an inbound SYN with a sequence number the flow has not
+  sent before starts a new connection on it (learnt afresh). A SYN-ACK's TS val may be up
+  to 2^TSBITS - 1 ms behind the clock: a syncookie's (cookie_init_timestamp keeps the
+  options in its low bits), so the step after it may be that much more than the clock.
+- Console lines (`console "TEXT"`, the project's extension): time runs to the line's time
+  and the kernel must have printed TEXT by then (not before the window's start, less the
+  tolerance). A target that sees its console late (the board's UART) may show it up to
+  the tolerance and its `console_slack_ns` later. Lines come in order: one the kernel
+  printed before the line a console event takes, or still untaken at the end, fails as
+  unexpected, as a segment does.
 - A segment the target sends that no script line expects is a failure (packetdrill's
   "unexpected packet"), as is a syscall whose result or errno differs.
 Every failure names the script line, what it expected and what came.
@@ -23,9 +37,10 @@ from __future__ import annotations
 import errno as errno_mod
 from dataclasses import dataclass, field
 
+from models.tcp import TSBITS
 from models.wire.tcp import ACK, SYN, TCPOPT_SACK, TCPOPT_TIMESTAMP, TcpRepr
 
-from .script import OPTIONS_UNCHECKED, Event, Python, Segment, Shell, Syscall, describe_segment
+from .script import MAX_FLOWS, OPTIONS_UNCHECKED, Console, Event, Python, Segment, Shell, Syscall, describe_segment
 from .target import NotModelled, Sent, SyscallOutcome, Target, TargetError
 
 __all__ = ["Failure", "ScriptResult", "run_script", "DEFAULT_TOLERANCE_USECS", "DEFAULT_TOLERANCE_PERCENT",
@@ -38,6 +53,7 @@ REMOTE_PORT = 47001       # the remote's port
 LOCAL_PORT = 8080         # bind(fd, ...) and connect(fd, ...) use packetdrill's 8080
 MOD32 = 1 << 32
 INBOUND_WINDOW = 65535    # an inbound segment without `win`
+CONSOLE_POLL_NS = 5_000_000   # how often a target that sees its console late is asked again
 
 
 @dataclass
@@ -90,41 +106,59 @@ class _Fail(Exception):
 
 
 @dataclass
+class _Flow:
+    """What the runner learnt of one of the remote's flows (one connection at a time)."""
+
+    local_isn: int | None = None
+    local_port: int = LOCAL_PORT
+    ts_offset: int | None = None                 # actual TS val - script TS val
+    last_ts: tuple[int, int, bool] | None = None   # (actual TS val, sent at ns, on a SYN-ACK) of the last outbound
+    syn_seq: int | None = None                   # the remote's SYN (script seq) of the connection
+
+
+@dataclass
 class _State:
     target: Target
     tol_usecs: int
     tol_percent: float
-    local_isn: int | None = None
-    local_port: int = LOCAL_PORT
+    flows: dict[int, _Flow] = field(default_factory=dict)
     prev_ns: int = 0
     queue: list[Sent] = field(default_factory=list)
+    console: list[tuple[int, str]] = field(default_factory=list)   # kernel lines seen, not yet taken
     offsets: list[int] = field(default_factory=list)   # outbound actual - script time, ns (0: inside)
     pending: list = field(default_factory=list)   # (event, call, time, PendingCall) not yet answered
     last_call_at: int = 0                         # when the last answered call began
     shift_ns: int = 0                             # how far absolute script times moved (a late call)
     call_lates: list[int] = field(default_factory=list)   # answered calls: began - their time, ns
-    ts_offset: int | None = None                 # actual TS val - script TS val
-    last_ts: tuple[int, int] | None = None       # (actual TS val, sent at ns) of the last outbound
+
+    def flow(self, n: int) -> _Flow:
+        return self.flows.setdefault(n, _Flow())
 
 
 def _fmt_time(ns: int) -> str:
     return f"{ns / 1e9:.6f}".rstrip("0").rstrip(".") + " s"
 
 
-def _rel_local(st: _State, value: int) -> int:
-    return (value - (st.local_isn or 0)) % MOD32
+def _flow_of(sent: Sent) -> int:
+    """The script's flow a segment the target sent goes to (by its remote port)."""
+    n = sent.tcp.dst_port - REMOTE_PORT + 1
+    return n if 1 <= n <= MAX_FLOWS else 1
+
+
+def _rel_local(fl: _Flow, value: int) -> int:
+    return (value - (fl.local_isn or 0)) % MOD32
 
 
 def _rel_remote(value: int) -> int:
     return (value - REMOTE_ISN) % MOD32
 
 
-def _actual_options(st: _State, tcp: TcpRepr) -> tuple:
+def _actual_options(fl: _Flow, tcp: TcpRepr) -> tuple:
     """The segment's options as the script would write them (TS val mapped, SACK relative)."""
     out = []
     for kind, value in tcp.options:
-        if kind == TCPOPT_TIMESTAMP and st.ts_offset is not None:
-            value = ((value[0] - st.ts_offset) % MOD32, value[1])
+        if kind == TCPOPT_TIMESTAMP and fl.ts_offset is not None:
+            value = ((value[0] - fl.ts_offset) % MOD32, value[1])
         elif kind == TCPOPT_SACK:
             value = tuple((_rel_remote(a), _rel_remote(b)) for a, b in value)
         out.append((kind, value))
@@ -133,9 +167,11 @@ def _actual_options(st: _State, tcp: TcpRepr) -> tuple:
 
 def _describe_sent(st: _State, sent: Sent) -> str:
     t = sent.tcp
-    text = describe_segment(">", t.flags, _rel_local(st, t.seq), len(sent.payload),
+    n = _flow_of(sent)
+    fl = st.flow(n)
+    text = describe_segment(">", t.flags, _rel_local(fl, t.seq), len(sent.payload),
                             _rel_remote(t.ack) if t.flags & ACK else None, t.window,
-                            _actual_options(st, t) or None)
+                            _actual_options(fl, t) or None, n)
     when = _fmt_time(sent.at)
     if sent.window is not None:
         when = f"{_fmt_time(sent.window.earliest)}..{_fmt_time(sent.window.latest)}"
@@ -167,27 +203,36 @@ def _check_unexpected(st: _State, ev: Event, at_ns: int) -> None:
 
 
 def _inbound(st: _State, ev: Event, seg: Segment, at_ns: int) -> int:
+    fl = st.flow(seg.flow)
+    if seg.flags & SYN and not seg.flags & ACK:
+        if fl.syn_seq is not None and seg.seq != fl.syn_seq:
+            # a SYN the flow has not sent before: a new connection, with its own ISN and
+            # TS offset (a retransmitted SYN belongs to the connection it began)
+            fl.local_isn = fl.ts_offset = fl.last_ts = None
+        fl.syn_seq = seg.seq
+    isn = fl.local_isn or 0
     opts = []
     if isinstance(seg.options, tuple):
         for kind, value in seg.options:
             if kind == TCPOPT_TIMESTAMP:
                 val, ecr = value
-                if ecr and st.ts_offset is not None:
-                    ecr = (ecr + st.ts_offset) % MOD32
+                if ecr and fl.ts_offset is not None:
+                    ecr = (ecr + fl.ts_offset) % MOD32
                 value = (val, ecr)
             elif kind == TCPOPT_SACK:
-                value = tuple(((a + (st.local_isn or 0)) % MOD32, (b + (st.local_isn or 0)) % MOD32) for a, b in value)
+                value = tuple(((a + isn) % MOD32, (b + isn) % MOD32) for a, b in value)
             opts.append((kind, value))
     elif seg.options == OPTIONS_UNCHECKED:
         raise _fail(ev, "an inbound segment needs its options written out, not <...>")
-    ack = (seg.ack + (st.local_isn or 0)) % MOD32 if seg.ack is not None else 0
-    tcp = TcpRepr(REMOTE_PORT, st.local_port, (REMOTE_ISN + seg.seq) % MOD32, ack, seg.flags,
+    ack = (seg.ack + isn) % MOD32 if seg.ack is not None else 0
+    remote_port = REMOTE_PORT + seg.flow - 1
+    tcp = TcpRepr(remote_port, fl.local_port, (REMOTE_ISN + seg.seq) % MOD32, ack, seg.flags,
                   INBOUND_WINDOW if seg.win is None else seg.win, tuple(opts))
     try:
         tcp.options_bytes()
     except ValueError as exc:
         raise _fail(ev, f"bad inbound options: {exc}") from exc
-    actual = st.target.inject(at_ns, REMOTE_PORT, st.local_port, tcp, bytes(seg.length))
+    actual = st.target.inject(at_ns, remote_port, fl.local_port, tcp, bytes(seg.length))
     return at_ns if actual is None else actual
 
 
@@ -207,26 +252,30 @@ def _match_outbound(st: _State, ev: Event, seg: Segment, sent: Sent, lo: int, hi
             raise _fail(ev, "outbound segment too late", expected, _describe_sent(st, sent))
         anchor = min(max(lo, w0), w1)
     t = sent.tcp
-    if t.flags & SYN and st.local_isn is None:
-        st.local_isn = (t.seq - seg.seq) % MOD32
-        st.local_port = t.src_port
+    n = _flow_of(sent)
+    fl = st.flow(n)
+    if t.flags & SYN and fl.local_isn is None and n == seg.flow:
+        fl.local_isn = (t.seq - seg.seq) % MOD32
+        fl.local_port = t.src_port
     problems = []
+    if n != seg.flow:
+        problems.append("flow")
     if t.flags != seg.flags:
         problems.append("flags")
-    if _rel_local(st, t.seq) != seg.seq or len(sent.payload) != seg.length:
+    if _rel_local(fl, t.seq) != seg.seq or len(sent.payload) != seg.length:
         problems.append("sequence numbers")
     if seg.ack is not None and (not t.flags & ACK or _rel_remote(t.ack) != seg.ack):
         problems.append("ack")
     if seg.win is not None and t.window != seg.win:
         problems.append("window")
     if seg.options != OPTIONS_UNCHECKED:
-        problems += _match_options(st, seg, sent)
+        problems += _match_options(st, fl, seg, sent)
     if problems:
         raise _fail(ev, "outbound segment differs in " + ", ".join(problems), expected, _describe_sent(st, sent))
     return anchor
 
 
-def _match_options(st: _State, seg: Segment, sent: Sent) -> list[str]:
+def _match_options(st: _State, fl: _Flow, seg: Segment, sent: Sent) -> list[str]:
     want = tuple(seg.options or ())
     got = sent.tcp.options
     if [k for k, _ in want] != [k for k, _ in got]:
@@ -235,22 +284,23 @@ def _match_options(st: _State, seg: Segment, sent: Sent) -> list[str]:
     for (kind, wv), (_, gv) in zip(want, got, strict=True):
         if kind == TCPOPT_TIMESTAMP:
             val, ecr = gv
-            if st.ts_offset is None:
-                st.ts_offset = (val - wv[0]) % MOD32
-            elif st.last_ts is not None:
+            if fl.ts_offset is None:
+                fl.ts_offset = (val - wv[0]) % MOD32
+            elif fl.last_ts is not None:
                 # packetdrill leaves TS val to the stack's clock: it must not go back, and
-                # it ticks once a millisecond (tcp_time_stamp_raw: tcp_clock_ns / NSEC_PER_MSEC).
-                # The value is stamped when the stack sends, the time is when the wire saw
-                # it: a target's segment may come up to late_slack after its stamp (a GSO
-                # burst's last segment leaves the emulated NIC well after its first)
-                prev_val, prev_at = st.last_ts
+                # it ticks once a millisecond (tcp_time_stamp_raw: tcp_clock_ns / NSEC_PER_MSEC)
+                prev_val, prev_at, prev_synack = fl.last_ts
                 step = (val - prev_val) % MOD32
                 elapsed_ms = (sent.at - prev_at) / 1e6
+                # either segment may have reached the wire up to the target's late slack
+                # after its TS val was stamped (an emulated board's transmit path)
                 slack_ms = st.tol_usecs / 1000 + 1 + st.target.late_slack_ns / 1e6
-                if step >= 1 << 31 or not elapsed_ms - slack_ms <= step <= elapsed_ms + slack_ms:
+                # after a SYN-ACK, a syncookie's TS val may have been behind the clock
+                behind_ms = (1 << TSBITS) - 1 if prev_synack else 0
+                if step >= 1 << 31 or not elapsed_ms - slack_ms <= step <= elapsed_ms + slack_ms + behind_ms:
                     problems.append(f"TS val (it moved {step - (1 << 32) if step >= 1 << 31 else step} "
                                     f"in {elapsed_ms:g} ms)")
-            st.last_ts = (val, sent.at)
+            fl.last_ts = (val, sent.at, sent.tcp.flags & (SYN | ACK) == SYN | ACK)
             if ecr != wv[1]:
                 problems.append("TS ecr")
         elif kind == TCPOPT_SACK:
@@ -284,6 +334,53 @@ def _outbound(st: _State, ev: Event, seg: Segment) -> int:
         raise _fail(ev, "expected outbound segment not sent", expected, actual)
     sent = st.queue.pop(0)
     return _match_outbound(st, ev, seg, sent, lo, hi, tol)
+
+
+def _console(st: _State, ev: Event, want: Console) -> int:
+    """Expect a kernel console line (see the module's docstring); returns the time to
+    anchor on: the line's time within the event's window (the window's start for `*`,
+    which takes a line printed any time up to the previous event)."""
+    target = st.target
+    if st.pending:
+        _settle(st, block=True)
+        st.prev_ns = max(st.prev_ns, st.last_call_at)
+    if ev.time.any:
+        lo, hi, tol = None, st.prev_ns, 0
+    else:
+        lo, hi = _expected_window(st, ev)
+        tol = _tolerance_ns(st, lo - st.prev_ns)
+        if hi < st.prev_ns - st.tol_usecs * 1000:
+            raise _fail(ev, f"the script's time runs backwards: {_fmt_time(hi)} after {_fmt_time(st.prev_ns)}")
+        hi = max(hi, st.prev_ns)
+    st.queue += target.advance(hi)
+    _check_unexpected(st, ev, hi)
+    slack = target.console_slack_ns
+    deadline = hi + tol + slack if slack else hi
+    until = hi
+    while True:
+        st.console += target.console_lines()
+        found = next((i for i, (_, text) in enumerate(st.console) if text == want.text), None)
+        if found is not None or until >= deadline:
+            break
+        until = min(deadline, until + CONSOLE_POLL_NS)
+        st.queue += target.advance(until)
+    when = ("any time" if lo is None else _fmt_time(lo) + (f"..{_fmt_time(hi)}" if hi != lo else "")
+            + (f" (+-{tol / 1e6:g} ms)" if tol else ""))
+    expected = f'console "{want.text}" at {when}'
+    if found is None:
+        actual = "; ".join(f'"{text}" at {_fmt_time(at)}' for at, text in st.console) or \
+            f"no line by {_fmt_time(deadline)}"
+        raise _fail(ev, "expected console line not printed", expected, actual)
+    if found:
+        at, text = st.console[0]
+        raise _fail(ev, "unexpected console line: the kernel printed it and no script line before this one "
+                        "expects it", expected, f'"{text}" at {_fmt_time(at)}')
+    at, _ = st.console.pop(0)
+    if lo is None:
+        return st.prev_ns
+    if at < lo - tol:
+        raise _fail(ev, "console line too early", expected, f'"{want.text}" at {_fmt_time(at)}')
+    return min(max(lo, at), hi)
 
 
 def _syscall(st: _State, ev: Event, call: Syscall, at_ns: int) -> int:
@@ -360,6 +457,10 @@ def run_script(script, target: Target, tolerance_usecs: int | None = None) -> Sc
                 st.prev_ns = _outbound(st, ev, action)
                 result.events += 1
                 continue
+            if isinstance(action, Console):
+                st.prev_ns = _console(st, ev, action)
+                result.events += 1
+                continue
             if isinstance(action, (Shell, Python)):
                 kind = "shell commands" if isinstance(action, Shell) else "python blocks"
                 raise _fail(ev, f"not modelled on target {target.name}: {kind} (the model's sysctls are its "
@@ -395,6 +496,12 @@ def run_script(script, target: Target, tolerance_usecs: int | None = None) -> Sc
             last = script.events[-1] if script.events else None
             raise _Fail(Failure(last.line if last else 0, last.text if last else "",
                                 "unexpected outbound segment at the end of the script", actual=_describe_sent(st, sent)))
+        st.console += target.console_lines()
+        if st.console:
+            at, text = st.console[0]
+            last = script.events[-1]
+            raise _Fail(Failure(last.line, last.text, "unexpected console line at the end of the script",
+                                actual=f'"{text}" at {_fmt_time(at)}'))
     except _Fail as exc:
         result.failure = exc.failure
     except TargetError as exc:

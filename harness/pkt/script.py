@@ -18,6 +18,17 @@ A script is a list of lines, one event each (a `%{ ... }%` block may span lines)
 Times are seconds: absolute from the script's start, `+x` relative to the previous event,
 `a~b` a range. Sequence numbers are relative: the remote's to the remote's ISN, the
 local's to the local's ISN (packetdrill's convention).
+
+Two extensions of the project's own (packetdrill has neither):
+
+    +0      < S 0:0(0) win 65535 <mss 1460> flow 2    a segment of the remote's second flow
+    +0      console "TCP: request_sock_TCP: Possible SYN flooding on port 8080. ..."
+
+`flow N` (1 to MAX_FLOWS, default 1) puts a segment on the remote's Nth port, so a script
+can be several peers at once (a backlog filled by SYNs from different ports); each flow has
+its own local ISN and TS offset, learnt from its own SYN or SYN-ACK. `console "TEXT"`
+expects the kernel to print TEXT (the message after printk's `[time]` stamp) by the
+event's time; in TEXT a backslash escapes a double quote or a backslash.
 """
 
 from __future__ import annotations
@@ -45,13 +56,14 @@ from models.wire.tcp import (
 )
 
 __all__ = [
-    "PktSyntaxError", "EventTime", "Segment", "Syscall", "Shell", "Python", "Event", "Script",
-    "parse_script", "parse_file", "FLAG_LETTERS", "OPTIONS_UNCHECKED",
+    "PktSyntaxError", "EventTime", "Segment", "Syscall", "Shell", "Python", "Console", "Event", "Script",
+    "parse_script", "parse_file", "FLAG_LETTERS", "OPTIONS_UNCHECKED", "MAX_FLOWS",
 ]
 
 # packetdrill's flag letters; "." is ACK
 FLAG_LETTERS = {"F": FIN, "S": SYN, "R": RST, "P": PSH, ".": ACK, "U": URG, "E": ECE, "W": CWR}
 OPTIONS_UNCHECKED = "..."   # `<...>`: the outbound segment's options are not compared
+MAX_FLOWS = 16              # `flow N`: the remote's ports a script may use
 
 # options a script may set at its top, and their types
 SCRIPT_OPTIONS = {"tolerance_usecs": int, "tolerance_percent": float}
@@ -90,7 +102,8 @@ class EventTime:
 class Segment:
     """A TCP segment line: `direction` '<' (inbound, to the local stack) or '>' (outbound).
     `options` None: no option list (none expected); OPTIONS_UNCHECKED for `<...>`; else the
-    options in order as (kind, value) pairs as models.wire.tcp keeps them."""
+    options in order as (kind, value) pairs as models.wire.tcp keeps them. `flow`: which
+    of the remote's ports (1, its first, unless the line says `flow N`)."""
 
     direction: str
     flags: int
@@ -100,9 +113,11 @@ class Segment:
     ack: int | None = None
     win: int | None = None
     options: tuple | str | None = None
+    flow: int = 1
 
     def describe(self) -> str:
-        return describe_segment(self.direction, self.flags, self.seq, self.length, self.ack, self.win, self.options)
+        return describe_segment(self.direction, self.flags, self.seq, self.length, self.ack, self.win, self.options,
+                                self.flow)
 
 
 def flags_letters(flags: int) -> str:
@@ -136,13 +151,13 @@ def describe_options(options: tuple | str | None) -> str:
 
 
 def describe_segment(direction: str, flags: int, seq: int, length: int, ack: int | None, win: int | None,
-                     options) -> str:
+                     options, flow: int = 1) -> str:
     s = f"{direction} {flags_letters(flags)} {seq}:{(seq + length) % (1 << 32)}({length})"
     if ack is not None:
         s += f" ack {ack}"
     if win is not None:
         s += f" win {win}"
-    return s + describe_options(options)
+    return s + describe_options(options) + (f" flow {flow}" if flow != 1 else "")
 
 
 @dataclass(frozen=True)
@@ -167,10 +182,17 @@ class Python:
 
 
 @dataclass(frozen=True)
+class Console:
+    """`console "TEXT"`: the kernel prints TEXT (a console line less its printk stamp)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Event:
     line: int
     time: EventTime
-    action: Segment | Syscall | Shell | Python
+    action: Segment | Syscall | Shell | Python | Console
     text: str
 
 
@@ -379,6 +401,7 @@ def _parse_segment(line: _Line) -> Segment:
     if (end - seq) % (1 << 32) != length:
         raise line.error(f"{seq}:{end} is {(end - seq) % (1 << 32)} bytes, not ({length})")
     ack = win = options = None
+    flow = 1
     while not line.done():
         t = line.peek()
         if t.text == "ack":
@@ -389,11 +412,43 @@ def _parse_segment(line: _Line) -> Segment:
             win = line.int_("the window")
         elif t.text == "<":
             options = _parse_options(line)
+        elif t.text == "flow":
+            line.take()
+            flow_tok = line.peek()
+            flow = line.int_("the flow number")
+            if not 1 <= flow <= MAX_FLOWS:
+                raise line.error(f"flow {flow}: a flow is 1 to {MAX_FLOWS}", flow_tok)
         else:
-            raise line.error(f"expected 'ack', 'win' or '<options>', found {t.text!r}")
+            raise line.error(f"expected 'ack', 'win', '<options>' or 'flow', found {t.text!r}")
     if ack is not None and not flags & ACK:
         raise line.error("'ack N' on a segment without the ACK flag ('.')")
-    return Segment(direction, flags, seq % (1 << 32), end % (1 << 32), length, ack, win, options)
+    return Segment(direction, flags, seq % (1 << 32), end % (1 << 32), length, ack, win, options, flow)
+
+
+def _parse_console(line: _Line) -> Console:
+    """`console "TEXT"`: one double-quoted string, `\\"` and `\\\\` its only escapes."""
+    line.take()
+    t = line.peek()
+    if t is None or t.kind != "str":
+        if t is not None and t.text == '"':
+            raise line.error("unterminated string: the console line has no closing '\"'", t)
+        found = "end of line" if t is None else repr(t.text)
+        raise line.error(f"expected the console line in double quotes, found {found}")
+    line.take()
+    body, text, i = t.text[1:-1], [], 0
+    while i < len(body):
+        if body[i] == "\\":
+            if body[i + 1] not in '"\\':
+                raise PktSyntaxError(line.path, line.lineno, t.col + i + 1,
+                                     f"unknown escape '\\{body[i + 1]}' in the console line (only \\\" and \\\\)")
+            i += 1
+        text.append(body[i])
+        i += 1
+    if not line.done():
+        raise line.error(f"unexpected {line.peek().text!r} after the console line")
+    if not text:
+        raise line.error("an empty console line", t)
+    return Console("".join(text))
 
 
 def _parse_arg(line: _Line):
@@ -559,8 +614,10 @@ def parse_script(text: str, path: str = "<script>") -> Script:
             action = _parse_segment(line)
         elif t.kind == "name" and line.peek(1) is not None and line.peek(1).text == "(":
             action = _parse_syscall(line)
+        elif t.text == "console":
+            action = _parse_console(line)
         else:
-            raise line.error(f"expected a packet ('<' or '>') or a syscall, found {t.text!r}")
+            raise line.error(f"expected a packet ('<' or '>'), a syscall or a console line, found {t.text!r}")
         if time.blocking_end is not None and not isinstance(action, Syscall):
             raise PktSyntaxError(path, lineno, 1, "a 'start...end' time is for a blocking syscall")
         events.append(Event(lineno, time, action, raw.strip()))

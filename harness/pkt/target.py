@@ -1,10 +1,10 @@
 """Where a script's local side runs: the `Target` protocol and the model behind it.
 
 A target runs the script's syscalls, takes the remote's segments, and hands back the
-segments it sent with the times it sent them. `ModelTarget` is the reference model's
-socket layer (models/socket.py) in virtual time. A board target (a small agent in the
-board image running the syscalls, the harness playing the remote on its own wire) plugs
-in behind the same four verbs; it is not built yet.
+segments it sent with the times it sent them, and the kernel's console lines.
+`ModelTarget` is the reference model's socket layer (models/socket.py) in virtual time;
+the board target (harness/pkt/board.py: a small agent in the board image running the
+syscalls, the harness playing the remote on its own wire) plugs in behind the same verbs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Protocol
 from models.clock import Window
 from models.errors import ModelUsageError, SocketError
 from models.socket import SocketLayer
-from models.tcp import TcpParams
+from models.tcp import TcpParams, TcpState
 from models.wire.tcp import TcpRepr
 
 from .script import Syscall
@@ -81,13 +81,15 @@ class Target(Protocol):
     because the target runs slower than the stack it stands for (an emulated CPU), never
     earlier; `call_slack_ns`: how much later than the tolerance a call handed over may
     begin (its request's way to the target), the segments after it being timed from when
-    it began."""
+    it began; `console_slack_ns`: how much later than the tolerance the target may see a
+    kernel console line (0: it sees each line when the kernel prints it)."""
 
     name: str
     lead_ns: int
     late_look_ns: int
     late_slack_ns: int
     call_slack_ns: int
+    console_slack_ns: int
 
     def syscall(self, at: int, call: Syscall, remote_port: int, local_port: int) -> SyscallOutcome | PendingCall:
         """Run `call` at `at` (raises NotModelled): its outcome, or a PendingCall when the
@@ -100,6 +102,10 @@ class Target(Protocol):
     def advance(self, until: int, stop_at_first: bool = False) -> list[Sent]:
         """Let time run to `until` (or to the first segment sent, with `stop_at_first`);
         the segments sent meanwhile, in order."""
+
+    def console_lines(self) -> list[tuple[int, str]]:
+        """The script's kernel console lines seen since the last call, in order: (when, ns;
+        the message after printk's stamp, in the script's terms: its port numbers)."""
 
 
 def _flag_names(arg) -> tuple:
@@ -124,6 +130,7 @@ class ModelTarget:
     late_look_ns = 600 * 10**9
     late_slack_ns = 0
     call_slack_ns = 0
+    console_slack_ns = 0
 
     def __init__(self, params: TcpParams | None = None, seed: int = 0):
         self.layer = SocketLayer(params or TcpParams(), random.Random(seed), (LOCAL_ADDR,), lambda dst: LOCAL_ADDR)
@@ -134,6 +141,12 @@ class ModelTarget:
         self._fds: dict[int, int] = {}
         self._connect_only: set[int] = set()   # fds with an option modelled only for connect()
         self._out: list[Sent] = []
+        self._console_seen = 0                 # lines of layer.console handed out
+
+    def console_lines(self) -> list[tuple[int, str]]:
+        lines = self.layer.console[self._console_seen:]
+        self._console_seen = len(self.layer.console)
+        return list(lines)
 
     # -- time ---------------------------------------------------------------------------
     def _take(self, at: int, segments) -> None:
@@ -244,8 +257,12 @@ class ModelTarget:
         if data:
             return SyscallOutcome(len(data))
         if sk.error:
-            return SyscallOutcome(-1, sk.error)
-        if sk.fin_received:
+            # tcp_recvmsg: sock_error() reports sk_err and clears it; the next read finds
+            # the connection closed
+            err, sk.error = sk.error, None
+            return SyscallOutcome(-1, err)
+        if sk.fin_received or sk.state is TcpState.CLOSED:
+            # a FIN, or tcp_done (sk_shutdown = SHUTDOWN_MASK: RCV_SHUTDOWN): end of file
             return SyscallOutcome(0)
         if fd in self.nonblocking:
             return SyscallOutcome(-1, "EAGAIN")
@@ -258,12 +275,19 @@ class ModelTarget:
         fd = self._fd(args)
         size = int(self._arg(args, 2, "the byte count"))
         try:
-            self._take(at, self.layer.send(at, fd, bytes(size)))
+            copied, out = self.layer.sendmsg(at, fd, bytes(size))
         except SocketError as exc:
             if exc.errno_name == "EAGAIN" and fd not in self.nonblocking:
                 raise NotModelled("write() on a blocking socket would wait: not modelled") from exc
+            sk = self.layer.sock(fd)
+            if sk.error == exc.errno_name:
+                sk.error = None     # sk_stream_wait_connect: sock_error() reports sk_err and clears it
             raise
-        return SyscallOutcome(size)
+        self._take(at, out)
+        if copied < size and fd not in self.nonblocking:
+            # tcp_sendmsg_locked waits in sk_stream_wait_memory for the rest
+            raise NotModelled("write() on a blocking socket would wait for send buffer space: not modelled")
+        return SyscallOutcome(copied)
 
     def _sys_send(self, at, args, rport, lport) -> SyscallOutcome:
         if len(args) > 3 and args[3] not in (0, Ellipsis):
@@ -316,6 +340,11 @@ class ModelTarget:
         if name == "TCP_MAXSEG" and sk is not None:
             # do_tcp_getsockopt: mss_cache once connected
             return SyscallOutcome(0, value=sk.mss_cache)
+        if name in ("SO_SNDBUF", "SO_RCVBUF", "TCP_USER_TIMEOUT"):
+            try:
+                return SyscallOutcome(0, value=self.layer.getsockopt(fd, name))
+            except ModelUsageError as exc:
+                raise NotModelled(str(exc)) from exc
         raise NotModelled(f"getsockopt {name} is not modelled")
 
     def _sys_fcntl(self, at, args, rport, lport) -> SyscallOutcome:
