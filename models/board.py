@@ -422,13 +422,7 @@ class Board:
             except WireError as err:
                 self._emit(now, "drop", {"reason": err.reason, "detail": err.detail})
                 continue
-            if ethertype == ETH_P_ARP:
-                eth = EthernetRepr.parse(rx)[0]   # arp_rcv reads the header (its destination)
-                before = len(self.neigh.drops)
-                self._xmit(now, self.neigh.arp_rcv(now, eth, payload))
-                for _, reason, detail in self.neigh.drops[before:]:
-                    self._emit(now, "drop", {"reason": reason, "detail": detail})
-            elif ethertype == ETH_P_IP:
+            if ethertype == ETH_P_IP:
                 ip_drops = self.ip.drops
                 before = len(ip_drops)
                 delivered, replies = self.ip.ip_rcv(now, payload)
@@ -444,6 +438,12 @@ class Board:
                         self._emit(at, "console", {"text": line})
                 if replies:
                     self._ip_out(now, replies, "icmp")
+            elif ethertype == ETH_P_ARP:
+                eth = EthernetRepr.parse(rx)[0]   # arp_rcv reads the header (its destination)
+                before = len(self.neigh.drops)
+                self._xmit(now, self.neigh.arp_rcv(now, eth, payload))
+                for _, reason, detail in self.neigh.drops[before:]:
+                    self._emit(now, "drop", {"reason": reason, "detail": detail})
             else:
                 self._emit(now, "drop", {"reason": "SKB_DROP_REASON_UNHANDLED_PROTO",
                                          "detail": f"ethertype 0x{ethertype:04x}"})
@@ -493,16 +493,21 @@ class Board:
         objs: dict[tuple, Any] = {}
         for n in self.neigh.entries.values():
             if n.timer is not None:
-                armed[("neigh", id(n))] = n.timer
-                objs[("neigh", id(n))] = n
-        for sk in self.sockets.established.values():
-            for name, when in sk.timers.items():
-                armed[("sk", id(sk), name)] = when
-                objs[("sk", id(sk), name)] = sk
+                key = ("neigh", id(n))
+                armed[key] = n.timer
+                objs[key] = n
+        if self.sockets.established:
+            for sk in self.sockets.established.values():
+                for name, when in sk.timers.items():
+                    key = ("sk", id(sk), name)
+                    armed[key] = when
+                    objs[key] = sk
         for s in self.sockets.listeners.values():
-            for req in s.listener.syn_queue.values():
-                armed[("req", id(req))] = req.expires_at
-                objs[("req", id(req))] = req
+            if s.listener.syn_queue:   # most listeners have no request socks: skip the walk
+                for req in s.listener.syn_queue.values():
+                    key = ("req", id(req))
+                    armed[key] = req.expires_at
+                    objs[key] = req
         self._timer_objs = objs
         return armed
 

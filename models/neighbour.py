@@ -257,21 +257,22 @@ class NeighTable:
         last confirmation before this packet's own (neigh_confirm moves only `confirmed`:
         an entry that went STALE stays STALE under it, and the DELAY this packet begins is
         not saved by a confirmation made with it)."""
+        state = n.state
+        if state is NUD_REACHABLE:
+            if self.judging and n.maybe_at is None \
+                    and now > (n.confirmed_seen if seen is None else seen) + (self.params.base_reachable_time >> 1):
+                # a board whose draw was short has this entry STALE: this packet makes it DELAY
+                self._maybe_branch(now, n, now + self.params.delay_probe_time, timer_wheel_slack(
+                    self.params.delay_probe_time))
+            return [self._ip_frame(n, packet, "ip")]
+        # neigh_event_send_probe() stamps `used`; a NUD_CONNECTED entry never gets there:
+        # neigh_output() sends through the hh cache (neigh_hh_output) or
+        # neigh_connected_output. So neigh_timer_handler's "used within
+        # delay_first_probe_time" sees the last send made while the entry was not REACHABLE.
+        n.used = now
         next_hop = n.key
-        seen = n.confirmed_seen if seen is None else seen
-        if self.judging and n.state is NUD_REACHABLE and n.maybe_at is None \
-                and now > seen + (self.params.base_reachable_time >> 1):
-            # a board whose draw was short has this entry STALE: this packet makes it DELAY
-            self._maybe_branch(now, n, now + self.params.delay_probe_time, timer_wheel_slack(
-                self.params.delay_probe_time))
-        if n.state is not NUD_REACHABLE:
-            # neigh_event_send_probe() stamps `used`; a NUD_CONNECTED entry never gets there:
-            # neigh_output() sends through the hh cache (neigh_hh_output) or
-            # neigh_connected_output. So neigh_timer_handler's "used within
-            # delay_first_probe_time" sees the last send made while the entry was not REACHABLE.
-            n.used = now
         out: list[TxFrame] = []
-        if n.state in (NUD_REACHABLE, NUD_DELAY, NUD_PROBE):
+        if n.state in (NUD_DELAY, NUD_PROBE):
             return [self._ip_frame(n, packet, "ip")]
         if n.state is NUD_STALE:
             # __neigh_event_send: STALE -> DELAY, send with the cached address

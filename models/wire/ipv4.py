@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import WireError
-from ._header import HeaderTable, internet_checksum, ip4_str, need
+from ._header import HeaderTable, ip4_str, need
 
 __all__ = ["IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IP_DF", "IP_MF", "IP_OFFSET", "INET_ECN_MASK",
            "IPV4_HEADER", "Ipv4Repr", "tcp_quote", "ipv4_rcv_core", "ipv4_header"]
@@ -99,7 +99,10 @@ def ipv4_rcv_core(packet: bytes, verify_checksum: bool = True) -> tuple[tuple, i
     hlen = ihl * 4
     if hlen > 20:
         need(packet, hlen, "ipv4 options", "SKB_DROP_REASON_IP_INHDR")
-    if verify_checksum and internet_checksum(packet[:hlen]) != 0:
+    # internet_checksum(header) == 0: the words of a valid header sum to one's-complement
+    # -0, i.e. the header's value (never 0: the version byte; of even length) is a multiple
+    # of 0xffff (2**16 == 1 mod 0xffff)
+    if verify_checksum and int.from_bytes(packet[:hlen], "big") % 0xFFFF:
         raise WireError("SKB_DROP_REASON_IP_CSUM", "ipv4 header checksum")
     if len(packet) < tot_len:
         raise WireError("SKB_DROP_REASON_PKT_TOO_SMALL", f"tot_len {tot_len} > {len(packet)} bytes")
@@ -112,11 +115,18 @@ def ipv4_header(src: int, dst: int, protocol: int, tot_len: int, ttl: int, ident
                 options: bytes = b"") -> bytes:
     """An IPv4 header with its checksum filled in (ip_send_check). `frag_off` is the
     header's field: the DF and MF flags and the offset in 8-byte units; `options` are
-    padded to 32 bits already."""
-    head = IPV4_HEADER.pack(0x40 | (20 + len(options)) >> 2, tos, tot_len, ident, frag_off, ttl, protocol, 0,
+    padded to 32 bits already.
+
+    The checksum is internet_checksum() of the header, summed from the fields' 16-bit
+    words (the options' words by their value: 2**16 == 1 mod 0xffff) so that the header
+    is packed once. The version byte is never 0, so a sum of 0 is one's-complement
+    "negative zero" (0xffff) and the checksum 0."""
+    vihl = 0x40 | (20 + len(options)) >> 2
+    total = ((vihl << 8 | tos) + tot_len + ident + frag_off + (ttl << 8 | protocol)
+             + (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+             + (int.from_bytes(options, "big") if options else 0)) % 0xFFFF
+    return IPV4_HEADER.pack(vihl, tos, tot_len, ident, frag_off, ttl, protocol, 0xFFFF - (total or 0xFFFF),
                             src, dst) + options
-    check = internet_checksum(head)
-    return head[:10] + check.to_bytes(2, "big") + head[12:]
 
 
 def tcp_quote(packet: bytes) -> tuple[int, int, int, int, int] | None:

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from models.errors import ModelUsageError, WireError
 from models.inputs import FrameArrived, frame_raw, parse_input
-from models.wire import EthernetRepr, IcmpRepr, Ipv4Repr
-from models.wire.ethernet import eth_type_trans, ethernet_frame
+from models.wire import EthernetRepr, IcmpRepr, Ipv4Repr, internet_checksum
+from models.wire.ethernet import ETH_ZLEN, ETHERNET_HEADER, eth_type_trans, ethernet_frame
 from models.wire.icmp import ICMP_ECHOREPLY, icmp_checked_type, icmp_echo_reply
-from models.wire.ipv4 import IP_DF, IP_MF, ipv4_header, ipv4_rcv_core
+from models.wire.ipv4 import IP_DF, IP_MF, IPV4_HEADER, ipv4_header, ipv4_rcv_core
 
 
 def outcome(fn, *args):
@@ -58,10 +58,18 @@ def test_eth_type_trans_matches_ethernet_repr_on_random_bytes(frame):
     assert outcome(eth_type_trans, frame) == outcome(ethernet_by_repr, frame)
 
 
+def plain_ethernet_frame(dst: bytes, src: bytes, ethertype: int, payload: bytes, pad: bool) -> bytes:
+    """The header packed from its table, the payload, zeros up to ETH_ZLEN."""
+    frame = ETHERNET_HEADER.pack(dst, src, ethertype) + payload
+    return frame + bytes(max(0, ETH_ZLEN - len(frame))) if pad else frame
+
+
 @given(st.binary(min_size=6, max_size=6), st.binary(min_size=6, max_size=6), st.integers(0, 0xFFFF),
        st.binary(max_size=80), st.booleans())
-def test_ethernet_frame_matches_the_repr_emit(dst, src, ethertype, payload, pad):
-    assert ethernet_frame(dst, src, ethertype, payload, pad) == EthernetRepr(dst, src, ethertype).emit(payload, pad)
+def test_ethernet_frame_matches_the_plain_frame_and_the_repr_emit(dst, src, ethertype, payload, pad):
+    frame = ethernet_frame(dst, src, ethertype, payload, pad)
+    assert frame == plain_ethernet_frame(dst, src, ethertype, payload, pad)
+    assert frame == EthernetRepr(dst, src, ethertype).emit(payload, pad)
 
 
 # -- IPv4 -------------------------------------------------------------------------------
@@ -85,15 +93,46 @@ def test_ipv4_rcv_core_matches_the_repr_on_random_bytes(packet):
     assert outcome(ipv4_by_view, packet) == outcome(Ipv4Repr.parse, packet)
 
 
-@settings(max_examples=300)
+@settings(max_examples=500)
+@given(st.integers(5, 15), st.binary(min_size=60, max_size=60), st.integers(0, 0xFFFF), st.booleans())
+def test_ipv4_rcv_core_refuses_exactly_the_headers_whose_checksum_is_not_zero(ihl, rest, check, fix):
+    # fix: put the right checksum in, so that valid headers are drawn as often as bad ones
+    head = bytearray(bytes([0x40 | ihl]) + rest[:4 * ihl - 1])
+    head[2:4] = (4 * ihl).to_bytes(2, "big")
+    head[10:12] = b"\0\0" if fix else check.to_bytes(2, "big")
+    if fix:
+        head[10:12] = internet_checksum(bytes(head)).to_bytes(2, "big")
+    result = outcome(ipv4_rcv_core, bytes(head))
+    assert (result == ("WireError", "SKB_DROP_REASON_IP_CSUM", "ipv4 header checksum")) \
+        == (internet_checksum(bytes(head)) != 0)
+
+
+def plain_ipv4_header(src, dst, protocol, tot_len, ttl, ident, frag_off, tos, options) -> bytes:
+    """The header packed with a zero checksum, then internet_checksum() of it put in."""
+    head = IPV4_HEADER.pack(0x40 | (20 + len(options)) // 4, tos, tot_len, ident, frag_off, ttl, protocol, 0,
+                            src, dst) + options
+    return head[:10] + internet_checksum(head).to_bytes(2, "big") + head[12:]
+
+
+@settings(max_examples=500)
 @given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 255), st.binary(max_size=64),
        st.integers(0, 255), st.integers(0, 0xFFFF), st.booleans(), st.booleans(), st.integers(0, 0x1FFF),
-       st.integers(0, 255), st.integers(0, 10))
-def test_ipv4_header_matches_the_repr_emit(src, dst, protocol, payload, ttl, ident, df, mf, offset, tos, words):
-    ip = Ipv4Repr(src, dst, protocol, len(payload), ttl, ident, df, mf, offset * 8, tos, bytes(range(4 * words)))
+       st.integers(0, 255), st.integers(0, 10), st.sampled_from([b"\0", b"\xff", b"\x5a"]))
+def test_ipv4_header_matches_the_plain_header_and_the_repr_emit(src, dst, protocol, payload, ttl, ident, df, mf,
+                                                                 offset, tos, words, fill):
+    options = fill * (4 * words)
+    ip = Ipv4Repr(src, dst, protocol, len(payload), ttl, ident, df, mf, offset * 8, tos, options)
     frag = (IP_DF if df else 0) | (IP_MF if mf else 0) | offset
-    assert ipv4_header(src, dst, protocol, ip.buffer_len, ttl, ident, frag, tos, ip.options) + payload \
-        == ip.emit(payload)
+    header = ipv4_header(src, dst, protocol, ip.buffer_len, ttl, ident, frag, tos, options)
+    assert header == plain_ipv4_header(src, dst, protocol, ip.buffer_len, ttl, ident, frag, tos, options)
+    assert header + payload == ip.emit(payload)
+
+
+def test_ipv4_header_whose_words_sum_to_a_multiple_of_0xffff_has_checksum_0():
+    # one's-complement -0: the sum of non-zero words is 0xffff, never 0, so the checksum is 0
+    src = 0xFFFF - ((0x4500 + 20 + 0x4001) % 0xFFFF)
+    header = ipv4_header(src, 0, 1, 20, 64, 0, 0, 0)
+    assert header[10:12] == b"\0\0" == plain_ipv4_header(src, 0, 1, 20, 64, 0, 0, 0, b"")[10:12]
 
 
 # -- ICMP -------------------------------------------------------------------------------
@@ -135,3 +174,22 @@ def test_frame_raw_refuses_what_parse_input_refuses(event):
     with pytest.raises(ModelUsageError) as fast:
         frame_raw(event)
     assert str(fast.value) == str(plain.value)
+
+
+# -- checksum ---------------------------------------------------------------------------
+def rfc1071_checksum(data: bytes, initial: int = 0) -> int:
+    """RFC 1071 section 4.1, word by word: sum, fold the carries, complement."""
+    if len(data) & 1:
+        data += b"\0"
+    total = initial + sum(data[i] << 8 | data[i + 1] for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+@settings(max_examples=500)
+@given(st.one_of(st.binary(max_size=70), st.binary(max_size=9).map(lambda b: bytes(len(b))),
+                 st.binary(max_size=9).map(lambda b: b"\xff" * len(b))),
+       st.sampled_from([0, 0, 1, 0xFFFF, 0x1FFFE, 0x12345678]))
+def test_internet_checksum_is_the_rfc1071_word_sum(data, initial):
+    assert internet_checksum(data, initial) == rfc1071_checksum(data, initial)
