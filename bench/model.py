@@ -93,8 +93,11 @@ def measure(minutes: int, interval_ms: float, describe: bool, repeat: int, diges
 
 def measure_revision(rev: str, args: argparse.Namespace) -> dict:
     """The same workload on revision `rev`'s models/, in a subprocess of this script."""
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise SystemExit(f"--baseline {rev}: not a commit of the repository at {REPO}")
+    commit = found.stdout.strip()
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit, "models"],
                              capture_output=True, check=True).stdout
     with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
