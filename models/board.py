@@ -41,6 +41,7 @@ from .inputs import (
     TxStall,
     WatchdogDaemonStart,
     WatchdogSignal,
+    frame_raw,
     parse_input,
 )
 from .ipv4 import Fib, Ipv4Layer
@@ -50,6 +51,7 @@ from .socket import SocketLayer
 from .tcp import OutSegment, TcpParams, TcpState, TimerKind
 from .watchdog import RESTART_LINE, AspeedWdt, BusyboxWatchdog, WatchdogCore
 from .wire import ETH_P_ARP, ETH_P_IP, EthernetRepr, ip4, ip4_str, mac_bytes
+from .wire.ethernet import eth_type_trans
 from .wire.icmp import ICMP_HOST_UNREACH
 from .wire.ipv4 import IPPROTO_TCP, tcp_quote
 
@@ -310,7 +312,7 @@ class Board:
                 detail["optional"] = True   # the qdisc may not be back yet (CARRIER_RACE_NS)
             if self.describe_frames:
                 detail.update(_frame_summary(frame))
-            self._emit(now, "frame", detail, window)
+            self._out.append(Predicted(now, "frame", detail, window))
 
     def _xmit(self, now: int, txs: list[TxFrame]) -> None:
         for tx in txs:
@@ -336,7 +338,17 @@ class Board:
     def handle(self, now: int, event: BoardInput | dict[str, Any]) -> list[Predicted]:
         """Apply one input at `now` (a models.inputs dataclass, or its dict form); returns
         what the board does at once."""
-        ev = event if isinstance(event, BoardInput) else parse_input(event)
+        if isinstance(event, dict) and event.get("kind") == "frame":
+            self._rx(now, frame_raw(event))   # the per-frame path: no FrameArrived is built
+        else:
+            self._input(now, event if isinstance(event, BoardInput) else parse_input(event))
+        if self.sockets.established:   # tsq_released looks at established sockets only
+            self._tcp_out(now, self.sockets.tsq_released(now))
+        self._daemons_accept()
+        self._retime(now, 0)
+        return self._flush()
+
+    def _input(self, now: int, ev: BoardInput) -> None:
         if isinstance(ev, FrameArrived):
             self._rx(now, ev.raw)
         elif isinstance(ev, LinkChanged):
@@ -373,10 +385,6 @@ class Board:
             self._app(now, ev)
         else:
             raise ModelUsageError(f"unknown input {ev!r} at {now} ns")
-        self._tcp_out(now, self.sockets.tsq_released(now))
-        self._daemons_accept()
-        self._retime(now, 0)
-        return self._flush()
 
     def _app(self, now: int, ev: Connect | Send | Shutdown | Close) -> None:
         if isinstance(ev, Connect):
@@ -410,16 +418,11 @@ class Board:
             return
         for rx in self.mac.ftgmac100_poll():
             try:
-                eth, payload = EthernetRepr.parse(rx)
+                ethertype, payload = eth_type_trans(rx)
             except WireError as err:
                 self._emit(now, "drop", {"reason": err.reason, "detail": err.detail})
                 continue
-            if eth.ethertype == ETH_P_ARP:
-                before = len(self.neigh.drops)
-                self._xmit(now, self.neigh.arp_rcv(now, eth, payload))
-                for _, reason, detail in self.neigh.drops[before:]:
-                    self._emit(now, "drop", {"reason": reason, "detail": detail})
-            elif eth.ethertype == ETH_P_IP:
+            if ethertype == ETH_P_IP:
                 ip_drops = self.ip.drops
                 before = len(ip_drops)
                 delivered, replies = self.ip.ip_rcv(now, payload)
@@ -435,17 +438,26 @@ class Board:
                         self._emit(at, "console", {"text": line})
                 if replies:
                     self._ip_out(now, replies, "icmp")
+            elif ethertype == ETH_P_ARP:
+                eth = EthernetRepr.parse(rx)[0]   # arp_rcv reads the header (its destination)
+                before = len(self.neigh.drops)
+                self._xmit(now, self.neigh.arp_rcv(now, eth, payload))
+                for _, reason, detail in self.neigh.drops[before:]:
+                    self._emit(now, "drop", {"reason": reason, "detail": detail})
             else:
                 self._emit(now, "drop", {"reason": "SKB_DROP_REASON_UNHANDLED_PROTO",
-                                         "detail": f"ethertype 0x{eth.ethertype:04x}"})
+                                         "detail": f"ethertype 0x{ethertype:04x}"})
 
     # -- timers ----------------------------------------------------------------------------
     def poll_at(self) -> int | None:
         """The earliest time the board has something to do by itself."""
-        best = None
-        for t in (self.ifup_at, self.services_at, self.next_phy_poll, self.wdt.expires_at, self.mac.watchdog_at,
-                  self.linkwatch_at,
-                  self.neigh.poll_at(), self.sockets.poll_at(), self.daemon.poll_at() if self.daemon else None):
+        best = self.neigh.poll_at()
+        for t in (self.sockets.poll_at(), self.ifup_at, self.services_at, self.next_phy_poll, self.wdt.expires_at,
+                  self.mac.watchdog_at, self.linkwatch_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        if self.daemon is not None:
+            t = self.daemon.poll_at()
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -481,16 +493,21 @@ class Board:
         objs: dict[tuple, Any] = {}
         for n in self.neigh.entries.values():
             if n.timer is not None:
-                armed[("neigh", id(n))] = n.timer
-                objs[("neigh", id(n))] = n
-        for sk in self.sockets.established.values():
-            for name, when in sk.timers.items():
-                armed[("sk", id(sk), name)] = when
-                objs[("sk", id(sk), name)] = sk
+                key = ("neigh", id(n))
+                armed[key] = n.timer
+                objs[key] = n
+        if self.sockets.established:
+            for sk in self.sockets.established.values():
+                for name, when in sk.timers.items():
+                    key = ("sk", id(sk), name)
+                    armed[key] = when
+                    objs[key] = sk
         for s in self.sockets.listeners.values():
-            for req in s.listener.syn_queue.values():
-                armed[("req", id(req))] = req.expires_at
-                objs[("req", id(req))] = req
+            if s.listener.syn_queue:   # most listeners have no request socks: skip the walk
+                for req in s.listener.syn_queue.values():
+                    key = ("req", id(req))
+                    armed[key] = req.expires_at
+                    objs[key] = req
         self._timer_objs = objs
         return armed
 
@@ -558,6 +575,8 @@ class Board:
         """Timers (re)armed while handling something that ran `late` inherit that lateness
         plus their own slack (kernel/time/timer.c: one granule of the wheel level)."""
         armed = self._timers()
+        if armed == self._armed:
+            return   # nothing was armed, moved or stopped: every timer keeps its lateness
         self._late = {k: (self._late[k] if self._armed.get(k) == t and k in self._late
                           else late + timer_wheel_slack(max(0, t - now))) for k, t in armed.items()}
         for k in armed.keys() - self._armed.keys():
@@ -607,6 +626,11 @@ class Board:
         backlog of 0 (somaxconn 0) the second connection is accepted as the first was.
         When each got to accept() is not observable; it bounds only the first keepalive
         timer of what httpd accepts (accept_latency)."""
+        for lst in self.sockets.listeners.values():
+            if lst.listener is not None and lst.listener.accept_queue:
+                break
+        else:
+            return   # nothing to accept (the common case: look before copying the table)
         for lst in list(self.sockets.listeners.values()):
             while lst.listener is not None and lst.listener.accept_queue:
                 self.sockets.accept(lst.fd)
@@ -688,26 +712,23 @@ def predict(config, inputs: list[dict[str, Any]], until: int | None = None, seed
     at equal times inputs come before the board's own timers.
     """
     board = Board(config, seed=seed, **board_kw)
-    queue = sorted(((int(ev["t"]), i, ev) for i, ev in enumerate(inputs)), key=lambda item: (item[0], item[1]))
-    qi = 0
+    # (time, index) orders the inputs (the index breaks ties, so the dicts are never compared)
+    queue = [(int(ev["t"]), i, ev) for i, ev in enumerate(inputs)]
+    queue.sort()
+    qi, n_inputs = 0, len(queue)
     if until is None:
         until = (queue[-1][0] if queue else 0) + 60 * NSEC_PER_SEC
     pred = Prediction(random_fields=["tcp.seq (ISN)", "tcp.ts (TSval offset)", "ip.id of connected sockets",
                                      "tcp.sport of connect()", "neighbour reachable_time", "phylib poll phase"])
+    events = pred.events
     down_since: int | None = None
     while True:
-        t_in = queue[qi][0] if qi < len(queue) else None
         t_timer = board.poll_at()
-        if t_in is None:
-            nxt = t_timer
-        elif t_timer is None or t_in <= t_timer:
-            nxt = t_in
-        else:
-            nxt = t_timer
-        if nxt is None or nxt > until:
-            break
-        if t_in is not None and t_in == nxt:
-            ev = queue[qi][2]
+        if qi < n_inputs and (t_timer is None or queue[qi][0] <= t_timer):
+            # an input first: at equal times inputs come before the board's own timers
+            nxt, _, ev = queue[qi]
+            if nxt > until:
+                break
             qi += 1
             try:
                 out = board.handle(nxt, ev)
@@ -722,9 +743,11 @@ def predict(config, inputs: list[dict[str, Any]], until: int | None = None, seed
                     pred.constraints.append({"kind": "no_frames_between", "from": down_since, "to": nxt})
                     down_since = None
         else:
-            out = board.on_timer(nxt)
-            _check_progress(board, nxt)
-        pred.events.extend(out)
+            if t_timer is None or t_timer > until:
+                break
+            out = board.on_timer(t_timer)
+            _check_progress(board, t_timer)
+        events.extend(out)
     if down_since is not None:
         pred.constraints.append({"kind": "no_frames_between", "from": down_since, "to": until})
     return pred

@@ -81,9 +81,10 @@ class Ftgmac100:
         return self._hard_start_xmit(now, frame)
 
     def _hard_start_xmit(self, now: int, frame: bytes) -> list[bytes]:
-        self.tx_ring.append(frame)
+        tx_ring = self.tx_ring
+        tx_ring.append(frame)
         self.trans_start = now   # txq_trans_update()
-        if self.tx_buf_avail < TX_THRESHOLD:
+        if self.tx_ring_size - len(tx_ring) - 1 < TX_THRESHOLD:   # tx_buf_avail
             self.queue_stopped = True   # netif_stop_queue()
         return self.tx_complete(now)
 
@@ -118,7 +119,11 @@ class Ftgmac100:
 
     def ftgmac100_poll(self, budget: int = NAPI_POLL_WEIGHT) -> list[bytes]:
         """NAPI poll: up to `budget` received frames, oldest first."""
-        out, self.rx_ring = self.rx_ring[:budget], self.rx_ring[budget:]
+        out = self.rx_ring
+        if len(out) <= budget:
+            self.rx_ring = []   # the whole ring in one poll: hand over the list itself
+            return out
+        out, self.rx_ring = out[:budget], out[budget:]
         return out
 
     # -- link and reset -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from .errors import ModelUsageError
 
 __all__ = ["BoardInput", "FrameArrived", "LinkChanged", "WatchdogDaemonStart", "WatchdogSignal", "Reboot",
-           "PowerCycle", "TxStall", "Connect", "Send", "Shutdown", "Close", "parse_input"]
+           "PowerCycle", "TxStall", "Connect", "Send", "Shutdown", "Close", "parse_input", "frame_raw"]
 
 
 class BoardInput:
@@ -113,10 +113,9 @@ def parse_input(event: dict[str, Any]) -> BoardInput:
     """The dict form (`{"kind": "link", "up": false}`, see models.board) as a typed input;
     `ModelUsageError` names what does not fit."""
     kind = event.get("kind")
+    if kind == "frame":
+        return FrameArrived(frame_raw(event))
     try:
-        if kind == "frame":
-            raw = event.get("raw")
-            return FrameArrived(bytes(raw) if raw is not None else bytes.fromhex(event["hex"]))
         if kind == "link":
             return LinkChanged(bool(event["up"]))
         if kind == "watchdog_daemon_start":
@@ -142,3 +141,14 @@ def parse_input(event: dict[str, Any]) -> BoardInput:
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelUsageError(f"input {kind!r}: {type(exc).__name__}: {exc}") from exc
     raise ModelUsageError(f"unknown input kind {kind!r}")
+
+
+def frame_raw(event: dict[str, Any]) -> bytes:
+    """The bytes of a dict "frame" input (its "raw" bytes, or its "hex"): what
+    `parse_input(event).raw` is, without building the FrameArrived (the model's per-frame
+    path takes the bytes alone)."""
+    try:
+        raw = event.get("raw")
+        return bytes(raw) if raw is not None else bytes.fromhex(event["hex"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelUsageError(f"input 'frame': {type(exc).__name__}: {exc}") from exc

@@ -34,8 +34,18 @@ from dataclasses import dataclass
 
 from .clock import JIFFY
 from .errors import WireError
-from .wire.icmp import ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, IcmpRepr
-from .wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Repr
+from .wire.icmp import ICMP_DEST_UNREACH, ICMP_ECHO, IcmpRepr, icmp_checked_type, icmp_echo_reply
+from .wire.ipv4 import (
+    IP_DF,
+    IP_MF,
+    IP_OFFSET,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    Ipv4Repr,
+    ipv4_header,
+    ipv4_rcv_core,
+)
 from .wire.tcp import TcpRepr
 from .wire.udp import UdpRepr
 
@@ -237,9 +247,12 @@ class Ipv4Layer:
             return []
         if ident is None:
             ident = 0 if df else self.ip_idents.reserve(now, dst, self.addr, protocol)
+        tot_len = 20 + len(payload)
+        if tot_len <= self.mtu:
+            # the common case, built without a Repr: what Ipv4Repr(...).emit(payload) gives
+            return [(nh, ipv4_header(self.addr, dst, protocol, tot_len, self.ttl, ident & 0xFFFF, IP_DF if df else 0,
+                                     tos) + payload)]
         ip = Ipv4Repr(self.addr, dst, protocol, len(payload), self.ttl, ident & 0xFFFF, df, tos=tos)
-        if ip.buffer_len <= self.mtu:
-            return [(nh, ip.emit(payload))]
         if df:
             # a local DF packet above the MTU: EMSGSIZE to the sender, nothing on the wire
             self.drops.append(IpDrop(now, "SKB_DROP_REASON_PKT_TOO_BIG", f"{ip.buffer_len} > mtu {self.mtu}"))
@@ -260,58 +273,65 @@ class Ipv4Layer:
 
     # -- input ---------------------------------------------------------------------------
     def ip_rcv(self, now: int, packet: bytes) -> tuple[list[Delivered], list[tuple[int, bytes]]]:
-        """ip_rcv() -> ip_local_deliver(): returns (TCP segments for tcp_v4_rcv, packets to send)."""
+        """ip_rcv() -> ip_local_deliver(): returns (TCP segments for tcp_v4_rcv, packets to send).
+
+        The header is read through its checked view (ipv4_rcv_core); an Ipv4Repr is built
+        only where one is needed (TCP, UDP, the drops' descriptions, ICMP errors)."""
         try:
-            ip, payload = Ipv4Repr.parse(packet)
+            fields, hlen = ipv4_rcv_core(packet)
         except WireError as err:
             self.drops.append(IpDrop(now, err.reason, err.detail))
             return [], []
-        if ip.dst not in (self.addr, self.broadcast, 0xFFFFFFFF):
+        _vihl, tos, tot_len, _ident, frag, _ttl, protocol, _check, src, dst = fields
+        if dst != self.addr and dst != self.broadcast and dst != 0xFFFFFFFF:
             # not ours and ip_forward is 0: ip_route_input fails, ip_error drops it
+            ip = Ipv4Repr.from_fields(fields, hlen, packet)
             self.drops.append(IpDrop(now, "SKB_DROP_REASON_IP_INADDRERRORS", f"not for us: {ip.describe()}"))
             return [], []
-        if ip.is_fragment:
+        if frag & (IP_MF | IP_OFFSET):
             # ip_defrag() is not modelled: counted, not reassembled
             self.drops.append(IpDrop(now, "SKB_DROP_REASON_NOT_SPECIFIED", "fragment (reassembly not modelled)"))
             return [], []
-        if ip.protocol == IPPROTO_TCP:
-            if ip.dst != self.addr:
+        payload = bytes(packet[hlen:tot_len])
+        if protocol == IPPROTO_ICMP:
+            return [], self.icmp_rcv(now, src, dst, tos, payload)
+        if protocol == IPPROTO_TCP:
+            if dst != self.addr:
                 self.drops.append(IpDrop(now, "SKB_DROP_REASON_NOT_SPECIFIED", "TCP to a broadcast address"))
                 return [], []
             try:
-                tcp, data = TcpRepr.parse(payload, ip.src, ip.dst)
+                tcp, data = TcpRepr.parse(payload, src, dst)
             except WireError as err:
                 self.drops.append(IpDrop(now, err.reason, err.detail))
                 return [], []
-            tcp.ip_dsfield = ip.tos   # tcp_v4_fill_cb(): TCP_SKB_CB(skb)->ip_dsfield
-            return [Delivered(ip.src, ip.dst, tcp, data)], []
-        if ip.protocol == IPPROTO_ICMP:
-            return [], self.icmp_rcv(now, ip, payload)
-        if ip.protocol == IPPROTO_UDP:
+            tcp.ip_dsfield = tos   # tcp_v4_fill_cb(): TCP_SKB_CB(skb)->ip_dsfield
+            return [Delivered(src, dst, tcp, data)], []
+        ip = Ipv4Repr.from_fields(fields, hlen, packet)
+        if protocol == IPPROTO_UDP:
             return [], self.udp_rcv(now, ip, packet, payload)
-        self.drops.append(IpDrop(now, "SKB_DROP_REASON_IP_NOPROTO", f"protocol {ip.protocol}"))
-        if ip.dst == self.addr:
+        self.drops.append(IpDrop(now, "SKB_DROP_REASON_IP_NOPROTO", f"protocol {protocol}"))
+        if dst == self.addr:
             return [], self.icmp_send(now, ip, packet, ICMP_DEST_UNREACH, ICMP_PROT_UNREACH)
         return [], []
 
-    def icmp_rcv(self, now: int, ip: Ipv4Repr, payload: bytes) -> list[tuple[int, bytes]]:
+    def icmp_rcv(self, now: int, src: int, dst: int, tos: int, payload: bytes) -> list[tuple[int, bytes]]:
         """icmp_rcv() -> icmp_echo(): reply to echo requests; to broadcast ones only when
-        net.ipv4.icmp_echo_ignore_broadcasts is 0 (RFC 1122 3.2.2.6)."""
+        net.ipv4.icmp_echo_ignore_broadcasts is 0 (RFC 1122 3.2.2.6). `src`, `dst`, `tos`:
+        the request's IPv4 header."""
         try:
-            icmp = IcmpRepr.parse(payload)
+            icmp_type = icmp_checked_type(payload)
         except WireError as err:
             self.drops.append(IpDrop(now, err.reason, err.detail))
             return []
-        if ip.dst != self.addr and icmp.type in (ICMP_ECHO, ICMP_TIMESTAMP) and self.icmp_echo_ignore_broadcasts:
+        if dst != self.addr and icmp_type in (ICMP_ECHO, ICMP_TIMESTAMP) and self.icmp_echo_ignore_broadcasts:
             self.drops.append(IpDrop(now, "SKB_DROP_REASON_INVALID_PROTO", "echo to broadcast ignored"))
             return []
-        if icmp.type != ICMP_ECHO:
+        if icmp_type != ICMP_ECHO:
             return []
-        reply = IcmpRepr(ICMP_ECHOREPLY, 0, icmp.ident, icmp.sequence, icmp.data)
         # icmp_reply(): `inet->tos = ip_hdr(skb)->tos` on the per-cpu ICMP socket, ECN bits and
         # all; that socket is IP_PMTUDISC_DONT (icmp_sk_init) and has no destination, so
         # __ip_make_skb sets no DF and ip_select_ident takes the ID from ip_idents
-        return self.ip_queue_xmit(now, ip.src, IPPROTO_ICMP, reply.emit(), InetTx(None, ip.tos, df=False))
+        return self.ip_queue_xmit(now, src, IPPROTO_ICMP, icmp_echo_reply(payload), None, df=False, tos=tos)
 
     def udp_rcv(self, now: int, ip: Ipv4Repr, packet: bytes, payload: bytes) -> list[tuple[int, bytes]]:
         """__udp4_lib_rcv(): no socket on the port -> ICMP port unreachable (unicast only)."""

@@ -42,9 +42,10 @@ from dataclasses import dataclass, field
 from .clock import NSEC_PER_MSEC, NSEC_PER_SEC, Window, timer_wheel_slack
 from .errors import ModelError, WireError
 from .wire.arp import ARPOP_REPLY, ARPOP_REQUEST, ArpRepr
-from .wire.ethernet import BROADCAST, ETH_P_ARP, ETH_P_IP, EthernetRepr
+from .wire.ethernet import BROADCAST, ETH_P_ARP, ETH_P_IP, EthernetRepr, ethernet_frame
 
-__all__ = ["Nud", "NeighParams", "Neighbour", "NeighTable", "TxFrame", "TruesizeUnknown", "skb_truesize_bounds"]
+__all__ = ["Nud", "NUD_NONE", "NUD_INCOMPLETE", "NUD_REACHABLE", "NUD_STALE", "NUD_DELAY", "NUD_PROBE", "NUD_FAILED",
+           "NUD_VALID", "NeighParams", "Neighbour", "NeighTable", "TxFrame", "TruesizeUnknown", "skb_truesize_bounds"]
 
 # __neigh_event_send() (net/core/neighbour.c) keeps the arp_queue of an INCOMPLETE entry
 # within net.ipv4.neigh.default.unres_qlen_bytes by skb->truesize: it drops the oldest
@@ -98,6 +99,14 @@ class Nud(enum.Enum):
     DELAY = "DELAY"
     PROBE = "PROBE"
     FAILED = "FAILED"
+
+
+# The states as module constants, named as the kernel names them: reading an Enum member
+# through its class is a lookup each time, and neigh_resolve_output runs for every packet.
+NUD_NONE, NUD_INCOMPLETE, NUD_REACHABLE, NUD_STALE = Nud.NONE, Nud.INCOMPLETE, Nud.REACHABLE, Nud.STALE
+NUD_DELAY, NUD_PROBE, NUD_FAILED = Nud.DELAY, Nud.PROBE, Nud.FAILED
+# NUD_VALID less the states the model has no entries in (PERMANENT, NOARP)
+NUD_VALID = (NUD_REACHABLE, NUD_STALE, NUD_DELAY, NUD_PROBE)
 
 
 @dataclass(frozen=True)
@@ -216,7 +225,7 @@ class NeighTable:
     def max_probes(self, n: Neighbour) -> int:
         """neigh_max_probes()."""
         p = self.params
-        return p.ucast_probes + p.app_probes + (p.mcast_reprobes if n.state is Nud.PROBE else p.mcast_probes)
+        return p.ucast_probes + p.app_probes + (p.mcast_reprobes if n.state is NUD_PROBE else p.mcast_probes)
 
     # -- output: neigh_resolve_output ---------------------------------------------------------
     def neigh_resolve_output(self, now: int, next_hop: int, packet: bytes, confirm: bool = False) -> list[TxFrame]:
@@ -248,36 +257,37 @@ class NeighTable:
         last confirmation before this packet's own (neigh_confirm moves only `confirmed`:
         an entry that went STALE stays STALE under it, and the DELAY this packet begins is
         not saved by a confirmation made with it)."""
-        next_hop = n.key
-        seen = n.confirmed_seen if seen is None else seen
-        if self.judging and n.state is Nud.REACHABLE and n.maybe_at is None \
-                and now > seen + (self.params.base_reachable_time >> 1):
-            # a board whose draw was short has this entry STALE: this packet makes it DELAY
-            self._maybe_branch(now, n, now + self.params.delay_probe_time, timer_wheel_slack(
-                self.params.delay_probe_time))
-        if n.state is not Nud.REACHABLE:
-            # neigh_event_send_probe() stamps `used`; a NUD_CONNECTED entry never gets there:
-            # neigh_output() sends through the hh cache (neigh_hh_output) or
-            # neigh_connected_output. So neigh_timer_handler's "used within
-            # delay_first_probe_time" sees the last send made while the entry was not REACHABLE.
-            n.used = now
-        out: list[TxFrame] = []
-        if n.state in (Nud.REACHABLE, Nud.DELAY, Nud.PROBE):
+        state = n.state
+        if state is NUD_REACHABLE:
+            if self.judging and n.maybe_at is None \
+                    and now > (n.confirmed_seen if seen is None else seen) + (self.params.base_reachable_time >> 1):
+                # a board whose draw was short has this entry STALE: this packet makes it DELAY
+                self._maybe_branch(now, n, now + self.params.delay_probe_time, timer_wheel_slack(
+                    self.params.delay_probe_time))
             return [self._ip_frame(n, packet, "ip")]
-        if n.state is Nud.STALE:
+        # neigh_event_send_probe() stamps `used`; a NUD_CONNECTED entry never gets there:
+        # neigh_output() sends through the hh cache (neigh_hh_output) or
+        # neigh_connected_output. So neigh_timer_handler's "used within
+        # delay_first_probe_time" sees the last send made while the entry was not REACHABLE.
+        n.used = now
+        next_hop = n.key
+        out: list[TxFrame] = []
+        if n.state in (NUD_DELAY, NUD_PROBE):
+            return [self._ip_frame(n, packet, "ip")]
+        if n.state is NUD_STALE:
             # __neigh_event_send: STALE -> DELAY, send with the cached address
-            self._set(now, n, Nud.DELAY)
+            self._set(now, n, NUD_DELAY)
             n.timer = now + self.params.delay_probe_time
             n.slack = (0, 0)
             return [self._ip_frame(n, packet, "ip")]
-        if n.state in (Nud.NONE, Nud.FAILED):
+        if n.state in (NUD_NONE, NUD_FAILED):
             p = self.params
             if p.mcast_probes + p.app_probes == 0:
-                self._set(now, n, Nud.FAILED)
+                self._set(now, n, NUD_FAILED)
                 self.drops.append((now, "SKB_DROP_REASON_NEIGH_FAILED", f"{next_hop:#x}"))
                 return []
             n.probes = p.ucast_probes
-            self._set(now, n, Nud.INCOMPLETE)
+            self._set(now, n, NUD_INCOMPLETE)
             self.resolutions.append(now)
             n.timer = now + max(p.retrans_time, NSEC_PER_SEC // 100)
             n.slack = (0, 0)
@@ -338,7 +348,7 @@ class NeighTable:
         return False
 
     def _ip_frame(self, n: Neighbour, packet: bytes, cause: str) -> TxFrame:
-        return TxFrame(EthernetRepr(n.ha, self.mac, ETH_P_IP).emit(packet), cause)
+        return TxFrame(ethernet_frame(n.ha, self.mac, ETH_P_IP, packet), cause)
 
     def _probe(self, now: int, n: Neighbour, packet: bytes | None) -> list[TxFrame]:
         """neigh_probe() -> arp_solicit(): the first ucast_probes probes go to the cached
@@ -358,8 +368,16 @@ class NeighTable:
 
     # -- timers: neigh_timer_handler ------------------------------------------------------------
     def poll_at(self) -> int | None:
-        times = [t for n in self.entries.values() for t in (n.timer, n.maybe_at) if t is not None]
-        return min(times) if times else None
+        """The earliest entry timer, or a "maybe" branch's next probe."""
+        best = None
+        for n in self.entries.values():
+            t = n.timer
+            if t is not None and (best is None or t < best):
+                best = t
+            t = n.maybe_at
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def on_timer(self, now: int) -> list[TxFrame]:
         out: list[TxFrame] = []
@@ -403,18 +421,18 @@ class NeighTable:
     def _timer_step(self, now: int, n: Neighbour) -> list[TxFrame]:
         p = self.params
         nxt = now + max(p.retrans_time, NSEC_PER_SEC // 100)
-        if n.state is Nud.REACHABLE:
+        if n.state is NUD_REACHABLE:
             if now <= n.confirmed + self.reachable_time:
                 n.timer = n.confirmed + self.reachable_time
                 return []
             if now <= n.used + p.delay_probe_time:
-                self._set(now, n, Nud.DELAY)
+                self._set(now, n, NUD_DELAY)
                 n.timer = now + p.delay_probe_time
                 n.slack = self.reachable_window
             else:
-                self._set(now, n, Nud.STALE)
+                self._set(now, n, NUD_STALE)
             return []
-        if n.state is Nud.DELAY:
+        if n.state is NUD_DELAY:
             # "confirmed within DELAY_PROBE_TIME" as of when the kernel runs this timer: at
             # least a jiffy after it was due, up to its level's granule (calc_wheel_index)
             began = now - p.delay_probe_time
@@ -427,15 +445,15 @@ class NeighTable:
                     out = self._maybe_probe(now, n)
                 else:
                     out = []
-                self._set(now, n, Nud.REACHABLE)
+                self._set(now, n, NUD_REACHABLE)
                 n.confirmed = max(n.confirmed, now) if unseen else n.confirmed
                 n.timer = max(n.confirmed + self.reachable_time, now)
                 return out
-            self._set(now, n, Nud.PROBE)
+            self._set(now, n, NUD_PROBE)
             n.probes = 0
-        if n.state in (Nud.INCOMPLETE, Nud.PROBE):
+        if n.state in (NUD_INCOMPLETE, NUD_PROBE):
             if n.probes >= self.max_probes(n):
-                self._set(now, n, Nud.FAILED)
+                self._set(now, n, NUD_FAILED)
                 # neigh_invalidate(): arp_error_report for each queued packet: the board
                 # tells itself the host is unreachable (ipv4_link_failure), then frees it.
                 # A TCP segment it may have dropped before would change its socket or not.
@@ -474,7 +492,7 @@ class NeighTable:
             n.arp_queue.clear()
             n.queue_unsure = 0
             n.timer = None
-            self._set(now, n, Nud.NONE)   # neigh_mark_dead: the entry is gone from the table
+            self._set(now, n, NUD_NONE)   # neigh_mark_dead: the entry is gone from the table
         self.entries.clear()
 
     # -- input: arp_rcv / arp_process ------------------------------------------------------------
@@ -500,7 +518,7 @@ class NeighTable:
             # neigh_event_ns(): create or update to STALE, then reply
             if n is None:
                 n = self.entries[arp.sip] = self._create(now, arp.sip)
-            out += self._update(now, n, arp.sha, Nud.STALE, override=True)
+            out += self._update(now, n, arp.sha, NUD_STALE, override=True)
             out.append(self._reply(arp.sha, arp.sip))
             return out
         if n is None:
@@ -508,7 +526,7 @@ class NeighTable:
         is_garp = arp.is_gratuitous
         override = now > n.updated + self.params.locktime or is_garp
         # broadcast replies and requests do not assert reachability
-        state = Nud.REACHABLE if (arp.op == ARPOP_REPLY and eth.dst == self.mac) else Nud.STALE
+        state = NUD_REACHABLE if (arp.op == ARPOP_REPLY and eth.dst == self.mac) else NUD_STALE
         out += self._update(now, n, arp.sha, state, override)
         return out
 
@@ -527,8 +545,8 @@ class NeighTable:
         delay_first_probe_time away (__neigh_event_send), as any packet sent to a STALE
         entry does."""
         old = n.state
-        valid = old in (Nud.REACHABLE, Nud.STALE, Nud.DELAY, Nud.PROBE)
-        if new is Nud.REACHABLE:
+        valid = old in NUD_VALID
+        if new is NUD_REACHABLE:
             # "Update confirmed timestamp for neighbour entry after we received ARP packet
             # even if it doesn't change IP to MAC binding": before the override check
             n.confirmed = n.confirmed_seen = now
@@ -536,7 +554,7 @@ class NeighTable:
         if valid:
             if lladdr != n.ha and not override:
                 return []
-            if lladdr == n.ha and new is Nud.STALE:
+            if lladdr == n.ha and new is NUD_STALE:
                 new = old   # same address, weaker news: keep the state
         # an entry that was not valid takes the address whatever it was (neigh->ha is not
         # compared then), so its confirmation is reset below unless this one confirms it
@@ -545,17 +563,17 @@ class NeighTable:
             n.updated = now
         if new is not old:
             # neigh_del_timer; NUD_IN_TIMER: a REACHABLE entry's timer reachable_time away
-            n.timer = now + self.reachable_time if new is Nud.REACHABLE else None
+            n.timer = now + self.reachable_time if new is NUD_REACHABLE else None
             n.slack = (0, 0)
             self._set(now, n, new)
         if new_ha:
             n.ha = lladdr
-            if new is not Nud.REACHABLE:
+            if new is not NUD_REACHABLE:
                 n.confirmed = n.confirmed_seen = now - 2 * self.params.base_reachable_time
         if new is old or valid:
             return []
         out: list[TxFrame] = []
-        while n.arp_queue and n.state in (Nud.REACHABLE, Nud.STALE, Nud.DELAY, Nud.PROBE):
+        while n.arp_queue and n.state in NUD_VALID:
             unsure = n.queue_unsure > 0   # the board may have dropped it for unres_qlen_bytes
             n.queue_unsure = max(0, n.queue_unsure - 1)
             for tx in self._output(now, n, n.arp_queue.pop(0)):

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from ..errors import WireError
 from ._header import HeaderTable, internet_checksum, need
 
-__all__ = ["ICMP_ECHOREPLY", "ICMP_ECHO", "ICMP_DEST_UNREACH", "ICMP_NET_UNREACH", "ICMP_HOST_UNREACH", "IcmpRepr", "ICMP_HEADER"]
+__all__ = ["ICMP_ECHOREPLY", "ICMP_ECHO", "ICMP_DEST_UNREACH", "ICMP_NET_UNREACH", "ICMP_HOST_UNREACH", "IcmpRepr", "ICMP_HEADER",
+           "icmp_checked_type", "icmp_echo_reply"]
 
 ICMP_ECHOREPLY = 0
 ICMP_DEST_UNREACH = 3
@@ -33,10 +34,7 @@ class IcmpRepr:
     @classmethod
     def parse(cls, payload: bytes) -> IcmpRepr:
         """icmp_rcv(): at least a header, and a valid checksum over the whole message."""
-        if len(payload) < 8:
-            need(payload, ICMP_HEADER.size, "icmp header")
-        if internet_checksum(payload) != 0:
-            raise WireError("SKB_DROP_REASON_ICMP_CSUM", "icmp checksum")
+        icmp_checked_type(payload)
         typ, code, _check, rest = ICMP_HEADER.unpack(payload)
         if typ in (ICMP_ECHO, ICMP_ECHOREPLY):
             ident, seq = _ECHO_REST.unpack(rest)
@@ -52,3 +50,25 @@ class IcmpRepr:
         msg = ICMP_HEADER.pack(self.type, self.code, 0, rest) + self.data
         check = internet_checksum(msg)
         return msg[:2] + check.to_bytes(2, "big") + msg[4:]
+
+
+# The checked view beside IcmpRepr, for the model's per-packet path: the same checks and
+# bytes without building a Repr (tests/models/test_wire.py holds them equal).
+def icmp_checked_type(payload: bytes) -> int:
+    """icmp_rcv()'s checks on a message (a whole header, a valid checksum over all of it),
+    as IcmpRepr.parse makes them: its type. Raises WireError with the kernel's reason."""
+    if len(payload) < 8:
+        need(payload, ICMP_HEADER.size, "icmp header")
+    if internet_checksum(payload) != 0:
+        raise WireError("SKB_DROP_REASON_ICMP_CSUM", "icmp checksum")
+    return payload[0]
+
+
+def icmp_echo_reply(request: bytes) -> bytes:
+    """icmp_echo()'s reply to a checked echo request: ICMP_ECHOREPLY, code 0, the request's
+    identifier, sequence and data, checksummed (IcmpRepr(ICMP_ECHOREPLY, 0, ident,
+    sequence, data).emit() of the request's fields)."""
+    rest = request[4:]
+    # the reply's type, code and checksum words are zero and add nothing to the sum; the
+    # rest keeps its place (and its parity) at the message's end
+    return b"\0\0" + internet_checksum(rest).to_bytes(2, "big") + rest

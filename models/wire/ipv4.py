@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import WireError
-from ._header import HeaderTable, internet_checksum, ip4_str, need
+from ._header import HeaderTable, ip4_str, need
 
 __all__ = ["IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IP_DF", "IP_MF", "IP_OFFSET", "INET_ECN_MASK",
-           "IPV4_HEADER", "Ipv4Repr", "tcp_quote"]
+           "IPV4_HEADER", "Ipv4Repr", "tcp_quote", "ipv4_rcv_core", "ipv4_header"]
 
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
@@ -44,24 +44,15 @@ class Ipv4Repr:
     @classmethod
     def parse(cls, packet: bytes, verify_checksum: bool = True) -> tuple[Ipv4Repr, bytes]:
         """ip_rcv_core(): version, ihl, checksum, total length; trims link-layer padding."""
-        if len(packet) < 20:
-            need(packet, 20, "ipv4 header", "SKB_DROP_REASON_IP_INHDR")
-        vihl, tos, tot_len, ident, frag, ttl, proto, _check, src, dst = IPV4_HEADER.unpack(packet)
-        version, ihl = vihl >> 4, vihl & 15
-        if ihl < 5 or version != 4:
-            raise WireError("SKB_DROP_REASON_IP_INHDR", f"version {version} ihl {ihl}")
-        hlen = ihl * 4
-        if hlen > 20:
-            need(packet, hlen, "ipv4 options", "SKB_DROP_REASON_IP_INHDR")
-        if verify_checksum and internet_checksum(packet[:hlen]) != 0:
-            raise WireError("SKB_DROP_REASON_IP_CSUM", "ipv4 header checksum")
-        if len(packet) < tot_len:
-            raise WireError("SKB_DROP_REASON_PKT_TOO_SMALL", f"tot_len {tot_len} > {len(packet)} bytes")
-        if tot_len < hlen:
-            raise WireError("SKB_DROP_REASON_IP_INHDR", f"tot_len {tot_len} < ihl*4 {hlen}")
-        repr_ = cls(src, dst, proto, tot_len - hlen, ttl, ident, bool(frag & IP_DF), bool(frag & IP_MF),
-                    (frag & IP_OFFSET) * 8, tos, bytes(packet[20:hlen]))
-        return repr_, bytes(packet[hlen:tot_len])
+        fields, hlen = ipv4_rcv_core(packet, verify_checksum)
+        return cls.from_fields(fields, hlen, packet), bytes(packet[hlen:fields[2]])
+
+    @classmethod
+    def from_fields(cls, fields: tuple, hlen: int, packet: bytes) -> Ipv4Repr:
+        """The Repr of a header ipv4_rcv_core() checked: its `fields` and length."""
+        _vihl, tos, tot_len, ident, frag, ttl, proto, _check, src, dst = fields
+        return cls(src, dst, proto, tot_len - hlen, ttl, ident, bool(frag & IP_DF), bool(frag & IP_MF),
+                   (frag & IP_OFFSET) * 8, tos, bytes(packet[20:hlen]))
 
     @property
     def header_len(self) -> int:
@@ -80,10 +71,8 @@ class Ipv4Repr:
         if len(self.options) % 4:
             raise ValueError("ipv4 options must be padded to 32 bits")
         frag = (IP_DF if self.df else 0) | (IP_MF if self.mf else 0) | (self.frag_offset // 8)
-        head = IPV4_HEADER.pack(0x40 | (self.header_len // 4), self.tos, self.buffer_len, self.ident, frag,
-                                self.ttl, self.protocol, 0, self.src, self.dst) + self.options
-        check = internet_checksum(head)
-        return head[:10] + check.to_bytes(2, "big") + head[12:]
+        return ipv4_header(self.src, self.dst, self.protocol, self.buffer_len, self.ttl, self.ident, frag, self.tos,
+                           self.options)
 
     def emit(self, payload: bytes) -> bytes:
         if len(payload) != self.payload_len:
@@ -92,6 +81,52 @@ class Ipv4Repr:
 
     def describe(self) -> str:
         return f"IP {ip4_str(self.src)} > {ip4_str(self.dst)} proto {self.protocol} len {self.buffer_len}"
+
+
+# The checked view beside Ipv4Repr, for the model's per-packet path: the same checks and
+# bytes without building a Repr (tests/models/test_wire.py holds them equal).
+def ipv4_rcv_core(packet: bytes, verify_checksum: bool = True) -> tuple[tuple, int]:
+    """ip_rcv_core()'s checks on `packet`: version, ihl, checksum, total length. Returns
+    the header's fields in IPV4_HEADER's order and its length; raises WireError with the
+    kernel's drop reason."""
+    if len(packet) < 20:
+        need(packet, 20, "ipv4 header", "SKB_DROP_REASON_IP_INHDR")
+    fields = IPV4_HEADER.unpack(packet)
+    vihl, tot_len = fields[0], fields[2]
+    version, ihl = vihl >> 4, vihl & 15
+    if ihl < 5 or version != 4:
+        raise WireError("SKB_DROP_REASON_IP_INHDR", f"version {version} ihl {ihl}")
+    hlen = ihl * 4
+    if hlen > 20:
+        need(packet, hlen, "ipv4 options", "SKB_DROP_REASON_IP_INHDR")
+    # internet_checksum(header) == 0: the words of a valid header sum to one's-complement
+    # -0, i.e. the header's value (never 0: the version byte; of even length) is a multiple
+    # of 0xffff (2**16 == 1 mod 0xffff)
+    if verify_checksum and int.from_bytes(packet[:hlen], "big") % 0xFFFF:
+        raise WireError("SKB_DROP_REASON_IP_CSUM", "ipv4 header checksum")
+    if len(packet) < tot_len:
+        raise WireError("SKB_DROP_REASON_PKT_TOO_SMALL", f"tot_len {tot_len} > {len(packet)} bytes")
+    if tot_len < hlen:
+        raise WireError("SKB_DROP_REASON_IP_INHDR", f"tot_len {tot_len} < ihl*4 {hlen}")
+    return fields, hlen
+
+
+def ipv4_header(src: int, dst: int, protocol: int, tot_len: int, ttl: int, ident: int, frag_off: int, tos: int,
+                options: bytes = b"") -> bytes:
+    """An IPv4 header with its checksum filled in (ip_send_check). `frag_off` is the
+    header's field: the DF and MF flags and the offset in 8-byte units; `options` are
+    padded to 32 bits already.
+
+    The checksum is internet_checksum() of the header, summed from the fields' 16-bit
+    words (the options' words by their value: 2**16 == 1 mod 0xffff) so that the header
+    is packed once. The version byte is never 0, so a sum of 0 is one's-complement
+    "negative zero" (0xffff) and the checksum 0."""
+    vihl = 0x40 | (20 + len(options)) >> 2
+    total = ((vihl << 8 | tos) + tot_len + ident + frag_off + (ttl << 8 | protocol)
+             + (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+             + (int.from_bytes(options, "big") if options else 0)) % 0xFFFF
+    return IPV4_HEADER.pack(vihl, tos, tot_len, ident, frag_off, ttl, protocol, 0xFFFF - (total or 0xFFFF),
+                            src, dst) + options
 
 
 def tcp_quote(packet: bytes) -> tuple[int, int, int, int, int] | None:

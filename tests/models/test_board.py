@@ -10,6 +10,7 @@ from models.board import Board, BootTiming, predict
 from models.clock import Window, ms, sec
 from models.config import FirmwareConfig
 from models.errors import ModelUsageError
+from models.inputs import FrameArrived
 from models.wire import EthernetRepr, Ipv4Repr, TcpRepr
 from models.wire.tcp import TCPOPT_TIMESTAMP
 
@@ -96,6 +97,25 @@ def test_synack_to_real_syn_is_linux_bytes_but_for_isn_and_tsval(linux_frames):
     fixed = TcpRepr(model_tcp.src_port, model_tcp.dst_port, real_tcp.seq, model_tcp.ack, model_tcp.flags,
                     model_tcp.window, opts)
     assert model_eth.emit(model_ip.emit(fixed.emit(b"", model_ip.src, model_ip.dst)), pad=False) == real
+
+
+def test_a_frame_as_a_dict_and_as_frame_arrived_give_the_same_outputs(linux_frames):
+    # Board.handle takes a dict frame's bytes without building a FrameArrived
+    names = ["peer_arp_request", "peer_echo_request", "peer_syn", "peer_syn_closed_port", "linux_arp_reply",
+             "peer_echo_request"]
+    bad = bytearray(linux_frames["peer_echo_request"])
+    bad[24] ^= 0xFF
+    frames = [linux_frames[name] for name in names] + [bytes(bad), linux_frames["peer_syn"][:20]]
+    runs = []
+    for typed in (False, True):
+        board, out = Board(cfg(), boot=FAST_BOOT), []
+        for k, raw in enumerate(frames):
+            t = sec(2) + ms(300) * k
+            while board.poll_at() is not None and board.poll_at() < t:
+                out += board.on_timer(board.poll_at())
+            out += board.handle(t, FrameArrived(raw) if typed else frame_in(t, raw))
+        runs.append(out)
+    assert runs[0] == runs[1] and len(runs[0]) > len(frames)
 
 
 def test_silent_client_gets_synack_at_1_3_7_15_31_s(linux_frames):
