@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HZ", "JIFFY", "NSEC_PER_MSEC", "NSEC_PER_SEC", "Window", "ms", "sec", "jiffies", "timer_wheel_slack"]
+__all__ = ["HZ", "JIFFY", "NSEC_PER_MSEC", "NSEC_PER_SEC", "Window", "ms", "sec", "jiffies", "usecs_to_jiffies_ns",
+           "msecs_to_jiffies_ns", "timer_wheel_slack"]
 
 HZ = 100
 NSEC_PER_MSEC = 1_000_000
@@ -29,6 +30,16 @@ def sec(value: float) -> int:
 def jiffies(count: int) -> int:
     """A kernel timeout given in jiffies, as model time (ns)."""
     return count * JIFFY
+
+
+def usecs_to_jiffies_ns(usecs: int) -> int:
+    """usecs_to_jiffies() rounds up; returned as model time."""
+    return -(-usecs * HZ // 1_000_000) * JIFFY
+
+
+def msecs_to_jiffies_ns(msecs: int) -> int:
+    """msecs_to_jiffies() rounds up; returned as model time."""
+    return -(-msecs * HZ // 1000) * JIFFY
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from model_pair import A_ADDR, B_ADDR
 
 from models.clock import ms
 from models.socket import SocketLayer
-from models.tcp import TS_OPT_ECN, TSBITS, TcpParams
+from models.syncookies import TS_OPT_ECN, TSBITS
+from models.tcp import TcpParams
 from models.wire import ACK, SYN, TcpRepr, linux_options
 from models.wire.tcp import CWR, ECE
 

@@ -11,8 +11,10 @@ from model_pair import A_ADDR, B_ADDR
 from models.board import Board
 from models.clock import ms, sec
 from models.config import DEFAULT_CONFIG, SERVICE_LISTEN_BACKLOG, FirmwareConfig
-from models.socket import SYN_FLOOD_LINE, SocketLayer
-from models.tcp import TcpParams, TcpSock, TcpState, cookie_init_timestamp
+from models.socket import SocketLayer
+from models.syncookies import cookie_init_timestamp
+from models.tcp import TcpParams, TcpSock, TcpState
+from models.tcp_ipv4 import SYN_FLOOD_LINE
 from models.wire import ACK, RST, SYN, TcpRepr, linux_options
 
 LINUX_SYN_OPTS = linux_options(mss=1460, ts=(777, 0), sack_perm=True, wscale=7)

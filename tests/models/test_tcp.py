@@ -10,15 +10,10 @@ from model_pair import A_ADDR, B_ADDR, TcpPair
 from models.clock import Window, ms, sec
 from models.errors import SocketError
 from models.socket import SocketLayer
-from models.tcp import (
-    TCP_RTO_MAX,
-    FinWait2Unsure,
-    TcpParams,
-    TcpState,
-    TimerKind,
-    tcp_model_timeout,
-    tcp_select_initial_window,
-)
+from models.tcp import TcpParams, TcpState, TimerKind
+from models.tcp_h import TCP_RTO_MAX, tcp_select_initial_window
+from models.tcp_minisocks import FinWait2Unsure
+from models.tcp_timer import tcp_model_timeout
 from models.wire import ACK, FIN, PSH, RST, SYN, TcpRepr, linux_options
 
 

@@ -17,7 +17,8 @@ from models.clock import JIFFY, Window, ms, sec, timer_wheel_slack
 from models.config import FirmwareConfig
 from models.errors import ModelUsageError
 from models.neighbour import Nud
-from models.tcp import TCP_CA_LOSS, TcpParams, TcpSock, TcpState, TimerKind, _TxSkb
+from models.tcp import TcpParams, TcpSock, TcpState, TimerKind
+from models.tcp_h import TCP_CA_LOSS, TxSkb
 from models.wire import ArpRepr, EthernetRepr, ip4, mac_bytes
 from models.wire.arp import ARPOP_REPLY
 
@@ -151,7 +152,7 @@ def test_icmp_unreachable_on_an_established_socket_is_soft_and_reverts_the_backo
     sk = TcpSock(TcpParams(), random.Random(0))
     sk.state = TcpState.ESTABLISHED
     sk.snd_una, sk.snd_nxt = 1000, 1100
-    sk.rtx_queue.append(_TxSkb(1000, b"x" * 100, 0, sent_at=0, tx_at=sec(1)))
+    sk.rtx_queue.append(TxSkb(1000, b"x" * 100, 0, sent_at=0, tx_at=sec(1)))
     sk.srtt_us, sk.rttvar_us = 8 * 10_000, 200_000     # srtt 10 ms, rttvar 200 ms: RTO 210 ms
     sk.backoff, sk.retransmits, sk.rto = 2, 2, ms(840)
     sk.timers[TimerKind.RETRANSMIT] = sec(1) + ms(840)
@@ -344,7 +345,7 @@ def test_the_give_up_time_counts_from_the_first_rto_retransmission_not_the_probe
     # tcp_retransmit_skb saves the stamp of the first (attempted) retransmit and
     # tcp_write_timeout counts tcp_model_timeout(tcp_retries2) from it; the tail loss probe
     # resends through __tcp_retransmit_skb (tcp_send_loss_probe), which stamps nothing
-    from models.tcp import tcp_model_timeout
+    from models.tcp_timer import tcp_model_timeout
 
     sk, _ = _established_with_data()
     sk.params = TcpParams(retries2=3)
