@@ -243,7 +243,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.probes_tstamp: int | None = None
         self._tx: list[OutSegment] = []
 
-    def set_state(self, now: int, new: TcpState) -> None:
+    def tcp_set_state(self, now: int, new: TcpState) -> None:
         """tcp_set_state(): the one place the state changes; logs old=>new."""
         old = self.state
         if old is new:
@@ -272,11 +272,11 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
     def in_flight(self) -> int:
         return (self.snd_nxt - self.snd_una) % MOD32
 
-    def _done(self, now: int, error: str | None) -> None:
+    def tcp_done(self, now: int, error: str | None) -> None:
         """tcp_done(): CLOSE, timers off, queues purged; `error` as sk_err."""
         if error and not self.error:
             self.error, self.error_at = error, now
-        self.set_state(now, TcpState.CLOSED)
+        self.tcp_set_state(now, TcpState.CLOSED)
         self.timers.clear()
         self.rtx_queue.clear()
         self.write_queue.clear()
@@ -298,7 +298,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
     def retrans_out(self) -> int:
         return sum(1 for s in self.rtx_queue if s.rtx_out)
 
-    def _packets_in_flight(self) -> int:
+    def tcp_packets_in_flight(self) -> int:
         """tcp_packets_in_flight(): packets_out - (sacked_out + lost_out) + retrans_out."""
         sacked = lost = rtx = 0
         for s in self.rtx_queue:
@@ -309,7 +309,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
             sacked = self.reno_sacked
         return len(self.rtx_queue) - (sacked + lost) + rtx
 
-    def _highest_sack_seq(self) -> int:
+    def tcp_highest_sack_seq(self) -> int:
         """tcp_highest_sack_seq(): the end of the highest SACKed segment, else snd_una."""
         high = None
         if self.sack_ok:
@@ -318,15 +318,15 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
                     high = s.end_seq
         return self.snd_una if high is None else high
 
-    def _probe0_base(self) -> int:
+    def tcp_probe0_base(self) -> int:
         """tcp_probe0_base(): max(icsk_rto, TCP_RTO_MIN)."""
         return max(self.rto, TCP_RTO_MIN)
 
-    def _probe0_when(self) -> int:
+    def tcp_probe0_when(self) -> int:
         """tcp_probe0_when(sk, TCP_RTO_MAX): the base doubled by the backoff, at most TCP_RTO_MAX."""
-        return min(self._probe0_base() << self.backoff, TCP_RTO_MAX)
+        return min(self.tcp_probe0_base() << self.backoff, TCP_RTO_MAX)
 
-    def _fin_time(self) -> int:
+    def tcp_fin_time(self) -> int:
         """tcp_fin_time(): how long an orphan stays in FIN_WAIT2: tcp_fin_timeout, but never
         less than 3.5 RTOs ((rto << 2) - (rto >> 1), in jiffies)."""
         rto = self.rto // JIFFY
@@ -353,10 +353,10 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         if self.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT) or self.shut_wr:
             # sk_stream_wait_connect: a closed connection whose error was reported is EPIPE
             raise SocketError("EPIPE", f"send in {self.state.value}")
-        copied = self._sendmsg(now, data)
+        copied = self.tcp_sendmsg_locked(now, data)
         if data and not copied:
             raise SocketError("EAGAIN", f"the send buffer is full ({self._wmem_queued()} of sk_sndbuf {self.sndbuf})")
-        self._write_xmit(now)         # tcp_push(): the tail marked PSH (unless MSG_MORE), then push
+        self.tcp_write_xmit(now)         # tcp_push(): the tail marked PSH (unless MSG_MORE), then push
         return copied, self._flush()
 
     def _skb_sent(self) -> None:
@@ -376,7 +376,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         skbs = len(self.rtx_skb_ends) + len(self.skb_lens)
         return skbs * TCP_SKB_TRUESIZE_EMPTY + len(self.write_queue) + (self.snd_nxt - self.snd_una) % MOD32
 
-    def _sendmsg(self, now: int, data: bytes) -> int:
+    def tcp_sendmsg_locked(self, now: int, data: bytes) -> int:
         """tcp_sendmsg_locked(): copy into the tail skb while it is below the size goal,
         then into new ones; each skb that fills is pushed at once (tcp_push_one when it is
         the send head), or, past half the peer's largest window since the last push
@@ -387,7 +387,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         write_seq = (self.snd_nxt + len(self.write_queue)) % MOD32
         if self.pushed_seq is None:
             self.pushed_seq = write_seq        # tcp_create_openreq_child / tcp_connect_queue_skb
-        goal = self._xmit_size_goal()
+        goal = self.tcp_xmit_size_goal()
         pos = 0
         while pos < len(data):
             if self.skb_lens and self.skb_lens[-1] < goal:
@@ -406,15 +406,15 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
             if seq_lt((self.pushed_seq + (self.max_window >> 1)) % MOD32, write_seq):   # forced_push
                 self.push_marks.append(len(self.write_queue))
                 self.pushed_seq = write_seq
-                self._write_xmit(now)
+                self.tcp_write_xmit(now)
             elif len(self.skb_lens) == 1:      # the send head
-                self._write_xmit(now, push_one=True)
+                self.tcp_write_xmit(now, push_one=True)
         if pos:
             self.push_marks.append(len(self.write_queue))
             self.pushed_seq = write_seq
         return pos
 
-    def _xmit_size_goal(self) -> int:
+    def tcp_xmit_size_goal(self) -> int:
         """tcp_xmit_size_goal(): tcp_sendmsg fills skbs to a multiple of the MSS, bounded by
         half the peer's largest window (tcp_bound_to_half_wnd) and sk_gso_max_size."""
         mss = self.mss_cache
@@ -434,7 +434,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
             new_window = self.params.win_from_space(self.rcvbuf - len(self.rcv_buf))
             new_window = min(new_window, self.rcv_ssthresh)
             if new_window >= 2 * rcv_window_now and new_window >= 2 * self.rcv_mss and rcv_window_now < self.rcv_mss * 2:
-                self.send_ack(now, "window-update")
+                self.tcp_send_ack(now, "window-update")
         return data, self._flush()
 
     def close(self, now: int, late_ns: int = 0) -> list[OutSegment]:
@@ -444,22 +444,22 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.orphan = True
         st = self.state
         if st in (TcpState.CLOSED, TcpState.LISTEN):
-            self.set_state(now, TcpState.CLOSED)
+            self.tcp_set_state(now, TcpState.CLOSED)
             return self._flush()
         if st is TcpState.SYN_SENT:
-            self._done(now, None)
+            self.tcp_done(now, None)
             return self._flush()
         if self.rcv_buf:
             # RFC 2525 2.17: data thrown away unread -> RST (tcp_send_active_reset)
-            self._send(now, RST, self.snd_nxt, b"", "close-unread-data-rst")
-            self._done(now, None)
+            self.tcp_transmit_skb(now, RST, self.snd_nxt, b"", "close-unread-data-rst")
+            self.tcp_done(now, None)
             return self._flush()
         self._shutdown_wr(now)
         if self.state is TcpState.FIN_WAIT2:
             # tcp_close (tp->linger2 0): tcp_fin_time; longer than TCP_TIMEWAIT_LEN the full
             # sock waits the excess on its keepalive timer (then tcp_keepalive_timer makes it
             # a timewait sock for the excess again), else it is a FIN_WAIT2 timewait sock now
-            tmo = self._fin_time()
+            tmo = self.tcp_fin_time()
             if tmo > TCP_TIMEWAIT_LEN:
                 first = tmo - TCP_TIMEWAIT_LEN
                 self.timers[TimerKind.FIN_WAIT2] = now + first + late_ns
@@ -489,6 +489,6 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
                TcpState.CLOSE_WAIT: TcpState.LAST_ACK}.get(self.state)
         if nxt is None:
             return
-        self.set_state(now, nxt)
+        self.tcp_set_state(now, nxt)
         self.fin_queued = True
-        self._write_xmit(now)
+        self.tcp_write_xmit(now)

@@ -66,10 +66,10 @@ class TcpInput:
     """TcpSock's net/ipv4/tcp_input.c."""
 
     # -- tcp_rcv_state_process -----------------------------------------------------------------
-    def rcv(self, now: int, seg: TcpRepr, payload: bytes) -> list[OutSegment]:
+    def tcp_rcv_state_process(self, now: int, seg: TcpRepr, payload: bytes) -> list[OutSegment]:
         """tcp_rcv_state_process() for a segment already matched to this socket."""
         if self.state is TcpState.SYN_SENT:
-            self._rcv_synsent(now, seg)
+            self.tcp_rcv_synsent_state_process(now, seg)
             return self._flush()
         if self.state in (TcpState.CLOSED, TcpState.LISTEN):
             raise ModelUsageError(f"segment delivered to a {self.state.value} socket")
@@ -77,11 +77,8 @@ class TcpInput:
         if unsure and self.state is TcpState.FIN_WAIT2:
             raise FinWait2Unsure(f"{self.name}: a segment at {now} ns, when the FIN_WAIT2 orphan changes (a "
                                  f"timewait sock, or gone) somewhere in {unsure[0][0]}..{unsure[0][1]} ns")
-        if self.state is TcpState.FIN_WAIT2 and self.timewait_sock:
-            self._rcv_fin_wait2_timewait(now, seg, payload)
-            return self._flush()
-        if self.state is TcpState.TIME_WAIT:
-            self._rcv_timewait(now, seg, payload)
+        if (self.state is TcpState.FIN_WAIT2 and self.timewait_sock) or self.state is TcpState.TIME_WAIT:
+            self.tcp_timewait_state_process(now, seg, payload)
             return self._flush()
         seg_len = len(payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
         end_seq = (seg.seq + seg_len) % MOD32
@@ -91,18 +88,18 @@ class TcpInput:
             if not seg.flags & RST:
                 if self.sack_ok and seq_lt(seg.seq, self.rcv_nxt) and seg_len:
                     self.dsack = (seg.seq, end_seq)
-                self.send_ack(now, "dupack-out-of-window")   # tcp_send_dupack()
+                self.tcp_send_ack(now, "dupack-out-of-window")   # tcp_send_dupack()
             return self._flush()
         # second: RST (RFC 5961 3.2: exact match resets, in-window gets a challenge ACK)
         if seg.flags & RST:
             if seg.seq == self.rcv_nxt:
-                self._done(now, "EPIPE" if self.state is TcpState.CLOSE_WAIT else "ECONNRESET")
+                self.tcp_done(now, "EPIPE" if self.state is TcpState.CLOSE_WAIT else "ECONNRESET")
             else:
-                self.send_ack(now, "challenge-ack-rst")
+                self.tcp_send_ack(now, "challenge-ack-rst")
             return self._flush()
         # fourth: SYN in the window (RFC 5961 4.2): challenge ACK
         if seg.flags & SYN:
-            self.send_ack(now, "challenge-ack-syn")
+            self.tcp_send_ack(now, "challenge-ack-syn")
             return self._flush()
         # fifth: no ACK, no processing
         if not seg.flags & ACK:
@@ -113,7 +110,7 @@ class TcpInput:
         # tcp_rcv_state_process answers with tcp_send_challenge_ack.
         if seq_lt(self.snd_nxt, seg.ack):
             if self.state is not TcpState.ESTABLISHED:
-                self.send_ack(now, "challenge-ack-unsent-data")
+                self.tcp_send_ack(now, "challenge-ack-unsent-data")
                 # An accepted connection's daemon, which the model does not play, may have
                 # written or closed (httpd's FIN after the peer's): then the ACK is in
                 # order and the board answers nothing. Only some boards send this one.
@@ -122,20 +119,20 @@ class TcpInput:
         if self.ts_ok and seg.timestamp and seq_le(seg.seq, self.rcv_nxt):
             self.ts_recent = seg.timestamp[0]   # tcp_store_ts_recent()
             self.ts_recent_at = now
-        if not self._ack(now, seg, seg_len):
+        if not self.tcp_ack(now, seg, seg_len):
             return self._flush()
         st = self.state
         if st is TcpState.SYN_RECV:
-            self.set_state(now, TcpState.ESTABLISHED)
+            self.tcp_set_state(now, TcpState.ESTABLISHED)
         elif st is TcpState.FIN_WAIT1 and self._fin_acked():
-            self.set_state(now, TcpState.FIN_WAIT2)
+            self.tcp_set_state(now, TcpState.FIN_WAIT2)
             self.sk_dst_confirm()   # tcp_rcv_state_process, TCP_FIN_WAIT1
             if self.orphan:
                 # tcp_rcv_state_process: an orphan waits tcp_fin_time in FIN_WAIT2: longer than
                 # TCP_TIMEWAIT_LEN as itself on the keepalive timer first; with the FIN in this
                 # segment as itself (tcp_fin takes it to TIME_WAIT); else as a FIN_WAIT2
                 # timewait sock (tcp_time_wait)
-                tmo = self._fin_time()
+                tmo = self.tcp_fin_time()
                 if tmo > TCP_TIMEWAIT_LEN:
                     self.timers[TimerKind.FIN_WAIT2] = now + tmo - TCP_TIMEWAIT_LEN
                 elif seg.flags & FIN:
@@ -143,22 +140,22 @@ class TcpInput:
                 else:
                     self._fin_wait2_timewait(now, tmo)
         elif st is TcpState.CLOSING and self._fin_acked():
-            self._enter_time_wait(now)
+            self.tcp_time_wait(now)
             return self._flush()
         elif st is TcpState.LAST_ACK and self._fin_acked():
-            self._done(now, None)
+            self.tcp_done(now, None)
             return self._flush()
         if payload or seg.flags & FIN:
             if self.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
-                self._data_queue(now, seg, payload)
-        self._write_xmit(now)
-        self._ack_snd_check(now)
+                self.tcp_data_queue(now, seg, payload)
+        self.tcp_write_xmit(now)
+        self.tcp_ack_snd_check(now)
         return self._flush()
 
     def _fin_acked(self) -> bool:
         return not self.rtx_queue and not self.write_queue and not self.fin_queued and self.snd_una == self.snd_nxt
 
-    def _rcv_synsent(self, now: int, seg: TcpRepr) -> None:
+    def tcp_rcv_synsent_state_process(self, now: int, seg: TcpRepr) -> None:
         """tcp_rcv_synsent_state_process()."""
         if seg.flags & ACK:
             if seg.ack != self.snd_nxt:
@@ -170,7 +167,7 @@ class TcpInput:
                     self._tx.append(tcp_v4_send_reset(self.local, self.remote, seg, 0, "rst-bad-ack"))
                 return
             if seg.flags & RST:
-                self._done(now, "ECONNREFUSED")   # tcp_reset() in SYN_SENT
+                self.tcp_done(now, "ECONNREFUSED")   # tcp_reset() in SYN_SENT
                 return
             if not seg.flags & SYN:
                 return
@@ -193,7 +190,7 @@ class TcpInput:
                 self.ts_recent, self.ts_recent_at = tsopt[0], now
             self.sack_ok = self.sack_ok and seg.sack_permitted
             self.peer_mss = seg.mss or TCP_MSS_DEFAULT
-            self._sync_mss()
+            self.tcp_sync_mss()
             # tcp_try_undo_spurious_syn, before tcp_ack: a SYN-ACK echoing the first SYN's
             # TSval shows the SYN's timeouts were spurious (retrans_stamp: the first SYN's clock)
             spurious = self.ts_ok and bool(tsopt[1]) and self.retrans_stamp is not None \
@@ -201,11 +198,11 @@ class TcpInput:
             if self._ack_rtx_queue(now, seg):
                 self.sk_dst_confirm()   # tcp_ack: FLAG_SYN_ACKED is forward progress
             self.rcv_tstamp = now
-            self.set_state(now, TcpState.ESTABLISHED)
-            self._init_transfer(now, undo_marker=self.total_retrans > 0 and not spurious)
+            self.tcp_set_state(now, TcpState.ESTABLISHED)
+            self.tcp_init_transfer(now, undo_marker=self.total_retrans > 0 and not spurious)
             self.lrcvtime = now
-            self.send_ack(now, "handshake-ack")
-            self._write_xmit(now)
+            self.tcp_send_ack(now, "handshake-ack")
+            self.tcp_write_xmit(now)
             return
         if seg.flags & RST:
             return
@@ -213,20 +210,20 @@ class TcpInput:
             # Simultaneous open (RFC 793 p.68): SYN_RECV, answer with SYN-ACK.
             self.irs = seg.seq
             self.rcv_nxt = (seg.seq + 1) % MOD32
-            self.set_state(now, TcpState.SYN_RECV)
-            self._send(now, SYN, self.iss, b"", "simultaneous-open-synack")
+            self.tcp_set_state(now, TcpState.SYN_RECV)
+            self.tcp_transmit_skb(now, SYN, self.iss, b"", "simultaneous-open-synack")
 
     def _ack_rtx_queue(self, now: int, seg: TcpRepr) -> bool:
         """tcp_ack in SYN_SENT (tcp_rcv_synsent_state_process): the SYN-ACK's ACK takes
         the SYN off the queue; True if it did (FLAG_SYN_ACKED)."""
         prior_snd_una, self.snd_una = self.snd_una, seg.ack
         self._last_ecr = None
-        flag, _ = self._clean_rtx_queue(now, seg, prior_snd_una, None)
-        if flag & FLAG_SET_XMIT_TIMER and not self._schedule_loss_probe(now, True):
-            self._rearm_rto(now)
+        flag, _ = self.tcp_clean_rtx_queue(now, seg, prior_snd_una, None)
+        if flag & FLAG_SET_XMIT_TIMER and not self.tcp_schedule_loss_probe(now, True):
+            self.tcp_rearm_rto(now)
         return bool(flag & FLAG_ACKED)
 
-    def _init_transfer(self, now: int, undo_marker: bool = False) -> None:
+    def tcp_init_transfer(self, now: int, undo_marker: bool = False) -> None:
         """tcp_init_transfer()/tcp_init_metrics(): no RTT sample from the handshake means
         RFC 6298 5.7's 3 s fallback RTO. tcp_init_metrics() begins with sk_dst_confirm():
         an accepted connection's first segment (its ACK or data after the third ACK)
@@ -246,7 +243,7 @@ class TcpInput:
             self.timers[TimerKind.KEEPALIVE] = now + self.params.keepalive_time
 
     # -- RTT -----------------------------------------------------------------------------------
-    def _rtt_estimator(self, mrtt_us: int) -> None:
+    def tcp_rtt_estimator(self, mrtt_us: int) -> None:
         """tcp_rtt_estimator(), integer for integer; and tcp_update_rtt_min (a plain
         minimum: its window, tcp_min_rtt_wlen, is 300 s)."""
         self.rtt_min_us = max(mrtt_us, 1) if not self.rtt_min_us else min(self.rtt_min_us, max(mrtt_us, 1))
@@ -281,12 +278,12 @@ class TcpInput:
             self.rtt_seq = self.snd_nxt
         self.srtt_us = max(1, srtt)
 
-    def _set_rto(self) -> None:
+    def tcp_set_rto(self) -> None:
         """tcp_set_rto(): srtt/8 + rttvar, rounded up to jiffies, bounded by TCP_RTO_MAX."""
         self.rto = min(usecs_to_jiffies_ns((self.srtt_us >> 3) + self.rttvar_us), TCP_RTO_MAX)
 
     # -- tcp_ack -------------------------------------------------------------------------------
-    def _ack(self, now: int, seg: TcpRepr, seg_len: int = 0) -> bool:
+    def tcp_ack(self, now: int, seg: TcpRepr, seg_len: int = 0) -> bool:
         """tcp_ack(): advance snd_una, take SACK blocks onto the scoreboard, clean the
         retransmit queue, sample the RTT, update the peer's window, run loss recovery
         (tcp_fastretrans_alert), grow or reduce cwnd (tcp_cong_control) and retransmit what
@@ -301,7 +298,7 @@ class TcpInput:
             return True   # old duplicate ACK: ignore the ACK field, keep the data
         prior_snd_una = self.snd_una
         prior_packets = len(self.rtx_queue)
-        prior_fack = self._highest_sack_seq()
+        prior_fack = self.tcp_highest_sack_seq()
         prior_lost = self.lost_total
         self._sack_delivered = self._reno_delivered = 0
         self._last_ecr = seg.timestamp[1] if self.ts_ok and seg.timestamp and seg.timestamp[1] else None
@@ -318,11 +315,11 @@ class TcpInput:
             self.snd_wl1 = seg.seq
             if window > self.max_window:
                 self.max_window = window
-                self._sync_mss(initial=False)
+                self.tcp_sync_mss(initial=False)
         self.snd_una = seg.ack           # tcp_snd_una_update
         sackt: tuple[int, int] | None = None
         if self.sack_ok and seg.sack_blocks:
-            sack_flag, sackt = self._sacktag_write_queue(now, seg, prior_snd_una)
+            sack_flag, sackt = self.tcp_sacktag_write_queue(now, seg, prior_snd_una)
             flag |= sack_flag
         self.rcv_tstamp = now
         self.probes_out = 0
@@ -337,41 +334,42 @@ class TcpInput:
                     self.probes_tstamp = None
                     self.timers.pop(TimerKind.PROBE0, None)
                 else:
-                    self.timers[TimerKind.PROBE0] = now + self._clamp_probe0_to_user_timeout(now, self._probe0_when())
+                    when = self.tcp_clamp_probe0_to_user_timeout(now, self.tcp_probe0_when())
+                    self.timers[TimerKind.PROBE0] = now + when
             if self.tlp_high_seq is not None:
-                self._process_tlp_ack(seg.ack, flag)
+                self.tcp_process_tlp_ack(seg.ack, flag)
             return True
-        acked_flag, delivered = self._clean_rtx_queue(now, seg, prior_fack, sackt)
+        acked_flag, delivered = self.tcp_clean_rtx_queue(now, seg, prior_fack, sackt)
         flag |= acked_flag
         delivered += self._sack_delivered
         if self.tlp_high_seq is not None:
-            self._process_tlp_ack(seg.ack, flag)
+            self.tcp_process_tlp_ack(seg.ack, flag)
         rexmit = False
         if not flag & FLAG_NOT_DUP or flag & FLAG_CA_ALERT or self.ca_state != TCP_CA_OPEN:
             num_dupack = 0 if flag & (FLAG_SND_UNA_ADVANCED | FLAG_NOT_DUP | FLAG_DSACKING_ACK) else 1
-            flag, rexmit = self._fastretrans_alert(now, prior_snd_una, num_dupack, flag)
+            flag, rexmit = self.tcp_fastretrans_alert(now, prior_snd_una, num_dupack, flag)
         if flag & FLAG_SET_XMIT_TIMER:
-            if not self._schedule_loss_probe(now, True):   # tcp_set_xmit_timer()
-                self._rearm_rto(now)
+            if not self.tcp_schedule_loss_probe(now, True):   # tcp_set_xmit_timer()
+                self.tcp_rearm_rto(now)
         if flag & FLAG_FORWARD_PROGRESS or not flag & FLAG_NOT_DUP:
             self.sk_dst_confirm()
         if not self.sack_ok:
             delivered += self._reno_delivered   # tcp_add_reno_sack's tcp_count_delivered
-        self._cong_control(now, flag, delivered, self.lost_total - prior_lost)
+        self.tcp_cong_control(now, flag, delivered, self.lost_total - prior_lost)
         if rexmit:
             # tcp_xmit_recovery(): REXMIT_NEW (F-RTO) pushes new data, Nagle off, and only
             # if none went past high_seq resends what is lost
             if self._rexmit_new:
                 self._rexmit_new = False
                 nxt = self.snd_nxt
-                self._write_xmit(now, nagle_off=True)
+                self.tcp_write_xmit(now, nagle_off=True)
                 if self.snd_nxt != nxt and seq_lt(self.high_seq, self.snd_nxt):
                     return True
                 self.frto = False
-            self._xmit_retransmit_queue(now)
+            self.tcp_xmit_retransmit_queue(now)
         return True
 
-    def _rearm_rto(self, now: int) -> None:
+    def tcp_rearm_rto(self, now: int) -> None:
         """tcp_rearm_rto(): the RTO from now, or, if a probe (or RACK) timer is what is
         pending, what is left of the RTO since the head's last transmission."""
         if not self.rtx_queue:
@@ -386,11 +384,11 @@ class TcpInput:
         self.probe_pending = self.reo_pending = False
 
     # -- the scoreboard (tcp_sacktag_write_queue, tcp_clean_rtx_queue) -------------------------
-    def _any_retrans_done(self) -> bool:
+    def tcp_any_retrans_done(self) -> bool:
         """tcp_any_retrans_done(): a retransmission out, or the head ever retransmitted."""
         return bool(self.retrans_out) or bool(self.rtx_queue and self.rtx_queue[0].retransmitted)
 
-    def _sacktag_write_queue(self, now: int, seg: TcpRepr, prior_snd_una: int) -> tuple[int, tuple[int, int] | None]:
+    def tcp_sacktag_write_queue(self, now: int, seg: TcpRepr, prior_snd_una: int) -> tuple[int, tuple[int, int] | None]:
         """tcp_sacktag_write_queue() on a queue of one segment per skb: a block marks the
         segments it covers whole (tcp_match_skb_to_sack never splits below the MSS); a
         first block below the ACK, or inside the second, is a D-SACK (tcp_check_dsack),
@@ -416,13 +414,13 @@ class TcpInput:
                     continue
                 if not seq_lt(self.snd_una, skb.end_seq):
                     continue          # acked by this ACK: about to go
-                self._rack_advance(now, skb)
+                self.tcp_rack_advance(now, skb)
                 if skb.rtx_out:
                     if skb.lost:
                         skb.lost = skb.rtx_out = False
                 else:
                     if not skb.retransmitted:
-                        if seq_lt(skb.seq, self._highest_sack_seq()) and seq_lt(skb.seq, reord):
+                        if seq_lt(skb.seq, self.tcp_highest_sack_seq()) and seq_lt(skb.seq, reord):
                             reord = skb.seq
                         if seq_le(skb.end_seq, self.high_seq):
                             flag |= FLAG_ORIG_SACK_ACKED
@@ -437,15 +435,15 @@ class TcpInput:
         q = self.rtx_queue
         for i in range(len(q) - 1, 0, -1):
             if q[i].sacked != q[i - 1].sacked:
-                self._fragment(i)
+                self.tcp_fragment(i)
         if reord != self.snd_nxt:
-            self._check_sack_reordering(reord)
+            self.tcp_check_sack_reordering(reord)
         return flag, (None if first_sackt is None else (first_sackt, last_sackt))
 
-    def _check_sack_reordering(self, low_seq: int) -> None:
+    def tcp_check_sack_reordering(self, low_seq: int) -> None:
         """tcp_check_sack_reordering(): a hole filled below the highest SACK is reordering
         of that many segments (at most tcp_max_reordering)."""
-        fack = self._highest_sack_seq()
+        fack = self.tcp_highest_sack_seq()
         if not seq_lt(low_seq, fack):
             return
         metric = (fack - low_seq) % MOD32
@@ -454,7 +452,7 @@ class TcpInput:
             self.reordering = min((metric + mss - 1) // mss, TCP_MAX_REORDERING)
         self.reord_seen += 1
 
-    def _clean_rtx_queue(self, now: int, seg: TcpRepr, prior_fack: int,
+    def tcp_clean_rtx_queue(self, now: int, seg: TcpRepr, prior_fack: int,
                          sackt: tuple[int, int] | None) -> tuple[int, int]:
         """tcp_clean_rtx_queue() + tcp_ack_update_rtt(): drop what the ACK covers; returns
         the flags and how many segments were newly delivered (not SACKed before).
@@ -482,15 +480,15 @@ class TcpInput:
                     flag |= FLAG_ORIG_SACK_ACKED
             if not skb.sacked and self.sack_ok:
                 delivered += 1
-                if not self._spurious_retrans(seg, skb):
-                    self._rack_advance(now, skb)
+                if not self.tcp_skb_spurious_retrans(seg, skb):
+                    self.tcp_rack_advance(now, skb)
             if skb.flags & SYN:
                 flag |= FLAG_SYN_ACKED
                 self.retrans_stamp = None
             else:
                 flag |= FLAG_DATA_ACKED
         if not self.sack_ok and pkts_acked:
-            delivered = self._remove_reno_sacks(pkts_acked)
+            delivered = self.tcp_remove_reno_sacks(pkts_acked)
             if flag & FLAG_RETRANS_DATA_ACKED:
                 flag &= ~FLAG_ORIG_SACK_ACKED   # a non-SACK peer cannot show the original arrived
         rtt_us = ca_rtt_us = -1
@@ -508,15 +506,15 @@ class TcpInput:
                 rtt_us = ca_rtt_us = max(delta, 1) * 1000
         self.ca.acked(ca_rtt_us, now // JIFFY)
         if rtt_us >= 0:
-            self._rtt_estimator(max(rtt_us, 1))
-            self._set_rto()
+            self.tcp_rtt_estimator(max(rtt_us, 1))
+            self.tcp_set_rto()
             self.backoff = 0
         if flag & FLAG_ACKED:
             flag |= FLAG_SET_XMIT_TIMER
             self.backoff = 0
             self.retransmits = 0
             if self.sack_ok and seq_lt(reord, prior_fack):
-                self._check_sack_reordering(reord)
+                self.tcp_check_sack_reordering(reord)
             if not self.rtx_queue:
                 self.timers.pop(TimerKind.RETRANSMIT, None)
                 self.probe_pending = self.reo_pending = False
@@ -525,35 +523,35 @@ class TcpInput:
             flag |= FLAG_SET_XMIT_TIMER
         return flag, delivered
 
-    def _spurious_retrans(self, seg: TcpRepr, skb: TxSkb) -> bool:
+    def tcp_skb_spurious_retrans(self, seg: TcpRepr, skb: TxSkb) -> bool:
         """tcp_skb_spurious_retrans(): a retransmitted segment acked by an echo older than
         its last transmission: the original was acked."""
-        return (skb.retransmitted or skb.rtx_out) and self._tsecr_before(seg, skb.tx_at)
+        return (skb.retransmitted or skb.rtx_out) and self.tcp_tsopt_ecr_before(seg, skb.tx_at)
 
-    def _tsecr_before(self, seg: TcpRepr, when: int) -> bool:
+    def tcp_tsopt_ecr_before(self, seg: TcpRepr, when: int) -> bool:
         """tcp_tsopt_ecr_before(): the peer's TS echo is older than our clock at `when`."""
         return bool(self.ts_ok and seg.timestamp and seg.timestamp[1]) and \
             seq_lt(seg.timestamp[1], self._tsval(when))
 
-    def _remove_reno_sacks(self, acked: int) -> int:
+    def tcp_remove_reno_sacks(self, acked: int) -> int:
         """tcp_remove_reno_sacks(): one ACK fills the hole, the rest eat duplicate ACKs;
         returns the newly delivered count (tcp_count_delivered)."""
         delivered = max(acked - self.reno_sacked, 1)
         self.reno_sacked = 0 if acked - 1 >= self.reno_sacked else self.reno_sacked - (acked - 1)
-        self._check_reno_reordering(acked)
+        self.tcp_check_reno_reordering(acked)
         return delivered
 
-    def _add_reno_sack(self, num_dupack: int) -> None:
+    def tcp_add_reno_sack(self, num_dupack: int) -> None:
         """tcp_add_reno_sack(): a duplicate ACK from a non-SACK peer counts as a SACKed
         segment (so one new segment may go: RFC 3042's limited transmit falls out of
         tcp_packets_in_flight)."""
         if num_dupack:
             prior = self.reno_sacked
             self.reno_sacked += num_dupack
-            self._check_reno_reordering(0)
+            self.tcp_check_reno_reordering(0)
             self._reno_delivered += max(self.reno_sacked - prior, 0)
 
-    def _check_reno_reordering(self, addend: int) -> None:
+    def tcp_check_reno_reordering(self, addend: int) -> None:
         """tcp_check_reno_reordering() / tcp_limit_reno_sacked(): more duplicate ACKs than
         segments out less the holes is reordering."""
         holes = min(max(self.lost_out, 1), len(self.rtx_queue))
@@ -563,7 +561,7 @@ class TcpInput:
             self.reord_seen += 1
 
     # -- loss recovery (tcp_fastretrans_alert) -------------------------------------------------
-    def _fastretrans_alert(self, now: int, prior_snd_una: int, num_dupack: int, flag: int) -> tuple[int, bool]:
+    def tcp_fastretrans_alert(self, now: int, prior_snd_una: int, num_dupack: int, flag: int) -> tuple[int, bool]:
         """tcp_fastretrans_alert(): the congestion state machine for a dubious ACK; returns
         the flags and whether lost segments are to be retransmitted (REXMIT_LOST). After an
         RTO (CA_Loss) the model keeps its own path: F-RTO (tcp_process_loss) and the
@@ -573,8 +571,8 @@ class TcpInput:
         if self.ca_state == TCP_CA_OPEN:
             self.retrans_stamp = None
         if self.ca_state == TCP_CA_LOSS:
-            rexmit, self._rexmit_new = self._process_loss(flag, num_dupack)
-            flag = self._identify_packet_loss(now, flag)
+            rexmit, self._rexmit_new = self.tcp_process_loss(flag, num_dupack)
+            flag = self.tcp_identify_packet_loss(now, flag)
             if not (self.ca_state == TCP_CA_OPEN or flag & FLAG_LOST_RETRANS):
                 return flag, rexmit
             self._rexmit_new = False
@@ -582,21 +580,21 @@ class TcpInput:
         if self.ca_state != TCP_CA_OPEN and not seq_lt(self.snd_una, self.high_seq):
             if self.ca_state == TCP_CA_CWR:
                 if self.snd_una != self.high_seq:
-                    self._end_cwnd_reduction()
+                    self.tcp_end_cwnd_reduction()
                     self.ca_state = TCP_CA_OPEN
             elif self.ca_state == TCP_CA_RECOVERY:
                 if not self.sack_ok:
                     self.reno_sacked = 0
-                if self._try_undo_recovery():
+                if self.tcp_try_undo_recovery():
                     return flag, False
-                self._end_cwnd_reduction()
+                self.tcp_end_cwnd_reduction()
         if self.ca_state == TCP_CA_RECOVERY:
             if not flag & FLAG_SND_UNA_ADVANCED:
                 if not self.sack_ok:
-                    self._add_reno_sack(num_dupack)
-            elif self._try_undo_partial():
+                    self.tcp_add_reno_sack(num_dupack)
+            elif self.tcp_try_undo_partial():
                 return flag, False
-            flag = self._identify_packet_loss(now, flag)
+            flag = self.tcp_identify_packet_loss(now, flag)
             return flag, True
         return self._fastretrans_open(now, num_dupack, flag)
 
@@ -607,15 +605,15 @@ class TcpInput:
         if not self.sack_ok:
             if flag & FLAG_SND_UNA_ADVANCED:
                 self.reno_sacked = 0
-            self._add_reno_sack(num_dupack)
-        flag = self._identify_packet_loss(now, flag)
+            self.tcp_add_reno_sack(num_dupack)
+        flag = self.tcp_identify_packet_loss(now, flag)
         if not self.lost_out:          # tcp_time_to_recover (RACK: only a proven loss)
-            self._try_to_open()
+            self.tcp_try_to_open()
             return flag, False
-        self._enter_recovery()
+        self.tcp_enter_recovery()
         return flag, True
 
-    def _identify_packet_loss(self, now: int, flag: int) -> int:
+    def tcp_identify_packet_loss(self, now: int, flag: int) -> int:
         """tcp_identify_packet_loss(): NewReno marks the head lost (RFC 6582), RACK marks
         what was sent before a delivered segment, by more than its RTT and the reordering
         window."""
@@ -625,17 +623,17 @@ class TcpInput:
             if (self.ca_state < TCP_CA_RECOVERY and self.reno_sacked >= self.reordering) or \
                     (self.ca_state == TCP_CA_RECOVERY and flag & FLAG_SND_UNA_ADVANCED):
                 if not self.rtx_queue[0].lost:            # tcp_newreno_mark_lost: the head, one MSS
-                    self._fragment(1)
-                    self._mark_skb_lost(self.rtx_queue[0])
+                    self.tcp_fragment(1)
+                    self.tcp_mark_skb_lost(self.rtx_queue[0])
         else:
             prior_retrans = self.retrans_out
-            if self._rack_mark_lost(now):
+            if self.tcp_rack_mark_lost(now):
                 flag &= ~FLAG_SET_XMIT_TIMER
             if prior_retrans > self.retrans_out:
                 flag |= FLAG_LOST_RETRANS
         return flag
 
-    def _mark_skb_lost(self, skb: TxSkb) -> None:
+    def tcp_mark_skb_lost(self, skb: TxSkb) -> None:
         """tcp_mark_skb_lost(): a SACKed segment is never lost; a lost retransmission is no
         longer out."""
         if skb.sacked:
@@ -646,34 +644,34 @@ class TcpInput:
             skb.lost = True
             self.lost_total += 1
 
-    def _try_to_open(self) -> None:
+    def tcp_try_to_open(self) -> None:
         """tcp_try_to_open() -> tcp_try_keep_open(): Disorder while anything is SACKed,
         lost or retransmitted, else Open; high_seq moves with the state."""
-        if not self._any_retrans_done():
+        if not self.tcp_any_retrans_done():
             self.retrans_stamp = None
         if self.ca_state != TCP_CA_CWR:
-            self._try_keep_open()
+            self.tcp_try_keep_open()
 
-    def _try_keep_open(self) -> None:
-        state = TCP_CA_DISORDER if (self.sacked_out or self.lost_out or self._any_retrans_done()) else TCP_CA_OPEN
+    def tcp_try_keep_open(self) -> None:
+        state = TCP_CA_DISORDER if (self.sacked_out or self.lost_out or self.tcp_any_retrans_done()) else TCP_CA_OPEN
         if self.ca_state != state:
             self.ca_state = state
             self.high_seq = self.snd_nxt
 
-    def _enter_recovery(self) -> None:
+    def tcp_enter_recovery(self) -> None:
         """tcp_enter_recovery(): the undo marker, prior_ssthresh, then a cwnd reduction
         (unless one runs): CUBIC's ssthresh, PRR from here."""
-        if not self._any_retrans_done():
+        if not self.tcp_any_retrans_done():
             self.retrans_stamp = None
         self.prior_ssthresh = 0
         self.undo_marker = self.snd_una                        # tcp_init_undo
         self.undo_retrans = self.retrans_out or -1
         if self.ca_state not in (TCP_CA_CWR, TCP_CA_RECOVERY):
             self.prior_ssthresh = max(self.ssthresh, (self.cwnd >> 1) + (self.cwnd >> 2))   # tcp_current_ssthresh
-            self._init_cwnd_reduction()
+            self.tcp_init_cwnd_reduction()
         self.ca_state = TCP_CA_RECOVERY
 
-    def _init_cwnd_reduction(self) -> None:
+    def tcp_init_cwnd_reduction(self) -> None:
         """tcp_init_cwnd_reduction(): high_seq, prior_cwnd and PRR's counts; ssthresh from
         CUBIC (cubictcp_recalc_ssthresh: cwnd * 717 / 1024, at least 2)."""
         self.high_seq = self.snd_nxt
@@ -683,16 +681,16 @@ class TcpInput:
         self.ssthresh = self.ca.recalc_ssthresh(self.cwnd)
         self.snd_cwnd_cnt = 0
 
-    def _end_cwnd_reduction(self) -> None:
+    def tcp_end_cwnd_reduction(self) -> None:
         """tcp_end_cwnd_reduction(): cwnd to ssthresh (in CWR, or a reduction not undone)."""
         if self.ssthresh < TCP_INFINITE_SSTHRESH and (self.ca_state == TCP_CA_CWR or self.undo_marker is not None):
             self.cwnd = self.ssthresh
 
-    def _cwnd_reduction(self, newly_acked_sacked: int, newly_lost: int, flag: int) -> None:
+    def tcp_cwnd_reduction(self, newly_acked_sacked: int, newly_lost: int, flag: int) -> None:
         """tcp_cwnd_reduction(): Proportional Rate Reduction (RFC 6937)."""
         if newly_acked_sacked <= 0 or not self.prior_cwnd:
             return
-        in_flight = self._packets_in_flight()
+        in_flight = self.tcp_packets_in_flight()
         delta = self.ssthresh - in_flight
         self.prr_delivered += newly_acked_sacked
         if delta < 0:
@@ -705,13 +703,13 @@ class TcpInput:
         sndcnt = max(sndcnt, 0 if self.prr_out else 1)   # the fast retransmit goes at once
         self.cwnd = in_flight + sndcnt
 
-    def _cong_control(self, now: int, flag: int, acked_sacked: int, newly_lost: int) -> None:
+    def tcp_cong_control(self, now: int, flag: int, acked_sacked: int, newly_lost: int) -> None:
         """tcp_cong_control(): PRR in CWR and Recovery; else, on data acked in order,
         cubictcp_cong_avoid(): only while cwnd is what limits the sender
         (tcp_is_cwnd_limited), slow start up to ssthresh (tcp_slow_start), then the cubic
         function's count (bictcp_update) paced out by tcp_cong_avoid_ai."""
         if self.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY):
-            self._cwnd_reduction(acked_sacked, newly_lost, flag)
+            self.tcp_cwnd_reduction(acked_sacked, newly_lost, flag)
             return
         if not flag & (FLAG_FORWARD_PROGRESS if self.reordering > TCP_FASTRETRANS_THRESH else FLAG_DATA_ACKED):
             return
@@ -736,35 +734,35 @@ class TcpInput:
             self.snd_cwnd_cnt -= delta * w
             self.cwnd += delta
 
-    def _try_undo_recovery(self) -> bool:
+    def tcp_try_undo_recovery(self) -> bool:
         """tcp_try_undo_recovery(): at the end of Recovery, undo if nothing needed
         resending; a non-SACK connection holds Recovery until above high_seq is acked
         (tcp_is_non_sack_preventing_reopen)."""
-        if self._may_undo():
-            self._undo_cwnd_reduction(False)
+        if self.tcp_may_undo():
+            self.tcp_undo_cwnd_reduction(False)
         if not self.sack_ok and self.snd_una == self.high_seq:
-            if not self._any_retrans_done():
+            if not self.tcp_any_retrans_done():
                 self.retrans_stamp = None
             return True
         self.ca_state = TCP_CA_OPEN
         return False
 
-    def _try_undo_partial(self) -> bool:
+    def tcp_try_undo_partial(self) -> bool:
         """tcp_try_undo_partial(): a partial ACK echoing a time before the retransmission
         means the hole was only delayed: undo if no retransmission is out."""
-        if self.undo_marker is not None and self._packet_delayed():
+        if self.undo_marker is not None and self.tcp_packet_delayed():
             if self.retrans_out:
                 return True
-            if not self._any_retrans_done():
+            if not self.tcp_any_retrans_done():
                 self.retrans_stamp = None
-            self._undo_cwnd_reduction(True)
-            self._try_keep_open()
+            self.tcp_undo_cwnd_reduction(True)
+            self.tcp_try_keep_open()
         return False
 
-    def _may_undo(self) -> bool:
-        return self.undo_marker is not None and (self.undo_retrans <= 0 or self._packet_delayed())
+    def tcp_may_undo(self) -> bool:
+        return self.undo_marker is not None and (self.undo_retrans <= 0 or self.tcp_packet_delayed())
 
-    def _packet_delayed(self) -> bool:
+    def tcp_packet_delayed(self) -> bool:
         """tcp_packet_delayed(): the echo is older than the first retransmission."""
         if self.retrans_stamp is not None:
             return self._last_ecr is not None and seq_lt(self._last_ecr, self._tsval(self.retrans_stamp))
@@ -772,7 +770,7 @@ class TcpInput:
             return False
         return True
 
-    def _undo_cwnd_reduction(self, unmark_loss: bool) -> None:
+    def tcp_undo_cwnd_reduction(self, unmark_loss: bool) -> None:
         """tcp_undo_cwnd_reduction(): cwnd and ssthresh back (CUBIC's undo_cwnd is
         tcp_reno_undo_cwnd: the larger of cwnd and prior_cwnd)."""
         if unmark_loss:
@@ -785,7 +783,7 @@ class TcpInput:
         self.undo_marker = None
         self.rack_advanced = True
 
-    def _process_tlp_ack(self, ack: int, flag: int) -> None:
+    def tcp_process_tlp_ack(self, ack: int, flag: int) -> None:
         """tcp_process_tlp_ack(): an ACK at or past the probe ends its episode; one past a
         retransmitted probe shows a loss: a CWR reduction (cwnd to CUBIC's ssthresh)."""
         if seq_lt(ack, self.tlp_high_seq):
@@ -795,15 +793,15 @@ class TcpInput:
         elif flag & FLAG_DSACKING_ACK:
             self.tlp_high_seq = None
         elif seq_lt(self.tlp_high_seq, ack):
-            self._init_cwnd_reduction()
+            self.tcp_init_cwnd_reduction()
             self.ca_state = TCP_CA_CWR
-            self._end_cwnd_reduction()
-            self._try_keep_open()
+            self.tcp_end_cwnd_reduction()
+            self.tcp_try_keep_open()
         elif not flag & (FLAG_SND_UNA_ADVANCED | FLAG_NOT_DUP | FLAG_DATA_SACKED):
             self.tlp_high_seq = None
 
     # -- after an RTO: tcp_enter_loss, tcp_process_loss (F-RTO) --------------------------------
-    def _enter_loss(self, now: int) -> None:
+    def tcp_enter_loss(self, now: int) -> None:
         """tcp_enter_loss(): tcp_timeout_mark_lost marks the queue lost (the head always;
         the others once RACK's RTT has passed since they were sent; SACKed ones stay, unless
         the head itself was SACKed: reneging); ssthresh is CUBIC's unless this window was
@@ -821,7 +819,7 @@ class TcpInput:
                 skb.sacked = False
             elif skb is not head and self.rack_rtt_us - (now_us - skb.tx_at // 1000) > 0:
                 continue
-            self._mark_skb_lost(skb)
+            self.tcp_mark_skb_lost(skb)
         if self.ca_state <= TCP_CA_DISORDER or not seq_lt(self.snd_una, self.high_seq) \
                 or (self.ca_state == TCP_CA_LOSS and not self.retransmits):
             self.prior_ssthresh = self.ssthresh if self.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY) else \
@@ -830,7 +828,7 @@ class TcpInput:
             self.ssthresh = self.ca.recalc_ssthresh(self.cwnd)
             self.undo_marker = self.snd_una                          # tcp_init_undo
             self.undo_retrans = self.retrans_out or -1
-        self.cwnd = self._packets_in_flight() + 1
+        self.cwnd = self.tcp_packets_in_flight() + 1
         self.snd_cwnd_cnt = 0
         if self.ca_state <= TCP_CA_DISORDER and self.sacked_out >= TCP_FASTRETRANS_THRESH:
             self.reordering = min(self.reordering, TCP_FASTRETRANS_THRESH)
@@ -840,16 +838,16 @@ class TcpInput:
         self.tlp_high_seq = None
         self.frto = new_recovery or bool(self.retransmits)
 
-    def _process_loss(self, flag: int, num_dupack: int) -> tuple[bool, bool]:
+    def tcp_process_loss(self, flag: int, num_dupack: int) -> tuple[bool, bool]:
         """tcp_process_loss(): CA_Loss on an ACK. Undo if the echo shows the timeout was
         spurious; F-RTO (RFC 5682): the first ACK that advances sends new data rather than
         retransmissions (REXMIT_NEW), and never-retransmitted data acked or SACKed then
         undoes; past high_seq the loss is over. Returns (rexmit, rexmit_new)."""
         recovered = not seq_lt(self.snd_una, self.high_seq)
-        if flag & FLAG_SND_UNA_ADVANCED and self._try_undo_loss(False):
+        if flag & FLAG_SND_UNA_ADVANCED and self.tcp_try_undo_loss(False):
             return False, False
         if self.frto:
-            if flag & FLAG_ORIG_SACK_ACKED and self._try_undo_loss(True):
+            if flag & FLAG_ORIG_SACK_ACKED and self.tcp_try_undo_loss(True):
                 return False, False
             if seq_lt(self.high_seq, self.snd_nxt):
                 if flag & FLAG_DATA_SACKED or num_dupack:
@@ -860,23 +858,23 @@ class TcpInput:
                     return True, True                 # step 2.b: try new data
                 self.frto = False
         if recovered:
-            self._try_undo_recovery()
+            self.tcp_try_undo_recovery()
             return False, False
         if not self.sack_ok:
             if seq_lt(self.high_seq, self.snd_nxt) and num_dupack:
-                self._add_reno_sack(num_dupack)
+                self.tcp_add_reno_sack(num_dupack)
             elif flag & FLAG_SND_UNA_ADVANCED:
                 self.reno_sacked = 0
         return True, False
 
-    def _try_undo_loss(self, frto_undo: bool) -> bool:
+    def tcp_try_undo_loss(self, frto_undo: bool) -> bool:
         """tcp_try_undo_loss(): undo the timeout's reduction and its loss marks."""
-        if not (frto_undo or self._may_undo()):
+        if not (frto_undo or self.tcp_may_undo()):
             return False
-        self._undo_cwnd_reduction(True)
+        self.tcp_undo_cwnd_reduction(True)
         self.retransmits = 0
         if not self.sack_ok and self.snd_una == self.high_seq:   # tcp_is_non_sack_preventing_reopen
-            if not self._any_retrans_done():
+            if not self.tcp_any_retrans_done():
                 self.retrans_stamp = None
             return True
         if frto_undo or self.sack_ok:
@@ -884,35 +882,35 @@ class TcpInput:
         return True
 
     # -- data (tcp_data_queue) and the delayed-ACK decision ------------------------------------
-    def _data_queue(self, now: int, seg: TcpRepr, payload: bytes) -> None:
+    def tcp_data_queue(self, now: int, seg: TcpRepr, payload: bytes) -> None:
         """tcp_data_queue(): in-order data to the reader, out-of-order to the ofo queue."""
         fin = bool(seg.flags & FIN)
         end_seq = (seg.seq + len(payload) + fin) % MOD32
         if seg.seq == self.rcv_nxt:
             if payload:
-                self._event_data_recv(now, len(payload))
+                self.tcp_event_data_recv(now, len(payload))
             self.rcv_buf += payload
             self.rcv_nxt = end_seq
             if fin:
-                self._fin(now)
-            self._ofo_drain(now)
+                self.tcp_fin(now)
+            self.tcp_ofo_queue(now)
             if self.ofo:
-                self.send_ack(now, "ack-ofo-hole")
+                self.tcp_send_ack(now, "ack-ofo-hole")
         elif seq_le(end_seq, self.rcv_nxt):
             if self.sack_ok:
                 self.dsack = (seg.seq, end_seq)
-            self.send_ack(now, "dupack-old-data")    # tcp_send_dupack(): D-SACK
+            self.tcp_send_ack(now, "dupack-old-data")    # tcp_send_dupack(): D-SACK
         elif seq_lt(self.rcv_nxt, seg.seq):
             self.ofo.append((seg.seq, payload, fin))
             self.ofo.sort(key=lambda item: (item[0] - self.rcv_nxt) % MOD32)
-            self.send_ack(now, "dupack-ofo")          # tcp_data_queue_ofo: immediate ACK
+            self.tcp_send_ack(now, "dupack-ofo")          # tcp_data_queue_ofo: immediate ACK
         else:
             # partial overlap: keep the new part
             skip = (self.rcv_nxt - seg.seq) % MOD32
             trimmed = TcpRepr(seg.src_port, seg.dst_port, self.rcv_nxt, seg.ack, seg.flags, seg.window, seg.options)
-            self._data_queue(now, trimmed, payload[skip:])
+            self.tcp_data_queue(now, trimmed, payload[skip:])
 
-    def _ofo_drain(self, now: int) -> None:
+    def tcp_ofo_queue(self, now: int) -> None:
         while self.ofo and seq_le(self.ofo[0][0], self.rcv_nxt):
             seq, data, fin = self.ofo.pop(0)
             skip = (self.rcv_nxt - seq) % MOD32
@@ -920,13 +918,13 @@ class TcpInput:
                 self.rcv_buf += data[skip:]
                 self.rcv_nxt = (seq + len(data) + fin) % MOD32
                 if fin:
-                    self._fin(now)
+                    self.tcp_fin(now)
 
-    def _event_data_recv(self, now: int, length: int) -> None:
+    def tcp_event_data_recv(self, now: int, length: int) -> None:
         """tcp_event_data_recv(): quickack at the start, then the ato estimate."""
         self.rcv_mss = max(min(length, self.advmss), self.rcv_mss) if length >= self.rcv_mss else self.rcv_mss
         if not self.ato:
-            self._incr_quickack()
+            self.tcp_incr_quickack()
             self.ato = TCP_ATO_MIN
         else:
             m = now - self.lrcvtime
@@ -939,37 +937,37 @@ class TcpInput:
             elif m > self.rto:
                 # "Too long gap. Apparently sender failed to restart window, so that we
                 # send ACKs quickly."
-                self._incr_quickack()
+                self.tcp_incr_quickack()
         self.lrcvtime = now
         self.ack_pending = True
 
-    def _incr_quickack(self) -> None:
+    def tcp_incr_quickack(self) -> None:
         """tcp_incr_quickack(TCP_MAX_QUICKACKS): half the window in full segments (at least 2)."""
         quick = self.rcv_wnd // (2 * self.rcv_mss) or 2
         self.quick = max(self.quick, min(quick, TCP_MAX_QUICKACKS))
 
-    def _fin(self, now: int) -> None:
+    def tcp_fin(self, now: int) -> None:
         """tcp_fin(): the peer closed its side."""
         self.fin_received = True
         self.ack_pending = True
         st = self.state
         if st is TcpState.ESTABLISHED:
-            self.set_state(now, TcpState.CLOSE_WAIT)
+            self.tcp_set_state(now, TcpState.CLOSE_WAIT)
             self.pingpong = 1   # inet_csk_enter_pingpong_mode()
         elif st is TcpState.FIN_WAIT1:
             # simultaneous close: ACK now, CLOSING (tcp_send_ack in tcp_fin)
-            self.set_state(now, TcpState.CLOSING)
-            self.send_ack(now, "ack-fin")
+            self.tcp_set_state(now, TcpState.CLOSING)
+            self.tcp_send_ack(now, "ack-fin")
         elif st is TcpState.FIN_WAIT2:
-            self.send_ack(now, "ack-fin")
-            self._enter_time_wait(now)
+            self.tcp_send_ack(now, "ack-fin")
+            self.tcp_time_wait(now)
 
-    def _ack_snd_check(self, now: int) -> None:
+    def tcp_ack_snd_check(self, now: int) -> None:
         """__tcp_ack_snd_check(): ACK now (two full segments unacked, quickack, ofo), or delay."""
         if not self.ack_pending or self.state in (TcpState.CLOSED, TcpState.TIME_WAIT):
             return
         quickack_mode = self.quick and not self.pingpong
         if ((self.rcv_nxt - self.rcv_wup) % MOD32 > self.rcv_mss) or quickack_mode or self.ofo:
-            self.send_ack(now, "ack-now")
+            self.tcp_send_ack(now, "ack-now")
             return
-        self._send_delayed_ack(now)
+        self.tcp_send_delayed_ack(now)

@@ -58,15 +58,16 @@ class TcpIpv4:
 
     # -- input: tcp_v4_rcv ---------------------------------------------------------------
     def tcp_v4_rcv(self, now: int, src: int, dst: int, seg: TcpRepr, payload: bytes) -> list[OutSegment]:
-        """Deliver one segment: established/TIME_WAIT first, then the listener, else RST."""
+        """tcp_v4_rcv(): deliver one segment: established/TIME_WAIT first
+        (tcp_rcv_state_process, tcp_timewait_state_process), then the listener, else RST."""
         sk = self.established.get((dst, seg.dst_port, src, seg.src_port))
         if sk is not None and sk.state is not TcpState.CLOSED:
-            out = sk.rcv(now, seg, payload)
+            out = sk.tcp_rcv_state_process(now, seg, payload)
             isn = sk.tw_syn_isn
             if isn is not None:
                 # TCP_TW_SYN: a new SYN to a TIME_WAIT flow goes to the listener, with the
                 # timewait sock's ISN; with no listener it is ACKed (TCP_TW_ACK)
-                listener = self._lookup_listener(seg.dst_port, dst)
+                listener = self.inet_lookup_listener(seg.dst_port, dst)
                 if listener is not None:
                     sk.tw_syn_taken(now)
                     self._reap(sk)
@@ -74,7 +75,7 @@ class TcpIpv4:
                 out += sk.tw_syn_refused(now)
             self._reap(sk)
             return out
-        listener = self._lookup_listener(seg.dst_port, dst)
+        listener = self.inet_lookup_listener(seg.dst_port, dst)
         if listener is not None:
             return self._listen_rcv(now, listener, src, dst, seg, payload)
         self.drops.append(Drop(now, "SKB_DROP_REASON_NO_SOCKET", f"port {seg.dst_port}"))
@@ -82,7 +83,7 @@ class TcpIpv4:
             return []
         return [tcp_v4_send_reset((dst, seg.dst_port), (src, seg.src_port), seg, len(payload), "rst-no-socket")]
 
-    def _lookup_listener(self, port: int, addr: int) -> Listener | None:
+    def inet_lookup_listener(self, port: int, addr: int) -> Listener | None:
         """__inet_lookup_listener(): the socket listening on `port` at `addr`, or at any address."""
         lst = self.listeners.get(port)
         if lst is not None and lst.listener.local[0] in (0, addr):
@@ -119,6 +120,10 @@ class TcpIpv4:
     # -- the passive open ----------------------------------------------------------------
     def _listen_rcv(self, now: int, listener: Listener, src: int, dst: int, seg: TcpRepr,
                     payload: bytes, tw_isn: int | None = None) -> list[OutSegment]:
+        """A segment for a listening port: tcp_v4_rcv's request sock (TCP_NEW_SYN_RECV:
+        tcp_check_req), else tcp_v4_do_rcv on the listener (a syncookie's ACK:
+        tcp_v4_cookie_check; tcp_rcv_state_process in LISTEN: an ACK is reset, a SYN is
+        tcp_v4_conn_request's). `tw_isn`: a SYN a timewait sock handed on (TCP_TW_SYN)."""
         remote = (src, seg.src_port)
         req = listener.syn_queue.get(remote)
         if req is not None:
@@ -129,7 +134,7 @@ class TcpIpv4:
                 self.drops.append(Drop(now, "SKB_DROP_REASON_NOT_SPECIFIED", "accept queue full at third ACK"))
                 return []
             del listener.syn_queue[req.remote]
-            return self._child(now, listener, req, seg, payload)
+            return self.tcp_v4_syn_recv_sock(now, listener, req, seg, payload)
         if seg.flags & RST:
             return []
         if seg.flags & ACK and not seg.flags & SYN and remote in listener.cookies:
@@ -138,7 +143,7 @@ class TcpIpv4:
                 if len(listener.accept_queue) > listener.backlog:   # tcp_v4_syn_recv_sock: sk_acceptq_is_full
                     self.drops.append(Drop(now, "LINUX_MIB_LISTENOVERFLOWS", "accept queue full at a cookie's ACK"))
                     return []
-                return self._child(now, listener, req, seg, payload)
+                return self.tcp_v4_syn_recv_sock(now, listener, req, seg, payload)
         if seg.flags & ACK:
             # tcp_rcv_state_process in LISTEN: "if (th->ack) return 1" -> reset
             self.drops.append(Drop(now, "SKB_DROP_REASON_TCP_FLAGS", "ACK to a listener"))
@@ -146,9 +151,9 @@ class TcpIpv4:
         if not seg.flags & SYN or seg.flags & FIN:
             self.drops.append(Drop(now, "SKB_DROP_REASON_TCP_FLAGS", "not a SYN"))
             return []
-        return self._conn_request(now, listener, (dst, seg.dst_port), remote, seg, tw_isn)
+        return self.tcp_conn_request(now, listener, (dst, seg.dst_port), remote, seg, tw_isn)
 
-    def _conn_request(self, now: int, listener: Listener, local: tuple[int, int], remote: tuple[int, int],
+    def tcp_conn_request(self, now: int, listener: Listener, local: tuple[int, int], remote: tuple[int, int],
                       seg: TcpRepr, tw_isn: int | None = None) -> list[OutSegment]:
         """tcp_conn_request() (net/ipv4/tcp_input.c): a request sock and its SYN-ACK, or,
         when the SYN queue is full (inet_csk_reqsk_queue_is_full: more requests than the
@@ -160,7 +165,7 @@ class TcpIpv4:
         qlen = len(listener.syn_queue)
         want_cookie = False
         if p.syncookies == 2 or qlen > listener.backlog:
-            want_cookie = self._syn_flood_action(now, listener)
+            want_cookie = self.tcp_syn_flood_action(now, listener)
             if not want_cookie:
                 self.drops.append(Drop(now, "LINUX_MIB_TCPREQQFULLDROP", f"SYN queue full ({qlen} requests)"))
                 return []
@@ -177,7 +182,7 @@ class TcpIpv4:
         if not want_cookie and not tw_isn:
             max_syn_backlog = p.max_syn_backlog
             if not p.syncookies and max_syn_backlog - qlen < (max_syn_backlog >> 2) \
-                    and not self._peer_is_proven(remote[0]):
+                    and not self.tcp_peer_is_proven(remote[0]):
                 # "Without syncookies last quarter of backlog is filled with destinations,
                 # proven to be alive" (pr_drop_req, a debug line: not on the console)
                 self.drops.append(Drop(now, "LINUX_MIB_LISTENDROPS",
@@ -219,7 +224,7 @@ class TcpIpv4:
         listener.syn_queue[remote] = req
         return [tcp_make_synack(req, now, p, "synack", listener.tos)]
 
-    def _syn_flood_action(self, now: int, listener: Listener) -> bool:
+    def tcp_syn_flood_action(self, now: int, listener: Listener) -> bool:
         """tcp_syn_flood_action(): send a cookie when tcp_syncookies allows it; the first
         time for this listener (synflood_warned), unless tcp_syncookies is 2, print the
         warning (net_info_ratelimited: KERN_INFO, which the board's console shows)."""
@@ -230,7 +235,7 @@ class TcpIpv4:
             self.console.append((now, SYN_FLOOD_LINE.format(port=listener.local[1], msg=msg)))
         return want_cookie
 
-    def _peer_is_proven(self, addr: int) -> bool:
+    def tcp_peer_is_proven(self, addr: int) -> bool:
         """tcp_peer_is_proven(): the board's tcp_metrics hold an RTT for `addr`. tcp_update_metrics
         stores one when a connection with an RTT sample and no backoff enters TIME_WAIT
         (tcp_time_wait) or closes from LAST_ACK (tcp_rcv_state_process); one without a sample
@@ -245,11 +250,13 @@ class TcpIpv4:
                         last = (t, bool(sk.srtt_us) and not sk.backoff)
         return bool(last and last[1])
 
-    def _child(self, now: int, listener: Listener, req: RequestSock, seg: TcpRepr, payload: bytes) -> list[OutSegment]:
-        """The listener's child from a request (tcp_check_req, or a cookie's
-        tcp_get_cookie_sock): it inherits the listener's options, is hashed, queued for
-        accept() (inet_csk_complete_hashdance), and takes what the ACK carried."""
-        child = TcpSock.from_request(now, self.params, self.rng, req, seg, name=f"{self.name}:child",
+    def tcp_v4_syn_recv_sock(self, now: int, listener: Listener, req: RequestSock, seg: TcpRepr,
+                             payload: bytes) -> list[OutSegment]:
+        """tcp_v4_syn_recv_sock(): the listener's child from a request (tcp_check_req, or a
+        cookie's tcp_get_cookie_sock; its callers saw the accept queue has room): it inherits
+        the listener's options (tcp_create_openreq_child), is hashed, queued for accept()
+        (inet_csk_complete_hashdance), and takes what the ACK carried (tcp_child_process)."""
+        child = TcpSock.tcp_create_openreq_child(now, self.params, self.rng, req, seg, name=f"{self.name}:child",
                                      listener_tos=listener.tos, listener_dont_fragment=listener.dont_fragment)
         child.host_queued = self.host_queued
         child.keepalive = listener.keepalive
@@ -259,7 +266,7 @@ class TcpIpv4:
         self.established[(req.local[0], req.local[1], req.remote[0], req.remote[1])] = child
         listener.accept_queue.append(child)
         if payload or seg.flags & FIN:
-            return child.rcv(now, seg, payload)
+            return child.tcp_rcv_state_process(now, seg, payload)
         return []
 
     # -- timers --------------------------------------------------------------------------
@@ -283,7 +290,7 @@ class TcpIpv4:
         for sk in list(self.established.values()):
             seq = sk.tsq_throttled
             if seq is not None and not (sk.host_queued and sk.host_queued(sk, seq)):
-                out += sk.tsq_release(now)
+                out += sk.tcp_tsq_write(now)
         return out
 
     def on_timer(self, now: int) -> list[OutSegment]:

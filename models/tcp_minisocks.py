@@ -49,8 +49,16 @@ class TcpMinisocks:
     """TcpSock's net/ipv4/tcp_minisocks.c."""
 
     # -- the timewait sock ---------------------------------------------------------------------
-    def _rcv_timewait(self, now: int, seg: TcpRepr, payload: bytes) -> None:
-        """tcp_timewait_state_process() in TCP_TIME_WAIT (net/ipv4/tcp_minisocks.c).
+    def tcp_timewait_state_process(self, now: int, seg: TcpRepr, payload: bytes) -> None:
+        """tcp_timewait_state_process(): a segment for a timewait sock, by its substate
+        (tw_substate): TCP_FIN_WAIT2 (an orphan's tcp_close made it one) or TCP_TIME_WAIT."""
+        if self.state is TcpState.FIN_WAIT2:
+            self._timewait_fin_wait2(now, seg, payload)
+        else:
+            self._timewait_time_wait(now, seg, payload)
+
+    def _timewait_time_wait(self, now: int, seg: TcpRepr, payload: bytes) -> None:
+        """tcp_timewait_state_process() in TCP_TIME_WAIT.
 
         PAWS first (tcp_paws_reject: a TSval older than ts_recent, except a RST when
         ts_recent is more than TCP_PAWS_MSL, 60 s, old). An in-window segment (seq ==
@@ -68,7 +76,7 @@ class TcpMinisocks:
         rst = bool(seg.flags & RST)
         if not paws_reject and seg.seq == self.rcv_nxt and (seg_len == 0 or rst):
             if rst:
-                self._done(now, None)        # kill: inet_twsk_deschedule_put
+                self.tcp_done(now, None)        # kill: inet_twsk_deschedule_put
                 return
             self.timers[TimerKind.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
             if tsval is not None:
@@ -89,20 +97,20 @@ class TcpMinisocks:
             if last is not None and 0 <= now - last < TCP_INVALID_RATELIMIT:
                 return
             self.tw_last_oow_ack = now
-        self.send_ack(now, "timewait-ack")
+        self.tcp_send_ack(now, "timewait-ack")
 
     def tw_syn_taken(self, now: int) -> None:
         """tcp_v4_rcv, TCP_TW_SYN with a listener: the timewait sock is gone."""
         self.tw_syn_isn = None
-        self._done(now, None)               # inet_twsk_deschedule_put
+        self.tcp_done(now, None)               # inet_twsk_deschedule_put
 
     def tw_syn_refused(self, now: int) -> list[OutSegment]:
         """tcp_v4_rcv, TCP_TW_SYN with no listener: fall through to TCP_TW_ACK."""
         self.tw_syn_isn = None
-        self.send_ack(now, "timewait-ack")
+        self.tcp_send_ack(now, "timewait-ack")
         return self._flush()
 
-    def _rcv_fin_wait2_timewait(self, now: int, seg: TcpRepr, payload: bytes) -> None:
+    def _timewait_fin_wait2(self, now: int, seg: TcpRepr, payload: bytes) -> None:
         """tcp_timewait_state_process() for a timewait sock in TCP_FIN_WAIT2 (an orphan
         tcp_close turned into one): the peer's FIN makes it a true TIME_WAIT for
         TCP_TIMEWAIT_LEN and is acknowledged (TCP_TW_ACK -> tcp_v4_timewait_ack); new
@@ -124,10 +132,10 @@ class TcpMinisocks:
                 if last is not None and 0 <= now - last < TCP_INVALID_RATELIMIT:
                     return
                 self.tw_last_oow_ack = now
-            self.send_ack(now, "timewait-oow-ack")
+            self.tcp_send_ack(now, "timewait-oow-ack")
             return
         if seg.flags & RST:
-            self._done(now, None)   # kill: inet_twsk_deschedule_put
+            self.tcp_done(now, None)   # kill: inet_twsk_deschedule_put
             return
         if seg.flags & SYN and not seq_lt(seg.seq, self.rcv_nxt):
             self._tw_reset(now, seg, len(payload))
@@ -138,23 +146,23 @@ class TcpMinisocks:
             self._tw_reset(now, seg, len(payload))   # new data after a half-duplex close
             return
         # FIN arrived, enter true time-wait state
-        self.set_state(now, TcpState.TIME_WAIT)
+        self.tcp_set_state(now, TcpState.TIME_WAIT)
         self.rcv_nxt = end_seq
         if tsval is not None:
             self.ts_recent = tsval
         self.timers.clear()
         self.fw2_unsure = []
         self.timers[TimerKind.TIME_WAIT] = now + TCP_TIMEWAIT_LEN   # inet_twsk_reschedule
-        self.send_ack(now, "timewait-ack")
+        self.tcp_send_ack(now, "timewait-ack")
 
     def _tw_reset(self, now: int, seg: TcpRepr, payload_len: int) -> None:
         """TCP_TW_RST: tcp_v4_send_reset for the segment, then the timewait sock is gone."""
         self._tx.append(tcp_v4_send_reset(self.local, self.remote, seg, payload_len, "timewait-rst"))
-        self._done(now, None)
+        self.tcp_done(now, None)
 
-    def _enter_time_wait(self, now: int) -> None:
+    def tcp_time_wait(self, now: int) -> None:
         """tcp_time_wait(): 60 s (TCP_TIMEWAIT_LEN), other timers off."""
-        self.set_state(now, TcpState.TIME_WAIT)
+        self.tcp_set_state(now, TcpState.TIME_WAIT)
         self.timers.clear()
         self.rtx_queue.clear()
         self.timers[TimerKind.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
@@ -177,7 +185,7 @@ class TcpMinisocks:
 
     # -- passive open --------------------------------------------------------------------------
     @classmethod
-    def from_request(cls, now: int, params: TcpParams, rng: random.Random, req: RequestSock, seg: TcpRepr,
+    def tcp_create_openreq_child(cls, now: int, params: TcpParams, rng: random.Random, req: RequestSock, seg: TcpRepr,
                      name: str = "tcp", listener_tos: int = 0, listener_dont_fragment: bool = True) -> TcpSock:
         """tcp_create_openreq_child(): the child socket, born ESTABLISHED by the third ACK.
 
@@ -186,7 +194,7 @@ class TcpMinisocks:
         the SYN's DSCP as its TOS."""
         sk = cls(params, rng, req.local, req.remote, name)
         sk.passive = True
-        sk.set_state(now, TcpState.SYN_RECV)
+        sk.tcp_set_state(now, TcpState.SYN_RECV)
         sk.iss, sk.irs, sk.ts_offset = req.iss, req.irs, req.ts_offset
         sk.inet_id = rng.getrandbits(16)   # tcp_v4_syn_recv_sock(): get_random_u16()
         sk.tos = (req.syn_tos & ~INET_ECN_MASK) if params.reflect_tos else listener_tos
@@ -205,24 +213,24 @@ class TcpMinisocks:
         sk.max_window = sk.snd_wnd
         sk.snd_wl1 = seg.seq
         sk.peer_mss = req.peer_mss
-        sk._sync_mss()
+        sk.tcp_sync_mss()
         # tcp_synack_rtt_meas(): the SYN-ACK's RTT if it was not resent, else the TS echo.
         if req.num_retrans == 0:
-            sk._rtt_estimator((now - req.snt_synack) // 1000)
+            sk.tcp_rtt_estimator((now - req.snt_synack) // 1000)
         elif sk.ts_ok and seg.timestamp and seg.timestamp[1]:
-            sk._rtt_estimator(max(1, (sk._tsval(now) - seg.timestamp[1]) % MOD32) * 1000)
+            sk.tcp_rtt_estimator(max(1, (sk._tsval(now) - seg.timestamp[1]) % MOD32) * 1000)
         if sk.srtt_us:
-            sk._set_rto()
+            sk.tcp_set_rto()
         sk.rcv_tstamp = now
         sk.lrcvtime = now
-        sk.set_state(now, TcpState.ESTABLISHED)
+        sk.tcp_set_state(now, TcpState.ESTABLISHED)
         # tcp_create_openreq_child: total_retrans is the SYN-ACK's resends, undo_marker set
         # if it timed out; tcp_try_undo_spurious_syn clears it when the ACK echoes the first
         # SYN-ACK's TSval (retrans_stamp: snt_synack, the first one's clock)
         sk.total_retrans = req.num_retrans
         first_tsval = (req.snt_synack // NSEC_PER_MSEC + req.ts_offset) % MOD32
         spurious = sk.ts_ok and bool(seg.timestamp) and seg.timestamp[1] == first_tsval
-        sk._init_transfer(now, undo_marker=req.num_timeout > 0 and not spurious)
+        sk.tcp_init_transfer(now, undo_marker=req.num_timeout > 0 and not spurious)
         return sk
 
 

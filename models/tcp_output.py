@@ -65,7 +65,7 @@ class TcpOutput:
         pending, self.dst_pending_confirm = self.dst_pending_confirm, False
         return pending
 
-    def _select_window(self) -> int:
+    def tcp_select_window(self) -> int:
         """tcp_select_window() with __tcp_select_window(); receive memory counts payload
         bytes only (Linux counts skb truesize), so mid-stream windows are approximate."""
         p = self.params
@@ -101,7 +101,7 @@ class TcpOutput:
         self.rcv_wup = self.rcv_nxt
         return min(new_win, U16_MAX << self.rcv_wscale) >> self.rcv_wscale
 
-    def _options(self, now: int) -> tuple:
+    def tcp_established_options(self, now: int) -> tuple:
         ts = (self._tsval(now), self.ts_recent) if self.ts_ok else None
         blocks: list[tuple[int, int]] = []
         if self.sack_ok:
@@ -112,7 +112,7 @@ class TcpOutput:
         self.dsack = None
         return linux_options(ts=ts, sack_blocks=tuple(blocks))
 
-    def _send(self, now: int, flags: int, seq: int, payload: bytes, cause: str, window: Window | None = None,
+    def tcp_transmit_skb(self, now: int, flags: int, seq: int, payload: bytes, cause: str, window: Window | None = None,
               ack: bool = True) -> None:
         """tcp_transmit_skb(): every segment after the SYN carries ACK and the current window;
         sending one clears a pending delayed ACK (tcp_event_ack_sent); every one moves
@@ -120,9 +120,9 @@ class TcpOutput:
         self.wstamp = max(self.wstamp, now)
         if ack:
             flags |= ACK
-        rwin = self.tw_rcv_wnd >> self.rcv_wscale if self.timewait_sock else self._select_window()
+        rwin = self.tw_rcv_wnd >> self.rcv_wscale if self.timewait_sock else self.tcp_select_window()
         tcp = TcpRepr(self.local[1], self.remote[1], seq, self.rcv_nxt if flags & ACK else 0, flags,
-                      rwin, self._options(now))
+                      rwin, self.tcp_established_options(now))
         if self.state is TcpState.TIME_WAIT or self.timewait_sock:
             # tcp_v4_timewait_ack -> tcp_v4_send_ack on the control socket (ipv4_tcp_sk,
             # IP_PMTUDISC_DO, no destination): DF, ID 0, TOS tw_tos less ECN
@@ -148,16 +148,16 @@ class TcpOutput:
             if self.quick:
                 self.quick -= 1
 
-    def send_ack(self, now: int, cause: str = "ack", window: Window | None = None) -> None:
+    def tcp_send_ack(self, now: int, cause: str = "ack", window: Window | None = None) -> None:
         """tcp_send_ack()."""
-        self._send(now, 0, self.snd_nxt, b"", cause, window)
+        self.tcp_transmit_skb(now, 0, self.snd_nxt, b"", cause, window)
 
     def _arm_rto(self, now: int, timeout: int | None = None) -> None:
         self.timers[TimerKind.RETRANSMIT] = now + (self.rto if timeout is None else timeout)
         self.probe_pending = self.reo_pending = False
 
     # -- tcp_write_xmit ------------------------------------------------------------------------
-    def _write_xmit(self, now: int, push_fin: bool = False, probe: bool = False, push_one: bool = False,
+    def tcp_write_xmit(self, now: int, push_fin: bool = False, probe: bool = False, push_one: bool = False,
                     nagle_off: bool = False) -> None:
         """tcp_write_xmit(): send what cwnd, the peer's window and Nagle allow, an skb (a
         GSO burst of up to tcp_tso_segs segments) at a time; then, if it sent anything,
@@ -172,12 +172,12 @@ class TcpOutput:
         nxt0 = self.snd_nxt
         queued = bool(self.write_queue) or self.fin_queued
         deferred_cwnd_limited = False
-        max_segs = self._tso_segs()
+        max_segs = self.tcp_tso_segs()
         while self.write_queue:
             mss = self.mss_cache
             skb_len = self.skb_lens[0]
             tso_segs = -(-skb_len // mss)                      # tcp_init_tso_segs
-            in_flight_segs = self._packets_in_flight()
+            in_flight_segs = self.tcp_packets_in_flight()
             if in_flight_segs >= self.cwnd:                    # tcp_cwnd_test
                 if not probe:
                     break
@@ -195,38 +195,38 @@ class TcpOutput:
                 if self.rtx_queue and seq_lt(self.snd_una, self.snd_sml) and seq_le(self.snd_sml, self.snd_nxt):
                     break
             if tso_segs > 1 and not probe and not push_one:
-                defer, cwnd_limited = self._tso_should_defer(now, skb_len, last_of_queue, max_segs)
+                defer, cwnd_limited = self.tcp_tso_should_defer(now, skb_len, last_of_queue, max_segs)
                 deferred_cwnd_limited |= cwnd_limited
                 if defer:
                     break
             limit = mss
             if tso_segs > 1:
-                limit = self._mss_split_point(skb_len, last_of_queue, min(cwnd_quota, max_segs),
+                limit = self.tcp_mss_split_point(skb_len, last_of_queue, min(cwnd_quota, max_segs),
                                               probe or push_one or nagle_off)
             if skb_len > limit:                                # tso_fragment: PSH and FIN go with the tail
                 self.skb_lens[0:1] = [limit, skb_len - limit]
                 skb_len = limit
-            self._transmit_skb(now, skb_len)
+            self._transmit_head_skb(now, skb_len)
             if probe or push_one:
                 break
         if self.fin_queued and not self.write_queue and not (probe and self.snd_nxt != nxt0):
             self.fin_queued = False
             self._xmit_new(now, FIN, b"")
         if queued:
-            self._cwnd_validate(self.snd_nxt != nxt0,
-                                deferred_cwnd_limited or self._packets_in_flight() >= self.cwnd)
+            self.tcp_cwnd_validate(self.snd_nxt != nxt0,
+                                deferred_cwnd_limited or self.tcp_packets_in_flight() >= self.cwnd)
         if self.snd_nxt != nxt0 and self.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY):
             self.prr_out += sum(1 for skb in self.rtx_queue if not seq_lt(skb.seq, nxt0))
         if self.snd_nxt != nxt0 and not probe:
             self.timers.pop(TimerKind.PROBE0, None)   # one icsk timer: the RTO's now
-            self._schedule_loss_probe(now, False)
+            self.tcp_schedule_loss_probe(now, False)
         elif self.snd_nxt == nxt0 and not self.rtx_queue and self.write_queue \
                 and TimerKind.PROBE0 not in self.timers:
             # tcp_write_xmit sent nothing, nothing is out and data waits (the peer's window
             # is closed): tcp_check_probe_timer arms ICSK_TIME_PROBE0 at tcp_probe0_base
-            self.timers[TimerKind.PROBE0] = now + self._probe0_base()
+            self.timers[TimerKind.PROBE0] = now + self.tcp_probe0_base()
 
-    def _tso_should_defer(self, now: int, skb_len: int, is_tail: bool, max_segs: int) -> tuple[bool, bool]:
+    def tcp_tso_should_defer(self, now: int, skb_len: int, is_tail: bool, max_segs: int) -> tuple[bool, bool]:
         """tcp_tso_should_defer(): hold the send head (several segments) back for an ACK
         due within min(srtt/2, 1 ms), if something went out in the last millisecond
         (tcp_wstamp_ns) and less than a full burst, the whole skb, or a third of the window
@@ -236,7 +236,7 @@ class TcpOutput:
             return False, False
         mss = self.mss_cache
         send_win = (self.snd_una + self.snd_wnd - self.snd_nxt) % MOD32
-        cong_win = (self.cwnd - self._packets_in_flight()) * mss
+        cong_win = (self.cwnd - self.tcp_packets_in_flight()) * mss
         limit = min(send_win, cong_win)
         if limit >= max_segs * mss or (not is_tail and limit >= skb_len):
             return False, False
@@ -259,7 +259,7 @@ class TcpOutput:
         self._next_skb_id += 1
         return self._next_skb_id
 
-    def _fragment(self, i: int) -> None:
+    def tcp_fragment(self, i: int) -> None:
         """tcp_fragment() in the retransmit queue: the segments from index `i` on that
         shared an skb with the one before become an skb of their own."""
         q = self.rtx_queue
@@ -270,7 +270,7 @@ class TcpOutput:
                     break
                 skb.skb_id = new
 
-    def _cwnd_validate(self, sent: bool, is_cwnd_limited: bool) -> None:
+    def tcp_cwnd_validate(self, sent: bool, is_cwnd_limited: bool) -> None:
         """tcp_cwnd_validate(), from tcp_write_xmit when it sent something or cwnd held it
         back: remember, per window of data, whether cwnd was the limit, else the most
         packets out. (Its shrinking of an unused cwnd, tcp_cwnd_application_limited, and
@@ -299,7 +299,7 @@ class TcpOutput:
         self.push_marks = [m for m in marks if m > 0]
         return data, PSH if any(m <= 0 for m in marks) else 0
 
-    def _transmit_skb(self, now: int, size: int) -> None:
+    def _transmit_head_skb(self, now: int, size: int) -> None:
         """tcp_transmit_skb() of the head skb's first `size` bytes, as the wire sees it
         after GSO (tcp_gso_segment): MSS-sized segments, PSH and FIN only on the last.
         __tcp_transmit_skb forces PSH on an skb of more than one segment ("to expedite
@@ -320,7 +320,7 @@ class TcpOutput:
                 self.snd_sml = self.snd_nxt
         self._skb_sent()
 
-    def _mss_split_point(self, skb_len: int, is_tail: bool, max_segs: int, nagle_off: bool) -> int:
+    def tcp_mss_split_point(self, skb_len: int, is_tail: bool, max_segs: int, nagle_off: bool) -> int:
         """tcp_mss_split_point(): how much of the head skb goes out as one burst: max_segs
         segments, or what the peer's window takes, less a partial last segment that
         Nagle would hold."""
@@ -340,7 +340,7 @@ class TcpOutput:
             return needed - partial
         return needed
 
-    def _tso_segs(self) -> int:
+    def tcp_tso_segs(self) -> int:
         """tcp_tso_segs() -> tcp_tso_autosize(): about a millisecond of the pacing rate
         (sk_pacing_rate >> sk_pacing_shift 10), plus sk_gso_max_size >> (min RTT in us >>
         tcp_tso_rtt_log 9) for short paths, in segments; at least tcp_min_tso_segs (2).
@@ -361,7 +361,7 @@ class TcpOutput:
         nbytes = min(nbytes, GSO_MAX_SIZE)
         return max(nbytes // mss, TCP_MIN_TSO_SEGS)
 
-    def _send_probe0(self, now: int) -> None:
+    def tcp_send_probe0(self, now: int) -> None:
         """tcp_send_probe0() -> tcp_write_wakeup(): if the send head begins inside the
         window (it opened a little), what fits of it goes out with PSH (and the RTO takes
         over); else a zero-window probe, an ACK with seq snd_una - 1 and no data
@@ -377,9 +377,9 @@ class TcpOutput:
                 self.fin_queued = False
             self._xmit_new(now, flags, data)
             self._skb_sent()                    # the head, or the part tcp_fragment cut off
-            self._rearm_rto(now)                # tcp_event_new_data_sent: nothing was out
+            self.tcp_rearm_rto(now)                # tcp_event_new_data_sent: nothing was out
         else:
-            self._send(now, 0, (self.snd_una - 1) % MOD32, b"", "window-probe")
+            self.tcp_transmit_skb(now, 0, (self.snd_una - 1) % MOD32, b"", "window-probe")
         self.timers.pop(TimerKind.PROBE0, None)
         if self.rtx_queue or not self.write_queue:
             self.probes_out = 0
@@ -389,25 +389,25 @@ class TcpOutput:
         self.probes_out += 1
         if self.backoff < self.params.retries2:
             self.backoff += 1
-        self.timers[TimerKind.PROBE0] = now + self._clamp_probe0_to_user_timeout(now, self._probe0_when())
+        self.timers[TimerKind.PROBE0] = now + self.tcp_clamp_probe0_to_user_timeout(now, self.tcp_probe0_when())
 
     def _xmit_new(self, now: int, flags: int, data: bytes, gso_psh: int = 0, skb_id: int = 0) -> None:
         """tcp_transmit_skb() of new data and tcp_event_new_data_sent(); `gso_psh`: the PSH
         only the sent clone carries. tcp_event_data_sent: data going out with nothing in
         flight restarts CUBIC's clock (CA_EVENT_TX_START), and lsndtime is now."""
         if data:
-            if not self._packets_in_flight():
+            if not self.tcp_packets_in_flight():
                 self.ca.tx_start(now // JIFFY, self.lsndtime)
             self.lsndtime = now // JIFFY
         skb = TxSkb(self.snd_nxt, data, flags, now, skb_id=skb_id or self._new_skb_id())
         self.rtx_queue.append(skb)
-        self._send(now, flags | gso_psh, skb.seq, data, "fin" if flags & FIN and not data else "data")
+        self.tcp_transmit_skb(now, flags | gso_psh, skb.seq, data, "fin" if flags & FIN and not data else "data")
         self.snd_nxt = skb.end_seq
         if TimerKind.RETRANSMIT not in self.timers or self.probe_pending:
-            self._rearm_rto(now)   # tcp_event_new_data_sent()
+            self.tcp_rearm_rto(now)   # tcp_event_new_data_sent()
 
     # -- tail loss probe (RFC 8985 7) ----------------------------------------------------------
-    def _schedule_loss_probe(self, now: int, advancing_rto: bool) -> bool:
+    def tcp_schedule_loss_probe(self, now: int, advancing_rto: bool) -> bool:
         """tcp_schedule_loss_probe(): with SACK, not in loss recovery and data out, probe
         after 2 srtt + TCP_RTO_MIN (one segment out; else + TCP_TIMEOUT_MIN_US), or at the
         RTO if that comes first. False: no probe (the caller arms the RTO)."""
@@ -431,7 +431,7 @@ class TcpOutput:
         self.probe_pending, self.reo_pending = True, False
         return True
 
-    def _send_loss_probe(self, now: int) -> None:
+    def tcp_send_loss_probe(self, now: int) -> None:
         """tcp_send_loss_probe(): new data if the window allows, else the tail again; one
         probe per episode (tlp_high_seq); then the RTO, from now if a probe went out."""
         if self.tlp_high_seq is None:
@@ -439,24 +439,24 @@ class TcpOutput:
             size = min(self.mss_cache, len(self.write_queue))
             if self.write_queue and seq_le((self.snd_nxt + size) % MOD32, (self.snd_una + self.snd_wnd) % MOD32):
                 nxt = self.snd_nxt
-                self._write_xmit(now, probe=True)
+                self.tcp_write_xmit(now, probe=True)
                 sent = self.snd_nxt != nxt
                 self.tlp_retrans = False
-            elif self.rtx_queue and self._still_in_host_queue(self.rtx_queue[-1]):
+            elif self.rtx_queue and self.skb_still_in_host_queue(self.rtx_queue[-1]):
                 self.spurious_rtx_hostqueues += 1
                 self.tsq_throttled = self.rtx_queue[-1].seq
             elif self.rtx_queue:
-                self._fragment(len(self.rtx_queue) - 1)   # the last MSS of the last skb
+                self.tcp_fragment(len(self.rtx_queue) - 1)   # the last MSS of the last skb
                 tail = self.rtx_queue[-1]
                 tail.retransmitted = True    # TCPCB_EVER_RETRANS: no RTT sample from it
                 tail.tx_at = now
                 # __tcp_retransmit_skb: not tcp_retransmit_skb, so no retrans_stamp
-                self._send(now, tail.flags, tail.seq, tail.data, "loss-probe-retransmit")
+                self.tcp_transmit_skb(now, tail.flags, tail.seq, tail.data, "loss-probe-retransmit")
                 sent = self.tlp_retrans = True
             if sent:
                 self.tlp_high_seq = self.snd_nxt
                 self.probe_pending = False   # "Reset s.t. tcp_rearm_rto will restart timer from now"
-        self._rearm_rto(now)
+        self.tcp_rearm_rto(now)
 
     # -- active open ---------------------------------------------------------------------------
     def connect(self, now: int, local: tuple[int, int], remote: tuple[int, int]) -> list[OutSegment]:
@@ -478,7 +478,7 @@ class TcpOutput:
         self.rcv_nxt = 0
         self.rcv_wup = 0
         self.rto = TCP_TIMEOUT_INIT
-        self.set_state(now, TcpState.SYN_SENT)
+        self.tcp_set_state(now, TcpState.SYN_SENT)
         skb = TxSkb(self.iss, b"", SYN, now)
         self.rtx_queue.append(skb)
         self._send_syn(now, "syn")
@@ -502,7 +502,7 @@ class TcpOutput:
         self.inet_id = (ident + 1) & 0xFFFF
         return ident
 
-    def _sync_mss(self, initial: bool = True) -> None:
+    def tcp_sync_mss(self, initial: bool = True) -> None:
         """tcp_sync_mss(): the payload per segment, less the timestamp option, and at most
         half the peer's largest window (tcp_bound_to_half_wnd: a peer with a tiny window
         gets segments that fit it twice). `initial`: with tcp_initialize_rcv_mss, as at
@@ -522,7 +522,7 @@ class TcpOutput:
         self.rcv_mss = max(hint, TCP_MIN_MSS)
 
     # -- delayed ACK ---------------------------------------------------------------------------
-    def _send_delayed_ack(self, now: int) -> None:
+    def tcp_send_delayed_ack(self, now: int) -> None:
         """tcp_send_delayed_ack(): ato bounded by the RTT and TCP_DELACK_MAX. Before any
         data arrived (a FIN first) ato is still 0 (tcp_event_data_recv sets it), so the
         timer is due at once and the ACK goes on the next tick."""
@@ -540,13 +540,13 @@ class TcpOutput:
             self.delack_cause = now
         if current is not None:
             if current <= now + (ato >> 2):
-                self.send_ack(now, "ack-delack-due")
+                self.tcp_send_ack(now, "ack-delack-due")
                 return
             ato = min(ato, current - now)
         self.timers[TimerKind.DELACK] = now + ato
 
     # -- retransmission ------------------------------------------------------------------------
-    def _xmit_retransmit_queue(self, now: int) -> None:
+    def tcp_xmit_retransmit_queue(self, now: int) -> None:
         """tcp_xmit_retransmit_queue(): resend lost segments, head first, while cwnd allows
         (PRR counts them in prr_out); resending the head restarts the RTO, unless RACK's
         reordering timer is what is pending.
@@ -554,18 +554,18 @@ class TcpOutput:
         segments, split off the rest (__tcp_retransmit_skb -> tcp_fragment); PSH is forced
         on a burst of more than one, as for new data."""
         rearm = False
-        max_segs = self._tso_segs()
+        max_segs = self.tcp_tso_segs()
         q = self.rtx_queue
         i = 0
         while i < len(q):
             skb = q[i]
-            segs = min(self.cwnd - self._packets_in_flight(), max_segs)
+            segs = min(self.cwnd - self.tcp_packets_in_flight(), max_segs)
             if segs <= 0 or self.retrans_out >= self.lost_out:
                 break
             if not skb.lost or skb.sacked or skb.rtx_out:
                 i += 1
                 continue
-            if self._still_in_host_queue(skb):
+            if self.skb_still_in_host_queue(skb):
                 self.spurious_rtx_hostqueues += 1     # __tcp_retransmit_skb: -EBUSY
                 self.tsq_throttled = skb.seq
                 break
@@ -574,13 +574,13 @@ class TcpOutput:
             n = 1
             while n < segs and i + n < len(q) and q[i + n].skb_id == skb.skb_id:
                 n += 1
-            self._fragment(i + n)
+            self.tcp_fragment(i + n)
             burst = q[i:i + n]
             for k, seg in enumerate(burst):
                 seg.rtx_out = seg.retransmitted = True
                 seg.tx_at = now
                 flags = seg.flags | (PSH if n > 1 and k == n - 1 else 0)
-                self._send(now, flags if k == n - 1 else 0, seg.seq, seg.data, "fast-retransmit")
+                self.tcp_transmit_skb(now, flags if k == n - 1 else 0, seg.seq, seg.data, "fast-retransmit")
             self.total_retrans += n
             self._stamp_first_retransmit(skb)
             self.undo_retrans = max(self.undo_retrans, 0) + n
@@ -600,7 +600,7 @@ class TcpOutput:
         if self.retrans_stamp is None:
             self.retrans_stamp = skb.tx_at
 
-    def tsq_release(self, now: int) -> list[OutSegment]:
+    def tcp_tsq_write(self, now: int) -> list[OutSegment]:
         """The copy skb_still_in_host_queue found waiting has left the host (sent once its
         neighbour resolved, or freed with the neighbour's queue): tcp_wfree sees
         TSQ_THROTTLED and the TSQ tasklet runs tcp_tsq_write (net/ipv4/tcp_output.c). With
@@ -616,11 +616,11 @@ class TcpOutput:
             head.retransmitted = head.rtx_out = True
             head.tx_at = now
             self.total_retrans += 1
-            self._send(now, head.flags, head.seq, head.data, "retransmit")
+            self.tcp_transmit_skb(now, head.flags, head.seq, head.data, "retransmit")
             self._arm_rto(now)
         return self._flush()
 
-    def _still_in_host_queue(self, skb: TxSkb) -> bool:
+    def skb_still_in_host_queue(self, skb: TxSkb) -> bool:
         """skb_still_in_host_queue(): the segment's last copy has not left the host yet (it
         waits in a neighbour's arp_queue), so resending it would only queue a duplicate."""
         return self.host_queued is not None and self.host_queued(self, skb.seq)

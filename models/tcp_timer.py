@@ -52,50 +52,59 @@ class TcpTimer:
                 continue
             del self.timers[timer]
             if timer is TimerKind.RETRANSMIT:
-                self._retransmit_timer(now)
+                self.tcp_write_timer_handler(now)
             elif timer is TimerKind.DELACK:
-                if self.ack_pending:
-                    # tcp_delack_timer_handler: leave pingpong, ato grows. Linux's ato depends
-                    # on arrival spacing, so the ACK may come anywhere in DELACK_MIN..DELACK_MAX.
-                    # ato 0 (no data yet): due at once, on the next tick; the timer's own
-                    # slack is the board's (models.board._retime)
-                    cause = self.delack_cause if self.delack_cause is not None else now - TCP_DELACK_MIN
-                    self.send_ack(now, "delayed-ack", None if self.delack_exact else Window(
-                        min(now, cause + TCP_DELACK_MIN), max(now, cause + TCP_DELACK_MAX)))
-                    # missed in pingpong: leave it and deflate ato; else inflate it
-                    self.ato = TCP_ATO_MIN if self.pingpong else min(self.ato << 1, self.rto)
-                    self.pingpong = 0
+                self.tcp_delack_timer_handler(now)
             elif timer is TimerKind.KEEPALIVE:
-                self._keepalive_timer(now)
+                self.tcp_keepalive_timer(now)
             elif timer is TimerKind.PROBE0:
-                self._probe_timer(now)
+                self.tcp_probe_timer(now)
             elif timer is TimerKind.FIN_WAIT2 and self.state is TcpState.FIN_WAIT2 and not self.timewait_sock:
                 self._fin_wait2_keepalive_timer(now)
             elif timer in (TimerKind.TIME_WAIT, TimerKind.FIN_WAIT2):
-                self._done(now, None)
+                self.tcp_done(now, None)
         return self._flush()
 
-    def _retransmit_timer(self, now: int) -> None:
+    def tcp_delack_timer_handler(self, now: int) -> None:
+        """tcp_delack_timer_handler(): the delayed ACK, if one is still owed; leave pingpong,
+        ato grows. Linux's ato depends on arrival spacing, so the ACK may come anywhere in
+        DELACK_MIN..DELACK_MAX. ato 0 (no data yet): due at once, on the next tick; the
+        timer's own slack is the board's (models.board._retime)."""
+        if not self.ack_pending:
+            return
+        cause = self.delack_cause if self.delack_cause is not None else now - TCP_DELACK_MIN
+        self.tcp_send_ack(now, "delayed-ack", None if self.delack_exact else Window(
+            min(now, cause + TCP_DELACK_MIN), max(now, cause + TCP_DELACK_MAX)))
+        # missed in pingpong: leave it and deflate ato; else inflate it
+        self.ato = TCP_ATO_MIN if self.pingpong else min(self.ato << 1, self.rto)
+        self.pingpong = 0
+
+    def tcp_write_timer_handler(self, now: int) -> None:
+        """tcp_write_timer_handler(): the retransmit timer is what icsk_pending says: the tail
+        loss probe (ICSK_TIME_LOSS_PROBE), RACK's reordering timer (ICSK_TIME_REO_TIMEOUT)
+        or the RTO. (The zero-window probe, ICSK_TIME_PROBE0, is TimerKind.PROBE0 here.)"""
+        if self.probe_pending:
+            self.tcp_send_loss_probe(now)
+        elif self.reo_pending:
+            self.tcp_rack_reo_timeout(now)
+        else:
+            self.tcp_retransmit_timer(now)
+
+    def tcp_retransmit_timer(self, now: int) -> None:
         """tcp_retransmit_timer(): give up (tcp_write_timeout) or resend the head, back off."""
-        if self.probe_pending:   # tcp_write_timer_handler: ICSK_TIME_LOSS_PROBE
-            self._send_loss_probe(now)
-            return
-        if self.reo_pending:     # ICSK_TIME_REO_TIMEOUT
-            self._rack_reo_timeout(now)
-            return
         if not self.rtx_queue:
             return
-        if self._write_timeout(now):
+        if self.tcp_write_timeout(now):
             return
         head = self.rtx_queue[0]
         syn = head.flags & SYN and self.state is TcpState.SYN_SENT
         if not syn:
-            self._enter_loss(now)
-        self._fragment(1)                     # tcp_retransmit_skb(sk, head, 1)
-        if self._still_in_host_queue(head):
+            self.tcp_enter_loss(now)
+        self.tcp_fragment(1)                     # tcp_retransmit_skb(sk, head, 1)
+        if self.skb_still_in_host_queue(head):
             # __tcp_retransmit_skb() -> -EBUSY: nothing is sent, yet the timer backs off as if
             # it had been (only a positive error takes TCP_RESOURCE_PROBE_INTERVAL instead);
-            # the head stays lost and unsent until TSQ calls back (tsq_release)
+            # the head stays lost and unsent until TSQ calls back (tcp_tsq_write)
             self.spurious_rtx_hostqueues += 1
             self.tsq_throttled = head.seq
             self.head_lost_unsent = not syn
@@ -109,14 +118,14 @@ class TcpTimer:
             else:
                 head.rtx_out = True           # tcp_retransmit_skb: TCPCB_SACKED_RETRANS
                 self.undo_retrans = max(self.undo_retrans, 0) + 1
-                self._send(now, head.flags, head.seq, head.data, "retransmit")
+                self.tcp_transmit_skb(now, head.flags, head.seq, head.data, "retransmit")
         self._stamp_first_retransmit(head)
         self.backoff += 1
         self.retransmits += 1
         self.rto = min(self.rto << 1, TCP_RTO_MAX)
-        self._arm_rto(now, self._clamp_rto_to_user_timeout(now))
+        self._arm_rto(now, self.tcp_clamp_rto_to_user_timeout(now))
 
-    def _write_timeout(self, now: int) -> bool:
+    def tcp_write_timeout(self, now: int) -> bool:
         """tcp_write_timeout(): SYN_SENT/SYN_RECV count retries, others model the time."""
         p = self.params
         if self.state in (TcpState.SYN_SENT, TcpState.SYN_RECV):
@@ -140,10 +149,10 @@ class TcpTimer:
                 # tcp_time_stamp is in jiffies-backed ms; compare in model time
                 expired = now - self.retrans_stamp >= tcp_model_timeout(retry_until, rto_base)
         if expired:
-            self._done(now, "ETIMEDOUT")   # tcp_write_err()
+            self.tcp_done(now, "ETIMEDOUT")   # tcp_write_err()
         return expired
 
-    def _clamp_rto_to_user_timeout(self, now: int) -> int:
+    def tcp_clamp_rto_to_user_timeout(self, now: int) -> int:
         """tcp_clamp_rto_to_user_timeout(): with TCP_USER_TIMEOUT, the retransmission timer
         fires no later than the user timeout's end (counted from retrans_stamp, the first
         retransmission), at once (a jiffy) if that has passed; icsk_rto itself is kept."""
@@ -154,7 +163,7 @@ class TcpTimer:
             return JIFFY
         return min(self.rto, msecs_to_jiffies_ns(remaining))
 
-    def _probe_timer(self, now: int) -> None:
+    def tcp_probe_timer(self, now: int) -> None:
         """tcp_probe_timer(): nothing to probe for (data out, or none waiting) ends the
         probes; past tcp_retries2 unanswered probes the connection dies (tcp_write_err);
         else tcp_send_probe0. An ACK resets probes_out (tcp_ack), so a peer that answers
@@ -168,14 +177,14 @@ class TcpTimer:
         if self.probes_tstamp is None:
             self.probes_tstamp = now
         elif self.user_timeout_ms and now - self.probes_tstamp >= msecs_to_jiffies_ns(self.user_timeout_ms):
-            self._done(now, "ETIMEDOUT")      # tcp_write_err()
+            self.tcp_done(now, "ETIMEDOUT")      # tcp_write_err()
             return
         if self.probes_out >= self.params.retries2:
-            self._done(now, "ETIMEDOUT")      # tcp_write_err()
+            self.tcp_done(now, "ETIMEDOUT")      # tcp_write_err()
             return
-        self._send_probe0(now)
+        self.tcp_send_probe0(now)
 
-    def _clamp_probe0_to_user_timeout(self, now: int, when: int) -> int:
+    def tcp_clamp_probe0_to_user_timeout(self, now: int, when: int) -> int:
         """tcp_clamp_probe0_to_user_timeout(): with TCP_USER_TIMEOUT, the next probe comes
         no later than the user timeout's end (counted from icsk_probes_tstamp), and no
         sooner than TCP_TIMEOUT_MIN; the remainder is a u32, so past the end it is `when`."""
@@ -187,7 +196,7 @@ class TcpTimer:
             return when
         return min(max(remaining, TCP_TIMEOUT_MIN), when)
 
-    def _keepalive_timer(self, now: int) -> None:
+    def tcp_keepalive_timer(self, now: int) -> None:
         """tcp_keepalive_timer(): probe after keepalive_time idle, every intvl, give up after probes."""
         p = self.params
         if not self.keepalive or self.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT,
@@ -203,12 +212,12 @@ class TcpTimer:
         unsure = self.passive and self.fin_received
         if elapsed >= p.keepalive_time:
             if self.probes_out >= p.keepalive_probes:
-                self._send(now, RST, self.snd_nxt, b"", "keepalive-reset")   # tcp_send_active_reset
+                self.tcp_transmit_skb(now, RST, self.snd_nxt, b"", "keepalive-reset")   # tcp_send_active_reset
                 self._mark_optional(unsure)
-                self._done(now, "ETIMEDOUT")
+                self.tcp_done(now, "ETIMEDOUT")
                 return
             # tcp_write_wakeup() -> tcp_xmit_probe_skb(sk, 0): seq snd_una - 1, no data
-            self._send(now, 0, (self.snd_una - 1) % MOD32, b"", "keepalive-probe")
+            self.tcp_transmit_skb(now, 0, (self.snd_una - 1) % MOD32, b"", "keepalive-probe")
             self._mark_optional(unsure)
             self.probes_out += 1
             self.timers[TimerKind.KEEPALIVE] = now + p.keepalive_intvl
@@ -218,12 +227,12 @@ class TcpTimer:
     def _fin_wait2_keepalive_timer(self, now: int) -> None:
         """tcp_keepalive_timer for a FIN_WAIT2 orphan: a timewait sock for what is left of
         tcp_fin_time past TCP_TIMEWAIT_LEN, or (none left) tcp_send_active_reset and done."""
-        tmo = self._fin_time() - TCP_TIMEWAIT_LEN
+        tmo = self.tcp_fin_time() - TCP_TIMEWAIT_LEN
         if tmo > 0:
             self._fin_wait2_timewait(now, tmo)
             return
-        self._send(now, RST, self.snd_nxt, b"", "fin-wait2-reset")
-        self._done(now, None)
+        self.tcp_transmit_skb(now, RST, self.snd_nxt, b"", "fin-wait2-reset")
+        self.tcp_done(now, None)
 
     def set_keepalive(self, now: int, on: bool) -> None:
         """SO_KEEPALIVE: tcp_set_keepalive() arms or stops the timer."""
@@ -248,15 +257,15 @@ class TcpTimer:
         if not (seq_le(self.snd_una, seq) and seq_le(seq, self.snd_nxt)):
             return self._flush()     # LINUX_MIB_OUTOFWINDOWICMPS
         if code in (ICMP_NET_UNREACH, ICMP_HOST_UNREACH):
-            self._ld_rto_revert(now, seq)
+            self.tcp_ld_RTO_revert(now, seq)
         err = "ENETUNREACH" if code == ICMP_NET_UNREACH else "EHOSTUNREACH"
         if self.state in (TcpState.SYN_SENT, TcpState.SYN_RECV):
-            self._done(now, err)
+            self.tcp_done(now, err)
         else:
             self.soft_error = err    # sk_err_soft: reported only if the connection times out
         return self._flush()
 
-    def _ld_rto_revert(self, now: int, seq: int) -> None:
+    def tcp_ld_RTO_revert(self, now: int, seq: int) -> None:
         """tcp_ld_RTO_revert(): undo one backoff; retransmit now if the reverted RTO has
         already run out since the head was last sent, else re-arm for what is left."""
         if seq != self.snd_una or not self.retransmits or not self.backoff or not self.rtx_queue:
@@ -270,4 +279,6 @@ class TcpTimer:
             self.timers[TimerKind.RETRANSMIT] = now + remaining
         else:
             self.timers.pop(TimerKind.RETRANSMIT, None)
-            self._retransmit_timer(now)
+            # Linux calls tcp_retransmit_timer; the model runs what its retransmit timer
+            # would (a pending loss probe or RACK timer is kept, not replaced by the RTO)
+            self.tcp_write_timer_handler(now)

@@ -394,7 +394,7 @@ def test_fin_flag_rides_on_last_data_when_closing():
     sk.cwnd = 0   # hold the data so close() queues the FIN behind it
     pair.a.close(ms(50), cfd)
     sk.cwnd = 10
-    sk._write_xmit(ms(51))
+    sk.tcp_write_xmit(ms(51))
     (seg,) = sk._flush()
     assert seg.tcp.flags & FIN and seg.payload == b"tail"
 

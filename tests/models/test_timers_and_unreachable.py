@@ -216,7 +216,7 @@ def _established_with_data(data: bytes = b"x" * 23) -> tuple[TcpSock, list[bool]
     sk.host_queued = lambda s, seq: held[0]
     sk.connect(0, (ip4("10.0.2.15"), 40000), (ip4(PEER), 7))
     # SACK permitted: a tail loss probe is scheduled (tcp_schedule_loss_probe: tcp_is_sack)
-    sk.rcv(ms(10), TcpRepr(7, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535,
+    sk.tcp_rcv_state_process(ms(10), TcpRepr(7, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535,
                            linux_options(mss=1460, sack_perm=True)), b"")
     sk.send(ms(20), data)
     return sk, held
@@ -244,10 +244,10 @@ def test_an_rto_whose_copy_waits_in_the_host_is_resent_when_tsq_calls_back():
     t_rto3 = sk.poll_at()
     held[0] = False
     release = t_rto3 - ms(300)
-    (again,) = sk.tsq_release(release)
+    (again,) = sk.tcp_tsq_write(release)
     assert again.payload == b"x" * 23 and sk.tsq_throttled is None and not sk.head_lost_unsent
     assert sk.poll_at() == release + sk.rto        # rearmed from now, not the backed-off timer
-    assert sk.tsq_release(release + 1) == []         # once: the head is no longer lost and unsent
+    assert sk.tcp_tsq_write(release + 1) == []         # once: the head is no longer lost and unsent
 
 
 def test_a_tail_loss_probe_held_in_the_host_resends_nothing_when_tsq_calls_back():
@@ -257,7 +257,7 @@ def test_a_tail_loss_probe_held_in_the_host_resends_nothing_when_tsq_calls_back(
     _, tlp = _fire(sk)
     assert tlp == [] and sk.tsq_throttled is not None and not sk.head_lost_unsent
     held[0] = False
-    assert sk.tsq_release(sk.poll_at() - 1) == [] and sk.tsq_throttled is None
+    assert sk.tcp_tsq_write(sk.poll_at() - 1) == [] and sk.tsq_throttled is None
 
 
 def test_a_tail_loss_probe_with_several_segments_out_adds_2_ms_before_rounding():
@@ -280,7 +280,7 @@ def _synack_after(retries: int, echo_first: bool = False) -> TcpSock:
         t, out = _fire(sk)
         assert [s.tcp.flags for s in out] == [SYN]
     echo = syn.tcp.timestamp[0] if echo_first else out[0].tcp.timestamp[0] if retries else syn.tcp.timestamp[0]
-    sk.rcv(t + ms(10), TcpRepr(7, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535,
+    sk.tcp_rcv_state_process(t + ms(10), TcpRepr(7, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535,
                                linux_options(mss=1460, ts=(5, echo), sack_perm=True, wscale=7)), b"")
     return sk
 
@@ -331,7 +331,7 @@ def test_the_rtt_sample_is_the_oldest_acked_segments_and_none_if_a_resend_is_ack
         sk.send(ms(150), b"b" * 10)
         if resend_first:
             sk.rtx_queue[0].retransmitted = True
-        sk.rcv(ms(200), TcpRepr(7, 40000, 1001, sk.snd_nxt, ACK, 65535, ()), b"")
+        sk.tcp_rcv_state_process(ms(200), TcpRepr(7, 40000, 1001, sk.snd_nxt, ACK, 65535, ()), b"")
         return sk
 
     srtt0 = _established_with_data(b"")[0].srtt_us
