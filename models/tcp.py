@@ -50,14 +50,16 @@ from .tcp_h import (
     TCP_TIMEOUT_INIT,
     TCP_TIMEWAIT_LEN,
     TCPOLEN_TSTAMP_ALIGNED,
+    IcskAck,
     OutSegment,
+    TailLossProbe,
     TcpParams,
     TcpState,
     TimerKind,
     TxSkb,
     seq_lt,
 )
-from .tcp_input import TcpInput
+from .tcp_input import RttEstimator, TcpInput
 from .tcp_minisocks import TcpMinisocks
 from .tcp_output import TcpOutput
 from .tcp_recovery import TcpRecovery
@@ -123,7 +125,6 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.push_marks: list[int] = []   # byte offsets in write_queue ending a send() call
         self.skb_lens: list[int] = []     # the write queue's skbs (their lengths), head first
         self.pushed_seq: int | None = None   # tp->pushed_seq: write_seq at the last tcp_mark_push
-        self.rtt_min_us = 0               # tcp_min_rtt: the least RTT sample
         self.rtx_queue: list[TxSkb] = []
         self.fin_queued = False
         self.mss_cache = TCP_MSS_DEFAULT
@@ -150,21 +151,14 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.ts_recent = 0
         self.ts_offset = 0
         self.dsack: tuple[int, int] | None = None
-        # RTT and RTO (tcp_rtt_estimator, in microseconds as Linux keeps them)
-        self.srtt_us = 0
-        self.mdev_us = 0
-        self.mdev_max_us = 0
-        self.rttvar_us = 0
-        self.rtt_seq = 0
+        # RTT (tcp_rtt_estimator) and the RTO (icsk_rto)
+        self.rtt = RttEstimator()
         self.rto = TCP_TIMEOUT_INIT
         self.backoff = 0
         self.retransmits = 0
         self.retrans_stamp: int | None = None
-        # tail loss probe (tcp_schedule_loss_probe): the retransmit timer is a probe timer
-        # while probe_pending (icsk_pending == ICSK_TIME_LOSS_PROBE)
-        self.probe_pending = False
-        self.tlp_high_seq: int | None = None   # a probe is out (one per tail loss episode)
-        self.tlp_retrans = False               # the probe resent the tail (not new data)
+        # tail loss probe (tcp_schedule_loss_probe)
+        self.tlp = TailLossProbe()
         # loss recovery (tcp_fastretrans_alert): the congestion state (icsk_ca_state) and
         # its high_seq; a non-SACK peer's duplicate ACKs (tcp_add_reno_sack); the reordering
         # degree (tp->reordering, reord_seen); PRR's counts; the undo marker (None: unset)
@@ -203,15 +197,8 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.cwnd_usage_seq = 0
         self.lsndtime = 0
         self.total_retrans = 0
-        # delayed ACK (icsk_ack)
-        self.ack_pending = False
-        self.delack_cause: int | None = None
-        self.ato = 0
-        self.delack_exact = False
-        self.quick = 0
-        self.pingpong = 0
-        self.lrcvtime = 0
-        self.rcv_mss = TCP_MSS_DEFAULT
+        # delayed ACK
+        self.icsk_ack = IcskAck()
         # keepalive
         self.rcv_tstamp = 0
         self.probes_out = 0
@@ -433,7 +420,8 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
             rcv_window_now = (self.rcv_wup + self.rcv_wnd - self.rcv_nxt) % MOD32
             new_window = self.params.win_from_space(self.rcvbuf - len(self.rcv_buf))
             new_window = min(new_window, self.rcv_ssthresh)
-            if new_window >= 2 * rcv_window_now and new_window >= 2 * self.rcv_mss and rcv_window_now < self.rcv_mss * 2:
+            rcv_mss = self.icsk_ack.rcv_mss
+            if new_window >= 2 * rcv_window_now and new_window >= 2 * rcv_mss and rcv_window_now < rcv_mss * 2:
                 self.tcp_send_ack(now, "window-update")
         return data, self._flush()
 

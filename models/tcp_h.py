@@ -21,7 +21,7 @@ from .ipv4 import InetTx
 from .wire.tcp import FIN, SYN, TcpRepr
 
 __all__ = [
-    "TcpState", "TcpParams", "OutSegment", "TxSkb", "RequestSock", "TimerKind", "Drop",
+    "TcpState", "TcpParams", "OutSegment", "TxSkb", "RequestSock", "TimerKind", "Drop", "IcskAck", "TailLossProbe",
     "TCP_TIMEOUT_INIT", "TCP_TIMEOUT_FALLBACK", "TCP_RTO_MIN", "TCP_RTO_MAX", "TCP_DELACK_MIN",
     "TCP_DELACK_MAX", "TCP_ATO_MIN", "TCP_TIMEWAIT_LEN", "tcp_select_initial_window", "seq_lt", "seq_le",
 ]
@@ -260,6 +260,36 @@ class TxSkb:
     @property
     def end_seq(self) -> int:
         return (self.seq + len(self.data) + (1 if self.flags & (SYN | FIN) else 0)) % MOD32
+
+
+@dataclass(slots=True)
+class IcskAck:
+    """The delayed-ACK state (inet_connection_sock's icsk_ack): an ACK is owed (pending),
+    the quick ACKs left, pingpong (interactive) mode, the estimated interarrival time
+    (ato), when data last arrived (lrcvtime) and the MSS the peer sends (rcv_mss). And
+    the model's own: when the delayed-ACK timer was armed (armed_at: the ACK's window
+    runs from it), and whether it is due at once (exact: ato was 0, no data yet)."""
+
+    pending: bool = False
+    quick: int = 0
+    pingpong: int = 0
+    ato: int = 0
+    lrcvtime: int = 0
+    rcv_mss: int = TCP_MSS_DEFAULT
+    armed_at: int | None = None
+    exact: bool = False
+
+
+@dataclass(slots=True)
+class TailLossProbe:
+    """The tail loss probe (RFC 8985 7): the retransmit timer is a probe timer while
+    `pending` (icsk_pending == ICSK_TIME_LOSS_PROBE); a probe is out up to `high_seq`
+    (tp->tlp_high_seq, one per tail loss episode), and it resent the tail rather than new
+    data (`retrans`, tp->tlp_retrans)."""
+
+    pending: bool = False
+    high_seq: int | None = None
+    retrans: bool = False
 
 
 class TimerKind(enum.Enum):

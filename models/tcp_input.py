@@ -10,6 +10,8 @@ tcp_data_queue with the out-of-order queue, tcp_fin, the delayed-ACK decision
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .clock import JIFFY, usecs_to_jiffies_ns
 from .errors import ModelUsageError
 from .tcp_h import (
@@ -59,7 +61,61 @@ from .tcp_minisocks import FinWait2Unsure
 from .tcp_output import tcp_v4_send_reset
 from .wire.tcp import ACK, FIN, RST, SYN, TcpRepr
 
-__all__ = ["TcpInput"]
+__all__ = ["TcpInput", "RttEstimator"]
+
+
+@dataclass(slots=True)
+class RttEstimator:
+    """The RTT estimate, in microseconds as Linux keeps them (struct tcp_sock's srtt_us,
+    8 times the smoothed RTT, 0 before a sample; mdev_us, mdev_max_us, rttvar_us and
+    rtt_seq, the end of the window rttvar is over), and tcp_min_rtt's least sample."""
+
+    srtt_us: int = 0
+    mdev_us: int = 0
+    mdev_max_us: int = 0
+    rttvar_us: int = 0
+    rtt_seq: int = 0
+    rtt_min_us: int = 0
+
+    def tcp_rtt_estimator(self, mrtt_us: int, snd_una: int, snd_nxt: int) -> None:
+        """tcp_rtt_estimator(), integer for integer; and tcp_update_rtt_min (a plain
+        minimum: its window, tcp_min_rtt_wlen, is 300 s)."""
+        self.rtt_min_us = max(mrtt_us, 1) if not self.rtt_min_us else min(self.rtt_min_us, max(mrtt_us, 1))
+        rto_min_us = TCP_RTO_MIN // 1000
+        m = mrtt_us
+        srtt = self.srtt_us
+        if srtt:
+            m -= srtt >> 3
+            srtt += m
+            if m < 0:
+                m = -m
+                m -= self.mdev_us >> 2
+                if m > 0:
+                    m >>= 3
+            else:
+                m -= self.mdev_us >> 2
+            self.mdev_us += m
+            if self.mdev_us > self.mdev_max_us:
+                self.mdev_max_us = self.mdev_us
+                if self.mdev_max_us > self.rttvar_us:
+                    self.rttvar_us = self.mdev_max_us
+            if seq_lt(self.rtt_seq, snd_una):
+                if self.mdev_max_us < self.rttvar_us:
+                    self.rttvar_us -= (self.rttvar_us - self.mdev_max_us) >> 2
+                self.rtt_seq = snd_nxt
+                self.mdev_max_us = rto_min_us
+        else:
+            srtt = m << 3
+            self.mdev_us = m << 1
+            self.rttvar_us = max(self.mdev_us, rto_min_us)
+            self.mdev_max_us = self.rttvar_us
+            self.rtt_seq = snd_nxt
+        self.srtt_us = max(1, srtt)
+
+    def tcp_set_rto(self) -> int:
+        """The RTO tcp_set_rto() sets (__tcp_set_rto, tcp_bound_rto): srtt/8 + rttvar,
+        rounded up to jiffies, at most TCP_RTO_MAX."""
+        return min(usecs_to_jiffies_ns((self.srtt_us >> 3) + self.rttvar_us), TCP_RTO_MAX)
 
 
 class TcpInput:
@@ -200,7 +256,7 @@ class TcpInput:
             self.rcv_tstamp = now
             self.tcp_set_state(now, TcpState.ESTABLISHED)
             self.tcp_init_transfer(now, undo_marker=self.total_retrans > 0 and not spurious)
-            self.lrcvtime = now
+            self.icsk_ack.lrcvtime = now
             self.tcp_send_ack(now, "handshake-ack")
             self.tcp_write_xmit(now)
             return
@@ -233,54 +289,14 @@ class TcpInput:
         Linux host: cwnd 1 after a connect whose SYNs were lost while its link was down)."""
         self.cwnd = 1 if self.total_retrans > 1 and undo_marker else TCP_INIT_CWND
         self.sk_dst_confirm()
-        if self.srtt_us == 0:
-            self.rttvar_us = self.mdev_us = self.mdev_max_us = TCP_TIMEOUT_FALLBACK // 1000
+        if self.rtt.srtt_us == 0:
+            self.rtt.rttvar_us = self.rtt.mdev_us = self.rtt.mdev_max_us = TCP_TIMEOUT_FALLBACK // 1000
             self.rto = TCP_TIMEOUT_FALLBACK
         self.backoff = 0
         self.retransmits = 0
         self.retrans_stamp = None
         if self.keepalive:
             self.timers[TimerKind.KEEPALIVE] = now + self.params.keepalive_time
-
-    # -- RTT -----------------------------------------------------------------------------------
-    def tcp_rtt_estimator(self, mrtt_us: int) -> None:
-        """tcp_rtt_estimator(), integer for integer; and tcp_update_rtt_min (a plain
-        minimum: its window, tcp_min_rtt_wlen, is 300 s)."""
-        self.rtt_min_us = max(mrtt_us, 1) if not self.rtt_min_us else min(self.rtt_min_us, max(mrtt_us, 1))
-        rto_min_us = TCP_RTO_MIN // 1000
-        m = mrtt_us
-        srtt = self.srtt_us
-        if srtt:
-            m -= srtt >> 3
-            srtt += m
-            if m < 0:
-                m = -m
-                m -= self.mdev_us >> 2
-                if m > 0:
-                    m >>= 3
-            else:
-                m -= self.mdev_us >> 2
-            self.mdev_us += m
-            if self.mdev_us > self.mdev_max_us:
-                self.mdev_max_us = self.mdev_us
-                if self.mdev_max_us > self.rttvar_us:
-                    self.rttvar_us = self.mdev_max_us
-            if seq_lt(self.rtt_seq, self.snd_una):
-                if self.mdev_max_us < self.rttvar_us:
-                    self.rttvar_us -= (self.rttvar_us - self.mdev_max_us) >> 2
-                self.rtt_seq = self.snd_nxt
-                self.mdev_max_us = rto_min_us
-        else:
-            srtt = m << 3
-            self.mdev_us = m << 1
-            self.rttvar_us = max(self.mdev_us, rto_min_us)
-            self.mdev_max_us = self.rttvar_us
-            self.rtt_seq = self.snd_nxt
-        self.srtt_us = max(1, srtt)
-
-    def tcp_set_rto(self) -> None:
-        """tcp_set_rto(): srtt/8 + rttvar, rounded up to jiffies, bounded by TCP_RTO_MAX."""
-        self.rto = min(usecs_to_jiffies_ns((self.srtt_us >> 3) + self.rttvar_us), TCP_RTO_MAX)
 
     # -- tcp_ack -------------------------------------------------------------------------------
     def tcp_ack(self, now: int, seg: TcpRepr, seg_len: int = 0) -> bool:
@@ -336,13 +352,13 @@ class TcpInput:
                 else:
                     when = self.tcp_clamp_probe0_to_user_timeout(now, self.tcp_probe0_when())
                     self.timers[TimerKind.PROBE0] = now + when
-            if self.tlp_high_seq is not None:
+            if self.tlp.high_seq is not None:
                 self.tcp_process_tlp_ack(seg.ack, flag)
             return True
         acked_flag, delivered = self.tcp_clean_rtx_queue(now, seg, prior_fack, sackt)
         flag |= acked_flag
         delivered += self._sack_delivered
-        if self.tlp_high_seq is not None:
+        if self.tlp.high_seq is not None:
             self.tcp_process_tlp_ack(seg.ack, flag)
         rexmit = False
         if not flag & FLAG_NOT_DUP or flag & FLAG_CA_ALERT or self.ca_state != TCP_CA_OPEN:
@@ -374,14 +390,14 @@ class TcpInput:
         pending, what is left of the RTO since the head's last transmission."""
         if not self.rtx_queue:
             self.timers.pop(TimerKind.RETRANSMIT, None)
-            self.probe_pending = self.reo_pending = False
+            self.tlp.pending = self.reo_pending = False
             return
         rto = self.rto
-        if self.probe_pending or self.reo_pending:
+        if self.tlp.pending or self.reo_pending:
             delta_us = (self.rtx_queue[0].tx_at + self.rto - now) // 1000   # tcp_rto_delta_us()
             rto = usecs_to_jiffies_ns(max(delta_us, 1))
         self.timers[TimerKind.RETRANSMIT] = now + min(rto, TCP_RTO_MAX)
-        self.probe_pending = self.reo_pending = False
+        self.tlp.pending = self.reo_pending = False
 
     # -- the scoreboard (tcp_sacktag_write_queue, tcp_clean_rtx_queue) -------------------------
     def tcp_any_retrans_done(self) -> bool:
@@ -506,8 +522,8 @@ class TcpInput:
                 rtt_us = ca_rtt_us = max(delta, 1) * 1000
         self.ca.acked(ca_rtt_us, now // JIFFY)
         if rtt_us >= 0:
-            self.tcp_rtt_estimator(max(rtt_us, 1))
-            self.tcp_set_rto()
+            self.rtt.tcp_rtt_estimator(max(rtt_us, 1), self.snd_una, self.snd_nxt)
+            self.rto = self.rtt.tcp_set_rto()
             self.backoff = 0
         if flag & FLAG_ACKED:
             flag |= FLAG_SET_XMIT_TIMER
@@ -517,7 +533,7 @@ class TcpInput:
                 self.tcp_check_sack_reordering(reord)
             if not self.rtx_queue:
                 self.timers.pop(TimerKind.RETRANSMIT, None)
-                self.probe_pending = self.reo_pending = False
+                self.tlp.pending = self.reo_pending = False
                 flag &= ~FLAG_SET_XMIT_TIMER
         elif self.rtx_queue and rtt_us >= 0 and sackt is not None and sackt[0] < self.rtx_queue[0].tx_at:
             flag |= FLAG_SET_XMIT_TIMER
@@ -675,7 +691,7 @@ class TcpInput:
         """tcp_init_cwnd_reduction(): high_seq, prior_cwnd and PRR's counts; ssthresh from
         CUBIC (cubictcp_recalc_ssthresh: cwnd * 717 / 1024, at least 2)."""
         self.high_seq = self.snd_nxt
-        self.tlp_high_seq = None
+        self.tlp.high_seq = None
         self.prior_cwnd = self.cwnd
         self.prr_delivered = self.prr_out = 0
         self.ssthresh = self.ca.recalc_ssthresh(self.cwnd)
@@ -786,19 +802,19 @@ class TcpInput:
     def tcp_process_tlp_ack(self, ack: int, flag: int) -> None:
         """tcp_process_tlp_ack(): an ACK at or past the probe ends its episode; one past a
         retransmitted probe shows a loss: a CWR reduction (cwnd to CUBIC's ssthresh)."""
-        if seq_lt(ack, self.tlp_high_seq):
+        if seq_lt(ack, self.tlp.high_seq):
             return
-        if not self.tlp_retrans:
-            self.tlp_high_seq = None
+        if not self.tlp.retrans:
+            self.tlp.high_seq = None
         elif flag & FLAG_DSACKING_ACK:
-            self.tlp_high_seq = None
-        elif seq_lt(self.tlp_high_seq, ack):
+            self.tlp.high_seq = None
+        elif seq_lt(self.tlp.high_seq, ack):
             self.tcp_init_cwnd_reduction()
             self.ca_state = TCP_CA_CWR
             self.tcp_end_cwnd_reduction()
             self.tcp_try_keep_open()
         elif not flag & (FLAG_SND_UNA_ADVANCED | FLAG_NOT_DUP | FLAG_DATA_SACKED):
-            self.tlp_high_seq = None
+            self.tlp.high_seq = None
 
     # -- after an RTO: tcp_enter_loss, tcp_process_loss (F-RTO) --------------------------------
     def tcp_enter_loss(self, now: int) -> None:
@@ -835,7 +851,7 @@ class TcpInput:
         self.ca_state = TCP_CA_LOSS
         self.ca.reset()                                              # cubictcp_state(TCP_CA_Loss)
         self.high_seq = self.snd_nxt
-        self.tlp_high_seq = None
+        self.tlp.high_seq = None
         self.frto = new_recovery or bool(self.retransmits)
 
     def tcp_process_loss(self, flag: int, num_dupack: int) -> tuple[bool, bool]:
@@ -922,38 +938,39 @@ class TcpInput:
 
     def tcp_event_data_recv(self, now: int, length: int) -> None:
         """tcp_event_data_recv(): quickack at the start, then the ato estimate."""
-        self.rcv_mss = max(min(length, self.advmss), self.rcv_mss) if length >= self.rcv_mss else self.rcv_mss
-        if not self.ato:
+        ack = self.icsk_ack
+        ack.rcv_mss = max(min(length, self.advmss), ack.rcv_mss) if length >= ack.rcv_mss else ack.rcv_mss
+        if not ack.ato:
             self.tcp_incr_quickack()
-            self.ato = TCP_ATO_MIN
+            ack.ato = TCP_ATO_MIN
         else:
-            m = now - self.lrcvtime
+            m = now - ack.lrcvtime
             if m <= TCP_ATO_MIN // 2:
-                self.ato = (self.ato >> 1) + TCP_ATO_MIN // 2
-            elif m < self.ato:
-                self.ato = (self.ato >> 1) + m
-                if self.ato > self.rto:
-                    self.ato = self.rto
+                ack.ato = (ack.ato >> 1) + TCP_ATO_MIN // 2
+            elif m < ack.ato:
+                ack.ato = (ack.ato >> 1) + m
+                if ack.ato > self.rto:
+                    ack.ato = self.rto
             elif m > self.rto:
                 # "Too long gap. Apparently sender failed to restart window, so that we
                 # send ACKs quickly."
                 self.tcp_incr_quickack()
-        self.lrcvtime = now
-        self.ack_pending = True
+        ack.lrcvtime = now
+        ack.pending = True
 
     def tcp_incr_quickack(self) -> None:
         """tcp_incr_quickack(TCP_MAX_QUICKACKS): half the window in full segments (at least 2)."""
-        quick = self.rcv_wnd // (2 * self.rcv_mss) or 2
-        self.quick = max(self.quick, min(quick, TCP_MAX_QUICKACKS))
+        quick = self.rcv_wnd // (2 * self.icsk_ack.rcv_mss) or 2
+        self.icsk_ack.quick = max(self.icsk_ack.quick, min(quick, TCP_MAX_QUICKACKS))
 
     def tcp_fin(self, now: int) -> None:
         """tcp_fin(): the peer closed its side."""
         self.fin_received = True
-        self.ack_pending = True
+        self.icsk_ack.pending = True
         st = self.state
         if st is TcpState.ESTABLISHED:
             self.tcp_set_state(now, TcpState.CLOSE_WAIT)
-            self.pingpong = 1   # inet_csk_enter_pingpong_mode()
+            self.icsk_ack.pingpong = 1   # inet_csk_enter_pingpong_mode()
         elif st is TcpState.FIN_WAIT1:
             # simultaneous close: ACK now, CLOSING (tcp_send_ack in tcp_fin)
             self.tcp_set_state(now, TcpState.CLOSING)
@@ -964,10 +981,10 @@ class TcpInput:
 
     def tcp_ack_snd_check(self, now: int) -> None:
         """__tcp_ack_snd_check(): ACK now (two full segments unacked, quickack, ofo), or delay."""
-        if not self.ack_pending or self.state in (TcpState.CLOSED, TcpState.TIME_WAIT):
+        if not self.icsk_ack.pending or self.state in (TcpState.CLOSED, TcpState.TIME_WAIT):
             return
-        quickack_mode = self.quick and not self.pingpong
-        if ((self.rcv_nxt - self.rcv_wup) % MOD32 > self.rcv_mss) or quickack_mode or self.ofo:
+        quickack_mode = self.icsk_ack.quick and not self.icsk_ack.pingpong
+        if ((self.rcv_nxt - self.rcv_wup) % MOD32 > self.icsk_ack.rcv_mss) or quickack_mode or self.ofo:
             self.tcp_send_ack(now, "ack-now")
             return
         self.tcp_send_delayed_ack(now)

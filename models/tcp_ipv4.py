@@ -247,7 +247,7 @@ class TcpIpv4:
             for t, old, new in sk.transitions:
                 if new is TcpState.TIME_WAIT or (old is TcpState.LAST_ACK and new is TcpState.CLOSED):
                     if last is None or t >= last[0]:
-                        last = (t, bool(sk.srtt_us) and not sk.backoff)
+                        last = (t, bool(sk.rtt.srtt_us) and not sk.backoff)
         return bool(last and last[1])
 
     def tcp_v4_syn_recv_sock(self, now: int, listener: Listener, req: RequestSock, seg: TcpRepr,

@@ -216,13 +216,14 @@ class TcpMinisocks:
         sk.tcp_sync_mss()
         # tcp_synack_rtt_meas(): the SYN-ACK's RTT if it was not resent, else the TS echo.
         if req.num_retrans == 0:
-            sk.tcp_rtt_estimator((now - req.snt_synack) // 1000)
+            sk.rtt.tcp_rtt_estimator((now - req.snt_synack) // 1000, sk.snd_una, sk.snd_nxt)
         elif sk.ts_ok and seg.timestamp and seg.timestamp[1]:
-            sk.tcp_rtt_estimator(max(1, (sk._tsval(now) - seg.timestamp[1]) % MOD32) * 1000)
-        if sk.srtt_us:
-            sk.tcp_set_rto()
+            mrtt_us = max(1, (sk._tsval(now) - seg.timestamp[1]) % MOD32) * 1000
+            sk.rtt.tcp_rtt_estimator(mrtt_us, sk.snd_una, sk.snd_nxt)
+        if sk.rtt.srtt_us:
+            sk.rto = sk.rtt.tcp_set_rto()
         sk.rcv_tstamp = now
-        sk.lrcvtime = now
+        sk.icsk_ack.lrcvtime = now
         sk.tcp_set_state(now, TcpState.ESTABLISHED)
         # tcp_create_openreq_child: total_retrans is the SYN-ACK's resends, undo_marker set
         # if it timed out; tcp_try_undo_spurious_syn clears it when the ACK echoes the first

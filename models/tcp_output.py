@@ -72,7 +72,7 @@ class TcpOutput:
         free_space = p.win_from_space(self.rcvbuf - len(self.rcv_buf))
         allowed = p.win_from_space(self.rcvbuf)
         full_space = min(self.window_clamp, allowed)
-        mss = min(self.rcv_mss, full_space)
+        mss = min(self.icsk_ack.rcv_mss, full_space)
         cur_win = max((self.rcv_wup + self.rcv_wnd - self.rcv_nxt) % MOD32, 0)
         if cur_win >= 0x80000000:
             cur_win = 0
@@ -138,15 +138,15 @@ class TcpOutput:
             ip = InetTx(self._next_ip_id(), self.tos, self.dont_fragment)   # ip_queue_xmit
             confirm = self._take_confirm()
         self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, bytes(payload), cause, window, ip, confirm))
-        if payload and self.ato and now - self.lrcvtime < self.ato:
+        if payload and self.icsk_ack.ato and now - self.icsk_ack.lrcvtime < self.icsk_ack.ato:
             # tcp_event_data_sent: "If it is a reply for ato after last received packet,
             # enter pingpong mode" (TCP_PINGPONG_THRESH 1)
-            self.pingpong = 1
+            self.icsk_ack.pingpong = 1
         if flags & ACK:
-            self.ack_pending = False
+            self.icsk_ack.pending = False
             self.timers.pop(TimerKind.DELACK, None)
-            if self.quick:
-                self.quick -= 1
+            if self.icsk_ack.quick:
+                self.icsk_ack.quick -= 1
 
     def tcp_send_ack(self, now: int, cause: str = "ack", window: Window | None = None) -> None:
         """tcp_send_ack()."""
@@ -154,7 +154,7 @@ class TcpOutput:
 
     def _arm_rto(self, now: int, timeout: int | None = None) -> None:
         self.timers[TimerKind.RETRANSMIT] = now + (self.rto if timeout is None else timeout)
-        self.probe_pending = self.reo_pending = False
+        self.tlp.pending = self.reo_pending = False
 
     # -- tcp_write_xmit ------------------------------------------------------------------------
     def tcp_write_xmit(self, now: int, push_fin: bool = False, probe: bool = False, push_one: bool = False,
@@ -242,7 +242,7 @@ class TcpOutput:
             return False, False
         if limit >= min(self.snd_wnd, self.cwnd * mss) // TCP_TSO_WIN_DIVISOR or not self.rtx_queue:
             return False, False
-        srtt_ns = (1000 >> 3) * self.srtt_us
+        srtt_ns = (1000 >> 3) * self.rtt.srtt_us
         how_far_is_the_ack = self.rtx_queue[0].tx_at + srtt_ns - now
         if how_far_is_the_ack - min(srtt_ns >> 1, NSEC_PER_MSEC) > 0:
             return False, False
@@ -348,14 +348,14 @@ class TcpOutput:
         times tcp_pacing_ss_ratio 200 % in slow start's first half, else
         tcp_pacing_ca_ratio 120 %; unbounded (sk_max_pacing_rate) before an RTT sample."""
         mss = self.mss_cache
-        if self.srtt_us:
+        if self.rtt.srtt_us:
             ratio = TCP_PACING_SS_RATIO if self.cwnd < self.ssthresh // 2 else TCP_PACING_CA_RATIO
-            rate = mss * ((USEC_PER_SEC // 100) << 3) * ratio * max(self.cwnd, len(self.rtx_queue)) // self.srtt_us
+            rate = mss * ((USEC_PER_SEC // 100) << 3) * ratio * max(self.cwnd, len(self.rtx_queue)) // self.rtt.srtt_us
             nbytes = rate >> SK_PACING_SHIFT
         else:
             nbytes = GSO_MAX_SIZE
-        if self.rtt_min_us:
-            r = self.rtt_min_us >> TCP_TSO_RTT_LOG
+        if self.rtt.rtt_min_us:
+            r = self.rtt.rtt_min_us >> TCP_TSO_RTT_LOG
             if r < 32:
                 nbytes += GSO_MAX_SIZE >> r
         nbytes = min(nbytes, GSO_MAX_SIZE)
@@ -403,7 +403,7 @@ class TcpOutput:
         self.rtx_queue.append(skb)
         self.tcp_transmit_skb(now, flags | gso_psh, skb.seq, data, "fin" if flags & FIN and not data else "data")
         self.snd_nxt = skb.end_seq
-        if TimerKind.RETRANSMIT not in self.timers or self.probe_pending:
+        if TimerKind.RETRANSMIT not in self.timers or self.tlp.pending:
             self.tcp_rearm_rto(now)   # tcp_event_new_data_sent()
 
     # -- tail loss probe (RFC 8985 7) ----------------------------------------------------------
@@ -414,11 +414,11 @@ class TcpOutput:
         if self.params.early_retrans not in (3, 4) or not self.rtx_queue or not self.sack_ok \
                 or self.ca_state not in (TCP_CA_OPEN, TCP_CA_CWR):
             return False
-        if self.srtt_us:
+        if self.rtt.srtt_us:
             # 2 srtt plus tcp_rto_min_us for one packet out, else TCP_TIMEOUT_MIN_US (2 ms),
             # rounded up to jiffies after the sum
             extra_us = TCP_RTO_MIN // 1000 if len(self.rtx_queue) == 1 else TCP_TIMEOUT_MIN_US
-            timeout = usecs_to_jiffies_ns((self.srtt_us >> 2) + extra_us)
+            timeout = usecs_to_jiffies_ns((self.rtt.srtt_us >> 2) + extra_us)
         else:
             timeout = TCP_TIMEOUT_INIT
         if advancing_rto:
@@ -428,20 +428,20 @@ class TcpOutput:
         if rto_delta_us > 0:
             timeout = min(timeout, usecs_to_jiffies_ns(rto_delta_us))
         self.timers[TimerKind.RETRANSMIT] = now + timeout
-        self.probe_pending, self.reo_pending = True, False
+        self.tlp.pending, self.reo_pending = True, False
         return True
 
     def tcp_send_loss_probe(self, now: int) -> None:
         """tcp_send_loss_probe(): new data if the window allows, else the tail again; one
         probe per episode (tlp_high_seq); then the RTO, from now if a probe went out."""
-        if self.tlp_high_seq is None:
+        if self.tlp.high_seq is None:
             sent = False
             size = min(self.mss_cache, len(self.write_queue))
             if self.write_queue and seq_le((self.snd_nxt + size) % MOD32, (self.snd_una + self.snd_wnd) % MOD32):
                 nxt = self.snd_nxt
                 self.tcp_write_xmit(now, probe=True)
                 sent = self.snd_nxt != nxt
-                self.tlp_retrans = False
+                self.tlp.retrans = False
             elif self.rtx_queue and self.skb_still_in_host_queue(self.rtx_queue[-1]):
                 self.spurious_rtx_hostqueues += 1
                 self.tsq_throttled = self.rtx_queue[-1].seq
@@ -452,10 +452,10 @@ class TcpOutput:
                 tail.tx_at = now
                 # __tcp_retransmit_skb: not tcp_retransmit_skb, so no retrans_stamp
                 self.tcp_transmit_skb(now, tail.flags, tail.seq, tail.data, "loss-probe-retransmit")
-                sent = self.tlp_retrans = True
+                sent = self.tlp.retrans = True
             if sent:
-                self.tlp_high_seq = self.snd_nxt
-                self.probe_pending = False   # "Reset s.t. tcp_rearm_rto will restart timer from now"
+                self.tlp.high_seq = self.snd_nxt
+                self.tlp.pending = False   # "Reset s.t. tcp_rearm_rto will restart timer from now"
         self.tcp_rearm_rto(now)
 
     # -- active open ---------------------------------------------------------------------------
@@ -519,25 +519,25 @@ class TcpOutput:
             return
         # tcp_initialize_rcv_mss()
         hint = min(self.advmss, self.mss_cache, self.rcv_wnd // 2, TCP_MSS_DEFAULT)
-        self.rcv_mss = max(hint, TCP_MIN_MSS)
+        self.icsk_ack.rcv_mss = max(hint, TCP_MIN_MSS)
 
     # -- delayed ACK ---------------------------------------------------------------------------
     def tcp_send_delayed_ack(self, now: int) -> None:
         """tcp_send_delayed_ack(): ato bounded by the RTT and TCP_DELACK_MAX. Before any
         data arrived (a FIN first) ato is still 0 (tcp_event_data_recv sets it), so the
         timer is due at once and the ACK goes on the next tick."""
-        ato = self.ato
-        self.delack_exact = ato == 0
+        ato = self.icsk_ack.ato
+        self.icsk_ack.exact = ato == 0
         if ato > TCP_DELACK_MIN:
-            max_ato = TCP_DELACK_MAX if self.pingpong else jiffies(HZ // 2)
-            if self.srtt_us:
-                rtt = max(usecs_to_jiffies_ns(self.srtt_us >> 3), TCP_DELACK_MIN)
+            max_ato = TCP_DELACK_MAX if self.icsk_ack.pingpong else jiffies(HZ // 2)
+            if self.rtt.srtt_us:
+                rtt = max(usecs_to_jiffies_ns(self.rtt.srtt_us >> 3), TCP_DELACK_MIN)
                 max_ato = min(max_ato, rtt)
             ato = min(ato, max_ato)
         ato = min(ato, TCP_DELACK_MAX)
         current = self.timers.get(TimerKind.DELACK)
         if current is None:
-            self.delack_cause = now
+            self.icsk_ack.armed_at = now
         if current is not None:
             if current <= now + (ato >> 2):
                 self.tcp_send_ack(now, "ack-delack-due")

@@ -20,7 +20,7 @@ class TcpRecovery:
         """tcp_rack_advance(): the latest sent of the delivered segments, and its RTT; a
         retransmission delivered sooner than min_rtt is ambiguous and skipped."""
         rtt_us = (now - skb.tx_at) // 1000
-        if rtt_us < self.rtt_min_us and (skb.retransmitted or skb.rtx_out):
+        if rtt_us < self.rtt.rtt_min_us and (skb.retransmitted or skb.rtx_out):
             return
         self.rack_advanced = True
         self.rack_rtt_us = rtt_us
@@ -34,7 +34,7 @@ class TcpRecovery:
         if not self.reord_seen:
             if self.ca_state >= TCP_CA_RECOVERY or self.sacked_out >= self.reordering:
                 return 0
-        return min(self.rtt_min_us >> 2, self.srtt_us >> 3)
+        return min(self.rtt.rtt_min_us >> 2, self.rtt.srtt_us >> 3)
 
     def tcp_rack_detect_loss(self, now: int) -> int:
         """tcp_rack_detect_loss(): in send order, mark lost each segment sent before the
@@ -66,7 +66,7 @@ class TcpRecovery:
         timeout = self.tcp_rack_detect_loss(now)
         if timeout:
             self.timers[TimerKind.RETRANSMIT] = now + min(usecs_to_jiffies_ns(timeout + TCP_TIMEOUT_MIN_US), self.rto)
-            self.probe_pending, self.reo_pending = False, True
+            self.tlp.pending, self.reo_pending = False, True
         return bool(timeout)
 
     def tcp_rack_reo_timeout(self, now: int) -> None:

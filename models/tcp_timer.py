@@ -70,20 +70,20 @@ class TcpTimer:
         ato grows. Linux's ato depends on arrival spacing, so the ACK may come anywhere in
         DELACK_MIN..DELACK_MAX. ato 0 (no data yet): due at once, on the next tick; the
         timer's own slack is the board's (models.board._retime)."""
-        if not self.ack_pending:
+        if not self.icsk_ack.pending:
             return
-        cause = self.delack_cause if self.delack_cause is not None else now - TCP_DELACK_MIN
-        self.tcp_send_ack(now, "delayed-ack", None if self.delack_exact else Window(
+        cause = self.icsk_ack.armed_at if self.icsk_ack.armed_at is not None else now - TCP_DELACK_MIN
+        self.tcp_send_ack(now, "delayed-ack", None if self.icsk_ack.exact else Window(
             min(now, cause + TCP_DELACK_MIN), max(now, cause + TCP_DELACK_MAX)))
         # missed in pingpong: leave it and deflate ato; else inflate it
-        self.ato = TCP_ATO_MIN if self.pingpong else min(self.ato << 1, self.rto)
-        self.pingpong = 0
+        self.icsk_ack.ato = TCP_ATO_MIN if self.icsk_ack.pingpong else min(self.icsk_ack.ato << 1, self.rto)
+        self.icsk_ack.pingpong = 0
 
     def tcp_write_timer_handler(self, now: int) -> None:
         """tcp_write_timer_handler(): the retransmit timer is what icsk_pending says: the tail
         loss probe (ICSK_TIME_LOSS_PROBE), RACK's reordering timer (ICSK_TIME_REO_TIMEOUT)
         or the RTO. (The zero-window probe, ICSK_TIME_PROBE0, is TimerKind.PROBE0 here.)"""
-        if self.probe_pending:
+        if self.tlp.pending:
             self.tcp_send_loss_probe(now)
         elif self.reo_pending:
             self.tcp_rack_reo_timeout(now)
@@ -272,7 +272,8 @@ class TcpTimer:
             return
         head = self.rtx_queue[0]
         self.backoff -= 1
-        base = usecs_to_jiffies_ns((self.srtt_us >> 3) + self.rttvar_us) if self.srtt_us else TCP_TIMEOUT_INIT
+        rtt = self.rtt
+        base = usecs_to_jiffies_ns((rtt.srtt_us >> 3) + rtt.rttvar_us) if rtt.srtt_us else TCP_TIMEOUT_INIT
         self.rto = min(base << self.backoff, TCP_RTO_MAX)   # inet_csk_rto_backoff()
         remaining = self.rto - usecs_to_jiffies_ns((now - head.tx_at) // 1000)
         if remaining > 0:

@@ -157,7 +157,7 @@ def test_a_peer_the_tcp_metrics_know_may_fill_the_last_quarter():
     # RTT sample entered TIME_WAIT (tcp_time_wait)
     layer = listener(1000, syncookies=0, max_syn_backlog=16)
     earlier = TcpSock(TcpParams(), random.Random(2), (B_ADDR, 80), (A_ADDR, 39999))
-    earlier.srtt_us = 8000
+    earlier.rtt.srtt_us = 8000
     earlier.tcp_set_state(0, TcpState.TIME_WAIT)
     layer.closed_socks.append(earlier)
     assert all(len(o) == 1 for o in flood(layer, 16))

@@ -245,7 +245,7 @@ def test_data_after_a_gap_longer_than_the_rto_is_acked_at_once_again():
     pair.put("a", pair.a.send(ms(50), cfd, b"hello"))
     pair.run_until(ms(60))
     server = pair.b.sock(sfd)
-    server.quick = 0                          # the quick ACKs of the connection's start are spent
+    server.icsk_ack.quick = 0                          # the quick ACKs of the connection's start are spent
     pair.run_until(ms(1060))                  # idle 1 s: longer than the RTO (210 ms)
     pair.put("a", pair.a.send(ms(1060), cfd, b"again"))
     pair.run_until(ms(1200))

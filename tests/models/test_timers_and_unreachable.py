@@ -153,7 +153,7 @@ def test_icmp_unreachable_on_an_established_socket_is_soft_and_reverts_the_backo
     sk.state = TcpState.ESTABLISHED
     sk.snd_una, sk.snd_nxt = 1000, 1100
     sk.rtx_queue.append(TxSkb(1000, b"x" * 100, 0, sent_at=0, tx_at=sec(1)))
-    sk.srtt_us, sk.rttvar_us = 8 * 10_000, 200_000     # srtt 10 ms, rttvar 200 ms: RTO 210 ms
+    sk.rtt.srtt_us, sk.rtt.rttvar_us = 8 * 10_000, 200_000     # srtt 10 ms, rttvar 200 ms: RTO 210 ms
     sk.backoff, sk.retransmits, sk.rto = 2, 2, ms(840)
     sk.timers[TimerKind.RETRANSMIT] = sec(1) + ms(840)
     out = sk.icmp_unreach(sec(1) + ms(100), 1000, 1)
@@ -266,7 +266,7 @@ def test_a_tail_loss_probe_with_several_segments_out_adds_2_ms_before_rounding()
     sk, _ = _established_with_data()
     assert sk.poll_at() == ms(20) + ms(210)        # one segment out: 2 srtt + 200 ms, capped by the RTO
     sk2, _ = _established_with_data(b"y" * 2000)   # two segments out
-    assert len(sk2.rtx_queue) == 2 and sk2.probe_pending and sk2.poll_at() == ms(20) + ms(30)
+    assert len(sk2.rtx_queue) == 2 and sk2.tlp.pending and sk2.poll_at() == ms(20) + ms(30)
 
 
 def _synack_after(retries: int, echo_first: bool = False) -> TcpSock:
@@ -334,11 +334,11 @@ def test_the_rtt_sample_is_the_oldest_acked_segments_and_none_if_a_resend_is_ack
         sk.tcp_rcv_state_process(ms(200), TcpRepr(7, 40000, 1001, sk.snd_nxt, ACK, 65535, ()), b"")
         return sk
 
-    srtt0 = _established_with_data(b"")[0].srtt_us
+    srtt0 = _established_with_data(b"")[0].rtt.srtt_us
     assert srtt0 == 10_000 << 3                       # the handshake's 10 ms
     # 7/8 of the old plus 1/8 of 100 ms (the first segment's), not of 50 ms
-    assert acked(False).srtt_us == srtt0 - (srtt0 >> 3) + 100_000
-    assert acked(True).srtt_us == srtt0               # no sample at all
+    assert acked(False).rtt.srtt_us == srtt0 - (srtt0 >> 3) + 100_000
+    assert acked(True).rtt.srtt_us == srtt0               # no sample at all
 
 
 def test_the_give_up_time_counts_from_the_first_rto_retransmission_not_the_probe():
