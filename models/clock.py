@@ -53,10 +53,6 @@ class Window:
         if self.latest < self.earliest:
             raise ValueError(f"empty window {self.earliest}..{self.latest}")
 
-    @classmethod
-    def point(cls, t: int) -> Window:
-        return cls(t, t)
-
     def shift(self, dt: int) -> Window:
         return Window(self.earliest + dt, self.latest + dt)
 

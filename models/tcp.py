@@ -255,10 +255,6 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
     def _tsval(self, now: int) -> int:
         return (now // NSEC_PER_MSEC + self.ts_offset) % MOD32
 
-    @property
-    def in_flight(self) -> int:
-        return (self.snd_nxt - self.snd_una) % MOD32
-
     def tcp_done(self, now: int, error: str | None) -> None:
         """tcp_done(): CLOSE, timers off, queues purged; `error` as sk_err."""
         if error and not self.error:

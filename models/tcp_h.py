@@ -54,7 +54,6 @@ TCP_ATO_MIN = jiffies(HZ // 25)
 TCP_TIMEWAIT_LEN = jiffies(60 * HZ)
 # tcp_sk_init: net->ipv4.sysctl_tcp_invalid_ratelimit = HZ/2
 TCP_INVALID_RATELIMIT = jiffies(HZ // 2)
-TCP_RESOURCE_PROBE_INTERVAL = jiffies(HZ // 2)
 TCP_MAX_QUICKACKS = 16
 TCP_MSS_DEFAULT = 536
 TCP_MIN_MSS = 88
@@ -317,7 +316,6 @@ class RequestSock:
     snd_wscale: int | None
     ts_recent: int
     ts_offset: int
-    peer_window: int
     rcv_wnd: int
     window_clamp: int
     rcv_wscale: int

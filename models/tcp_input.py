@@ -363,7 +363,7 @@ class TcpInput:
         rexmit = False
         if not flag & FLAG_NOT_DUP or flag & FLAG_CA_ALERT or self.ca_state != TCP_CA_OPEN:
             num_dupack = 0 if flag & (FLAG_SND_UNA_ADVANCED | FLAG_NOT_DUP | FLAG_DSACKING_ACK) else 1
-            flag, rexmit = self.tcp_fastretrans_alert(now, prior_snd_una, num_dupack, flag)
+            flag, rexmit = self.tcp_fastretrans_alert(now, num_dupack, flag)
         if flag & FLAG_SET_XMIT_TIMER:
             if not self.tcp_schedule_loss_probe(now, True):   # tcp_set_xmit_timer()
                 self.tcp_rearm_rto(now)
@@ -577,7 +577,7 @@ class TcpInput:
             self.reord_seen += 1
 
     # -- loss recovery (tcp_fastretrans_alert) -------------------------------------------------
-    def tcp_fastretrans_alert(self, now: int, prior_snd_una: int, num_dupack: int, flag: int) -> tuple[int, bool]:
+    def tcp_fastretrans_alert(self, now: int, num_dupack: int, flag: int) -> tuple[int, bool]:
         """tcp_fastretrans_alert(): the congestion state machine for a dubious ACK; returns
         the flags and whether lost segments are to be retransmitted (REXMIT_LOST). After an
         RTO (CA_Loss) the model keeps its own path: F-RTO (tcp_process_loss) and the

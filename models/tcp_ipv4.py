@@ -209,7 +209,7 @@ class TcpIpv4:
             peer_mss=peer_mss, ts_ok=ts_ok, sack_ok=sack_ok,
             snd_wscale=None if wscale is None else min(wscale, 14),
             ts_recent=ts[0] if ts_ok else 0, ts_offset=self.rng.getrandbits(32) if ts_ok else 0,
-            peer_window=seg.window, rcv_wnd=rcv_wnd, window_clamp=clamp, rcv_wscale=rcv_wscale,
+            rcv_wnd=rcv_wnd, window_clamp=clamp, rcv_wscale=rcv_wscale,
             snt_synack=now, expires_at=now + TCP_TIMEOUT_INIT, syn_tos=seg.ip_dsfield, syncookie=want_cookie,
             ecn_ok=ecn_ok,
         )

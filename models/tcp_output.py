@@ -157,7 +157,7 @@ class TcpOutput:
         self.tlp.pending = self.reo_pending = False
 
     # -- tcp_write_xmit ------------------------------------------------------------------------
-    def tcp_write_xmit(self, now: int, push_fin: bool = False, probe: bool = False, push_one: bool = False,
+    def tcp_write_xmit(self, now: int, probe: bool = False, push_one: bool = False,
                     nagle_off: bool = False) -> None:
         """tcp_write_xmit(): send what cwnd, the peer's window and Nagle allow, an skb (a
         GSO burst of up to tcp_tso_segs segments) at a time; then, if it sent anything,
