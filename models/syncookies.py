@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .clock import sec
-from .tcp_h import MOD32, RequestSock, TcpParams, tcp_select_initial_window
+from .tcp_h import RequestSock, TcpParams, TcpSeq, tcp_select_initial_window
 from .wire.tcp import RST, TcpRepr
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def cookie_v4_check(now: int, params: TcpParams, listener: Listener, remote: tup
     cookie = listener.cookies[remote]
     p = params
     if not p.syncookies or seg.flags & RST or now - cookie.snt_synack >= COOKIE_SURELY_GOOD \
-            or seg.ack != (cookie.iss + 1) % MOD32 or seg.seq != (cookie.irs + 1) % MOD32:
+            or seg.ack != cookie.iss + 1 or seg.seq != cookie.irs + 1:
         return None
     del listener.cookies[remote]
     plain = not (cookie.ts_ok and seg.timestamp is not None)
@@ -71,7 +71,7 @@ def cookie_v4_check(now: int, params: TcpParams, listener: Listener, remote: tup
     return replace(cookie, ts_ok=not plain, sack_ok=cookie.sack_ok and not plain,
                    ecn_ok=cookie.ecn_ok and not plain,     # cookie_ecn_ok: the TSecr's TS_OPT_ECN
                    snd_wscale=cookie.snd_wscale if wscale_ok else None,
-                   ts_recent=seg.timestamp[0] if not plain else 0,
+                   ts_recent=TcpSeq(seg.timestamp[0] if not plain else 0),
                    rcv_wnd=rcv_wnd, window_clamp=clamp, rcv_wscale=rcv_wscale,
                    # snt_synack is 0: tcp_synack_rtt_meas takes no sample from the SYN-ACK,
                    # only the TS echo (what tcp_create_openreq_child does for a resent SYN-ACK)

@@ -39,7 +39,6 @@ from .errors import SocketError
 from .tcp_cubic import Bictcp
 from .tcp_h import (
     GSO_MAX_SIZE,
-    MOD32,
     TCP_CA_OPEN,
     TCP_FASTRETRANS_THRESH,
     TCP_INIT_CWND,
@@ -54,10 +53,10 @@ from .tcp_h import (
     OutSegment,
     TailLossProbe,
     TcpParams,
+    TcpSeq,
     TcpState,
     TimerKind,
     TxSkb,
-    seq_lt,
 )
 from .tcp_input import RttEstimator, TcpInput
 from .tcp_minisocks import TcpMinisocks
@@ -94,7 +93,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         # TSQ_THROTTLED, set by skb_still_in_host_queue: the seq of the copy it found
         # waiting; and the RTO's head marked lost (tcp_enter_loss) but not resent since
         # (lost_out > retrans_out)
-        self.tsq_throttled: int | None = None
+        self.tsq_throttled: TcpSeq | None = None
         self.head_lost_unsent = False
         # options
         self.nodelay = False
@@ -110,21 +109,21 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.tw_rcv_wnd = 0
         self.tw_last_oow_ack: int | None = None
         self.ts_recent_at = 0          # when ts_recent was last taken (ts_recent_stamp)
-        self.tw_syn_isn: int | None = None   # TCP_TW_SYN: a new SYN the listener takes, with this ISN
+        self.tw_syn_isn: TcpSeq | None = None   # TCP_TW_SYN: a new SYN the listener takes, with this ISN
         self.fw2_unsure: list[tuple[int, int]] = []
         # send side
-        self.iss = 0
-        self.snd_una = 0
-        self.snd_nxt = 0
+        self.iss = TcpSeq()
+        self.snd_una = TcpSeq()
+        self.snd_nxt = TcpSeq()
         self.snd_wnd = 0
-        self.snd_wl1 = 0
+        self.snd_wl1 = TcpSeq()
         self.max_window = 0
         self.snd_wscale = 0
-        self.snd_sml = 0
+        self.snd_sml = TcpSeq()
         self.write_queue = bytearray()
         self.push_marks: list[int] = []   # byte offsets in write_queue ending a send() call
         self.skb_lens: list[int] = []     # the write queue's skbs (their lengths), head first
-        self.pushed_seq: int | None = None   # tp->pushed_seq: write_seq at the last tcp_mark_push
+        self.pushed_seq: TcpSeq | None = None   # tp->pushed_seq: write_seq at the last tcp_mark_push
         self.rtx_queue: list[TxSkb] = []
         self.fin_queued = False
         self.mss_cache = TCP_MSS_DEFAULT
@@ -133,24 +132,24 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.cwnd = TCP_INIT_CWND
         self.ssthresh = 0x7FFFFFFF
         # receive side
-        self.irs = 0
-        self.rcv_nxt = 0
+        self.irs = TcpSeq()
+        self.rcv_nxt = TcpSeq()
         self.rcv_wnd = 0
-        self.rcv_wup = 0
+        self.rcv_wup = TcpSeq()
         self.rcv_ssthresh = 0
         self.window_clamp = 0
         self.rcv_wscale = 0
         self.rcv_buf = bytearray()
-        self.ofo: list[tuple[int, bytes, bool]] = []   # (seq, data, fin), out of order
+        self.ofo: list[tuple[TcpSeq, bytes, bool]] = []   # (seq, data, fin), out of order
         self.fin_received = False
         self.rcvbuf = params.tcp_rmem[1]
         # options negotiated
         self.ts_ok = False
         self.sack_ok = False
         self.wscale_ok = False
-        self.ts_recent = 0
+        self.ts_recent = TcpSeq()
         self.ts_offset = 0
-        self.dsack: tuple[int, int] | None = None
+        self.dsack: tuple[TcpSeq, TcpSeq] | None = None
         # RTT (tcp_rtt_estimator) and the RTO (icsk_rto)
         self.rtt = RttEstimator()
         self.rto = TCP_TIMEOUT_INIT
@@ -163,7 +162,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         # its high_seq; a non-SACK peer's duplicate ACKs (tcp_add_reno_sack); the reordering
         # degree (tp->reordering, reord_seen); PRR's counts; the undo marker (None: unset)
         self.ca_state = TCP_CA_OPEN
-        self.high_seq = 0
+        self.high_seq = TcpSeq()
         self.reno_sacked = 0
         self.reordering = TCP_FASTRETRANS_THRESH
         self.reord_seen = 0
@@ -171,7 +170,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.prr_delivered = 0
         self.prr_out = 0
         self.prior_ssthresh = 0
-        self.undo_marker: int | None = None
+        self.undo_marker: TcpSeq | None = None
         self.undo_retrans = 0
         self.lost_total = 0                    # tp->lost: segments ever marked lost
         self._next_skb_id = 1
@@ -179,11 +178,11 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.frto = False                      # F-RTO after this timeout (tp->frto)
         self._rexmit_new = False
         self._sack_delivered = self._reno_delivered = 0
-        self._last_ecr: int | None = None      # the ACK's TS echo (rx_opt.rcv_tsecr), if any
+        self._last_ecr: TcpSeq | None = None      # the ACK's TS echo (rx_opt.rcv_tsecr), if any
         # RACK (tcp_recovery.c): the latest sent delivered segment and its RTT; the
         # retransmit timer is RACK's reordering timer while reo_pending (ICSK_TIME_REO_TIMEOUT)
         self.rack_mstamp_us = 0
-        self.rack_end_seq = 0
+        self.rack_end_seq = TcpSeq()
         self.rack_rtt_us = 0
         self.rack_advanced = False
         self.reo_pending = False
@@ -194,7 +193,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.snd_cwnd_cnt = 0
         self.is_cwnd_limited = False
         self.max_packets_out = 0
-        self.cwnd_usage_seq = 0
+        self.cwnd_usage_seq = TcpSeq()
         self.lsndtime = 0
         self.total_retrans = 0
         # delayed ACK
@@ -225,7 +224,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         # (icsk_user_timeout, ms, 0: none) and icsk_probes_tstamp (the first zero-window
         # probe timer of a run)
         self.sndbuf: int | None = None
-        self.rtx_skb_ends: list[int] = []
+        self.rtx_skb_ends: list[TcpSeq] = []
         self.user_timeout_ms = 0
         self.probes_tstamp: int | None = None
         self._tx: list[OutSegment] = []
@@ -252,8 +251,8 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         """The next time this socket needs `on_timer`, or None."""
         return min(self.timers.values()) if self.timers else None
 
-    def _tsval(self, now: int) -> int:
-        return (now // NSEC_PER_MSEC + self.ts_offset) % MOD32
+    def _tsval(self, now: int) -> TcpSeq:
+        return TcpSeq(now // NSEC_PER_MSEC + self.ts_offset)
 
     def tcp_done(self, now: int, error: str | None) -> None:
         """tcp_done(): CLOSE, timers off, queues purged; `error` as sk_err."""
@@ -345,7 +344,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
     def _skb_sent(self) -> None:
         """An skb ending at snd_nxt has gone to the retransmit queue (for _wmem_queued)."""
         if len(self.rtx_skb_ends) >= 32:
-            self.rtx_skb_ends = [end for end in self.rtx_skb_ends if seq_lt(self.snd_una, end)]
+            self.rtx_skb_ends = [end for end in self.rtx_skb_ends if self.snd_una < end]
         self.rtx_skb_ends.append(self.snd_nxt)
 
     def _wmem_queued(self) -> int:
@@ -355,9 +354,9 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         second skb); an ACK frees the skbs it covers (tcp_clean_rtx_queue) and trims one
         it covers in part by the bytes acked (tcp_trim_head). Not counted: the FIN's own
         skb, and a split when an RTO resends part of a GSO skb (tcp_fragment)."""
-        self.rtx_skb_ends = [end for end in self.rtx_skb_ends if seq_lt(self.snd_una, end)]
+        self.rtx_skb_ends = [end for end in self.rtx_skb_ends if self.snd_una < end]
         skbs = len(self.rtx_skb_ends) + len(self.skb_lens)
-        return skbs * TCP_SKB_TRUESIZE_EMPTY + len(self.write_queue) + (self.snd_nxt - self.snd_una) % MOD32
+        return skbs * TCP_SKB_TRUESIZE_EMPTY + len(self.write_queue) + (self.snd_nxt - self.snd_una)
 
     def tcp_sendmsg_locked(self, now: int, data: bytes) -> int:
         """tcp_sendmsg_locked(): copy into the tail skb while it is below the size goal,
@@ -367,7 +366,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         (tcp_push -> tcp_mark_push). With SO_SNDBUF, a new skb is taken only while
         sk_wmem_queued is below sk_sndbuf (sk_stream_memory_free), so a write stops short
         (wait_for_space, then tcp_push); returns the bytes taken."""
-        write_seq = (self.snd_nxt + len(self.write_queue)) % MOD32
+        write_seq = self.snd_nxt + len(self.write_queue)
         if self.pushed_seq is None:
             self.pushed_seq = write_seq        # tcp_create_openreq_child / tcp_connect_queue_skb
         goal = self.tcp_xmit_size_goal()
@@ -383,10 +382,10 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
                 self.skb_lens.append(copy)
             self.write_queue += data[pos:pos + copy]
             pos += copy
-            write_seq = (write_seq + copy) % MOD32
+            write_seq += copy
             if pos == len(data) or self.skb_lens[-1] < goal:
                 continue
-            if seq_lt((self.pushed_seq + (self.max_window >> 1)) % MOD32, write_seq):   # forced_push
+            if self.pushed_seq + (self.max_window >> 1) < write_seq:   # forced_push
                 self.push_marks.append(len(self.write_queue))
                 self.pushed_seq = write_seq
                 self.tcp_write_xmit(now)
@@ -413,7 +412,7 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         data = bytes(self.rcv_buf[:size])
         del self.rcv_buf[:size]
         if data and self.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
-            rcv_window_now = (self.rcv_wup + self.rcv_wnd - self.rcv_nxt) % MOD32
+            rcv_window_now = self.rcv_wup + self.rcv_wnd - self.rcv_nxt
             new_window = self.params.win_from_space(self.rcvbuf - len(self.rcv_buf))
             new_window = min(new_window, self.rcv_ssthresh)
             rcv_mss = self.icsk_ack.rcv_mss

@@ -1,9 +1,10 @@
 """The header of the TCP model: include/net/tcp.h, include/linux/tcp.h and
-include/uapi/linux/tcp.h as the model needs them. The constants, the states, the sysctls TCP
-reads (`TcpParams`), sequence-space comparison (before()/after()), the segment TCP hands
-to IP (`OutSegment`), an skb of the retransmit queue (`TxSkb`, TCP_SKB_CB), the socket's
-timers (`TimerKind`), a half-open passive connection (`RequestSock`, struct
-tcp_request_sock) and what the stack drops (`Drop`).
+include/uapi/linux/tcp.h as the model needs them. The constants, the states, the sysctls
+TCP reads (`TcpParams`), the 32-bit sequence number (`TcpSeq`: wrapping arithmetic,
+before() and after()), the segment TCP hands to IP (`OutSegment`), an skb of the
+retransmit queue (`TxSkb`, TCP_SKB_CB), the socket's timers (`TimerKind`), the
+delayed-ACK and tail-loss-probe state (`IcskAck`, `TailLossProbe`), a half-open passive
+connection (`RequestSock`, struct tcp_request_sock) and what the stack drops (`Drop`).
 
 Every TCP module imports from here and none of them from another the other way round:
 `models.tcp.TcpSock` (net/ipv4/tcp.c) is assembled from the per-file parts
@@ -13,7 +14,7 @@ Every TCP module imports from here and none of them from another the other way r
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from .clock import HZ, Window, jiffies, sec
 from .config import SYSCTL_DEFAULTS, rmem_triple
@@ -23,7 +24,7 @@ from .wire.tcp import FIN, SYN, TcpRepr
 __all__ = [
     "TcpState", "TcpParams", "OutSegment", "TxSkb", "RequestSock", "TimerKind", "Drop", "IcskAck", "TailLossProbe",
     "TCP_TIMEOUT_INIT", "TCP_TIMEOUT_FALLBACK", "TCP_RTO_MIN", "TCP_RTO_MAX", "TCP_DELACK_MIN",
-    "TCP_DELACK_MAX", "TCP_ATO_MIN", "TCP_TIMEWAIT_LEN", "tcp_select_initial_window", "seq_lt", "seq_le",
+    "TCP_DELACK_MAX", "TCP_ATO_MIN", "TCP_TIMEWAIT_LEN", "tcp_select_initial_window", "TcpSeq", "tcp_v4_fill_cb",
 ]
 
 # include/net/tcp.h, in jiffies at HZ=100, as model time.
@@ -83,16 +84,59 @@ TCPOLEN_TSTAMP_ALIGNED = 12
 TCP_SKB_TRUESIZE_EMPTY = 704
 U16_MAX = 0xFFFF
 
-MOD32 = 1 << 32
+_U32 = 0xFFFFFFFF
+_HALF = 0x80000000
 
 
-def seq_lt(a: int, b: int) -> bool:
-    """before(a, b) in sequence space."""
-    return ((a - b) & 0xFFFFFFFF) >= 0x80000000
+class TcpSeq(int):
+    """A TCP sequence number (smoltcp's TcpSeqNumber), or a TCP timestamp, which RFC 7323
+    compares the same way: 32 bits that wrap. `seq + n` and `seq - n` (n a length) are
+    TcpSeqs again; `seq - seq` is how far the second is behind the first, modulo 2**32, a
+    plain int; `<`, `<=` are Linux's before() and `>`, `>=` its after() (by the signed
+    difference: they hold within half the space). Equality and the hash are the int's:
+    a TcpSeq equals the plain int of its value, as the wire carries it (TcpRepr). A plain
+    int met in arithmetic or comparison is taken as a sequence number, whichever side it
+    is on; a length or a distance is never compared with a TcpSeq."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: int = 0) -> TcpSeq:
+        return int.__new__(cls, value & _U32)
+
+    def __add__(self, n: int) -> TcpSeq:
+        return int.__new__(TcpSeq, int.__add__(self, n) & _U32)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: int) -> int:
+        diff = int.__sub__(self, other) & _U32
+        return diff if type(other) is TcpSeq else int.__new__(TcpSeq, diff)
+
+    def __rsub__(self, other: int) -> int:
+        return int.__sub__(other, self) & _U32
+
+    def __lt__(self, other: int) -> bool:
+        return int.__sub__(self, other) & _U32 >= _HALF
+
+    def __le__(self, other: int) -> bool:
+        diff = int.__sub__(self, other) & _U32
+        return diff == 0 or diff >= _HALF
+
+    def __gt__(self, other: int) -> bool:
+        return int.__sub__(other, self) & _U32 >= _HALF
+
+    def __ge__(self, other: int) -> bool:
+        diff = int.__sub__(other, self) & _U32
+        return diff == 0 or diff >= _HALF
 
 
-def seq_le(a: int, b: int) -> bool:
-    return a == b or seq_lt(a, b)
+def tcp_v4_fill_cb(seg: TcpRepr) -> TcpRepr:
+    """tcp_v4_fill_cb(): the segment as TCP reads it, its sequence and acknowledgment
+    numbers as TcpSeqs (TCP_SKB_CB's seq and ack_seq). net/ipv4/tcp_ipv4.c's; here, as
+    both tcp_v4_rcv and a socket's tcp_rcv_state_process take a segment through it."""
+    if type(seg.seq) is TcpSeq and type(seg.ack) is TcpSeq:
+        return seg
+    return replace(seg, seq=TcpSeq(seg.seq), ack=TcpSeq(seg.ack))
 
 
 def ilog2(x: int) -> int:
@@ -234,9 +278,10 @@ class OutSegment:
 
 @dataclass(slots=True)
 class TxSkb:
-    """One segment in the retransmit queue (tcp_rtx_queue)."""
+    """One segment in the retransmit queue (tcp_rtx_queue); its seq, data and flags do not
+    change once it is queued, so its end_seq is kept (TCP_SKB_CB(skb)->end_seq)."""
 
-    seq: int
+    seq: TcpSeq
     data: bytes
     flags: int
     sent_at: int
@@ -251,14 +296,13 @@ class TxSkb:
     # burst) share it until tcp_fragment splits them (a retransmission of fewer segments,
     # a SACK of part, NewReno's head, the probe's tail)
     skb_id: int = 0
+    end_seq: TcpSeq = field(init=False)
 
     def __post_init__(self) -> None:
         if self.tx_at is None:
             self.tx_at = self.sent_at
-
-    @property
-    def end_seq(self) -> int:
-        return (self.seq + len(self.data) + (1 if self.flags & (SYN | FIN) else 0)) % MOD32
+        self.seq = TcpSeq(self.seq)
+        self.end_seq = self.seq + len(self.data) + (1 if self.flags & (SYN | FIN) else 0)
 
 
 @dataclass(slots=True)
@@ -308,13 +352,13 @@ class RequestSock:
 
     local: tuple[int, int]
     remote: tuple[int, int]
-    irs: int
-    iss: int
+    irs: TcpSeq
+    iss: TcpSeq
     peer_mss: int
     ts_ok: bool
     sack_ok: bool
     snd_wscale: int | None
-    ts_recent: int
+    ts_recent: TcpSeq
     ts_offset: int
     rcv_wnd: int
     window_clamp: int

@@ -30,7 +30,6 @@ from .tcp_h import (
     FLAG_SND_UNA_ADVANCED,
     FLAG_SYN_ACKED,
     FLAG_WIN_UPDATE,
-    MOD32,
     TCP_ATO_MIN,
     TCP_CA_CWR,
     TCP_CA_DISORDER,
@@ -51,11 +50,11 @@ from .tcp_h import (
     TCP_TIMEWAIT_LEN,
     U16_MAX,
     OutSegment,
+    TcpSeq,
     TcpState,
     TimerKind,
     TxSkb,
-    seq_le,
-    seq_lt,
+    tcp_v4_fill_cb,
 )
 from .tcp_minisocks import FinWait2Unsure
 from .tcp_output import tcp_v4_send_reset
@@ -74,10 +73,10 @@ class RttEstimator:
     mdev_us: int = 0
     mdev_max_us: int = 0
     rttvar_us: int = 0
-    rtt_seq: int = 0
+    rtt_seq: TcpSeq = TcpSeq()
     rtt_min_us: int = 0
 
-    def tcp_rtt_estimator(self, mrtt_us: int, snd_una: int, snd_nxt: int) -> None:
+    def tcp_rtt_estimator(self, mrtt_us: int, snd_una: TcpSeq, snd_nxt: TcpSeq) -> None:
         """tcp_rtt_estimator(), integer for integer; and tcp_update_rtt_min (a plain
         minimum: its window, tcp_min_rtt_wlen, is 300 s)."""
         self.rtt_min_us = max(mrtt_us, 1) if not self.rtt_min_us else min(self.rtt_min_us, max(mrtt_us, 1))
@@ -99,7 +98,7 @@ class RttEstimator:
                 self.mdev_max_us = self.mdev_us
                 if self.mdev_max_us > self.rttvar_us:
                     self.rttvar_us = self.mdev_max_us
-            if seq_lt(self.rtt_seq, snd_una):
+            if self.rtt_seq < snd_una:
                 if self.mdev_max_us < self.rttvar_us:
                     self.rttvar_us -= (self.rttvar_us - self.mdev_max_us) >> 2
                 self.rtt_seq = snd_nxt
@@ -124,6 +123,7 @@ class TcpInput:
     # -- tcp_rcv_state_process -----------------------------------------------------------------
     def tcp_rcv_state_process(self, now: int, seg: TcpRepr, payload: bytes) -> list[OutSegment]:
         """tcp_rcv_state_process() for a segment already matched to this socket."""
+        seg = tcp_v4_fill_cb(seg)
         if self.state is TcpState.SYN_SENT:
             self.tcp_rcv_synsent_state_process(now, seg)
             return self._flush()
@@ -137,12 +137,12 @@ class TcpInput:
             self.tcp_timewait_state_process(now, seg, payload)
             return self._flush()
         seg_len = len(payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
-        end_seq = (seg.seq + seg_len) % MOD32
+        end_seq = seg.seq + seg_len
         # RFC 793 p.69 first: is the segment in the receive window? (tcp_sequence)
-        rwin_end = (self.rcv_nxt + max((self.rcv_wup + self.rcv_wnd - self.rcv_nxt) % MOD32, 0)) % MOD32
-        if seq_lt(end_seq, self.rcv_wup) or seq_lt(rwin_end, seg.seq):
+        rwin_end = self.rcv_nxt + max(self.rcv_wup + self.rcv_wnd - self.rcv_nxt, 0)
+        if end_seq < self.rcv_wup or rwin_end < seg.seq:
             if not seg.flags & RST:
-                if self.sack_ok and seq_lt(seg.seq, self.rcv_nxt) and seg_len:
+                if self.sack_ok and seg.seq < self.rcv_nxt and seg_len:
                     self.dsack = (seg.seq, end_seq)
                 self.tcp_send_ack(now, "dupack-out-of-window")   # tcp_send_dupack()
             return self._flush()
@@ -164,7 +164,7 @@ class TcpInput:
         # is taken, ts_recent included (SKB_DROP_REASON_TCP_ACK_UNSENT_DATA); in ESTABLISHED
         # tcp_rcv_established discards it silently, in the other states
         # tcp_rcv_state_process answers with tcp_send_challenge_ack.
-        if seq_lt(self.snd_nxt, seg.ack):
+        if self.snd_nxt < seg.ack:
             if self.state is not TcpState.ESTABLISHED:
                 self.tcp_send_ack(now, "challenge-ack-unsent-data")
                 # An accepted connection's daemon, which the model does not play, may have
@@ -172,8 +172,8 @@ class TcpInput:
                 # order and the board answers nothing. Only some boards send this one.
                 self._mark_optional(self.passive)
             return self._flush()
-        if self.ts_ok and seg.timestamp and seq_le(seg.seq, self.rcv_nxt):
-            self.ts_recent = seg.timestamp[0]   # tcp_store_ts_recent()
+        if self.ts_ok and seg.timestamp and seg.seq <= self.rcv_nxt:
+            self.ts_recent = TcpSeq(seg.timestamp[0])   # tcp_store_ts_recent()
             self.ts_recent_at = now
         if not self.tcp_ack(now, seg, seg_len):
             return self._flush()
@@ -228,7 +228,7 @@ class TcpInput:
             if not seg.flags & SYN:
                 return
             self.irs = seg.seq
-            self.rcv_nxt = (seg.seq + 1) % MOD32
+            self.rcv_nxt = seg.seq + 1
             self.rcv_wup = self.rcv_nxt
             self.snd_wl1 = seg.seq
             self.snd_una = seg.ack
@@ -243,7 +243,7 @@ class TcpInput:
             tsopt = seg.timestamp
             self.ts_ok = self.ts_ok and tsopt is not None
             if self.ts_ok:
-                self.ts_recent, self.ts_recent_at = tsopt[0], now
+                self.ts_recent, self.ts_recent_at = TcpSeq(tsopt[0]), now
             self.sack_ok = self.sack_ok and seg.sack_permitted
             self.peer_mss = seg.mss or TCP_MSS_DEFAULT
             self.tcp_sync_mss()
@@ -265,7 +265,7 @@ class TcpInput:
         if seg.flags & SYN:
             # Simultaneous open (RFC 793 p.68): SYN_RECV, answer with SYN-ACK.
             self.irs = seg.seq
-            self.rcv_nxt = (seg.seq + 1) % MOD32
+            self.rcv_nxt = seg.seq + 1
             self.tcp_set_state(now, TcpState.SYN_RECV)
             self.tcp_transmit_skb(now, SYN, self.iss, b"", "simultaneous-open-synack")
 
@@ -310,21 +310,21 @@ class TcpInput:
         acked: !FLAG_NOT_DUP) says the peer hears us: sk_dst_confirm(). An old ACK (before
         snd_una) and one with nothing out (the no_queue path) confirm nothing. `seg_len`:
         the sequence space the segment occupies (FLAG_DATA)."""
-        if seq_lt(seg.ack, self.snd_una):
+        if seg.ack < self.snd_una:
             return True   # old duplicate ACK: ignore the ACK field, keep the data
         prior_snd_una = self.snd_una
         prior_packets = len(self.rtx_queue)
         prior_fack = self.tcp_highest_sack_seq()
         prior_lost = self.lost_total
         self._sack_delivered = self._reno_delivered = 0
-        self._last_ecr = seg.timestamp[1] if self.ts_ok and seg.timestamp and seg.timestamp[1] else None
-        flag = FLAG_SND_UNA_ADVANCED if seq_lt(self.snd_una, seg.ack) else 0
+        self._last_ecr = TcpSeq(seg.timestamp[1]) if self.ts_ok and seg.timestamp and seg.timestamp[1] else None
+        flag = FLAG_SND_UNA_ADVANCED if self.snd_una < seg.ack else 0
         if seg_len:
             flag |= FLAG_DATA
         window = seg.window << self.snd_wscale
         # tcp_ack_update_window(): tcp_may_update_window, then a larger window than any
         # before re-bounds the MSS
-        if seq_lt(self.snd_una, seg.ack) or seq_lt(self.snd_wl1, seg.seq) or \
+        if self.snd_una < seg.ack or self.snd_wl1 < seg.seq or \
                 (seg.seq == self.snd_wl1 and (window > self.snd_wnd or not window)):
             flag |= FLAG_WIN_UPDATE
             self.snd_wnd = window
@@ -344,8 +344,8 @@ class TcpInput:
                 # tcp_ack_probe: the window now takes the send head: no more probes (the
                 # data goes in tcp_data_snd_check); else the probe timer again, at the same
                 # backoff
-                head_end = (self.snd_nxt + min(self.mss_cache, len(self.write_queue))) % MOD32
-                if seq_le(head_end, (self.snd_una + self.snd_wnd) % MOD32):
+                head_end = self.snd_nxt + min(self.mss_cache, len(self.write_queue))
+                if head_end <= self.snd_una + self.snd_wnd:
                     self.backoff = 0
                     self.probes_tstamp = None
                     self.timers.pop(TimerKind.PROBE0, None)
@@ -379,7 +379,7 @@ class TcpInput:
                 self._rexmit_new = False
                 nxt = self.snd_nxt
                 self.tcp_write_xmit(now, nagle_off=True)
-                if self.snd_nxt != nxt and seq_lt(self.high_seq, self.snd_nxt):
+                if self.snd_nxt != nxt and self.high_seq < self.snd_nxt:
                     return True
                 self.frto = False
             self.tcp_xmit_retransmit_queue(now)
@@ -416,19 +416,18 @@ class TcpInput:
         flag = 0
         first_sackt = last_sackt = None
         reord = self.snd_nxt
-        blocks = seg.sack_blocks
+        blocks = [(TcpSeq(start), TcpSeq(end)) for start, end in seg.sack_blocks]
         for i, (start, end) in enumerate(blocks):
-            if i == 0 and (seq_lt(start, seg.ack) or (len(blocks) > 1 and seq_le(blocks[1][0], start)
-                                                      and seq_le(end, blocks[1][1]))):
+            if i == 0 and (start < seg.ack or (len(blocks) > 1 and blocks[1][0] <= start and end <= blocks[1][1])):
                 flag |= FLAG_DSACKING_ACK
                 continue
             # tcp_is_sackblock_valid
-            if seq_lt(self.snd_nxt, end) or not seq_lt(start, end) or seq_lt(start, prior_snd_una):
+            if self.snd_nxt < end or not start < end or start < prior_snd_una:
                 continue
             for skb in self.rtx_queue:
-                if skb.sacked or not (seq_le(start, skb.seq) and seq_le(skb.end_seq, end)):
+                if skb.sacked or not (start <= skb.seq and skb.end_seq <= end):
                     continue
-                if not seq_lt(self.snd_una, skb.end_seq):
+                if not self.snd_una < skb.end_seq:
                     continue          # acked by this ACK: about to go
                 self.tcp_rack_advance(now, skb)
                 if skb.rtx_out:
@@ -436,9 +435,9 @@ class TcpInput:
                         skb.lost = skb.rtx_out = False
                 else:
                     if not skb.retransmitted:
-                        if seq_lt(skb.seq, self.tcp_highest_sack_seq()) and seq_lt(skb.seq, reord):
+                        if skb.seq < self.tcp_highest_sack_seq() and skb.seq < reord:
                             reord = skb.seq
-                        if seq_le(skb.end_seq, self.high_seq):
+                        if skb.end_seq <= self.high_seq:
                             flag |= FLAG_ORIG_SACK_ACKED
                         if first_sackt is None:
                             first_sackt = skb.tx_at
@@ -460,9 +459,9 @@ class TcpInput:
         """tcp_check_sack_reordering(): a hole filled below the highest SACK is reordering
         of that many segments (at most tcp_max_reordering)."""
         fack = self.tcp_highest_sack_seq()
-        if not seq_lt(low_seq, fack):
+        if not low_seq < fack:
             return
-        metric = (fack - low_seq) % MOD32
+        metric = fack - low_seq
         mss = self.mss_cache
         if metric > self.reordering * mss:
             self.reordering = min((metric + mss - 1) // mss, TCP_MAX_REORDERING)
@@ -481,7 +480,7 @@ class TcpInput:
         delivered = pkts_acked = 0
         first_ackt = last_ackt = None
         reord = self.snd_nxt
-        while self.rtx_queue and seq_le(self.rtx_queue[0].end_seq, seg.ack):
+        while self.rtx_queue and self.rtx_queue[0].end_seq <= seg.ack:
             skb = self.rtx_queue.pop(0)
             pkts_acked += 1
             if skb.retransmitted or skb.rtx_out:
@@ -490,9 +489,9 @@ class TcpInput:
                 if first_ackt is None:
                     first_ackt = skb.tx_at
                 last_ackt = skb.tx_at
-                if seq_lt(skb.seq, reord):
+                if skb.seq < reord:
                     reord = skb.seq
-                if seq_le(skb.end_seq, self.high_seq):
+                if skb.end_seq <= self.high_seq:
                     flag |= FLAG_ORIG_SACK_ACKED
             if not skb.sacked and self.sack_ok:
                 delivered += 1
@@ -517,7 +516,7 @@ class TcpInput:
         if rtt_us < 0 and flag & FLAG_ACKED and self.ts_ok and seg.timestamp and seg.timestamp[1]:
             # tcp_ack_update_rtt: the TS echo's delta, at least 1 ms; none from an echo of
             # a time not yet come (the u32 delta is then past INT_MAX / 1000)
-            delta = (self._tsval(now) - seg.timestamp[1]) % MOD32
+            delta = self._tsval(now) - TcpSeq(seg.timestamp[1])
             if delta < 0x7FFFFFFF // 1000:
                 rtt_us = ca_rtt_us = max(delta, 1) * 1000
         self.ca.acked(ca_rtt_us, now // JIFFY)
@@ -529,7 +528,7 @@ class TcpInput:
             flag |= FLAG_SET_XMIT_TIMER
             self.backoff = 0
             self.retransmits = 0
-            if self.sack_ok and seq_lt(reord, prior_fack):
+            if self.sack_ok and reord < prior_fack:
                 self.tcp_check_sack_reordering(reord)
             if not self.rtx_queue:
                 self.timers.pop(TimerKind.RETRANSMIT, None)
@@ -547,7 +546,7 @@ class TcpInput:
     def tcp_tsopt_ecr_before(self, seg: TcpRepr, when: int) -> bool:
         """tcp_tsopt_ecr_before(): the peer's TS echo is older than our clock at `when`."""
         return bool(self.ts_ok and seg.timestamp and seg.timestamp[1]) and \
-            seq_lt(seg.timestamp[1], self._tsval(when))
+            TcpSeq(seg.timestamp[1]) < self._tsval(when)
 
     def tcp_remove_reno_sacks(self, acked: int) -> int:
         """tcp_remove_reno_sacks(): one ACK fills the hole, the rest eat duplicate ACKs;
@@ -593,7 +592,7 @@ class TcpInput:
                 return flag, rexmit
             self._rexmit_new = False
             return self._fastretrans_open(now, num_dupack, flag)
-        if self.ca_state != TCP_CA_OPEN and not seq_lt(self.snd_una, self.high_seq):
+        if self.ca_state != TCP_CA_OPEN and not self.snd_una < self.high_seq:
             if self.ca_state == TCP_CA_CWR:
                 if self.snd_una != self.high_seq:
                     self.tcp_end_cwnd_reduction()
@@ -781,8 +780,8 @@ class TcpInput:
     def tcp_packet_delayed(self) -> bool:
         """tcp_packet_delayed(): the echo is older than the first retransmission."""
         if self.retrans_stamp is not None:
-            return self._last_ecr is not None and seq_lt(self._last_ecr, self._tsval(self.retrans_stamp))
-        if not self.sack_ok and not seq_lt(self.snd_una, self.high_seq):
+            return self._last_ecr is not None and self._last_ecr < self._tsval(self.retrans_stamp)
+        if not self.sack_ok and not self.snd_una < self.high_seq:
             return False
         return True
 
@@ -802,13 +801,13 @@ class TcpInput:
     def tcp_process_tlp_ack(self, ack: int, flag: int) -> None:
         """tcp_process_tlp_ack(): an ACK at or past the probe ends its episode; one past a
         retransmitted probe shows a loss: a CWR reduction (cwnd to CUBIC's ssthresh)."""
-        if seq_lt(ack, self.tlp.high_seq):
+        if ack < self.tlp.high_seq:
             return
         if not self.tlp.retrans:
             self.tlp.high_seq = None
         elif flag & FLAG_DSACKING_ACK:
             self.tlp.high_seq = None
-        elif seq_lt(self.tlp.high_seq, ack):
+        elif self.tlp.high_seq < ack:
             self.tcp_init_cwnd_reduction()
             self.ca_state = TCP_CA_CWR
             self.tcp_end_cwnd_reduction()
@@ -836,7 +835,7 @@ class TcpInput:
             elif skb is not head and self.rack_rtt_us - (now_us - skb.tx_at // 1000) > 0:
                 continue
             self.tcp_mark_skb_lost(skb)
-        if self.ca_state <= TCP_CA_DISORDER or not seq_lt(self.snd_una, self.high_seq) \
+        if self.ca_state <= TCP_CA_DISORDER or not self.snd_una < self.high_seq \
                 or (self.ca_state == TCP_CA_LOSS and not self.retransmits):
             self.prior_ssthresh = self.ssthresh if self.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY) else \
                 max(self.ssthresh, (self.cwnd >> 1) + (self.cwnd >> 2))   # tcp_current_ssthresh
@@ -859,25 +858,25 @@ class TcpInput:
         spurious; F-RTO (RFC 5682): the first ACK that advances sends new data rather than
         retransmissions (REXMIT_NEW), and never-retransmitted data acked or SACKed then
         undoes; past high_seq the loss is over. Returns (rexmit, rexmit_new)."""
-        recovered = not seq_lt(self.snd_una, self.high_seq)
+        recovered = not self.snd_una < self.high_seq
         if flag & FLAG_SND_UNA_ADVANCED and self.tcp_try_undo_loss(False):
             return False, False
         if self.frto:
             if flag & FLAG_ORIG_SACK_ACKED and self.tcp_try_undo_loss(True):
                 return False, False
-            if seq_lt(self.high_seq, self.snd_nxt):
+            if self.high_seq < self.snd_nxt:
                 if flag & FLAG_DATA_SACKED or num_dupack:
                     self.frto = False                 # step 3.a: the loss was real
             elif flag & FLAG_SND_UNA_ADVANCED and not recovered:
                 self.high_seq = self.snd_nxt
-                if self.write_queue and seq_lt(self.snd_nxt, (self.snd_una + self.snd_wnd) % MOD32):
+                if self.write_queue and self.snd_nxt < self.snd_una + self.snd_wnd:
                     return True, True                 # step 2.b: try new data
                 self.frto = False
         if recovered:
             self.tcp_try_undo_recovery()
             return False, False
         if not self.sack_ok:
-            if seq_lt(self.high_seq, self.snd_nxt) and num_dupack:
+            if self.high_seq < self.snd_nxt and num_dupack:
                 self.tcp_add_reno_sack(num_dupack)
             elif flag & FLAG_SND_UNA_ADVANCED:
                 self.reno_sacked = 0
@@ -901,7 +900,7 @@ class TcpInput:
     def tcp_data_queue(self, now: int, seg: TcpRepr, payload: bytes) -> None:
         """tcp_data_queue(): in-order data to the reader, out-of-order to the ofo queue."""
         fin = bool(seg.flags & FIN)
-        end_seq = (seg.seq + len(payload) + fin) % MOD32
+        end_seq = seg.seq + len(payload) + fin
         if seg.seq == self.rcv_nxt:
             if payload:
                 self.tcp_event_data_recv(now, len(payload))
@@ -912,27 +911,27 @@ class TcpInput:
             self.tcp_ofo_queue(now)
             if self.ofo:
                 self.tcp_send_ack(now, "ack-ofo-hole")
-        elif seq_le(end_seq, self.rcv_nxt):
+        elif end_seq <= self.rcv_nxt:
             if self.sack_ok:
                 self.dsack = (seg.seq, end_seq)
             self.tcp_send_ack(now, "dupack-old-data")    # tcp_send_dupack(): D-SACK
-        elif seq_lt(self.rcv_nxt, seg.seq):
+        elif self.rcv_nxt < seg.seq:
             self.ofo.append((seg.seq, payload, fin))
-            self.ofo.sort(key=lambda item: (item[0] - self.rcv_nxt) % MOD32)
+            self.ofo.sort(key=lambda item: item[0] - self.rcv_nxt)
             self.tcp_send_ack(now, "dupack-ofo")          # tcp_data_queue_ofo: immediate ACK
         else:
             # partial overlap: keep the new part
-            skip = (self.rcv_nxt - seg.seq) % MOD32
+            skip = self.rcv_nxt - seg.seq
             trimmed = TcpRepr(seg.src_port, seg.dst_port, self.rcv_nxt, seg.ack, seg.flags, seg.window, seg.options)
             self.tcp_data_queue(now, trimmed, payload[skip:])
 
     def tcp_ofo_queue(self, now: int) -> None:
-        while self.ofo and seq_le(self.ofo[0][0], self.rcv_nxt):
+        while self.ofo and self.ofo[0][0] <= self.rcv_nxt:
             seq, data, fin = self.ofo.pop(0)
-            skip = (self.rcv_nxt - seq) % MOD32
+            skip = self.rcv_nxt - seq
             if skip <= len(data):
                 self.rcv_buf += data[skip:]
-                self.rcv_nxt = (seq + len(data) + fin) % MOD32
+                self.rcv_nxt = seq + len(data) + fin
                 if fin:
                     self.tcp_fin(now)
 
@@ -984,7 +983,7 @@ class TcpInput:
         if not self.icsk_ack.pending or self.state in (TcpState.CLOSED, TcpState.TIME_WAIT):
             return
         quickack_mode = self.icsk_ack.quick and not self.icsk_ack.pingpong
-        if ((self.rcv_nxt - self.rcv_wup) % MOD32 > self.icsk_ack.rcv_mss) or quickack_mode or self.ofo:
+        if self.rcv_nxt - self.rcv_wup > self.icsk_ack.rcv_mss or quickack_mode or self.ofo:
             self.tcp_send_ack(now, "ack-now")
             return
         self.tcp_send_delayed_ack(now)

@@ -19,7 +19,17 @@ from typing import Protocol
 from .inet_connection_sock import Listener, reqsk_timer_handler
 from .syncookies import COOKIE_FORGET, MSSTAB, cookie_v4_check
 from .tcp import TcpSock
-from .tcp_h import TCP_TIMEOUT_INIT, Drop, OutSegment, RequestSock, TcpParams, TcpState, tcp_select_initial_window
+from .tcp_h import (
+    TCP_TIMEOUT_INIT,
+    Drop,
+    OutSegment,
+    RequestSock,
+    TcpParams,
+    TcpSeq,
+    TcpState,
+    tcp_select_initial_window,
+    tcp_v4_fill_cb,
+)
 from .tcp_minisocks import tcp_check_req
 from .tcp_output import tcp_make_synack, tcp_v4_send_reset
 from .wire.icmp import ICMP_HOST_UNREACH, ICMP_NET_UNREACH
@@ -60,6 +70,7 @@ class TcpIpv4:
     def tcp_v4_rcv(self, now: int, src: int, dst: int, seg: TcpRepr, payload: bytes) -> list[OutSegment]:
         """tcp_v4_rcv(): deliver one segment: established/TIME_WAIT first
         (tcp_rcv_state_process, tcp_timewait_state_process), then the listener, else RST."""
+        seg = tcp_v4_fill_cb(seg)
         sk = self.established.get((dst, seg.dst_port, src, seg.src_port))
         if sk is not None and sk.state is not TcpState.CLOSED:
             out = sk.tcp_rcv_state_process(now, seg, payload)
@@ -205,10 +216,10 @@ class TcpIpv4:
         rcv_wnd, clamp, rcv_wscale = tcp_select_initial_window(
             p, p.win_from_space(p.tcp_rmem[1]), p.advmss - (12 if ts_ok else 0), wscale is not None)
         req = RequestSock(
-            local=local, remote=remote, irs=seg.seq, iss=tw_isn if tw_isn else self.rng.getrandbits(32),
+            local=local, remote=remote, irs=seg.seq, iss=tw_isn if tw_isn else TcpSeq(self.rng.getrandbits(32)),
             peer_mss=peer_mss, ts_ok=ts_ok, sack_ok=sack_ok,
             snd_wscale=None if wscale is None else min(wscale, 14),
-            ts_recent=ts[0] if ts_ok else 0, ts_offset=self.rng.getrandbits(32) if ts_ok else 0,
+            ts_recent=TcpSeq(ts[0] if ts_ok else 0), ts_offset=self.rng.getrandbits(32) if ts_ok else 0,
             rcv_wnd=rcv_wnd, window_clamp=clamp, rcv_wscale=rcv_wscale,
             snt_synack=now, expires_at=now + TCP_TIMEOUT_INIT, syn_tos=seg.ip_dsfield, syncookie=want_cookie,
             ecn_ok=ecn_ok,

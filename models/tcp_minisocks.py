@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from .clock import JIFFY, NSEC_PER_MSEC
 from .errors import ModelError
 from .tcp_h import (
-    MOD32,
     TCP_INVALID_RATELIMIT,
     TCP_PAWS_MSL,
     TCP_RTO_MAX,
@@ -22,10 +21,9 @@ from .tcp_h import (
     OutSegment,
     RequestSock,
     TcpParams,
+    TcpSeq,
     TcpState,
     TimerKind,
-    seq_le,
-    seq_lt,
 )
 from .tcp_output import tcp_make_synack, tcp_v4_send_reset
 from .wire.ipv4 import INET_ECN_MASK
@@ -70,8 +68,8 @@ class TcpMinisocks:
         once per tcp_invalid_ratelimit unless it carries data or a FIN
         (tcp_timewait_check_oow_rate_limit)."""
         seg_len = len(payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
-        tsval = seg.timestamp[0] if self.ts_ok and seg.timestamp else None
-        paws_reject = tsval is not None and bool(self.ts_recent) and seq_lt(tsval, self.ts_recent) \
+        tsval = TcpSeq(seg.timestamp[0]) if self.ts_ok and seg.timestamp else None
+        paws_reject = tsval is not None and bool(self.ts_recent) and tsval < self.ts_recent \
             and not (seg.flags & RST and now - self.ts_recent_at >= TCP_PAWS_MSL)
         rst = bool(seg.flags & RST)
         if not paws_reject and seg.seq == self.rcv_nxt and (seg_len == 0 or rst):
@@ -83,17 +81,17 @@ class TcpMinisocks:
                 self.ts_recent, self.ts_recent_at = tsval, now
             return
         if seg.flags & SYN and not rst and not seg.flags & ACK and not paws_reject and (
-                seq_lt(self.rcv_nxt, seg.seq) or (tsval is not None and seq_lt(self.ts_recent, tsval))):
+                self.rcv_nxt < seg.seq or (tsval is not None and self.ts_recent < tsval)):
             # TCP_TW_SYN: the socket layer hands it to the listener (tw_syn_taken), or, with
             # none, ACKs it from here (tw_syn_refused)
-            self.tw_syn_isn = ((self.snd_nxt + 65535 + 2) % MOD32) or 1
+            self.tw_syn_isn = (self.snd_nxt + 65535 + 2) or TcpSeq(1)
             return
         if rst:
             return
         if paws_reject or seg.flags & ACK:
             self.timers[TimerKind.TIME_WAIT] = now + TCP_TIMEWAIT_LEN
         last = self.tw_last_oow_ack
-        if seg.seq == (seg.seq + seg_len) % MOD32 or seg.flags & SYN:
+        if seg.seq == seg.seq + seg_len or seg.flags & SYN:
             if last is not None and 0 <= now - last < TCP_INVALID_RATELIMIT:
                 return
             self.tw_last_oow_ack = now
@@ -116,13 +114,13 @@ class TcpMinisocks:
         TCP_TIMEWAIT_LEN and is acknowledged (TCP_TW_ACK -> tcp_v4_timewait_ack); new
         data or a SYN is reset (TCP_TW_RST -> tcp_v4_send_reset, and the sock is gone)."""
         seg_len = len(payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
-        end_seq = (seg.seq + seg_len) % MOD32
-        tsval = seg.timestamp[0] if self.ts_ok and seg.timestamp else None
+        end_seq = seg.seq + seg_len
+        tsval = TcpSeq(seg.timestamp[0]) if self.ts_ok and seg.timestamp else None
         # tcp_paws_reject (the timestamps are recent here: a RST is no exception) and
         # tcp_in_window against tw_rcv_nxt .. tw_rcv_nxt + tw_rcv_wnd
-        paws_reject = tsval is not None and seq_lt(tsval, self.ts_recent)
-        wnd_end = (self.rcv_nxt + self.tw_rcv_wnd) % MOD32
-        in_window = seg.seq == self.rcv_nxt or (seq_lt(self.rcv_nxt, end_seq) and seq_lt(seg.seq, wnd_end)) \
+        paws_reject = tsval is not None and tsval < self.ts_recent
+        wnd_end = self.rcv_nxt + self.tw_rcv_wnd
+        in_window = seg.seq == self.rcv_nxt or (self.rcv_nxt < end_seq and seg.seq < wnd_end) \
             or seg.seq == wnd_end == end_seq
         if paws_reject or not in_window:
             # tcp_timewait_check_oow_rate_limit -> tcp_oow_rate_limited: a segment without
@@ -137,12 +135,12 @@ class TcpMinisocks:
         if seg.flags & RST:
             self.tcp_done(now, None)   # kill: inet_twsk_deschedule_put
             return
-        if seg.flags & SYN and not seq_lt(seg.seq, self.rcv_nxt):
+        if seg.flags & SYN and not seg.seq < self.rcv_nxt:
             self._tw_reset(now, seg, len(payload))
             return
-        if not seg.flags & ACK or not seq_lt(self.rcv_nxt, end_seq) or end_seq == seg.seq:
+        if not seg.flags & ACK or not self.rcv_nxt < end_seq or end_seq == seg.seq:
             return   # a duplicate ACK: TCP_TW_SUCCESS, nothing sent
-        if not seg.flags & FIN or end_seq != (self.rcv_nxt + 1) % MOD32:
+        if not seg.flags & FIN or end_seq != self.rcv_nxt + 1:
             self._tw_reset(now, seg, len(payload))   # new data after a half-duplex close
             return
         # FIN arrived, enter true time-wait state
@@ -173,8 +171,8 @@ class TcpMinisocks:
         (tcp_timewait_state_process) with the window the socket offers now
         (tcp_receive_window), for tmo but at least 3.5 RTOs; the full sock's timers are gone."""
         self.timewait_sock = True
-        wnd_end = (self.rcv_wup + self.rcv_wnd) % MOD32
-        self.tw_rcv_wnd = (wnd_end - self.rcv_nxt) % MOD32 if seq_le(self.rcv_nxt, wnd_end) else 0
+        wnd_end = self.rcv_wup + self.rcv_wnd
+        self.tw_rcv_wnd = wnd_end - self.rcv_nxt if self.rcv_nxt <= wnd_end else 0
         self.rtx_queue.clear()
         self.timers = {TimerKind.FIN_WAIT2: now + max(tmo, self._rto_floor())}
 
@@ -200,15 +198,15 @@ class TcpMinisocks:
         sk.tos = (req.syn_tos & ~INET_ECN_MASK) if params.reflect_tos else listener_tos
         sk.ecn_ok = req.ecn_ok          # tcp_ecn_openreq_child
         sk.dont_fragment = listener_dont_fragment
-        sk.snd_una = sk.snd_nxt = (req.iss + 1) % MOD32
-        sk.rcv_nxt = sk.rcv_wup = (req.irs + 1) % MOD32
+        sk.snd_una = sk.snd_nxt = req.iss + 1
+        sk.rcv_nxt = sk.rcv_wup = req.irs + 1
         sk.ts_ok, sk.sack_ok = req.ts_ok, req.sack_ok
         sk.wscale_ok = req.snd_wscale is not None
         sk.snd_wscale = req.snd_wscale or 0
         sk.rcv_wscale = req.rcv_wscale if sk.wscale_ok else 0
         sk.rcv_wnd, sk.window_clamp = req.rcv_wnd, req.window_clamp
         sk.rcv_ssthresh = req.rcv_wnd
-        sk.ts_recent = seg.timestamp[0] if (sk.ts_ok and seg.timestamp) else req.ts_recent
+        sk.ts_recent = TcpSeq(seg.timestamp[0]) if (sk.ts_ok and seg.timestamp) else req.ts_recent
         sk.snd_wnd = seg.window << sk.snd_wscale
         sk.max_window = sk.snd_wnd
         sk.snd_wl1 = seg.seq
@@ -218,7 +216,7 @@ class TcpMinisocks:
         if req.num_retrans == 0:
             sk.rtt.tcp_rtt_estimator((now - req.snt_synack) // 1000, sk.snd_una, sk.snd_nxt)
         elif sk.ts_ok and seg.timestamp and seg.timestamp[1]:
-            mrtt_us = max(1, (sk._tsval(now) - seg.timestamp[1]) % MOD32) * 1000
+            mrtt_us = max(1, sk._tsval(now) - TcpSeq(seg.timestamp[1])) * 1000
             sk.rtt.tcp_rtt_estimator(mrtt_us, sk.snd_una, sk.snd_nxt)
         if sk.rtt.srtt_us:
             sk.rto = sk.rtt.tcp_set_rto()
@@ -229,7 +227,7 @@ class TcpMinisocks:
         # if it timed out; tcp_try_undo_spurious_syn clears it when the ACK echoes the first
         # SYN-ACK's TSval (retrans_stamp: snt_synack, the first one's clock)
         sk.total_retrans = req.num_retrans
-        first_tsval = (req.snt_synack // NSEC_PER_MSEC + req.ts_offset) % MOD32
+        first_tsval = TcpSeq(req.snt_synack // NSEC_PER_MSEC + req.ts_offset)
         spurious = sk.ts_ok and bool(seg.timestamp) and seg.timestamp[1] == first_tsval
         sk.tcp_init_transfer(now, undo_marker=req.num_timeout > 0 and not spurious)
         return sk
@@ -242,7 +240,7 @@ def tcp_check_req(now: int, params: TcpParams, listener: Listener, req: RequestS
     reset), or the third ACK: then None, and the caller makes the child
     (tcp_v4_syn_recv_sock, models.tcp_ipv4)."""
     if seg.flags & RST:
-        if seg.seq == (req.irs + 1) % MOD32:
+        if seg.seq == req.irs + 1:
             del listener.syn_queue[req.remote]
         return []
     if seg.flags & SYN and seg.seq == req.irs and not seg.flags & ACK:
@@ -252,6 +250,6 @@ def tcp_check_req(now: int, params: TcpParams, listener: Listener, req: RequestS
         return [tcp_make_synack(req, now, params, "synack-for-retransmitted-syn", listener.tos)]
     if not seg.flags & ACK:
         return []
-    if seg.ack != (req.iss + 1) % MOD32:
+    if seg.ack != req.iss + 1:
         return [tcp_v4_send_reset(req.local, req.remote, seg, len(payload), "rst-bad-ack-in-syn-recv")]
     return None

@@ -17,7 +17,6 @@ from .ipv4 import InetTx
 from .syncookies import cookie_init_timestamp
 from .tcp_h import (
     GSO_MAX_SIZE,
-    MOD32,
     SK_PACING_SHIFT,
     TCP_CA_CWR,
     TCP_CA_OPEN,
@@ -40,11 +39,10 @@ from .tcp_h import (
     OutSegment,
     RequestSock,
     TcpParams,
+    TcpSeq,
     TcpState,
     TimerKind,
     TxSkb,
-    seq_le,
-    seq_lt,
     tcp_select_initial_window,
 )
 from .wire.ipv4 import INET_ECN_ECT_0, INET_ECN_MASK
@@ -73,7 +71,7 @@ class TcpOutput:
         allowed = p.win_from_space(self.rcvbuf)
         full_space = min(self.window_clamp, allowed)
         mss = min(self.icsk_ack.rcv_mss, full_space)
-        cur_win = max((self.rcv_wup + self.rcv_wnd - self.rcv_nxt) % MOD32, 0)
+        cur_win = max(self.rcv_wup + self.rcv_wnd - self.rcv_nxt, 0)
         if cur_win >= 0x80000000:
             cur_win = 0
         if mss <= 0:
@@ -102,18 +100,18 @@ class TcpOutput:
         return min(new_win, U16_MAX << self.rcv_wscale) >> self.rcv_wscale
 
     def tcp_established_options(self, now: int) -> tuple:
-        ts = (self._tsval(now), self.ts_recent) if self.ts_ok else None
+        ts = (int(self._tsval(now)), int(self.ts_recent)) if self.ts_ok else None
         blocks: list[tuple[int, int]] = []
         if self.sack_ok:
             if self.dsack:
-                blocks.append(self.dsack)
+                blocks.append((int(self.dsack[0]), int(self.dsack[1])))
             for seq, data, fin in self.ofo[:4 - len(blocks) - (1 if ts else 0)]:
-                blocks.append((seq, (seq + len(data) + fin) % MOD32))
+                blocks.append((int(seq), int(seq + len(data) + fin)))
         self.dsack = None
         return linux_options(ts=ts, sack_blocks=tuple(blocks))
 
-    def tcp_transmit_skb(self, now: int, flags: int, seq: int, payload: bytes, cause: str, window: Window | None = None,
-              ack: bool = True) -> None:
+    def tcp_transmit_skb(self, now: int, flags: int, seq: TcpSeq, payload: bytes, cause: str,
+                         window: Window | None = None, ack: bool = True) -> None:
         """tcp_transmit_skb(): every segment after the SYN carries ACK and the current window;
         sending one clears a pending delayed ACK (tcp_event_ack_sent); every one moves
         tcp_wstamp_ns."""
@@ -121,7 +119,7 @@ class TcpOutput:
         if ack:
             flags |= ACK
         rwin = self.tw_rcv_wnd >> self.rcv_wscale if self.timewait_sock else self.tcp_select_window()
-        tcp = TcpRepr(self.local[1], self.remote[1], seq, self.rcv_nxt if flags & ACK else 0, flags,
+        tcp = TcpRepr(self.local[1], self.remote[1], int(seq), int(self.rcv_nxt) if flags & ACK else 0, flags,
                       rwin, self.tcp_established_options(now))
         if self.state is TcpState.TIME_WAIT or self.timewait_sock:
             # tcp_v4_timewait_ack -> tcp_v4_send_ack on the control socket (ipv4_tcp_sk,
@@ -133,7 +131,7 @@ class TcpOutput:
             if self.ecn_ok and not flags & SYN:
                 # tcp_ecn_send: a data segment not sent before sets ECT(0) in the socket's TOS
                 # (INET_ECN_xmit); an ACK or a retransmission clears it (INET_ECN_dontxmit)
-                new_data = bool(payload) and not seq_lt(seq, self.snd_nxt)
+                new_data = bool(payload) and not seq < self.snd_nxt
                 self.tos = (self.tos & ~INET_ECN_MASK) | (INET_ECN_ECT_0 if new_data else 0)
             ip = InetTx(self._next_ip_id(), self.tos, self.dont_fragment)   # ip_queue_xmit
             confirm = self._take_confirm()
@@ -184,15 +182,14 @@ class TcpOutput:
                 cwnd_quota = 1
             else:
                 cwnd_quota = min(max(self.cwnd >> 1, 1), self.cwnd - in_flight_segs)
-            wnd_end = (self.snd_una + self.snd_wnd) % MOD32
-            if seq_lt(wnd_end, (self.snd_nxt + min(mss, skb_len)) % MOD32):   # tcp_snd_wnd_test
+            if self.snd_una + self.snd_wnd < self.snd_nxt + min(mss, skb_len):   # tcp_snd_wnd_test
                 break
             last_of_queue = len(self.skb_lens) == 1
             if tso_segs == 1 and skb_len < mss and not self.nodelay and not probe and not push_one and not nagle_off \
                     and not (last_of_queue and self.fin_queued):
                 # Nagle, with Minshall's refinement (tcp_nagle_check): hold a small
                 # segment only while an earlier small one is unacknowledged.
-                if self.rtx_queue and seq_lt(self.snd_una, self.snd_sml) and seq_le(self.snd_sml, self.snd_nxt):
+                if self.rtx_queue and self.snd_una < self.snd_sml <= self.snd_nxt:
                     break
             if tso_segs > 1 and not probe and not push_one:
                 defer, cwnd_limited = self.tcp_tso_should_defer(now, skb_len, last_of_queue, max_segs)
@@ -216,7 +213,7 @@ class TcpOutput:
             self.tcp_cwnd_validate(self.snd_nxt != nxt0,
                                 deferred_cwnd_limited or self.tcp_packets_in_flight() >= self.cwnd)
         if self.snd_nxt != nxt0 and self.ca_state in (TCP_CA_CWR, TCP_CA_RECOVERY):
-            self.prr_out += sum(1 for skb in self.rtx_queue if not seq_lt(skb.seq, nxt0))
+            self.prr_out += sum(1 for skb in self.rtx_queue if not skb.seq < nxt0)
         if self.snd_nxt != nxt0 and not probe:
             self.timers.pop(TimerKind.PROBE0, None)   # one icsk timer: the RTO's now
             self.tcp_schedule_loss_probe(now, False)
@@ -235,7 +232,7 @@ class TcpOutput:
         if self.ca_state >= TCP_CA_RECOVERY or now - self.wstamp - NSEC_PER_MSEC > 0:
             return False, False
         mss = self.mss_cache
-        send_win = (self.snd_una + self.snd_wnd - self.snd_nxt) % MOD32
+        send_win = self.snd_una + self.snd_wnd - self.snd_nxt
         cong_win = (self.cwnd - self.tcp_packets_in_flight()) * mss
         limit = min(send_win, cong_win)
         if limit >= max_segs * mss or (not is_tail and limit >= skb_len):
@@ -277,7 +274,7 @@ class TcpOutput:
         the restart after idle are not modelled.)"""
         if not (sent or is_cwnd_limited):
             return
-        if not seq_lt(self.snd_una, self.cwnd_usage_seq) or is_cwnd_limited or \
+        if not self.snd_una < self.cwnd_usage_seq or is_cwnd_limited or \
                 (not self.is_cwnd_limited and len(self.rtx_queue) > self.max_packets_out):
             self.is_cwnd_limited = is_cwnd_limited
             self.max_packets_out = len(self.rtx_queue)
@@ -325,7 +322,7 @@ class TcpOutput:
         segments, or what the peer's window takes, less a partial last segment that
         Nagle would hold."""
         mss = self.mss_cache
-        window = (self.snd_una + self.snd_wnd - self.snd_nxt) % MOD32
+        window = self.snd_una + self.snd_wnd - self.snd_nxt
         max_len = mss * max_segs
         if max_len <= window and not is_tail:
             return max_len
@@ -336,7 +333,7 @@ class TcpOutput:
         # tcp_nagle_check(partial != 0, tp, nonagle): hold the partial segment while a
         # small one is out, unless pushed (TCP_NAGLE_PUSH/OFF) or TCP_NODELAY
         if partial and not nagle_off and not self.nodelay and not self.fin_queued \
-                and self.rtx_queue and seq_lt(self.snd_una, self.snd_sml) and seq_le(self.snd_sml, self.snd_nxt):
+                and self.rtx_queue and self.snd_una < self.snd_sml <= self.snd_nxt:
             return needed - partial
         return needed
 
@@ -367,9 +364,9 @@ class TcpOutput:
         over); else a zero-window probe, an ACK with seq snd_una - 1 and no data
         (tcp_xmit_probe_skb), and the timer again at tcp_probe0_when, backed off up to
         tcp_retries2 times."""
-        wnd_end = (self.snd_una + self.snd_wnd) % MOD32
-        if seq_lt(self.snd_nxt, wnd_end):
-            size = min(self.mss_cache, len(self.write_queue), (wnd_end - self.snd_nxt) % MOD32)
+        wnd_end = self.snd_una + self.snd_wnd
+        if self.snd_nxt < wnd_end:
+            size = min(self.mss_cache, len(self.write_queue), wnd_end - self.snd_nxt)
             data, _ = self._take(size)
             flags = PSH
             if not self.write_queue and self.fin_queued:
@@ -379,7 +376,7 @@ class TcpOutput:
             self._skb_sent()                    # the head, or the part tcp_fragment cut off
             self.tcp_rearm_rto(now)                # tcp_event_new_data_sent: nothing was out
         else:
-            self.tcp_transmit_skb(now, 0, (self.snd_una - 1) % MOD32, b"", "window-probe")
+            self.tcp_transmit_skb(now, 0, self.snd_una - 1, b"", "window-probe")
         self.timers.pop(TimerKind.PROBE0, None)
         if self.rtx_queue or not self.write_queue:
             self.probes_out = 0
@@ -437,7 +434,7 @@ class TcpOutput:
         if self.tlp.high_seq is None:
             sent = False
             size = min(self.mss_cache, len(self.write_queue))
-            if self.write_queue and seq_le((self.snd_nxt + size) % MOD32, (self.snd_una + self.snd_wnd) % MOD32):
+            if self.write_queue and self.snd_nxt + size <= self.snd_una + self.snd_wnd:
                 nxt = self.snd_nxt
                 self.tcp_write_xmit(now, probe=True)
                 sent = self.snd_nxt != nxt
@@ -465,7 +462,7 @@ class TcpOutput:
             raise SocketError("EISCONN" if self.state is not TcpState.LISTEN else "EINVAL", f"connect in {self.state.value}")
         self.local, self.remote = local, remote
         p = self.params
-        self.iss = self.rng.getrandbits(32)       # secure_tcp_seq()
+        self.iss = TcpSeq(self.rng.getrandbits(32))   # secure_tcp_seq()
         self.inet_id = self.rng.getrandbits(16)   # tcp_v4_connect(): get_random_u16()
         self.ts_offset = self.rng.getrandbits(32) if p.timestamps else 0
         self.ts_ok, self.sack_ok, self.wscale_ok = p.timestamps, p.sack, p.window_scaling
@@ -475,8 +472,8 @@ class TcpOutput:
         self.rcv_ssthresh = self.rcv_wnd
         self.snd_una = self.iss
         self.snd_nxt = self.iss
-        self.rcv_nxt = 0
-        self.rcv_wup = 0
+        self.rcv_nxt = TcpSeq()
+        self.rcv_wup = TcpSeq()
         self.rto = TCP_TIMEOUT_INIT
         self.tcp_set_state(now, TcpState.SYN_SENT)
         skb = TxSkb(self.iss, b"", SYN, now)
@@ -488,9 +485,9 @@ class TcpOutput:
         return self._flush()
 
     def _send_syn(self, now: int, cause: str, window: Window | None = None) -> None:
-        opts = linux_options(mss=self.advmss, ts=(self._tsval(now), 0) if self.ts_ok else None,
+        opts = linux_options(mss=self.advmss, ts=(int(self._tsval(now)), 0) if self.ts_ok else None,
                              sack_perm=self.sack_ok, wscale=self.rcv_wscale if self.wscale_ok else None)
-        tcp = TcpRepr(self.local[1], self.remote[1], self.iss, 0, SYN, min(self.rcv_wnd, U16_MAX), opts)
+        tcp = TcpRepr(self.local[1], self.remote[1], int(self.iss), 0, SYN, min(self.rcv_wnd, U16_MAX), opts)
         ip = InetTx(self._next_ip_id(), self.tos, self.dont_fragment)
         self._tx.append(OutSegment(self.local[0], self.remote[0], tcp, b"", cause, window, ip, self._take_confirm()))
 
@@ -569,7 +566,7 @@ class TcpOutput:
                 self.spurious_rtx_hostqueues += 1     # __tcp_retransmit_skb: -EBUSY
                 self.tsq_throttled = skb.seq
                 break
-            if not seq_lt(skb.seq, (self.snd_una + self.snd_wnd) % MOD32) and skb.seq != self.snd_una:
+            if not skb.seq < self.snd_una + self.snd_wnd and skb.seq != self.snd_una:
                 break                                  # -EAGAIN: beyond the peer's window
             n = 1
             while n < segs and i + n < len(q) and q[i + n].skb_id == skb.skb_id:
@@ -637,12 +634,12 @@ def tcp_make_synack(req: RequestSock, now: int, params: TcpParams, cause: str,
     ts_now = now // NSEC_PER_MSEC
     if req.syncookie and req.ts_ok:
         ts_now = cookie_init_timestamp(ts_now, req.snd_wscale, req.sack_ok, req.ecn_ok)
-    tsval = (ts_now + req.ts_offset) % MOD32
-    opts = linux_options(mss=params.advmss, ts=(tsval, req.ts_recent) if req.ts_ok else None,
+    tsval = TcpSeq(ts_now + req.ts_offset)
+    opts = linux_options(mss=params.advmss, ts=(int(tsval), int(req.ts_recent)) if req.ts_ok else None,
                          sack_perm=req.sack_ok,
                          wscale=req.rcv_wscale if req.snd_wscale is not None else None)
     # tcp_ecn_make_synack: ECE when the request is ecn_ok
-    tcp = TcpRepr(req.local[1], req.remote[1], req.iss, (req.irs + 1) % MOD32,
+    tcp = TcpRepr(req.local[1], req.remote[1], int(req.iss), int(req.irs + 1),
                   SYN | ACK | (ECE if req.ecn_ok else 0), min(req.rcv_wnd, U16_MAX), opts)
     tos = ((req.syn_tos & ~INET_ECN_MASK) | (listener_tos & INET_ECN_MASK)) if params.reflect_tos \
         else listener_tos
@@ -650,7 +647,7 @@ def tcp_make_synack(req: RequestSock, now: int, params: TcpParams, cause: str,
 
 
 def tcp_v4_send_reset(local: tuple[int, int], remote: tuple[int, int], seg: TcpRepr, payload_len: int,
-               cause: str) -> OutSegment:
+                      cause: str) -> OutSegment:
     """tcp_v4_send_reset() (net/ipv4/tcp_ipv4.c; here, below tcp_input and tcp_minisocks, which
     answer with it where tcp_v4_do_rcv and tcp_v4_rcv do for them): seq from the ACK field if
     any, else ACK what the segment occupied.
@@ -659,8 +656,8 @@ def tcp_v4_send_reset(local: tuple[int, int], remote: tuple[int, int], seg: TcpR
     ip_send_unicast_reply sets its TOS to the segment's (`arg.tos = ip_hdr(skb)->tos`) less
     the ECN bits; the socket is IP_PMTUDISC_DO with no destination, so DF and ID 0."""
     if seg.flags & ACK:
-        tcp = TcpRepr(local[1], remote[1], seg.ack, 0, RST, 0)
+        tcp = TcpRepr(local[1], remote[1], int(seg.ack), 0, RST, 0)
     else:
-        ack = (seg.seq + payload_len + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)) % MOD32
-        tcp = TcpRepr(local[1], remote[1], 0, ack, RST | ACK, 0)
+        ack = TcpSeq(seg.seq) + payload_len + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
+        tcp = TcpRepr(local[1], remote[1], 0, int(ack), RST | ACK, 0)
     return OutSegment(local[0], remote[0], tcp, b"", cause, ip=InetTx(None, seg.ip_dsfield & ~INET_ECN_MASK, df=True))

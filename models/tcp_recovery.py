@@ -8,7 +8,7 @@ tcp_rack_reo_timeout.
 from __future__ import annotations
 
 from .clock import usecs_to_jiffies_ns
-from .tcp_h import TCP_CA_RECOVERY, TCP_TIMEOUT_MIN_US, TimerKind, TxSkb, seq_lt
+from .tcp_h import TCP_CA_RECOVERY, TCP_TIMEOUT_MIN_US, TimerKind, TxSkb
 
 __all__ = ["TcpRecovery"]
 
@@ -25,7 +25,7 @@ class TcpRecovery:
         self.rack_advanced = True
         self.rack_rtt_us = rtt_us
         tx_us = skb.tx_at // 1000
-        if tx_us > self.rack_mstamp_us or (tx_us == self.rack_mstamp_us and seq_lt(self.rack_end_seq, skb.end_seq)):
+        if tx_us > self.rack_mstamp_us or (tx_us == self.rack_mstamp_us and self.rack_end_seq < skb.end_seq):
             self.rack_mstamp_us, self.rack_end_seq = tx_us, skb.end_seq
 
     def tcp_rack_reo_wnd(self) -> int:
@@ -47,7 +47,7 @@ class TcpRecovery:
                           key=lambda s: s.tx_at // 1000):
             tx_us = skb.tx_at // 1000
             if not (self.rack_mstamp_us > tx_us or (self.rack_mstamp_us == tx_us
-                                                      and seq_lt(skb.end_seq, self.rack_end_seq))):
+                                                      and skb.end_seq < self.rack_end_seq)):
                 break
             remaining = self.rack_rtt_us + reo_wnd - (now_us - tx_us)
             if remaining <= 0:

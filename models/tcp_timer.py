@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from .clock import JIFFY, NSEC_PER_MSEC, Window, msecs_to_jiffies_ns, usecs_to_jiffies_ns
 from .tcp_h import (
-    MOD32,
     TCP_ATO_MIN,
     TCP_DELACK_MAX,
     TCP_DELACK_MIN,
@@ -23,10 +22,10 @@ from .tcp_h import (
     TCP_TIMEOUT_MIN,
     TCP_TIMEWAIT_LEN,
     OutSegment,
+    TcpSeq,
     TcpState,
     TimerKind,
     ilog2,
-    seq_le,
 )
 from .wire.icmp import ICMP_HOST_UNREACH, ICMP_NET_UNREACH
 from .wire.tcp import RST, SYN
@@ -217,7 +216,7 @@ class TcpTimer:
                 self.tcp_done(now, "ETIMEDOUT")
                 return
             # tcp_write_wakeup() -> tcp_xmit_probe_skb(sk, 0): seq snd_una - 1, no data
-            self.tcp_transmit_skb(now, 0, (self.snd_una - 1) % MOD32, b"", "keepalive-probe")
+            self.tcp_transmit_skb(now, 0, self.snd_una - 1, b"", "keepalive-probe")
             self._mark_optional(unsure)
             self.probes_out += 1
             self.timers[TimerKind.KEEPALIVE] = now + p.keepalive_intvl
@@ -254,7 +253,8 @@ class TcpTimer:
         is then fatal (tcp_done_with_error); otherwise it is only sk_err_soft."""
         if self.state in (TcpState.CLOSED, TcpState.LISTEN, TcpState.TIME_WAIT):
             return self._flush()
-        if not (seq_le(self.snd_una, seq) and seq_le(seq, self.snd_nxt)):
+        seq = TcpSeq(seq)
+        if not (self.snd_una <= seq and seq <= self.snd_nxt):
             return self._flush()     # LINUX_MIB_OUTOFWINDOWICMPS
         if code in (ICMP_NET_UNREACH, ICMP_HOST_UNREACH):
             self.tcp_ld_RTO_revert(now, seq)
