@@ -2,8 +2,12 @@
 
 Layers, each readable beside the kernel call graphs in ../shared/seeds/:
   wire/        Ethernet, ARP, IPv4, ICMP, TCP (with options), UDP: parse/emit, checksums
-  socket.py    socket/bind/listen/connect/accept/send/recv/close/shutdown/setsockopt, tcp_v4_rcv
-  tcp.py       TcpSock (RFC 793 states, Linux timers, RTT/RTO), RequestSock (SYN queue)
+  socket.py    socket/bind/listen/connect/accept/send/recv/close/shutdown/setsockopt
+  tcp_ipv4.py  tcp_v4_rcv, tcp_v4_err, the listener's side of the passive open, socket timers
+  tcp.py       TcpSock (tcp.c), made of tcp_input.py, tcp_output.py, tcp_recovery.py,
+               tcp_timer.py and tcp_minisocks.py, one module per net/ipv4 file; tcp_h.py
+               is include/net/tcp.h; inet_connection_sock.py (the Listener, its SYN and
+               accept queues), syncookies.py, tcp_cubic.py
   ipv4.py      FIB, ip_queue_xmit, ip_fragment, ip_rcv, ICMP echo and unreachables
   neighbour.py ARP NUD states, arp_queue, arp_rcv, reachable-time windows
   ftgmac100.py TX/RX rings, NAPI, carrier gating, dev_watchdog

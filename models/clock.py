@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HZ", "JIFFY", "NSEC_PER_MSEC", "NSEC_PER_SEC", "Window", "ms", "sec", "jiffies", "timer_wheel_slack"]
+__all__ = ["HZ", "JIFFY", "NSEC_PER_MSEC", "NSEC_PER_SEC", "Window", "ms", "sec", "jiffies", "usecs_to_jiffies_ns",
+           "msecs_to_jiffies_ns", "timer_wheel_slack"]
 
 HZ = 100
 NSEC_PER_MSEC = 1_000_000
@@ -31,6 +32,16 @@ def jiffies(count: int) -> int:
     return count * JIFFY
 
 
+def usecs_to_jiffies_ns(usecs: int) -> int:
+    """usecs_to_jiffies() rounds up; returned as model time."""
+    return -(-usecs * HZ // 1_000_000) * JIFFY
+
+
+def msecs_to_jiffies_ns(msecs: int) -> int:
+    """msecs_to_jiffies() rounds up; returned as model time."""
+    return -(-msecs * HZ // 1000) * JIFFY
+
+
 @dataclass(frozen=True)
 class Window:
     """When something Linux randomises may happen: earliest..latest, both inclusive (ns)."""
@@ -41,10 +52,6 @@ class Window:
     def __post_init__(self):
         if self.latest < self.earliest:
             raise ValueError(f"empty window {self.earliest}..{self.latest}")
-
-    @classmethod
-    def point(cls, t: int) -> Window:
-        return cls(t, t)
 
     def shift(self, dt: int) -> Window:
         return Window(self.earliest + dt, self.latest + dt)

@@ -384,7 +384,7 @@ class NeighTable:
         for n in list(self.entries.values()):
             if n.timer is not None and n.timer <= now:
                 n.timer = None
-                out += self._timer_handler(now, n)
+                out += self.neigh_timer_handler(now, n)
             if n.maybe_at is not None and n.maybe_at <= now:
                 out += self._maybe_probe(now, n)
         return out
@@ -412,7 +412,7 @@ class NeighTable:
         n.maybe_late += timer_wheel_slack(retrans)
         return [tx]
 
-    def _timer_handler(self, now: int, n: Neighbour) -> list[TxFrame]:
+    def neigh_timer_handler(self, now: int, n: Neighbour) -> list[TxFrame]:
         out = self._timer_step(now, n)
         if n.timer is not None and n.timer < now + NSEC_PER_SEC // 100:
             n.timer = now + NSEC_PER_SEC // 100   # "if (time_before(next, jiffies + HZ/100))"

@@ -132,6 +132,27 @@ def test_every_player_constant_patches_what_the_model_reads_now():
         assert changed != restored, c.name
 
 
+def test_every_module_that_reads_a_player_constant_is_patched():
+    """A module that imported a constant by name keeps its own binding: one missing from
+    the constant's targets would silently go on with Linux's value."""
+    import ast
+
+    from harness.board.modelboard import PLAYER_CONSTANTS
+
+    root = Path(__file__).resolve().parents[1]
+    for c in PLAYER_CONSTANTS.values():
+        targets = c.patches(c.default)
+        if not all(not isinstance(holder, dict) and attr == c.name for holder, attr, _ in targets):
+            continue   # a sysctl default or a class, not a module constant
+        patched = {holder.__name__ for holder, _, _ in targets}
+        readers = set()
+        for path in sorted((root / "models").rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            if any(isinstance(n, ast.Name) and n.id == c.name and isinstance(n.ctx, ast.Load) for n in ast.walk(tree)):
+                readers.add(".".join(path.relative_to(root).with_suffix("").parts))
+        assert readers and readers <= patched, (c.name, sorted(readers - patched))
+
+
 def test_artifacts_read_as_a_run_on_a_board(healthy):
     """Every console line stamped, one boot per banner, the link lines recognised; QMP and
     host events strict; the capture whole; the steps logged."""

@@ -180,9 +180,12 @@ def _wdt_clock(hz: int) -> list[tuple[object, str, object]]:
 
 PLAYER_CONSTANTS: dict[str, PlayerConstant] = {c.name: c for c in (
     PlayerConstant("TCP_TIMEOUT_INIT", "include/net/tcp.h: the initial RTO (SYN, SYN-ACK)", NSEC_PER_SEC, "ns",
-                   _attrs("models.tcp.TCP_TIMEOUT_INIT", "models.socket.TCP_TIMEOUT_INIT")),
+                   _attrs("models.tcp_h.TCP_TIMEOUT_INIT", "models.tcp.TCP_TIMEOUT_INIT", "models.tcp_output.TCP_TIMEOUT_INIT",
+                          "models.tcp_timer.TCP_TIMEOUT_INIT", "models.tcp_minisocks.TCP_TIMEOUT_INIT",
+                          "models.inet_connection_sock.TCP_TIMEOUT_INIT", "models.tcp_ipv4.TCP_TIMEOUT_INIT")),
     PlayerConstant("TCP_RTO_MIN", "include/net/tcp.h: the RTO's floor", 200_000_000, "ns",
-                   _attrs("models.tcp.TCP_RTO_MIN")),
+                   _attrs("models.tcp_h.TCP_RTO_MIN", "models.tcp.TCP_RTO_MIN", "models.tcp_input.TCP_RTO_MIN",
+                          "models.tcp_output.TCP_RTO_MIN", "models.tcp_timer.TCP_RTO_MIN")),
     PlayerConstant("PHY_STATE_TIME", "include/linux/phy.h: the phylib poll period", NSEC_PER_SEC, "ns",
                    _attrs("models.phy.PHY_STATE_TIME", "models.board.PHY_STATE_TIME")),
     PlayerConstant("WDT_CLOCK_HZ", "drivers/watchdog/aspeed_wdt.c: the reload counter's clock (WDT_CTRL_1MHZ_CLK)",

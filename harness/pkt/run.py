@@ -37,7 +37,7 @@ from __future__ import annotations
 import errno as errno_mod
 from dataclasses import dataclass, field
 
-from models.tcp import TSBITS
+from models.syncookies import TSBITS
 from models.wire.tcp import ACK, SYN, TCPOPT_SACK, TCPOPT_TIMESTAMP, TcpRepr
 
 from .script import MAX_FLOWS, OPTIONS_UNCHECKED, Console, Event, Python, Segment, Shell, Syscall, describe_segment

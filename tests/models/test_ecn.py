@@ -13,7 +13,8 @@ from model_pair import A_ADDR, B_ADDR
 
 from models.clock import ms
 from models.socket import SocketLayer
-from models.tcp import TS_OPT_ECN, TSBITS, TcpParams
+from models.syncookies import TS_OPT_ECN, TSBITS
+from models.tcp import TcpParams
 from models.wire import ACK, SYN, TcpRepr, linux_options
 from models.wire.tcp import CWR, ECE
 
@@ -58,7 +59,7 @@ def test_the_child_sends_new_data_ect0_and_acks_and_retransmissions_not():
     (data,) = sk.send(ms(20), b"x" * 10)
     assert data.ip.tos & 3 == 2               # ECT(0)
     peer_data = TcpRepr(40000, 80, 1001, data.tcp.seq, ACK, 502, linux_options(ts=(779, data.tcp.timestamp[0])))
-    acks = sk.rcv(ms(30), peer_data, b"hello")
+    acks = sk.tcp_rcv_state_process(ms(30), peer_data, b"hello")
     assert acks and all(a.ip.tos & 3 == 0 for a in acks)   # an ACK: not ECT
     resent = []
     while not resent:

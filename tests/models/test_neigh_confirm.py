@@ -116,7 +116,7 @@ def established() -> TcpSock:
     (syn,) = sk.connect(0, (BOARD, 40000), (PEER, 80))
     assert not syn.confirm_neigh
     synack = TcpRepr(80, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535, ())
-    (ack,) = sk.rcv(ms(1), synack, b"")
+    (ack,) = sk.tcp_rcv_state_process(ms(1), synack, b"")
     assert ack.confirm_neigh   # tcp_ack acked the SYN, tcp_init_transfer: the handshake ACK confirms
     return sk
 
@@ -136,7 +136,7 @@ def test_an_ack_of_new_data_confirms_on_the_next_segment_sent_not_at_once():
     __tcp_transmit_skb puts it on the next segment, which confirms the neighbour."""
     sk = established()
     sk.send(ms(2), b"x" * 10)
-    assert sk.rcv(ms(3), ack_from_peer(sk, sk.snd_nxt), b"") == []
+    assert sk.tcp_rcv_state_process(ms(3), ack_from_peer(sk, sk.snd_nxt), b"") == []
     assert sk.dst_pending_confirm
     (data,) = sk.send(ms(4), b"y" * 10)
     assert data.confirm_neigh and not sk.dst_pending_confirm
@@ -146,9 +146,9 @@ def test_a_pure_duplicate_ack_with_data_out_confirms():
     """tcp_ack: !(flag & FLAG_NOT_DUP) with packets out: the peer hears us."""
     sk = established()
     sk.send(ms(2), b"x" * 10)
-    sk.rcv(ms(3), ack_from_peer(sk, sk.snd_nxt), b"")   # snd_wl1 moves to the peer's seq
+    sk.tcp_rcv_state_process(ms(3), ack_from_peer(sk, sk.snd_nxt), b"")   # snd_wl1 moves to the peer's seq
     sk.send(ms(4), b"y" * 10)                          # takes that confirmation
-    sk.rcv(ms(5), ack_from_peer(sk, sk.snd_una), b"")   # same seq, ack and window
+    sk.tcp_rcv_state_process(ms(5), ack_from_peer(sk, sk.snd_una), b"")   # same seq, ack and window
     assert sk.dst_pending_confirm
 
 
@@ -156,10 +156,10 @@ def test_an_ack_with_nothing_out_or_a_window_update_only_does_not_confirm():
     """The no_queue path (prior_packets 0), and an ACK that only opens the window
     (FLAG_WIN_UPDATE, nothing acked), do not call sk_dst_confirm."""
     sk = established()
-    sk.rcv(ms(3), ack_from_peer(sk, sk.snd_nxt), b"")
+    sk.tcp_rcv_state_process(ms(3), ack_from_peer(sk, sk.snd_nxt), b"")
     assert not sk.dst_pending_confirm
     sk.send(ms(4), b"x" * 10)
-    sk.rcv(ms(5), ack_from_peer(sk, sk.snd_una, window=65535 + 1000), b"")
+    sk.tcp_rcv_state_process(ms(5), ack_from_peer(sk, sk.snd_una, window=65535 + 1000), b"")
     assert not sk.dst_pending_confirm
 
 

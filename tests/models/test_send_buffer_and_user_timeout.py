@@ -14,7 +14,8 @@ from model_pair import A_ADDR, B_ADDR
 from models.clock import ms
 from models.errors import SocketError
 from models.socket import SK_WMEM_MAX, SOCK_MIN_SNDBUF, SocketLayer
-from models.tcp import TCP_SKB_TRUESIZE_EMPTY, TcpParams, TcpState
+from models.tcp import TcpParams, TcpState
+from models.tcp_h import TCP_SKB_TRUESIZE_EMPTY
 from models.wire import ACK, SYN, TcpRepr, linux_options
 
 PEER = 40000

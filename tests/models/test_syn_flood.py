@@ -11,8 +11,10 @@ from model_pair import A_ADDR, B_ADDR
 from models.board import Board
 from models.clock import ms, sec
 from models.config import DEFAULT_CONFIG, SERVICE_LISTEN_BACKLOG, FirmwareConfig
-from models.socket import SYN_FLOOD_LINE, SocketLayer
-from models.tcp import TcpParams, TcpSock, TcpState, cookie_init_timestamp
+from models.socket import SocketLayer
+from models.syncookies import cookie_init_timestamp
+from models.tcp import TcpParams, TcpSock, TcpState
+from models.tcp_ipv4 import SYN_FLOOD_LINE
 from models.wire import ACK, RST, SYN, TcpRepr, linux_options
 
 LINUX_SYN_OPTS = linux_options(mss=1460, ts=(777, 0), sack_perm=True, wscale=7)
@@ -155,7 +157,7 @@ def test_a_peer_the_tcp_metrics_know_may_fill_the_last_quarter():
     # RTT sample entered TIME_WAIT (tcp_time_wait)
     layer = listener(1000, syncookies=0, max_syn_backlog=16)
     earlier = TcpSock(TcpParams(), random.Random(2), (B_ADDR, 80), (A_ADDR, 39999))
-    earlier.srtt_us = 8000
-    earlier.set_state(0, TcpState.TIME_WAIT)
+    earlier.rtt.srtt_us = 8000
+    earlier.tcp_set_state(0, TcpState.TIME_WAIT)
     layer.closed_socks.append(earlier)
     assert all(len(o) == 1 for o in flood(layer, 16))

@@ -10,7 +10,8 @@ from models.board import Board
 from models.config import SYSCTL_DEFAULTS, ConfigError, FirmwareConfig
 from models.ipv4 import Fib, Ipv4Layer
 from models.neighbour import NeighParams, NeighTable
-from models.tcp import TcpParams, tcp_select_initial_window
+from models.tcp import TcpParams
+from models.tcp_h import tcp_select_initial_window
 from models.wire import ICMP_ECHOREPLY, IcmpRepr, Ipv4Repr, ip4, mac_bytes
 
 BOARD = ip4("10.0.2.15")

@@ -10,15 +10,10 @@ from model_pair import A_ADDR, B_ADDR, TcpPair
 from models.clock import Window, ms, sec
 from models.errors import SocketError
 from models.socket import SocketLayer
-from models.tcp import (
-    TCP_RTO_MAX,
-    FinWait2Unsure,
-    TcpParams,
-    TcpState,
-    TimerKind,
-    tcp_model_timeout,
-    tcp_select_initial_window,
-)
+from models.tcp import TcpParams, TcpState, TimerKind
+from models.tcp_h import TCP_RTO_MAX, tcp_select_initial_window
+from models.tcp_minisocks import FinWait2Unsure
+from models.tcp_timer import tcp_model_timeout
 from models.wire import ACK, FIN, PSH, RST, SYN, TcpRepr, linux_options
 
 
@@ -250,7 +245,7 @@ def test_data_after_a_gap_longer_than_the_rto_is_acked_at_once_again():
     pair.put("a", pair.a.send(ms(50), cfd, b"hello"))
     pair.run_until(ms(60))
     server = pair.b.sock(sfd)
-    server.quick = 0                          # the quick ACKs of the connection's start are spent
+    server.icsk_ack.quick = 0                          # the quick ACKs of the connection's start are spent
     pair.run_until(ms(1060))                  # idle 1 s: longer than the RTO (210 ms)
     pair.put("a", pair.a.send(ms(1060), cfd, b"again"))
     pair.run_until(ms(1200))
@@ -399,7 +394,7 @@ def test_fin_flag_rides_on_last_data_when_closing():
     sk.cwnd = 0   # hold the data so close() queues the FIN behind it
     pair.a.close(ms(50), cfd)
     sk.cwnd = 10
-    sk._write_xmit(ms(51))
+    sk.tcp_write_xmit(ms(51))
     (seg,) = sk._flush()
     assert seg.tcp.flags & FIN and seg.payload == b"tail"
 

@@ -17,7 +17,8 @@ from models.clock import JIFFY, Window, ms, sec, timer_wheel_slack
 from models.config import FirmwareConfig
 from models.errors import ModelUsageError
 from models.neighbour import Nud
-from models.tcp import TCP_CA_LOSS, TcpParams, TcpSock, TcpState, TimerKind, _TxSkb
+from models.tcp import TcpParams, TcpSock, TcpState, TimerKind
+from models.tcp_h import TCP_CA_LOSS, TxSkb
 from models.wire import ArpRepr, EthernetRepr, ip4, mac_bytes
 from models.wire.arp import ARPOP_REPLY
 
@@ -151,8 +152,8 @@ def test_icmp_unreachable_on_an_established_socket_is_soft_and_reverts_the_backo
     sk = TcpSock(TcpParams(), random.Random(0))
     sk.state = TcpState.ESTABLISHED
     sk.snd_una, sk.snd_nxt = 1000, 1100
-    sk.rtx_queue.append(_TxSkb(1000, b"x" * 100, 0, sent_at=0, tx_at=sec(1)))
-    sk.srtt_us, sk.rttvar_us = 8 * 10_000, 200_000     # srtt 10 ms, rttvar 200 ms: RTO 210 ms
+    sk.rtx_queue.append(TxSkb(1000, b"x" * 100, 0, sent_at=0, tx_at=sec(1)))
+    sk.rtt.srtt_us, sk.rtt.rttvar_us = 8 * 10_000, 200_000     # srtt 10 ms, rttvar 200 ms: RTO 210 ms
     sk.backoff, sk.retransmits, sk.rto = 2, 2, ms(840)
     sk.timers[TimerKind.RETRANSMIT] = sec(1) + ms(840)
     out = sk.icmp_unreach(sec(1) + ms(100), 1000, 1)
@@ -215,7 +216,7 @@ def _established_with_data(data: bytes = b"x" * 23) -> tuple[TcpSock, list[bool]
     sk.host_queued = lambda s, seq: held[0]
     sk.connect(0, (ip4("10.0.2.15"), 40000), (ip4(PEER), 7))
     # SACK permitted: a tail loss probe is scheduled (tcp_schedule_loss_probe: tcp_is_sack)
-    sk.rcv(ms(10), TcpRepr(7, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535,
+    sk.tcp_rcv_state_process(ms(10), TcpRepr(7, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535,
                            linux_options(mss=1460, sack_perm=True)), b"")
     sk.send(ms(20), data)
     return sk, held
@@ -243,10 +244,10 @@ def test_an_rto_whose_copy_waits_in_the_host_is_resent_when_tsq_calls_back():
     t_rto3 = sk.poll_at()
     held[0] = False
     release = t_rto3 - ms(300)
-    (again,) = sk.tsq_release(release)
+    (again,) = sk.tcp_tsq_write(release)
     assert again.payload == b"x" * 23 and sk.tsq_throttled is None and not sk.head_lost_unsent
     assert sk.poll_at() == release + sk.rto        # rearmed from now, not the backed-off timer
-    assert sk.tsq_release(release + 1) == []         # once: the head is no longer lost and unsent
+    assert sk.tcp_tsq_write(release + 1) == []         # once: the head is no longer lost and unsent
 
 
 def test_a_tail_loss_probe_held_in_the_host_resends_nothing_when_tsq_calls_back():
@@ -256,7 +257,7 @@ def test_a_tail_loss_probe_held_in_the_host_resends_nothing_when_tsq_calls_back(
     _, tlp = _fire(sk)
     assert tlp == [] and sk.tsq_throttled is not None and not sk.head_lost_unsent
     held[0] = False
-    assert sk.tsq_release(sk.poll_at() - 1) == [] and sk.tsq_throttled is None
+    assert sk.tcp_tsq_write(sk.poll_at() - 1) == [] and sk.tsq_throttled is None
 
 
 def test_a_tail_loss_probe_with_several_segments_out_adds_2_ms_before_rounding():
@@ -265,7 +266,7 @@ def test_a_tail_loss_probe_with_several_segments_out_adds_2_ms_before_rounding()
     sk, _ = _established_with_data()
     assert sk.poll_at() == ms(20) + ms(210)        # one segment out: 2 srtt + 200 ms, capped by the RTO
     sk2, _ = _established_with_data(b"y" * 2000)   # two segments out
-    assert len(sk2.rtx_queue) == 2 and sk2.probe_pending and sk2.poll_at() == ms(20) + ms(30)
+    assert len(sk2.rtx_queue) == 2 and sk2.tlp.pending and sk2.poll_at() == ms(20) + ms(30)
 
 
 def _synack_after(retries: int, echo_first: bool = False) -> TcpSock:
@@ -279,7 +280,7 @@ def _synack_after(retries: int, echo_first: bool = False) -> TcpSock:
         t, out = _fire(sk)
         assert [s.tcp.flags for s in out] == [SYN]
     echo = syn.tcp.timestamp[0] if echo_first else out[0].tcp.timestamp[0] if retries else syn.tcp.timestamp[0]
-    sk.rcv(t + ms(10), TcpRepr(7, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535,
+    sk.tcp_rcv_state_process(t + ms(10), TcpRepr(7, 40000, 1000, (sk.iss + 1) % (1 << 32), SYN | ACK, 65535,
                                linux_options(mss=1460, ts=(5, echo), sack_perm=True, wscale=7)), b"")
     return sk
 
@@ -330,21 +331,21 @@ def test_the_rtt_sample_is_the_oldest_acked_segments_and_none_if_a_resend_is_ack
         sk.send(ms(150), b"b" * 10)
         if resend_first:
             sk.rtx_queue[0].retransmitted = True
-        sk.rcv(ms(200), TcpRepr(7, 40000, 1001, sk.snd_nxt, ACK, 65535, ()), b"")
+        sk.tcp_rcv_state_process(ms(200), TcpRepr(7, 40000, 1001, sk.snd_nxt, ACK, 65535, ()), b"")
         return sk
 
-    srtt0 = _established_with_data(b"")[0].srtt_us
+    srtt0 = _established_with_data(b"")[0].rtt.srtt_us
     assert srtt0 == 10_000 << 3                       # the handshake's 10 ms
     # 7/8 of the old plus 1/8 of 100 ms (the first segment's), not of 50 ms
-    assert acked(False).srtt_us == srtt0 - (srtt0 >> 3) + 100_000
-    assert acked(True).srtt_us == srtt0               # no sample at all
+    assert acked(False).rtt.srtt_us == srtt0 - (srtt0 >> 3) + 100_000
+    assert acked(True).rtt.srtt_us == srtt0               # no sample at all
 
 
 def test_the_give_up_time_counts_from_the_first_rto_retransmission_not_the_probe():
     # tcp_retransmit_skb saves the stamp of the first (attempted) retransmit and
     # tcp_write_timeout counts tcp_model_timeout(tcp_retries2) from it; the tail loss probe
     # resends through __tcp_retransmit_skb (tcp_send_loss_probe), which stamps nothing
-    from models.tcp import tcp_model_timeout
+    from models.tcp_timer import tcp_model_timeout
 
     sk, _ = _established_with_data()
     sk.params = TcpParams(retries2=3)
