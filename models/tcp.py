@@ -219,12 +219,10 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.dst_pending_confirm = False
         self.passive = False   # accepted from a listener (tcp_create_openreq_child)
         # SO_SNDBUF (sk_sndbuf with SOCK_SNDBUF_LOCK; None: not set, the send buffer is not
-        # modelled) and the end sequence of each skb sent and not yet wholly acked, which
-        # sk_wmem_queued counts (see _wmem_queued, _skb_sent); TCP_USER_TIMEOUT
+        # modelled; sk_wmem_queued is counted from the queues, see _wmem_queued); TCP_USER_TIMEOUT
         # (icsk_user_timeout, ms, 0: none) and icsk_probes_tstamp (the first zero-window
         # probe timer of a run)
         self.sndbuf: int | None = None
-        self.rtx_skb_ends: list[TcpSeq] = []
         self.user_timeout_ms = 0
         self.probes_tstamp: int | None = None
         self._tx: list[OutSegment] = []
@@ -341,22 +339,18 @@ class TcpSock(TcpInput, TcpOutput, TcpRecovery, TcpTimer, TcpMinisocks):
         self.tcp_write_xmit(now)         # tcp_push(): the tail marked PSH (unless MSG_MORE), then push
         return copied, self._flush()
 
-    def _skb_sent(self) -> None:
-        """An skb ending at snd_nxt has gone to the retransmit queue (for _wmem_queued)."""
-        if len(self.rtx_skb_ends) >= 32:
-            self.rtx_skb_ends = [end for end in self.rtx_skb_ends if self.snd_una < end]
-        self.rtx_skb_ends.append(self.snd_nxt)
-
     def _wmem_queued(self) -> int:
         """sk_wmem_queued: each skb of the write and retransmit queues at its truesize,
         TCP_SKB_TRUESIZE_EMPTY (tcp_stream_alloc_skb, tcp_skb_entail) plus its data
-        (skb_copy_to_page_nocache). Sending the head of an skb splits it (tso_fragment: a
-        second skb); an ACK frees the skbs it covers (tcp_clean_rtx_queue) and trims one
-        it covers in part by the bytes acked (tcp_trim_head). Not counted: the FIN's own
-        skb, and a split when an RTO resends part of a GSO skb (tcp_fragment)."""
-        self.rtx_skb_ends = [end for end in self.rtx_skb_ends if self.snd_una < end]
-        skbs = len(self.rtx_skb_ends) + len(self.skb_lens)
-        return skbs * TCP_SKB_TRUESIZE_EMPTY + len(self.write_queue) + (self.snd_nxt - self.snd_una)
+        (skb_copy_to_page_nocache). The retransmit queue's skbs are its segments' skb ids:
+        sending the head of an skb splits it (tso_fragment), as does tcp_fragment (an RTO's
+        or a fast retransmit's part, a SACK's edge), each part charged its own truesize; a
+        FIN of its own is an skb too (tcp_send_fin -> tcp_queue_skb); an ACK frees the skbs
+        it covers (tcp_clean_rtx_queue) and trims one it covers in part (tcp_trim_head)."""
+        q = self.rtx_queue
+        skbs = len({skb.skb_id for skb in q}) + len(self.skb_lens)
+        trimmed = self.snd_una - q[0].seq if q and q[0].seq < self.snd_una else 0
+        return skbs * TCP_SKB_TRUESIZE_EMPTY + len(self.write_queue) + sum(len(skb.data) for skb in q) - trimmed
 
     def tcp_sendmsg_locked(self, now: int, data: bytes) -> int:
         """tcp_sendmsg_locked(): copy into the tail skb while it is below the size goal,

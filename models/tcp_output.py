@@ -315,7 +315,6 @@ class TcpOutput:
             self._xmit_new(now, flags if last else 0, piece, gso_psh if last else 0, skb_id)
             if len(piece) < mss:
                 self.snd_sml = self.snd_nxt
-        self._skb_sent()
 
     def tcp_mss_split_point(self, skb_len: int, is_tail: bool, max_segs: int, nagle_off: bool) -> int:
         """tcp_mss_split_point(): how much of the head skb goes out as one burst: max_segs
@@ -372,8 +371,7 @@ class TcpOutput:
             if not self.write_queue and self.fin_queued:
                 flags |= FIN
                 self.fin_queued = False
-            self._xmit_new(now, flags, data)
-            self._skb_sent()                    # the head, or the part tcp_fragment cut off
+            self._xmit_new(now, flags, data)    # the head, or the part tcp_fragment cut off
             self.tcp_rearm_rto(now)                # tcp_event_new_data_sent: nothing was out
         else:
             self.tcp_transmit_skb(now, 0, self.snd_una - 1, b"", "window-probe")

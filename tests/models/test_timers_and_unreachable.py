@@ -369,3 +369,17 @@ def test_an_rto_sets_cubics_ssthresh_once_per_loss_episode():
     assert (sk.ssthresh, sk.cwnd) == (7, 1)
     _fire(sk)                        # the next RTO, still in CA_Loss
     assert sk.ssthresh == 7
+
+
+def test_a_probe_that_splits_off_the_tail_charges_the_new_skb_in_the_send_buffer():
+    # tcp_send_loss_probe -> tcp_fragment: the resent last MSS becomes an skb of its own,
+    # charged its truesize in sk_wmem_queued (the data is counted once)
+    from models.tcp_h import TCP_SKB_TRUESIZE_EMPTY
+
+    sk, _ = _established_with_data(b"z" * 2000)      # one skb: 1460 + 540 bytes
+    assert len({s.skb_id for s in sk.rtx_queue}) == 1
+    before = sk._wmem_queued()
+    assert before == TCP_SKB_TRUESIZE_EMPTY + 2000
+    _, out = _fire(sk)
+    assert [s.cause for s in out] == ["loss-probe-retransmit"]
+    assert sk._wmem_queued() == before + TCP_SKB_TRUESIZE_EMPTY
