@@ -259,6 +259,20 @@ def test_a_segment_on_another_flow_than_the_line_says_fails():
     assert r.failure.line == 1 and "flow" in r.failure.message and r.failure.actual.endswith("flow 2 at 0 s")
 
 
+def test_an_absolute_time_behind_a_late_segment_waits_for_it_within_the_targets_slack():
+    # the SYN-ACK due at 0 came 15 ms late; the ACK's absolute 1 ms is then behind it
+    text = "0 < S 0:0(0)\n0 > S. 0:0(0) ack 1\n0.001 < . 1:1(0) ack 1\n"
+    late = FakeTarget([_seg(15, SYN | ACK, 1000, REMOTE_ISN_PLUS_1)])
+    late.late_slack_ns = 20 * 10**6
+    assert run_script(parse_script(text), late).passed
+    # a script whose times run backwards is wrong whatever the target's slack
+    text = "0 < S 0:0(0)\n0.1 > S. 0:0(0) ack 1\n0.05 < . 1:1(0) ack 1\n"
+    late = FakeTarget([_seg(100, SYN | ACK, 1000, REMOTE_ISN_PLUS_1)])
+    late.late_slack_ns = 20 * 10**6
+    r = run_script(parse_script(text), late)
+    assert r.failure.line == 3 and "runs backwards" in r.failure.message, r.failure
+
+
 def test_a_new_syn_on_a_flow_starts_a_connection_with_its_own_isn():
     text = "0 < S 0:0(0)\n+0 > S. 0:0(0) ack 1\n+1 < S {seq}:{seq}(0)\n+0 > S. 0:0(0) ack {ack}\n"
     sent = [_seg(0, SYN | ACK, 1000, REMOTE_ISN_PLUS_1), _seg(1000, SYN | ACK, 9000, REMOTE_ISN_PLUS_1 + 5000)]
@@ -436,6 +450,20 @@ def test_absolute_times_move_with_a_call_that_began_late():
     target = Target([(3, None, 10 * 10**6), (0, None, 0)])
     assert run_script(script, target).passed
     assert target.asked == [("socket", 0), ("listen", 110 * 10**6)], "the script's time 0 moved 10 ms"
+
+
+def test_a_failure_names_the_calls_before_it_that_began_late():
+    class Target(LaterTarget):
+        call_slack_ns = 20 * 10**6      # a board's: a call may begin late
+
+    text = THREE_CALLS + "+0 > S. 0:0(0) ack 1\n"
+    # bind began 9 ms late (inside the slack), listen 2 ms late (inside the tolerance)
+    r = run_script(parse_script(text), Target([(3, None, 0), (0, None, 9 * 10**6), (0, None, 2 * 10**6)]))
+    assert r.failure.line == 4 and r.failure.late_calls == ["line 2: bind() 9.0 ms"], r.failure
+    assert "calls that began late: line 2: bind() 9.0 ms" in r.failure.describe("x.pkt")
+    assert r.to_json()["failure"]["late_calls"] == ["line 2: bind() 9.0 ms"]
+    r = run_script(parse_script(text), Target([(3, None, 0), (0, None, 0), (0, None, 0)]))
+    assert r.failure.line == 4 and r.failure.late_calls == [] and "late" not in r.failure.describe("x.pkt")
 
 
 def test_an_earlier_calls_failure_is_reported_before_a_later_lines():

@@ -63,6 +63,10 @@ class Failure:
     message: str
     expected: str | None = None
     actual: str | None = None
+    # calls before the failing line that began later than the tolerance (a board's agent
+    # may, by up to pkt_call_latency): where the kernel's answer hangs on a call's time
+    # (ato, pingpong), the cause may be the call's lateness, not the stack
+    late_calls: list[str] = field(default_factory=list)
 
     def describe(self, path: str) -> str:
         s = f"{path}:{self.line}: {self.message}\n    script:   {self.text}"
@@ -70,6 +74,8 @@ class Failure:
             s += f"\n    expected: {self.expected}"
         if self.actual:
             s += f"\n    actual:   {self.actual}"
+        if self.late_calls:
+            s += f"\n    calls that began late: {'; '.join(self.late_calls)}"
         return s
 
 
@@ -97,6 +103,8 @@ class ScriptResult:
             f = self.failure
             d["failure"] = {"line": f.line, "script_line": f.text, "message": f.message,
                             "expected": f.expected, "actual": f.actual}
+            if f.late_calls:
+                d["failure"]["late_calls"] = f.late_calls
         return d
 
 
@@ -130,6 +138,7 @@ class _State:
     last_call_at: int = 0                         # when the last answered call began
     shift_ns: int = 0                             # how far absolute script times moved (a late call)
     call_lates: list[int] = field(default_factory=list)   # answered calls: began - their time, ns
+    late_calls: list[tuple[int, str, int]] = field(default_factory=list)   # (line, call, ns) past the tolerance
 
     def flow(self, n: int) -> _Flow:
         return self.flows.setdefault(n, _Flow())
@@ -416,6 +425,8 @@ def _settle(st: _State, block: bool) -> None:
         st.last_call_at = max(st.last_call_at, began)
         late = began - at_ns
         st.call_lates.append(late)
+        if late > st.tol_usecs * 1000:
+            st.late_calls.append((ev.line, call.name, late))
         # the script's absolute times move with a call that began late, as relative ones do
         st.shift_ns = max(st.shift_ns, late)
         if late > st.tol_usecs * 1000 + st.target.call_slack_ns:
@@ -471,8 +482,10 @@ def run_script(script, target: Target, tolerance_usecs: int | None = None) -> Sc
                 raise _fail(ev, "'*' is for outbound segments")
             at, _ = _expected_window(st, ev)
             if at < st.prev_ns:
-                # within the tolerance, an absolute time just behind the last event's actual one
-                if st.prev_ns - at > st.tol_usecs * 1000:
+                # an absolute time just behind the last event's actual one: within the
+                # tolerance, and the target's late slack (an outbound segment may come that
+                # much later, and a time after it in the script is then behind it)
+                if st.prev_ns - at > st.tol_usecs * 1000 + target.late_slack_ns:
                     raise _fail(ev, f"the script's time runs backwards: {_fmt_time(at)} after "
                                     f"{_fmt_time(st.prev_ns)}")
                 at = st.prev_ns
@@ -515,6 +528,9 @@ def run_script(script, target: Target, tolerance_usecs: int | None = None) -> Sc
                 result.failure = exc.failure
         except TargetError:
             pass
+    if result.failure is not None:
+        result.failure.late_calls = [f"line {line}: {name}() {late / 1e6:.1f} ms"
+                                     for line, name, late in st.late_calls if line <= result.failure.line]
     result.offsets_ns = st.offsets
     result.call_lates_ns = st.call_lates
     return result
