@@ -19,6 +19,7 @@ Inputs (dicts, times in integer nanoseconds under "t"):
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 import random
@@ -184,8 +185,8 @@ class Board:
         self._armed: dict[tuple, int] = {}
         self._late: dict[tuple, int] = {}
         self._hints: dict[tuple, list[int]] = {}
-        self._timer_objs: dict[tuple, Any] = {}
         self._learnt: dict[tuple, Window] = {}
+        self._timer_live: list = []   # what armed the timers of _armed (see _timers)
         # The model judges a board (the oracle's model), rather than playing one (the
         # model-as-board): it predicts as optional what only some of Linux's draws, or
         # applications the model does not play, would make the board send (models.neighbour).
@@ -487,29 +488,37 @@ class Board:
         self._retime(now, late)
         return out
 
-    def _timers(self) -> dict[tuple, int]:
-        """The armed network timers: neighbour entries, TCP sockets, request socks."""
+    def _timers(self) -> tuple[dict[tuple, int], list]:
+        """The armed network timers (neighbour entries, TCP sockets, request socks), keyed
+        by what armed them, by its id; and those objects, which _retime keeps alive until
+        the next look so that no id in a key is reused meanwhile (see _timer_obj)."""
         armed: dict[tuple, int] = {}
-        objs: dict[tuple, Any] = {}
+        live: list = []
         for n in self.neigh.entries.values():
             if n.timer is not None:
-                key = ("neigh", id(n))
-                armed[key] = n.timer
-                objs[key] = n
+                armed[("neigh", id(n))] = n.timer
+                live.append(n)
         if self.sockets.established:
             for sk in self.sockets.established.values():
-                for name, when in sk.timers.items():
-                    key = ("sk", id(sk), name)
-                    armed[key] = when
-                    objs[key] = sk
+                if sk.timers:
+                    for name, when in sk.timers.items():
+                        armed[("sk", id(sk), name)] = when
+                    live.append(sk)
         for s in self.sockets.listeners.values():
             if s.listener.syn_queue:   # most listeners have no request socks: skip the walk
                 for req in s.listener.syn_queue.values():
-                    key = ("req", id(req))
-                    armed[key] = req.expires_at
-                    objs[key] = req
-        self._timer_objs = objs
-        return armed
+                    armed[("req", id(req))] = req.expires_at
+                    live.append(req)
+        return armed, live
+
+    def _timer_obj(self, key: tuple) -> Any:
+        """The entry, socket or request sock a key of _armed names: found when needed (a
+        timer first armed, a hint applied), not built into a table on every input."""
+        ident = key[1]
+        for obj in self._timer_live:
+            if id(obj) == ident:
+                return obj
+        raise KeyError(key)
 
     def timer_hints(self, seen: list[tuple[int, tuple]]) -> None:
         """When the real board's timers fired, as far as its frames tell: `seen` lists
@@ -530,7 +539,7 @@ class Board:
         self._hints = hints
 
     def _hint_key(self, key: tuple) -> tuple | None:
-        obj = self._timer_objs.get(key)
+        obj = self._timer_obj(key)
         if key[0] == "neigh":
             return ("arp", obj.key)
         if key[0] == "sk" and key[2] in (TimerKind.RETRANSMIT, TimerKind.KEEPALIVE):
@@ -563,7 +572,7 @@ class Board:
         return moved and not any(t <= now for t in self._armed.values())
 
     def _set_timer(self, key: tuple, when: int) -> None:
-        obj = self._timer_objs[key]
+        obj = self._timer_obj(key)
         if key[0] == "neigh":
             obj.timer = when
         elif key[0] == "sk":
@@ -574,13 +583,13 @@ class Board:
     def _retime(self, now: int, late: int) -> None:
         """Timers (re)armed while handling something that ran `late` inherit that lateness
         plus their own slack (kernel/time/timer.c: one granule of the wheel level)."""
-        armed = self._timers()
+        armed, self._timer_live = self._timers()
         if armed == self._armed:
             return   # nothing was armed, moved or stopped: every timer keeps its lateness
         self._late = {k: (self._late[k] if self._armed.get(k) == t and k in self._late
                           else late + timer_wheel_slack(max(0, t - now))) for k, t in armed.items()}
         for k in armed.keys() - self._armed.keys():
-            sk = self._timer_objs[k]
+            sk = self._timer_obj(k)
             if k[0] == "sk" and k[2] is TimerKind.KEEPALIVE and sk.passive and not sk.keepalive_accepted:
                 # the daemon's SO_KEEPALIVE after accept() (see _start_services)
                 sk.keepalive_accepted = True
@@ -715,11 +724,25 @@ def predict(config, inputs: list[dict[str, Any]], until: int | None = None, seed
     # (time, index) orders the inputs (the index breaks ties, so the dicts are never compared)
     queue = [(int(ev["t"]), i, ev) for i, ev in enumerate(inputs)]
     queue.sort()
-    qi, n_inputs = 0, len(queue)
     if until is None:
         until = (queue[-1][0] if queue else 0) + 60 * NSEC_PER_SEC
     pred = Prediction(random_fields=["tcp.seq (ISN)", "tcp.ts (TSval offset)", "ip.id of connected sockets",
                                      "tcp.sport of connect()", "neighbour reachable_time", "phylib poll phase"])
+    # The cyclic garbage collector is paused while the timeline runs: the loop allocates
+    # outputs that live to the end (its generational passes would walk the growing list of
+    # them again and again, a fifth of a long run) and makes no reference cycles of its own.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _run_timeline(board, queue, until, pred)
+    finally:
+        if collecting:
+            gc.enable()
+    return pred
+
+
+def _run_timeline(board: Board, queue: list, until: int, pred: Prediction) -> None:
+    qi, n_inputs = 0, len(queue)
     events = pred.events
     down_since: int | None = None
     while True:
@@ -750,7 +773,6 @@ def predict(config, inputs: list[dict[str, Any]], until: int | None = None, seed
         events.extend(out)
     if down_since is not None:
         pred.constraints.append({"kind": "no_frames_between", "from": down_since, "to": until})
-    return pred
 
 
 def run_back_to_back(config_a, config_b, inputs_a: list[dict[str, Any]], inputs_b: list[dict[str, Any]],

@@ -53,3 +53,41 @@ def edit_board_segment(pcap: Path, board_ip: int, pick: Callable[[list], int], *
         struct.pack_into("<II", raw, rec, t // 1_000_000_000, t % 1_000_000_000)
     pcap.write_bytes(bytes(raw))
     return tcp
+
+
+def board_frames(pcap: Path, board_ip: int, protocol: int) -> list[tuple[int, int, int]]:
+    """(frame offset, IPv4 header offset, its length) of the board's IPv4 packets of `protocol`."""
+    raw = pcap.read_bytes()
+    out, off = [], 24
+    while off < len(raw):
+        incl = _REC.unpack_from(raw, off)[2]
+        frame = raw[off + 16:off + 16 + incl]
+        eth, packet = EthernetRepr.parse(frame)
+        if eth.ethertype == 0x0800:
+            ip, _ = Ipv4Repr.parse(packet)
+            if ip.protocol == protocol and ip.src == board_ip:
+                out.append((off + 16, off + 16 + len(frame) - len(packet), ip.header_len))
+        off += 16 + incl
+    return out
+
+
+def edit_board_packet(pcap: Path, board_ip: int, protocol: int, index: int, edit: Callable[[bytearray], None],
+                      *, fix_checksum: bool = True) -> None:
+    """Change the board's `index`th IPv4 packet of `protocol` in place: `edit` gets its L4
+    bytes (an ICMP message here) to change; with `fix_checksum` the ICMP checksum is made
+    right again (a board that sent such a packet whole), else the bytes are left as edited."""
+    _, ip_at, ihl = board_frames(pcap, board_ip, protocol)[index]
+    raw = bytearray(pcap.read_bytes())
+    tot_len = struct.unpack_from(">H", raw, ip_at + 2)[0]
+    l4 = bytearray(raw[ip_at + ihl:ip_at + tot_len])
+    edit(l4)
+    if fix_checksum:
+        l4[2:4] = b"\0\0"
+        data = bytes(l4) + b"\0" * (len(l4) % 2)
+        s = sum(struct.unpack(f">{len(data) // 2}H", data))
+        while s >> 16:
+            s = (s & 0xFFFF) + (s >> 16)
+        l4[2:4] = struct.pack(">H", ~s & 0xFFFF)
+    raw[ip_at + ihl:ip_at + tot_len] = l4
+    pcap.write_bytes(bytes(raw))
+

@@ -276,3 +276,28 @@ def test_a_healthy_board_at_an_edge_of_a_sysctl_is_judged_healthy(tmp_path, key,
     spec = model_board(cfg, firmware=cfg)
     _, v = run(spec, name, tmp_path)
     assert v.ok, (v.error, json.dumps(v.rows, indent=1, default=int))
+
+
+def test_a_board_tcp_segment_with_a_wrong_checksum_is_a_csum_mismatch(tmp_path):
+    """Linux sends no segment with a wrong checksum (ftgmac100 fills the offloaded ones
+    before the wire): one bit of a judged SYN-ACK's checksum changed is a field mismatch
+    naming csum, of that segment only."""
+    import dataclasses
+
+    from models.wire import ip4
+    from models.wire.ipv4 import IPPROTO_TCP
+
+    from .pcap_edit import board_frames, edit_board_packet
+
+    spec = model_board()
+    r = run_scenario(spec, load_scenario("handshake"), tmp_path / "run", log=lambda m: None)
+    assert check_scenario(spec, r, Tolerance()).ok
+    board_ip = ip4(str(spec.firmware.interface.address.ip))
+    cap = r.out_dir / "capture.pcap"
+    # the board's frames: each handshake's SYN-ACK and its ACK of the peer's FIN; the first
+    # handshake is the readiness probe, before the judged window
+    assert len(board_frames(cap, board_ip, IPPROTO_TCP)) == 6
+    edit_board_packet(cap, board_ip, IPPROTO_TCP, 2, lambda seg: seg.__setitem__(17, seg[17] ^ 4), fix_checksum=False)
+    v = check_scenario(spec, dataclasses.replace(r), Tolerance())
+    assert [(row["kind"], row["field"]) for row in v.rows] == [("FIELD_MISMATCH", "csum")], \
+        json.dumps(v.rows, indent=1, default=int)

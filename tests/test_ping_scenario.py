@@ -8,7 +8,9 @@ on the model-as-board (fast) and on the emulated board (`board`)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import shutil
 
 import pytest
 
@@ -17,6 +19,10 @@ from harness.oracle import Tolerance
 from harness.runner import check_scenario, run_scenario
 from harness.scenario import load_scenario
 from models.config import DEFAULT_CONFIG
+from models.wire import ip4
+from models.wire.ipv4 import IPPROTO_ICMP
+
+from .pcap_edit import board_frames, edit_board_packet
 
 
 def image(sysctls: dict | None = None, **interface) -> dict:
@@ -70,6 +76,37 @@ def test_model_as_board_with_another_route_back_arps_for_it_and_never_replies(se
     instead of the peer. Nobody answers either, so the reply to 10.0.3.7 never goes."""
     v = run_icmp_echo(board("model", seeded), tmp_path)
     assert rows(v) == {("EXTRA", "ARP_REQUEST"), ("MISSING", "ICMP_ECHO_REPLY")}
+
+
+def _flip_data(l4: bytearray) -> None:
+    l4[20] ^= 0x40                                    # a byte of the echo's data
+
+
+def _next_seq(l4: bytearray) -> None:
+    l4[7] = (l4[7] + 1) & 0xFF                        # the sequence number's low byte
+
+
+@pytest.mark.parametrize("edit,fix,fields", [
+    (_flip_data, True, {"l4_hash"}),                  # other data, checksummed right
+    (_next_seq, True, {"icmp_seq"}),                  # another echo's sequence number
+    (_flip_data, False, {"l4_hash", "csum"}),         # a byte changed after the checksum
+    (lambda l4: None, False, {"csum"}),               # only the checksum wrong...
+], ids=["data", "sequence", "data-unchecksummed", "checksum"])
+def test_an_echo_reply_that_is_not_the_requests_echo_is_a_field_mismatch(tmp_path, edit, fix, fields):
+    spec = board("model")
+    run = run_scenario(spec, load_scenario("icmp-echo"), tmp_path / "icmp-echo", log=lambda m: None)
+    cap = tmp_path / "edited"
+    shutil.copytree(run.out_dir, cap)
+    board_ip = ip4(str(spec.firmware.interface.address.ip))
+    assert len(board_frames(cap / "capture.pcap", board_ip, IPPROTO_ICMP)) == 2
+    if edit is not _flip_data and not fix:
+        edit = lambda l4: l4.__setitem__(3, l4[3] ^ 1)   # noqa: E731 - ...by one bit
+    edit_board_packet(cap / "capture.pcap", board_ip, IPPROTO_ICMP, 0, edit, fix_checksum=fix)
+    v = check_scenario(spec, dataclasses.replace(run, out_dir=cap), Tolerance())
+    assert {(r["kind"], r["stream_name"]) for r in v.rows} == {("FIELD_MISMATCH", "ICMP_ECHO_REPLY")}, \
+        json.dumps(v.rows, indent=1, default=int)
+    assert {r["field"] for r in v.rows} == fields and len({r["obs_id"] for r in v.rows}) == 1, v.rows
+    assert not v.ok
 
 
 # -- the emulated board -------------------------------------------------------------------------

@@ -142,14 +142,23 @@ _O_EOL = TcpOpt.EOL.value
 U64_ETH_DST, U64_ETH_SRC, U64_ARP_SHA, U64_ARP_THA, U64_TCP_OPT_KINDS = range(5)
 N_U64 = 5
 (U32_FRAME, U32_WIRE_LEN, U32_CAP_LEN, U32_IFACE, U32_IP_SRC, U32_IP_DST, U32_TCP_SEQ, U32_TCP_ACK,
- U32_TCP_TSVAL, U32_TCP_TSECR, U32_ARP_SPA, U32_ARP_TPA, U32_PAYLOAD_LEN) = range(13)
-N_U32 = 13
+ U32_TCP_TSVAL, U32_TCP_TSECR, U32_ARP_SPA, U32_ARP_TPA, U32_PAYLOAD_LEN, U32_L4_HASH) = range(14)
+N_U32 = 14
 (U16_LAYERS, U16_ETHERTYPE, U16_VLAN, U16_IP_LEN, U16_IP_ID, U16_IP_FRAG, U16_SPORT, U16_DPORT,
- U16_TCP_FLAGS, U16_TCP_WINDOW, U16_TCP_MSS, U16_ARP_OP) = range(12)
-N_U16 = 12
+ U16_TCP_FLAGS, U16_TCP_WINDOW, U16_TCP_MSS, U16_ARP_OP, U16_ICMP_ID, U16_ICMP_SEQ) = range(14)
+N_U16 = 14
 (U8_IP_TTL, U8_IP_DF, U8_IP_PROTO, U8_TCP_WSCALE, U8_TCP_OPTS, U8_TCP_OPT_COUNT, U8_ICMP_TYPE,
- U8_ICMP_CODE, U8_IP_TOS) = range(9)
-N_U8 = 9
+ U8_ICMP_CODE, U8_IP_TOS, U8_CSUM) = range(10)
+N_U8 = 10
+
+# The `csum` column's bits: which checksums of an IPv4 frame are wrong (ip_fast_csum over
+# the header; TCP, UDP (unless 0: none sent) and ICMP over their whole segment, TCP and UDP
+# with the pseudo-header), or could not be checked (the capture holds less than they cover).
+# Linux never sends a wrong one, and a NIC that offloads them fills them before the wire.
+CSUM_IP_BAD, CSUM_L4_BAD, CSUM_UNVERIFIED = 1, 2, 4
+# `l4_hash`: FNV-1a (32 bits) of the captured TCP, UDP or ICMP payload (after the ICMP
+# header's 8 bytes), so an echo reply's data can be held to its request's; 0 without one.
+FNV32_OFFSET, FNV32_PRIME = 0x811C9DC5, 0x01000193
 
 COLUMNS: dict[str, tuple[str, int, str]] = {
     # name: (block, row, meaning)
@@ -193,6 +202,10 @@ COLUMNS: dict[str, tuple[str, int, str]] = {
     "arp_tpa": ("u32", U32_ARP_TPA, "ARP target IPv4"),
     "icmp_type": ("u8", U8_ICMP_TYPE, "ICMP type"),
     "icmp_code": ("u8", U8_ICMP_CODE, "ICMP code"),
+    "icmp_id": ("u16", U16_ICMP_ID, "ICMP header bytes 4-5 (an echo's identifier)"),
+    "icmp_seq": ("u16", U16_ICMP_SEQ, "ICMP header bytes 6-7 (an echo's sequence number)"),
+    "csum": ("u8", U8_CSUM, "checksums wrong or unchecked: CSUM_IP_BAD | CSUM_L4_BAD | CSUM_UNVERIFIED"),
+    "l4_hash": ("u32", U32_L4_HASH, "FNV-1a of the captured TCP/UDP/ICMP payload, 0 without one"),
 }
 
 _BLOCK_DTYPES = {"i64": np.int64, "u64": np.uint64, "u32": np.uint32, "u16": np.uint16, "u8": np.uint8}
@@ -304,6 +317,35 @@ def _mac(b, o):
 _INT64_MAX = np.iinfo(np.int64).max
 # Largest capture time that still fits int64 after the widest if_tsoffset (+-2^32 s).
 _TS_MAX = _INT64_MAX - 4294967296 * 1000000000
+
+
+@njit(cache=True, inline="always")
+def _ones_sum(b, a, z):
+    """The 16-bit big-endian words of b[a:z] summed (an odd last byte padded with zero)."""
+    s = np.int64(0)
+    k = a
+    while k + 1 < z:
+        s += (np.int64(b[k]) << 8) | np.int64(b[k + 1])
+        k += 2
+    if k < z:
+        s += np.int64(b[k]) << 8
+    return s
+
+
+@njit(cache=True, inline="always")
+def _csum_ok(s):
+    """A sum over data that includes its checksum is right when it folds to 0xffff."""
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s == 0xFFFF
+
+
+@njit(cache=True, inline="always")
+def _fnv1a(b, a, z):
+    h = np.int64(FNV32_OFFSET)
+    for k in range(a, z):
+        h = ((h ^ np.int64(b[k])) * FNV32_PRIME) & 0xFFFFFFFF
+    return h
 
 
 @njit(cache=True)
@@ -589,16 +631,33 @@ def _decode_ipv4(buf, q, end, i, layers, u32, u16, u8, u64):
     u8[U8_IP_DF, i] = (frag >> 14) & 1
     u8[U8_IP_TTL, i] = buf[q + 8]
     u8[U8_IP_PROTO, i] = proto
-    u32[U32_IP_SRC, i] = _u32(buf, q + 12, True)
-    u32[U32_IP_DST, i] = _u32(buf, q + 16, True)
+    src = np.int64(_u32(buf, q + 12, True))
+    dst = np.int64(_u32(buf, q + 16, True))
+    u32[U32_IP_SRC, i] = src
+    u32[U32_IP_DST, i] = dst
     if ihl < 20 or total < ihl:
         return layers | _L_MALFORMED
+    csum = 0
+    if q + ihl > end:
+        csum = CSUM_UNVERIFIED
+    elif not _csum_ok(_ones_sum(buf, q, q + ihl)):
+        csum = CSUM_IP_BAD
+    l4 = q + ihl
+    if not frag & 0x1FFF and (proto == IPPROTO_TCP or proto == IPPROTO_UDP or proto == IPPROTO_ICMP):
+        if q + total > end:
+            csum |= CSUM_UNVERIFIED
+        elif not (proto == IPPROTO_UDP and (total - ihl < 8 or _u16(buf, l4 + 6, True) == 0)):
+            s = _ones_sum(buf, l4, q + total)
+            if proto != IPPROTO_ICMP:   # the pseudo-header
+                s += (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + (total - ihl)
+            if not _csum_ok(s):
+                csum |= CSUM_L4_BAD
+    u8[U8_CSUM, i] = csum
     if frag & 0x1FFF:
         return layers | _L_FRAGMENT
     if q + ihl > end:
         return layers | _L_TRUNCATED
     # The IP total length, not the capture, bounds L4: Ethernet pads short frames.
-    l4 = q + ihl
     l4_end = min(end, q + total)
     if proto == IPPROTO_TCP:
         return _decode_tcp(buf, l4, l4_end, total - ihl, i, layers, u32, u16, u8, u64)
@@ -609,12 +668,19 @@ def _decode_ipv4(buf, q, end, i, layers, u32, u16, u8, u64):
         u16[U16_DPORT, i] = _u16(buf, l4 + 2, True)
         ulen = _u16(buf, l4 + 4, True)
         u32[U32_PAYLOAD_LEN, i] = ulen - 8 if ulen >= 8 else 0
+        if l4 + 8 < l4_end:
+            u32[U32_L4_HASH, i] = _fnv1a(buf, l4 + 8, l4_end)
         return layers | _L_UDP
     if proto == IPPROTO_ICMP:
         if l4 + 2 > l4_end:
             return layers | _L_TRUNCATED
         u8[U8_ICMP_TYPE, i] = buf[l4]
         u8[U8_ICMP_CODE, i] = buf[l4 + 1]
+        if l4 + 8 <= l4_end:
+            u16[U16_ICMP_ID, i] = _u16(buf, l4 + 4, True)
+            u16[U16_ICMP_SEQ, i] = _u16(buf, l4 + 6, True)
+            if l4 + 8 < l4_end:
+                u32[U32_L4_HASH, i] = _fnv1a(buf, l4 + 8, l4_end)
         return layers | _L_ICMP
     return layers
 
@@ -634,6 +700,8 @@ def _decode_tcp(buf, t, t_end, seg_len, i, layers, u32, u16, u8, u64):
     if doff < 20:
         return layers | _L_MALFORMED
     u32[U32_PAYLOAD_LEN, i] = seg_len - doff if seg_len >= doff else 0
+    if t + doff < t_end:
+        u32[U32_L4_HASH, i] = _fnv1a(buf, t + doff, t_end)
     o = t + 20
     o_end = t + doff
     if o_end > t_end:

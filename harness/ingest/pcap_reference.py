@@ -6,10 +6,15 @@ from __future__ import annotations
 import struct
 
 from harness.ingest.pcap import (
+    CSUM_IP_BAD,
+    CSUM_L4_BAD,
+    CSUM_UNVERIFIED,
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
     ETHERTYPE_QINQ,
     ETHERTYPE_VLAN,
+    FNV32_OFFSET,
+    FNV32_PRIME,
     IPPROTO_ICMP,
     IPPROTO_TCP,
     IPPROTO_UDP,
@@ -260,6 +265,7 @@ def _decode_ipv4(frame: bytes, q: int, layers: int, row: dict) -> int:
                ip_proto=proto, ip_src=src, ip_dst=dst)
     if ihl < 20 or total < ihl:
         return layers | Layer.MALFORMED
+    row["csum"] = _checksums(frame, q, ihl, total, frag, proto, src, dst)
     if frag & 0x1FFF:
         return layers | Layer.FRAGMENT
     if q + ihl > len(frame):
@@ -272,13 +278,56 @@ def _decode_ipv4(frame: bytes, q: int, layers: int, row: dict) -> int:
             return layers | Layer.TRUNCATED
         row["sport"], row["dport"], ulen = struct.unpack_from(">HHH", l4, 0)
         row["payload_len"] = max(ulen - 8, 0)
+        if len(l4) > 8:
+            row["l4_hash"] = _fnv1a(l4[8:])
         return layers | Layer.UDP
     if proto == IPPROTO_ICMP:
         if len(l4) < 2:
             return layers | Layer.TRUNCATED
         row["icmp_type"], row["icmp_code"] = l4[0], l4[1]
+        if len(l4) >= 8:
+            row["icmp_id"], row["icmp_seq"] = struct.unpack_from(">HH", l4, 4)
+            if len(l4) > 8:
+                row["l4_hash"] = _fnv1a(l4[8:])
         return layers | Layer.ICMP
     return layers
+
+
+def _ones_complement_ok(data: bytes, extra: int = 0) -> bool:
+    """Whether `data` (holding its own checksum) and `extra` (a pseudo-header's words)
+    sum to one's-complement -0, as a right checksum makes them."""
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f">{len(data) // 2}H", data)) + extra
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s == 0xFFFF
+
+
+def _checksums(frame: bytes, q: int, ihl: int, total: int, frag: int, proto: int, src: int, dst: int) -> int:
+    """The `csum` column (see harness.ingest.pcap.CSUM_IP_BAD): the header's checksum, then
+    the segment's, each when the capture holds what it covers."""
+    csum = 0
+    if q + ihl > len(frame):
+        csum = CSUM_UNVERIFIED
+    elif not _ones_complement_ok(frame[q:q + ihl]):
+        csum = CSUM_IP_BAD
+    if frag & 0x1FFF or proto not in (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP):
+        return csum
+    if q + total > len(frame):
+        return csum | CSUM_UNVERIFIED
+    seg = frame[q + ihl:q + total]
+    if proto == IPPROTO_UDP and (len(seg) < 8 or seg[6:8] == b"\0\0"):
+        return csum   # no checksum sent
+    pseudo = 0 if proto == IPPROTO_ICMP else (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + len(seg)
+    return csum if _ones_complement_ok(seg, pseudo) else csum | CSUM_L4_BAD
+
+
+def _fnv1a(data: bytes) -> int:
+    h = FNV32_OFFSET
+    for byte in data:
+        h = ((h ^ byte) * FNV32_PRIME) & 0xFFFFFFFF
+    return h
 
 
 def _decode_tcp(seg: bytes, seg_len: int, layers: int, row: dict) -> int:
@@ -291,6 +340,8 @@ def _decode_tcp(seg: bytes, seg_len: int, layers: int, row: dict) -> int:
     if doff < 20:
         return layers | Layer.MALFORMED
     row["payload_len"] = max(seg_len - doff, 0)
+    if doff < len(seg):
+        row["l4_hash"] = _fnv1a(seg[doff:])
     if doff > len(seg):
         layers |= Layer.TRUNCATED
     options = seg[20:doff]

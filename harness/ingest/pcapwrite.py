@@ -44,8 +44,16 @@ def ether(dst: int, src: int, ethertype: int, payload: bytes, vlans: Sequence[in
 
 
 def ipv4(src: int, dst: int, proto: int, payload: bytes, ttl: int = 64, ip_id: int = 0, df: bool = True,
-         frag_offset: int = 0, options: bytes = b"") -> bytes:
-    """An IPv4 datagram with a correct header checksum."""
+         frag_offset: int = 0, options: bytes = b"", l4_checksum: bool = True) -> bytes:
+    """An IPv4 datagram with a correct header checksum; a TCP or UDP payload whose
+    checksum is 0 gets its right one too (with `l4_checksum`, and not in a fragment), as
+    a sending stack or its NIC fills it in."""
+    if l4_checksum and not frag_offset and proto in (6, 17):
+        at = 16 if proto == 6 else 6
+        if len(payload) >= at + 2 and payload[at:at + 2] == b"\0\0":
+            pseudo = struct.pack(">IIBBH", src, dst, 0, proto, len(payload))
+            check = _checksum(pseudo + payload) or (0xFFFF if proto == 17 else 0)   # UDP sends 0 as 0xffff
+            payload = payload[:at] + struct.pack(">H", check) + payload[at + 2:]
     ihl = 5 + len(options) // 4
     flags = (0x4000 if df else 0) | (frag_offset & 0x1FFF)
     head = struct.pack(">BBHHHBBHII", 0x40 | ihl, 0, ihl * 4 + len(payload), ip_id, flags, ttl, proto, 0,
@@ -56,8 +64,8 @@ def ipv4(src: int, dst: int, proto: int, payload: bytes, ttl: int = 64, ip_id: i
 
 def tcp(sport: int, dport: int, seq: int, ack: int, flags: int, window: int, options: bytes = b"",
         payload: bytes = b"") -> bytes:
-    """A TCP segment (checksum left 0: nothing here validates it). Options are padded with
-    EOL to a multiple of 4 bytes."""
+    """A TCP segment, its checksum left 0 for ipv4() to fill in (it needs the addresses).
+    Options are padded with EOL to a multiple of 4 bytes."""
     options += b"\0" * (-len(options) % 4)
     doff = 5 + len(options) // 4
     return struct.pack(">HHIIBBHHH", sport, dport, seq, ack, doff << 4 | (flags >> 8) & 0x0F, flags & 0xFF,
@@ -220,9 +228,10 @@ def random_frame(rng: random.Random) -> bytes:
         body = arp(rng.choice((1, 2)), rng.getrandbits(48), rng.getrandbits(32), rng.getrandbits(48),
                    rng.getrandbits(32))
         return ether(0xFFFFFFFFFFFF, PEER_MAC, 0x0806, body, vlans)
-    if kind == 1:
+    if kind == 1:   # half of them with no checksum (0), as UDP may
         body = ipv4(src, dst, 17, udp(rng.getrandbits(16), rng.getrandbits(16), rng.randbytes(rng.randrange(40))),
-                    ttl=rng.randrange(256), ip_id=rng.getrandbits(16), df=rng.random() < 0.5)
+                    ttl=rng.randrange(256), ip_id=rng.getrandbits(16), df=rng.random() < 0.5,
+                    l4_checksum=rng.random() < 0.5)
         return ether(BOARD_MAC, PEER_MAC, 0x0800, body, vlans)
     if kind == 2:
         body = ipv4(src, dst, 1, icmp(rng.choice((0, 8)), 0, rng.randbytes(rng.randrange(4, 40))),
@@ -248,6 +257,11 @@ def random_records(rng: random.Random, n: int, start_ns: int = 1_700_000_000_000
     for _ in range(n):
         t += rng.randrange(1, 5_000_000)
         frame = random_frame(rng)
+        if frame[12:14] == b"\x08\x00" and rng.random() < 0.1:
+            # one byte of an IPv4 datagram changed on the way (its header's or its segment's
+            # checksum then fails)
+            k = rng.randrange(14, len(frame))
+            frame = frame[:k] + bytes([frame[k] ^ (1 << rng.randrange(8))]) + frame[k + 1:]
         if rng.random() < 0.1:
             out.append((t, frame[: rng.randrange(len(frame))], len(frame)))
         else:

@@ -91,6 +91,12 @@ STREAM_FIELDS: tuple[str, ...] = (
     # which the listener sends with ID 0, nor RSTs and bare ACKs with ID 0, which come from
     # the control socket); -1 on every other frame. See _ip_id_rel.
     "ip_id_rel",
+    # harness.ingest.pcap's `csum` bits on IPv4 frames (0: every checksum right), -1 on others
+    "csum",
+    # an ICMP message's identifier and sequence words; -1 on frames that are not ICMP
+    "icmp_id",
+    "icmp_seq",
+    "l4_hash",  # FNV-1a of the TCP/UDP/ICMP payload (0 without one): an echo reply's data
 )
 FIELD = {name: i for i, name in enumerate(STREAM_FIELDS)}
 
@@ -316,6 +322,11 @@ def _fields(t: PacketTable, kind: np.ndarray, direction: np.ndarray, stream: np.
     is_ip = (layers & Layer.IPV4) != 0
     f[:, FIELD["ip_tos"]] = np.where(is_ip, _i64(t.ip_tos), -1)
     f[:, FIELD["ip_id"]] = np.where(is_ip, _i64(t.ip_id), -1)
+    f[:, FIELD["csum"]] = np.where(is_ip, _i64(t.csum), -1)
+    is_icmp = (layers & Layer.ICMP) != 0
+    f[:, FIELD["icmp_id"]] = np.where(is_icmp, _i64(t.icmp_id), -1)
+    f[:, FIELD["icmp_seq"]] = np.where(is_icmp, _i64(t.icmp_seq), -1)
+    f[:, FIELD["l4_hash"]] = _i64(t.l4_hash)
     is_eth = (layers & Layer.ETHERNET) != 0
     f[:, FIELD["eth_src"]] = np.where(is_eth, _i64(t.eth_src), -1)
     f[:, FIELD["eth_dst"]] = np.where(is_eth, _i64(t.eth_dst), -1)

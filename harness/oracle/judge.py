@@ -61,43 +61,49 @@ KERNEL_FRAME_KINDS = (EventKind.ARP_REQUEST, EventKind.ARP_REPLY, EventKind.TCP_
 FAULT_KINDS = (EventKind.KERNEL_PANIC, EventKind.KERNEL_OOPS, EventKind.KERNEL_BUG, EventKind.KERNEL_WARNING)
 CONSOLE_KINDS = (EventKind.LINK_DOWN, EventKind.LINK_UP, EventKind.WATCHDOG_DID_NOT_STOP,
                  EventKind.NETDEV_WATCHDOG, EventKind.RESTARTING, EventKind.SYN_FLOOD, *FAULT_KINDS)
-# Every frame: who sent it to whom (the board's MAC; the neighbour's, from ARP).
-_ETH = ("eth_src", "eth_dst")
+# Every frame: who sent it to whom (the board's MAC; the neighbour's, from ARP)
+# And its checksums: Linux sends none wrong (the NIC fills the offloaded ones before the
+# wire), so a frame with a wrong IPv4 header, TCP, UDP or ICMP checksum is a mismatch.
+_EVERY_FRAME = ("eth_src", "eth_dst", "csum")
 _TCP_OPTS = ("tcp_mss", "tcp_wscale", "tcp_sack_perm", "tcp_timestamps", "tcp_opt_order", "tcp_window")
 CHECKED_FIELDS = {
     # ip_build_and_send_pkt from the listener: its TOS (dropbear's IP_TOS), DF, ID 0
     EventKind.TCP_SYNACK: field_mask("tcp_flags", *_TCP_OPTS, "tcp_rel_ack", "ip_ttl", "ip_df", "ip_tos", "ip_id",
-                                     *_ETH),
+                                     *_EVERY_FRAME),
     # tcp_v4_send_reset -> ip_send_unicast_reply on the control socket: the segment's TOS
     # less ECN, DF, ID 0
-    EventKind.TCP_RST: field_mask("tcp_flags", "tcp_rel_ack", "ip_ttl", "ip_df", "ip_tos", "ip_id", *_ETH),
+    EventKind.TCP_RST: field_mask("tcp_flags", "tcp_rel_ack", "ip_ttl", "ip_df", "ip_tos", "ip_id", *_EVERY_FRAME),
     # ip_queue_xmit: inet->tos, DF; the ID is the socket's inet_id, whose first value is
     # get_random_u16() (tcp_v4_connect): compared from the connection's first (ip_id_rel)
-    EventKind.TCP_SYN: field_mask("tcp_flags", *_TCP_OPTS, "ip_ttl", "ip_df", "ip_tos", "ip_id_rel", *_ETH),
+    EventKind.TCP_SYN: field_mask("tcp_flags", *_TCP_OPTS, "ip_ttl", "ip_df", "ip_tos", "ip_id_rel", *_EVERY_FRAME),
     # tcp_xmit_probe_skb -> tcp_transmit_skb: seq snd_una - 1, no data, the socket's TOS,
     # DF and inet_id (counted from the connection's first frame)
     EventKind.TCP_PROBE: field_mask("tcp_flags", "payload_len", "tcp_rel_seq", "tcp_rel_ack", "tcp_timestamps",
-                                    "ip_ttl", "ip_df", "ip_tos", "ip_id_rel", *_ETH),
-    EventKind.ARP_REPLY: field_mask("arp_op", *_ETH),
-    EventKind.ARP_REQUEST: field_mask("arp_op", *_ETH),
+                                    "ip_ttl", "ip_df", "ip_tos", "ip_id_rel", *_EVERY_FRAME),
+    EventKind.ARP_REPLY: field_mask("arp_op", *_EVERY_FRAME),
+    EventKind.ARP_REQUEST: field_mask("arp_op", *_EVERY_FRAME),
     # icmp_reply: the request's whole TOS byte, no DF; the ID is from ip_idents, random
-    # per bucket at boot: not compared
-    EventKind.ICMP_ECHO_REPLY: field_mask("icmp_type", "icmp_code", "ip_ttl", "ip_df", "ip_tos", *_ETH),
-    # __icmp_send: (TOS & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL, no DF
-    EventKind.ICMP_DEST_UNREACH: field_mask("icmp_type", "icmp_code", "ip_ttl", "ip_df", "ip_tos", *_ETH),
-    EventKind.ICMP_OTHER: field_mask("icmp_type", "icmp_code", *_ETH),
-    EventKind.IPV4_OTHER: field_mask(*_ETH),
-    EventKind.ARP_OTHER: field_mask("arp_op", *_ETH),
+    # per bucket at boot: not compared. icmp_echo: the request's identifier, sequence and
+    # data, whole (the length and a hash of the data)
+    EventKind.ICMP_ECHO_REPLY: field_mask("icmp_type", "icmp_code", "icmp_id", "icmp_seq", "ip_len", "l4_hash",
+                                          "ip_ttl", "ip_df", "ip_tos", *_EVERY_FRAME),
+    # __icmp_send: (TOS & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL, no DF; it quotes
+    # as much of the packet as fits in 576 bytes (the length)
+    EventKind.ICMP_DEST_UNREACH: field_mask("icmp_type", "icmp_code", "ip_len", "ip_ttl", "ip_df", "ip_tos",
+                                            *_EVERY_FRAME),
+    EventKind.ICMP_OTHER: field_mask("icmp_type", "icmp_code", *_EVERY_FRAME),
+    EventKind.IPV4_OTHER: field_mask(*_EVERY_FRAME),
+    EventKind.ARP_OTHER: field_mask("arp_op", *_EVERY_FRAME),
     EventKind.LINK_UP: field_mask("detail0", "detail1"),
     # the listener's port, and whether it sends cookies or drops (tcp_syncookies)
     EventKind.SYN_FLOOD: field_mask("detail0", "detail1"),
-    EventKind.TCP_DATA: APP_DATA_FIELDS | field_mask("ip_tos", "ip_id_rel", *_ETH),
+    EventKind.TCP_DATA: APP_DATA_FIELDS | field_mask("ip_tos", "ip_id_rel", *_EVERY_FRAME),
     # on a flow whose application shuts its side (BoardConnect.shutdown): its FIN
     # (tcp_send_fin), and its ACKs: the socket's own (inet_id, counted from the connection's
     # first frame) or a timewait sock's (tcp_v4_timewait_ack on the control socket: ID 0)
-    EventKind.TCP_FIN: APP_DATA_FIELDS | field_mask("ip_tos", "ip_id_rel", *_ETH),
+    EventKind.TCP_FIN: APP_DATA_FIELDS | field_mask("ip_tos", "ip_id_rel", *_EVERY_FRAME),
     EventKind.TCP_ACK: field_mask("tcp_flags", "payload_len", "tcp_rel_seq", "tcp_rel_ack", "tcp_timestamps",
-                                  "ip_ttl", "ip_df", "ip_tos", "ip_id", *_ETH),
+                                  "ip_ttl", "ip_df", "ip_tos", "ip_id", *_EVERY_FRAME),
 }
 
 

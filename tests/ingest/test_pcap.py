@@ -13,6 +13,9 @@ import pytest
 
 from harness.ingest import pcapwrite as W
 from harness.ingest.pcap import (
+    CSUM_IP_BAD,
+    CSUM_L4_BAD,
+    CSUM_UNVERIFIED,
     TCPOPT_MSS,
     TCPOPT_NOP,
     TCPOPT_SACK_PERM,
@@ -305,6 +308,9 @@ def test_numba_reader_matches_reference_on_random_captures(tmp_path, fmt, kw):
     fast, slow = _both(data)
     assert len(fast[0]) == 1500 and fast[1] == PcapFault.OK
     assert np.unique(fast[0].ip_tos).size > 200  # the TOS column was exercised, not all 0
+    # and the checksum verdicts: right, a wrong header, a wrong segment, unchecked
+    assert set(np.unique(fast[0].csum).tolist()) >= {0, CSUM_IP_BAD, CSUM_L4_BAD, CSUM_UNVERIFIED}
+    assert np.count_nonzero(fast[0].icmp_seq) > 50 and np.unique(fast[0].l4_hash).size > 500
     _assert_same(fast, slow)
 
 
@@ -315,11 +321,16 @@ TSHARK_FIELDS = [
     "tcp.options.mss_val", "tcp.options.wscale.shift", "tcp.options.timestamp.tsval",
     "tcp.options.timestamp.tsecr", "tcp.option_kind", "udp.srcport", "udp.dstport", "arp.opcode",
     "arp.src.hw_mac", "arp.src.proto_ipv4", "arp.dst.hw_mac", "arp.dst.proto_ipv4", "icmp.type", "icmp.code",
+    "icmp.ident", "icmp.seq", "ip.checksum.status", "tcp.checksum.status", "udp.checksum.status",
+    "icmp.checksum.status",
 ]
+# tshark's checksum verdicts (proto_checksum_enum_e): 0 bad, 1 good, 2 unverified, 3 absent
+TSHARK_CSUM_BAD = "0"
 
 
 def _tshark_rows(path):
-    cmd = ["tshark", "-r", str(path), "-T", "fields", "-E", "separator=|", "-E", "occurrence=a"]
+    cmd = ["tshark", "-r", str(path), "-T", "fields", "-E", "separator=|", "-E", "occurrence=a",
+           "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"]
     for f in TSHARK_FIELDS:
         cmd += ["-e", f]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -343,7 +354,7 @@ def test_fields_match_tshark_on_random_captures(tmp_path, fmt):
     table = read_pcap(path)
     rows = _tshark_rows(path)
     assert len(rows) == len(table)
-    checked = {"ip": 0, "tcp": 0, "udp": 0, "arp": 0, "icmp": 0}
+    checked = {"ip": 0, "tcp": 0, "udp": 0, "arp": 0, "icmp": 0, "csum_bad": 0}
     for i, r in enumerate(rows):
         sec, frac = r["frame.time_epoch"].split(".")
         assert table.time_ns[i] == int(sec) * 10**9 + int(frac.ljust(9, "0")[:9])
@@ -356,6 +367,14 @@ def test_fields_match_tshark_on_random_captures(tmp_path, fmt):
         ethertype = (r["vlan.etype"] or r["eth.type"]).split(",")[-1]
         assert table.ethertype[i] == _num(ethertype)
         assert table.vlan[i] == (_num(r["vlan.id"].split(",")[0]) if r["vlan.id"] else 0)
+        if layers & Layer.IPV4 and not int(table.csum[i]) & CSUM_UNVERIFIED:
+            # the checksums the reader found wrong are the ones tshark finds wrong
+            l4_status = r["tcp.checksum.status"] or r["udp.checksum.status"] or r["icmp.checksum.status"]
+            assert bool(table.csum[i] & CSUM_IP_BAD) == (r["ip.checksum.status"] == TSHARK_CSUM_BAD), r
+            assert bool(table.csum[i] & CSUM_L4_BAD) == (l4_status.split(",")[0] == TSHARK_CSUM_BAD), r
+            checked["csum_bad"] += bool(table.csum[i] & (CSUM_IP_BAD | CSUM_L4_BAD))
+        if table.csum[i]:
+            continue   # a changed byte (a length, a protocol) may stop tshark's dissection early
         if layers & Layer.IPV4:
             checked["ip"] += 1
             assert (table.ip_src[i], table.ip_dst[i]) == (W.ip(r["ip.src"]), W.ip(r["ip.dst"]))
@@ -392,5 +411,7 @@ def test_fields_match_tshark_on_random_captures(tmp_path, fmt):
         if layers & Layer.ICMP:
             checked["icmp"] += 1
             assert (table.icmp_type[i], table.icmp_code[i]) == (_num(r["icmp.type"]), _num(r["icmp.code"]))
+            if r["icmp.ident"]:   # an echo or echo reply whole to its sequence number
+                assert (table.icmp_id[i], table.icmp_seq[i]) == (_num(r["icmp.ident"]), _num(r["icmp.seq"]))
     # the comparison must have covered every protocol, not skipped them all
     assert all(n >= 10 for n in checked.values()), checked

@@ -157,7 +157,8 @@ FIELDS_BEFORE_ISSUE_9 = ("tcp_flags", "tcp_window", "tcp_mss", "tcp_wscale", "tc
 def test_ip_and_ethernet_fields_are_appended_after_the_existing_ones():
     n = len(FIELDS_BEFORE_ISSUE_9)
     assert STREAM_FIELDS[:n] == FIELDS_BEFORE_ISSUE_9
-    assert STREAM_FIELDS[n:] == ("ip_tos", "ip_id", "eth_src", "eth_dst", "ip_id_rel")
+    assert STREAM_FIELDS[n:] == ("ip_tos", "ip_id", "eth_src", "eth_dst", "ip_id_rel", "csum", "icmp_id", "icmp_seq",
+                                 "l4_hash")
 
 
 def board_seg(flags: int, seq: int, ip_id: int, sport: int = 40000, dport: int = 22) -> bytes:
