@@ -16,20 +16,29 @@ from models.wire.tcp import TCPOPT_TIMESTAMP, TcpRepr
 _REC = struct.Struct("<IIII")
 
 
-def board_tcp(pcap: Path, board_ip: int) -> list[tuple[int, int, TcpRepr, bytes]]:
-    """(record offset, TCP header offset, header, payload) of the board's TCP segments."""
+def _board_ipv4(pcap: Path, board_ip: int):
+    """(record offset, frame offset, the frame's IPv4 header offset, Ipv4Repr, its payload)
+    of each IPv4 packet the board sent."""
     raw = pcap.read_bytes()
-    out, off = [], 24
+    off = 24
     while off < len(raw):
         incl = _REC.unpack_from(raw, off)[2]
         frame = raw[off + 16:off + 16 + incl]
         eth, packet = EthernetRepr.parse(frame)
         if eth.ethertype == 0x0800:
-            ip, segment = Ipv4Repr.parse(packet)
-            if ip.protocol == IPPROTO_TCP and ip.src == board_ip:
-                tcp, payload = TcpRepr.parse(segment, ip.src, ip.dst)
-                out.append((off, off + 16 + len(frame) - len(packet) + ip.header_len, tcp, payload))
+            ip, payload = Ipv4Repr.parse(packet)
+            if ip.src == board_ip:
+                yield off, off + 16, off + 16 + len(frame) - len(packet), ip, payload
         off += 16 + incl
+
+
+def board_tcp(pcap: Path, board_ip: int) -> list[tuple[int, int, TcpRepr, bytes]]:
+    """(record offset, TCP header offset, header, payload) of the board's TCP segments."""
+    out = []
+    for rec, _, ip_at, ip, segment in _board_ipv4(pcap, board_ip):
+        if ip.protocol == IPPROTO_TCP:
+            tcp, payload = TcpRepr.parse(segment, ip.src, ip.dst)
+            out.append((rec, ip_at + ip.header_len, tcp, payload))
     return out
 
 
@@ -57,18 +66,8 @@ def edit_board_segment(pcap: Path, board_ip: int, pick: Callable[[list], int], *
 
 def board_frames(pcap: Path, board_ip: int, protocol: int) -> list[tuple[int, int, int]]:
     """(frame offset, IPv4 header offset, its length) of the board's IPv4 packets of `protocol`."""
-    raw = pcap.read_bytes()
-    out, off = [], 24
-    while off < len(raw):
-        incl = _REC.unpack_from(raw, off)[2]
-        frame = raw[off + 16:off + 16 + incl]
-        eth, packet = EthernetRepr.parse(frame)
-        if eth.ethertype == 0x0800:
-            ip, _ = Ipv4Repr.parse(packet)
-            if ip.protocol == protocol and ip.src == board_ip:
-                out.append((off + 16, off + 16 + len(frame) - len(packet), ip.header_len))
-        off += 16 + incl
-    return out
+    return [(at, ip_at, ip.header_len) for _, at, ip_at, ip, _ in _board_ipv4(pcap, board_ip)
+            if ip.protocol == protocol]
 
 
 def edit_board_packet(pcap: Path, board_ip: int, protocol: int, index: int, edit: Callable[[bytearray], None],
@@ -91,3 +90,19 @@ def edit_board_packet(pcap: Path, board_ip: int, protocol: int, index: int, edit
     raw[ip_at + ihl:ip_at + tot_len] = l4
     pcap.write_bytes(bytes(raw))
 
+
+
+def set_board_ip_id(pcap: Path, board_ip: int, protocol: int, index: int, ident: int) -> int:
+    """Give the board's `index`th IPv4 packet of `protocol` the ID `ident`, its header
+    checksum made right again. Returns the ID it had."""
+    _, ip_at, ihl = board_frames(pcap, board_ip, protocol)[index]
+    raw = bytearray(pcap.read_bytes())
+    old = struct.unpack_from(">H", raw, ip_at + 4)[0]
+    struct.pack_into(">H", raw, ip_at + 4, ident)
+    struct.pack_into(">H", raw, ip_at + 10, 0)
+    s = sum(struct.unpack_from(f">{ihl // 2}H", raw, ip_at))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    struct.pack_into(">H", raw, ip_at + 10, ~s & 0xFFFF)
+    pcap.write_bytes(bytes(raw))
+    return old

@@ -22,7 +22,7 @@ from models.config import DEFAULT_CONFIG
 from models.wire import ip4
 from models.wire.ipv4 import IPPROTO_ICMP
 
-from .pcap_edit import board_frames, edit_board_packet
+from .pcap_edit import board_frames, edit_board_packet, set_board_ip_id
 
 
 def image(sysctls: dict | None = None, **interface) -> dict:
@@ -60,7 +60,7 @@ def icmp_rows(v, kind: str) -> list[dict]:
 # -- the model as the board -------------------------------------------------------------------
 def test_healthy_model_as_board_passes(tmp_path):
     v = run_icmp_echo(board("model"), tmp_path)
-    assert v.predicted == 3 and v.observed == 3     # the ARP for the peer, two echo replies
+    assert v.predicted == 4 and v.observed == 4     # the ARP for the peer, three echo replies
     assert v.rows == [] and getattr(v, "error", None) is None, json.dumps(v.rows, indent=1, default=int)
 
 
@@ -98,7 +98,7 @@ def test_an_echo_reply_that_is_not_the_requests_echo_is_a_field_mismatch(tmp_pat
     cap = tmp_path / "edited"
     shutil.copytree(run.out_dir, cap)
     board_ip = ip4(str(spec.firmware.interface.address.ip))
-    assert len(board_frames(cap / "capture.pcap", board_ip, IPPROTO_ICMP)) == 2
+    assert len(board_frames(cap / "capture.pcap", board_ip, IPPROTO_ICMP)) == 3
     if edit is not _flip_data and not fix:
         edit = lambda l4: l4.__setitem__(3, l4[3] ^ 1)   # noqa: E731 - ...by one bit
     edit_board_packet(cap / "capture.pcap", board_ip, IPPROTO_ICMP, 0, edit, fix_checksum=fix)
@@ -107,6 +107,29 @@ def test_an_echo_reply_that_is_not_the_requests_echo_is_a_field_mismatch(tmp_pat
         json.dumps(v.rows, indent=1, default=int)
     assert {r["field"] for r in v.rows} == fields and len({r["obs_id"] for r in v.rows}) == 1, v.rows
     assert not v.ok
+
+
+@pytest.mark.parametrize("step,ok", [(1, True), (51, True), (0, False), (30000, False)])
+def test_the_second_reply_to_a_peer_has_an_id_ip_idents_could_give_after_the_first(tmp_path, step, ok):
+    """The replies at 0 and 0.5 s go to one peer: ip_idents_reserve gives the second an ID
+    1 to 1 + 50 jiffies after the first (and a few more: the frame tolerance, the packets
+    between). The same ID again or one far off is a FIELD_MISMATCH on ip_id; the first
+    reply's ID is anything (random at boot), and so is the reply to another peer's."""
+    spec = board("model")
+    run = run_scenario(spec, load_scenario("icmp-echo"), tmp_path / "icmp-echo", log=lambda m: None)
+    cap = tmp_path / "edited"
+    shutil.copytree(run.out_dir, cap)
+    board_ip = ip4(str(spec.firmware.interface.address.ip))
+    first = set_board_ip_id(cap / "capture.pcap", board_ip, IPPROTO_ICMP, 0, 0x1234)
+    set_board_ip_id(cap / "capture.pcap", board_ip, IPPROTO_ICMP, 2, first ^ 0x5555)   # the other peer's
+    set_board_ip_id(cap / "capture.pcap", board_ip, IPPROTO_ICMP, 1, (0x1234 + step) & 0xFFFF)
+    v = check_scenario(spec, dataclasses.replace(run, out_dir=cap), Tolerance())
+    if ok:
+        assert v.ok and v.rows == [], json.dumps(v.rows, indent=1, default=int)
+        return
+    assert [(r["kind"], r["stream_name"], r["field"]) for r in v.rows] == \
+        [("FIELD_MISMATCH", "ICMP_ECHO_REPLY", "ip_id")], json.dumps(v.rows, indent=1, default=int)
+    assert "ip_idents to 10.0.2.2" in v.rows[0]["detail"] and not v.ok
 
 
 # -- the emulated board -------------------------------------------------------------------------

@@ -456,10 +456,11 @@ def test_builtin_icmp_echo_predicts_a_reply_to_the_board_and_via_the_gateway_and
     cfg = FirmwareConfig.default()
     sc = load_scenario("icmp-echo")
     assert sc.peer == "silent" and sc.tier == "ci" and sc.end_ns <= 15_000_000_000
-    assert [s.args.get("to", "board") for s in sc.steps] == ["board", "subnet-broadcast", "limited-broadcast",
-                                                             "board"]
+    assert [s.args.get("to", "board") for s in sc.steps] == ["board", "board", "subnet-broadcast",
+                                                             "limited-broadcast", "board"]
     pred = predict(cfg, model_inputs(sc, cfg), until=MODEL_SCENARIO_START_NS + sc.end_ns)
     frames = [e.detail for e in pred.events if e.kind == "frame" and e.t >= MODEL_SCENARIO_START_NS]
     replies = [(d["dst_ip"], d["dst"]) for d in frames if d.get("proto") == 1]
-    assert replies == [("10.0.2.2", "52:55:0a:00:02:02"), ("10.0.3.7", "52:55:0a:00:02:02")]
+    assert replies == [("10.0.2.2", "52:55:0a:00:02:02"), ("10.0.2.2", "52:55:0a:00:02:02"),
+                       ("10.0.3.7", "52:55:0a:00:02:02")]
     assert [d["tip"] for d in frames if d.get("proto") == "arp"] == ["10.0.2.2"]

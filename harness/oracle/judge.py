@@ -32,17 +32,20 @@ from harness.ingest.streams import (
     FIELD,
     FROM_BOARD,
     STREAM_FIELDS,
+    TO_BOARD,
     concat_observed,
     field_mask,
     frame_events,
     stream_key,
 )
 from harness.oracle.bounds import APP_LATENCY_NS, CONSTANTS, LINKWATCH_MAX_DELAY_NS, RTT_CASES_MAX, Learnt
-from harness.oracle.inputs import APP_DATA_FIELDS, BoardConnect, ModelInputs, model_inputs
+from harness.oracle.inputs import APP_DATA_FIELDS, BoardConnect, ModelInputs, _row, model_inputs
 from harness.oracle.loop import ModelRun, run_model
 from harness.oracle.observe import Artifacts, Observation, observe
+from models.clock import JIFFY
 from models.config import FirmwareConfig
-from models.wire import ip4
+from models.ipv4 import ip_idents_follows
+from models.wire import ip4, ip4_str
 
 # Frame kinds the kernel sends on its own. ARP_REQUEST includes the unicast probes of a
 # NUD_PROBE entry (neigh_probe -> arp_solicit to the cached address), compared with the
@@ -83,8 +86,9 @@ CHECKED_FIELDS = {
     EventKind.ARP_REPLY: field_mask("arp_op", *_EVERY_FRAME),
     EventKind.ARP_REQUEST: field_mask("arp_op", *_EVERY_FRAME),
     # icmp_reply: the request's whole TOS byte, no DF; the ID is from ip_idents, random
-    # per bucket at boot: not compared. icmp_echo: the request's identifier, sequence and
-    # data, whole (the length and a hash of the data)
+    # per bucket at boot: not compared here but held to its bound (ip_idents_rows).
+    # icmp_echo: the request's identifier, sequence and data, whole (the length and a hash
+    # of the data)
     EventKind.ICMP_ECHO_REPLY: field_mask("icmp_type", "icmp_code", "icmp_id", "icmp_seq", "ip_len", "l4_hash",
                                           "ip_ttl", "ip_df", "ip_tos", *_EVERY_FRAME),
     # __icmp_send: (TOS & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL, no DF; it quotes
@@ -317,6 +321,7 @@ def judge(obs: Observation, mi: ModelInputs, run: ModelRun, start_ns: int, end_n
     for r in rows:
         r["stream_name"] = names.get(int(r["stream"]), "?")
     rows += [dict(r) for r in mi.rows if start_ns <= (r["obs_ns"] or start_ns) <= end_ns]
+    rows += ip_idents_rows(obs, start_ns, end_ns, tol.frame_ns)
     rows.sort(key=_row_time)
     compared = sorted({names.get(int(s), "?") for s in np.concatenate([pred.stream, seen.stream]).tolist()})
     series = {"predicted": [(names.get(int(s), "?"), int(t), int(lo), int(hi)) for s, t, lo, hi in
@@ -326,6 +331,57 @@ def judge(obs: Observation, mi: ModelInputs, run: ModelRun, start_ns: int, end_n
                            zip(seen.stream.tolist(), seen.time_ns.tolist(), strict=True)]}
     return Verdict(scenario, rows, len(pred), len(seen), obs.timeline.to_json(), start_ns, end_ns, [], series,
                    [*mi.learnt, *run.learnt, *_inet_ids(obs, start_ns, end_ns)], run.error, compared)
+
+
+def ip_idents_rows(obs: Observation, start_ns: int, end_ns: int, slack_ns: int) -> list[dict]:
+    """The IPv4 IDs of the board's echo replies, held to ip_idents_reserve()'s bound.
+
+    icmp_reply sends without DF from a socket with no destination, so ip_select_ident takes
+    the ID from the bucket of (daddr, saddr, protocol): random at boot (a peer's first
+    reply may have any ID), then each packet adds 1 and a random step below the jiffies
+    since the bucket's last use (models.ipv4.ip_idents_follows). A reply's ID is taken
+    when its request is handled: after the request reached the wire, before the reply
+    left, so two replies to one peer were reserved at most (the second's capture - the
+    first's request's capture) apart, plus `slack_ns` (the frame tolerance) for each.
+    IDs the wire never shows take steps too: a reply lost in an arp_queue or a qdisc, an
+    ICMP error, another flow hashed to the same bucket. Each needs a packet: one the board
+    sent without DF, or one it received (what it answered), between the two, so each of
+    those counts as one more possible step. Two replies whose IDs are further apart than
+    all that (a constant ID, a random one) are a FIELD_MISMATCH on the second's ip_id."""
+    f = obs.frames
+    t_all, fields = f.time_ns, f.fields
+    ipv4 = fields[:, FIELD["ip_tos"]] >= 0
+    icmp_type, icmp_id, icmp_seq = (fields[:, FIELD[k]] for k in ("icmp_type", "icmp_id", "icmp_seq"))
+    from_board = ipv4 & (obs.frame_dir == FROM_BOARD) & (t_all <= end_ns)
+    no_df = from_board & (fields[:, FIELD["ip_df"]] == 0)
+    inbound = ipv4 & (obs.frame_dir == TO_BOARD)
+    requests: dict[tuple[int, int, int], list[int]] = {}     # (peer, id, seq) -> request times
+    for i in np.flatnonzero(inbound & (obs.frame_kind == EventKind.ICMP_ECHO_REQUEST)).tolist():
+        requests.setdefault((int(obs.frame_peer_ip[i]), int(icmp_id[i]), int(icmp_seq[i])), []).append(int(t_all[i]))
+    in_times = np.sort(t_all[inbound])
+    no_df_times = np.sort(t_all[no_df])
+    rows: list[dict] = []
+    last: dict[int, tuple[int, int, int]] = {}      # peer -> (ID, its request's time, its own time)
+    order = np.argsort(t_all, kind="stable")
+    for i in order[(obs.frame_kind[order] == EventKind.ICMP_ECHO_REPLY) & no_df[order]].tolist():
+        peer, ident, t = int(obs.frame_peer_ip[i]), int(fields[i, FIELD["ip_id"]]), int(t_all[i])
+        asked = [q for q in requests.get((peer, int(icmp_id[i]), int(icmp_seq[i])), []) if q <= t + slack_ns]
+        prev = last.get(peer)
+        last[peer] = (ident, max(asked) if asked else t, t)
+        if prev is None or not asked or t < start_ns:
+            continue      # a peer's first reply (the bucket's start is random), or no request seen
+        p_id, p_asked, p_t = prev
+        lo, hi = p_asked - slack_ns, t + slack_ns
+        # every packet the board received or sent without DF in between, but the two replies
+        others = int(np.searchsorted(in_times, hi, "right") - np.searchsorted(in_times, lo, "left")) + \
+            int(np.searchsorted(no_df_times, t, "left") - np.searchsorted(no_df_times, p_t, "right"))
+        if not ip_idents_follows(p_id, lo, ident, hi + others * JIFFY):
+            rows.append(_row("FIELD_MISMATCH", "ICMP_ECHO_REPLY", t, "ip_id", (p_id + 1) & 0xFFFF, ident,
+                             int(f.frame[i]),
+                             f"ip_idents to {ip4_str(peer)}: ID {ident} after ID {p_id}, whose request came "
+                             f"{(t - p_asked) / 1e6:.1f} ms before: at most {(hi - lo) // JIFFY + others} more "
+                             f"than {(p_id + 1) & 0xFFFF} ({others} packets in or out between)"))
+    return rows
 
 
 def _inet_ids(obs: Observation, start_ns: int, end_ns: int) -> list[Learnt]:
