@@ -11,7 +11,14 @@ time and by CPU time) and whether both predicted the same outputs (a hash of
 `Prediction.to_json()`).
 `--baseline 1878b9a` is the model before its hot path was made lean.
 
+`--instructions` (with `--baseline REV`) counts CPU instructions instead of timing, under
+valgrind's callgrind: each tree runs the workload's first 10 and first 20 s of board time,
+and the difference over the difference in events is the instructions one event costs,
+setup (imports, the scenario) left out. On a machine whose speed drifts by tens of
+percent from one second to the next, this ratio is the same in every run.
+
     python bench/model.py [--minutes 10] [--interval-ms 2] [--describe] [--repeat 1] [--baseline REV]
+    python bench/model.py --instructions --baseline REV
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -95,8 +104,8 @@ def measure(minutes: int, interval_ms: float, describe: bool, repeat: int, diges
     return out
 
 
-def measure_revision(rev: str, args: argparse.Namespace) -> dict:
-    """The same workload on revision `rev`'s models/, in a subprocess of this script."""
+def _revision_tree(rev: str, tmp: str) -> str:
+    """Revision `rev`'s models/ extracted into `tmp`; its commit."""
     found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
                            capture_output=True, text=True)
     if found.returncode != 0:
@@ -104,9 +113,15 @@ def measure_revision(rev: str, args: argparse.Namespace) -> dict:
     commit = found.stdout.strip()
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit, "models"],
                              capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp)
+    return commit
+
+
+def measure_revision(rev: str, args: argparse.Namespace) -> dict:
+    """The same workload on revision `rev`'s models/, in a subprocess of this script."""
     with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(tmp)
+        commit = _revision_tree(rev, tmp)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--minutes", str(args.minutes),
                "--interval-ms", str(args.interval_ms), "--repeat", str(args.repeat)]
         if args.describe:
@@ -120,6 +135,38 @@ def measure_revision(rev: str, args: argparse.Namespace) -> dict:
         "prediction_sha256")}}
 
 
+INSTRUCTION_SPANS_S = (10, 20)   # board seconds of the workload each tree runs under callgrind
+
+
+def _events_in(seconds: int, interval_ms: float) -> int:
+    """(The child side of --instructions.) Run the workload's first `seconds` of board
+    time on this process's models/; the events it made."""
+    config = FirmwareConfig.default()
+    inputs = [ev for ev in scenario(config, max(1, -(-seconds // 60)), interval_ms) if ev["t"] <= seconds * NSEC_PER_SEC]
+    pred = predict(config, inputs, until=seconds * NSEC_PER_SEC, describe_frames=False)
+    return pred.inputs_processed + len(pred.events)
+
+
+def count_instructions(models_root: str | None, interval_ms: float) -> dict:
+    """Instructions per event of the models/ at `models_root` (None: this tree's)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    env = {**os.environ, "PYTHONHASHSEED": "0", **({MODELS_ROOT_ENV: models_root} if models_root else {})}
+    counts = []
+    for seconds in INSTRUCTION_SPANS_S:
+        child = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                                str(Path(__file__).resolve()), "--events-in", str(seconds),
+                                "--interval-ms", str(interval_ms)], capture_output=True, text=True, env=env)
+        found = re.search(r"Collected : (\d+)", child.stderr)
+        if child.returncode != 0 or found is None:
+            raise RuntimeError(f"callgrind run of {seconds} s failed:\n{child.stderr[-2000:]}")
+        counts.append((int(found.group(1)), int(child.stdout.split()[-1])))
+    (i1, e1), (i2, e2) = counts
+    return {"instructions": [i for i, _ in counts], "events": [e for _, e in counts],
+            "instructions_per_event": round((i2 - i1) / (e2 - e1))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=int, default=10)
@@ -128,7 +175,25 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="run the workload N times, report the fastest")
     ap.add_argument("--baseline", metavar="REV",
                     help="also run the workload on REV's models/ (e.g. 1878b9a) and report both and the ratio")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions per event under callgrind (this tree's and --baseline's) instead of time")
+    ap.add_argument("--events-in", type=int, metavar="SECONDS", help=argparse.SUPPRESS)   # --instructions' child
     args = ap.parse_args()
+    if args.events_in is not None:
+        print(_events_in(args.events_in, args.interval_ms))
+        return
+    if args.instructions:
+        ours = count_instructions(None, args.interval_ms)
+        report = {"benchmark": "models.board.predict, instructions per event (callgrind)",
+                  "scenario": f"ICMP echo every {args.interval_ms} ms, board seconds {INSTRUCTION_SPANS_S}", **ours}
+        if args.baseline:
+            with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
+                commit = _revision_tree(args.baseline, tmp)
+                base = count_instructions(tmp, args.interval_ms)
+            report["baseline"] = {"revision": args.baseline, "commit": commit, **base}
+            report["ratio"] = round(base["instructions_per_event"] / ours["instructions_per_event"], 2)
+        print(json.dumps(report, indent=1))
+        return
     # a baseline run, and the subprocess that measures one, also hash the whole prediction
     digest = bool(args.baseline or os.environ.get(MODELS_ROOT_ENV))
     ours = measure(args.minutes, args.interval_ms, args.describe, max(1, args.repeat), digest)
