@@ -367,9 +367,13 @@ def ip_idents_rows(obs: Observation, start_ns: int, end_ns: int, slack_ns: int) 
         peer, ident, t = int(obs.frame_peer_ip[i]), int(fields[i, FIELD["ip_id"]]), int(t_all[i])
         asked = [q for q in requests.get((peer, int(icmp_id[i]), int(icmp_seq[i])), []) if q <= t + slack_ns]
         prev = last.get(peer)
-        last[peer] = (ident, max(asked) if asked else t, t)
-        if prev is None or not asked or t < start_ns:
-            continue      # a peer's first reply (the bucket's start is random), or no request seen
+        if asked:
+            # the earliest such request: a repeated identifier and sequence only widen the
+            # bound. A reply whose request the capture lacks bounds nothing after it (its ID
+            # may have been taken long before it left): the next is held to the one before.
+            last[peer] = (ident, min(asked), t)
+        if prev is None or t < start_ns:
+            continue      # a peer's first reply: the bucket starts random
         p_id, p_asked, p_t = prev
         lo, hi = p_asked - slack_ns, t + slack_ns
         # every packet the board received or sent without DF in between, but the two replies
