@@ -64,9 +64,9 @@ KERNEL_FRAME_KINDS = (EventKind.ARP_REQUEST, EventKind.ARP_REPLY, EventKind.TCP_
 FAULT_KINDS = (EventKind.KERNEL_PANIC, EventKind.KERNEL_OOPS, EventKind.KERNEL_BUG, EventKind.KERNEL_WARNING)
 CONSOLE_KINDS = (EventKind.LINK_DOWN, EventKind.LINK_UP, EventKind.WATCHDOG_DID_NOT_STOP,
                  EventKind.NETDEV_WATCHDOG, EventKind.RESTARTING, EventKind.SYN_FLOOD, *FAULT_KINDS)
-# Every frame: who sent it to whom (the board's MAC; the neighbour's, from ARP)
-# And its checksums: Linux sends none wrong (the NIC fills the offloaded ones before the
-# wire), so a frame with a wrong IPv4 header, TCP, UDP or ICMP checksum is a mismatch.
+# Every frame: who sent it to whom (the board's MAC; the neighbour's, from ARP), and its
+# checksums: Linux sends none wrong (the NIC fills the offloaded ones before the wire), so
+# a frame with a wrong IPv4 header, TCP, UDP or ICMP checksum is a mismatch.
 _EVERY_FRAME = ("eth_src", "eth_dst", "csum")
 _TCP_OPTS = ("tcp_mss", "tcp_wscale", "tcp_sack_perm", "tcp_timestamps", "tcp_opt_order", "tcp_window")
 CHECKED_FIELDS = {
@@ -351,7 +351,7 @@ def ip_idents_rows(obs: Observation, start_ns: int, end_ns: int, slack_ns: int) 
     f = obs.frames
     t_all, fields = f.time_ns, f.fields
     ipv4 = fields[:, FIELD["ip_tos"]] >= 0
-    icmp_type, icmp_id, icmp_seq = (fields[:, FIELD[k]] for k in ("icmp_type", "icmp_id", "icmp_seq"))
+    icmp_id, icmp_seq = fields[:, FIELD["icmp_id"]], fields[:, FIELD["icmp_seq"]]
     from_board = ipv4 & (obs.frame_dir == FROM_BOARD) & (t_all <= end_ns)
     no_df = from_board & (fields[:, FIELD["ip_df"]] == 0)
     inbound = ipv4 & (obs.frame_dir == TO_BOARD)
