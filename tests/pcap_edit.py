@@ -9,6 +9,7 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+from models.wire._header import internet_checksum
 from models.wire.ethernet import EthernetRepr
 from models.wire.ipv4 import IPPROTO_TCP, Ipv4Repr
 from models.wire.tcp import TCPOPT_TIMESTAMP, TcpRepr
@@ -82,11 +83,7 @@ def edit_board_packet(pcap: Path, board_ip: int, protocol: int, index: int, edit
     edit(l4)
     if fix_checksum:
         l4[2:4] = b"\0\0"
-        data = bytes(l4) + b"\0" * (len(l4) % 2)
-        s = sum(struct.unpack(f">{len(data) // 2}H", data))
-        while s >> 16:
-            s = (s & 0xFFFF) + (s >> 16)
-        l4[2:4] = struct.pack(">H", ~s & 0xFFFF)
+        l4[2:4] = struct.pack(">H", internet_checksum(bytes(l4)))
     raw[ip_at + ihl:ip_at + tot_len] = l4
     pcap.write_bytes(bytes(raw))
 
@@ -100,9 +97,6 @@ def set_board_ip_id(pcap: Path, board_ip: int, protocol: int, index: int, ident:
     old = struct.unpack_from(">H", raw, ip_at + 4)[0]
     struct.pack_into(">H", raw, ip_at + 4, ident)
     struct.pack_into(">H", raw, ip_at + 10, 0)
-    s = sum(struct.unpack_from(f">{ihl // 2}H", raw, ip_at))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    struct.pack_into(">H", raw, ip_at + 10, ~s & 0xFFFF)
+    struct.pack_into(">H", raw, ip_at + 10, internet_checksum(bytes(raw[ip_at:ip_at + ihl])))
     pcap.write_bytes(bytes(raw))
     return old

@@ -124,6 +124,9 @@ def test_the_second_reply_to_a_peer_has_an_id_ip_idents_could_give_after_the_fir
     set_board_ip_id(cap / "capture.pcap", board_ip, IPPROTO_ICMP, 2, first ^ 0x5555)   # the other peer's
     set_board_ip_id(cap / "capture.pcap", board_ip, IPPROTO_ICMP, 1, (0x1234 + step) & 0xFFFF)
     v = check_scenario(spec, dataclasses.replace(run, out_dir=cap), Tolerance())
+    # each peer's first ID is learnt, any value: the bound's start
+    assert sorted((x.value, x.where) for x in v.learnt if x.name == "icmp_id") == \
+        sorted([(0x1234, "first echo reply to 10.0.2.2"), (first ^ 0x5555, "first echo reply to 10.0.3.7")])
     if ok:
         assert v.ok and v.rows == [], json.dumps(v.rows, indent=1, default=int)
         return

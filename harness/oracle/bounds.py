@@ -31,6 +31,12 @@ LEARNT: dict[str, LearntSpec] = {s.name: s for s in (
     LearntSpec("inet_id", "a connected socket's first IPv4 ID is get_random_u16() (tcp_v4_connect, "
                "tcp_v4_syn_recv_sock); ip_select_ident_segs then adds one per frame",
                "any 16-bit value; the socket's later IDs are compared as counts from it (ip_id_rel)"),
+    LearntSpec("icmp_id", "an ICMP echo reply's IPv4 ID comes from ip_idents_reserve's bucket for (peer, "
+               "board, ICMP), which starts at get_random_bytes at boot (ip_rt_init); each later packet adds 1 and "
+               "a random step below the jiffies since the bucket's last use (ip_select_ident, icmp_reply)",
+               "a peer's first reply: any 16-bit value; each later one at most 1 + the jiffies from the "
+               "previous reply's request to it (+ the frame tolerance at each end) + one per packet the board "
+               "received or sent without DF between, past the previous ID: else a FIELD_MISMATCH on ip_id"),
     LearntSpec("reachable_time", "a neighbour's reachable_time is a random draw in [base/2, 3*base/2) "
                "(neigh_rand_reach_time), and an accepted connection's writes confirm it unseen (sock_confirm_neigh)",
                "not adopted: the model predicts a unicast probe as optional only where some draw (and the DELAY "

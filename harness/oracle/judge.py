@@ -321,7 +321,8 @@ def judge(obs: Observation, mi: ModelInputs, run: ModelRun, start_ns: int, end_n
     for r in rows:
         r["stream_name"] = names.get(int(r["stream"]), "?")
     rows += [dict(r) for r in mi.rows if start_ns <= (r["obs_ns"] or start_ns) <= end_ns]
-    rows += ip_idents_rows(obs, start_ns, end_ns, tol.frame_ns)
+    id_rows, icmp_ids = ip_idents_rows(obs, start_ns, end_ns, tol.frame_ns)
+    rows += id_rows
     rows.sort(key=_row_time)
     compared = sorted({names.get(int(s), "?") for s in np.concatenate([pred.stream, seen.stream]).tolist()})
     series = {"predicted": [(names.get(int(s), "?"), int(t), int(lo), int(hi)) for s, t, lo, hi in
@@ -330,11 +331,13 @@ def judge(obs: Observation, mi: ModelInputs, run: ModelRun, start_ns: int, end_n
               "observed": [(names.get(int(s), "?"), int(t)) for s, t in
                            zip(seen.stream.tolist(), seen.time_ns.tolist(), strict=True)]}
     return Verdict(scenario, rows, len(pred), len(seen), obs.timeline.to_json(), start_ns, end_ns, [], series,
-                   [*mi.learnt, *run.learnt, *_inet_ids(obs, start_ns, end_ns)], run.error, compared)
+                   [*mi.learnt, *run.learnt, *_inet_ids(obs, start_ns, end_ns), *icmp_ids], run.error, compared)
 
 
-def ip_idents_rows(obs: Observation, start_ns: int, end_ns: int, slack_ns: int) -> list[dict]:
-    """The IPv4 IDs of the board's echo replies, held to ip_idents_reserve()'s bound.
+def ip_idents_rows(obs: Observation, start_ns: int, end_ns: int,
+                   slack_ns: int) -> tuple[list[dict], list[Learnt]]:
+    """The IPv4 IDs of the board's echo replies, held to ip_idents_reserve()'s bound: the
+    rows of those outside it, and each peer's first ID (learnt: `icmp_id`).
 
     icmp_reply sends without DF from a socket with no destination, so ip_select_ident takes
     the ID from the bucket of (daddr, saddr, protocol): random at boot (a peer's first
@@ -361,6 +364,7 @@ def ip_idents_rows(obs: Observation, start_ns: int, end_ns: int, slack_ns: int) 
     in_times = np.sort(t_all[inbound])
     no_df_times = np.sort(t_all[no_df])
     rows: list[dict] = []
+    learnt: list[Learnt] = []
     last: dict[int, tuple[int, int, int]] = {}      # peer -> (ID, its request's time, its own time)
     order = np.argsort(t_all, kind="stable")
     for i in order[(obs.frame_kind[order] == EventKind.ICMP_ECHO_REPLY) & no_df[order]].tolist():
@@ -372,8 +376,13 @@ def ip_idents_rows(obs: Observation, start_ns: int, end_ns: int, slack_ns: int) 
             # bound. A reply whose request the capture lacks bounds nothing after it (its ID
             # may have been taken long before it left): the next is held to the one before.
             last[peer] = (ident, min(asked), t)
-        if prev is None or t < start_ns:
-            continue      # a peer's first reply: the bucket starts random
+        if prev is None:
+            # a peer's first reply: the bucket starts random, its ID is learnt (any value)
+            if start_ns <= t and asked:
+                learnt.append(Learnt("icmp_id", ident, 0, 0xFFFF, f"first echo reply to {ip4_str(peer)}", t))
+            continue
+        if t < start_ns:
+            continue
         p_id, p_asked, p_t = prev
         lo, hi = p_asked - slack_ns, t + slack_ns
         # every packet the board received or sent without DF in between, but the two replies
@@ -385,7 +394,7 @@ def ip_idents_rows(obs: Observation, start_ns: int, end_ns: int, slack_ns: int) 
                              f"ip_idents to {ip4_str(peer)}: ID {ident} after ID {p_id}, whose request came "
                              f"{(t - p_asked) / 1e6:.1f} ms before: at most {(hi - lo) // JIFFY + others} more "
                              f"than {(p_id + 1) & 0xFFFF} ({others} packets in or out between)"))
-    return rows
+    return rows, learnt
 
 
 def _inet_ids(obs: Observation, start_ns: int, end_ns: int) -> list[Learnt]:
